@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need (Debian 12 / Ubuntu), idempotently:
+# Debian packages, a Python venv at .venv with the test-only references, and the default model.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+pkgs=(build-essential cmake ninja-build pkg-config python3 python3-venv unzip
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  libpcre2-dev libutf8proc-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev libstb-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Test-only Python references (Hugging Face tokenizers, jinja2).
+if [ ! -x "$root/.venv/bin/python" ]; then
+  python3 -m venv "$root/.venv"
+fi
+if ! "$root/.venv/bin/python" -c "import tokenizers, jinja2, numpy" 2>/dev/null; then
+  "$root/.venv/bin/pip" install -q "tokenizers==0.23.*" "jinja2>=3.1" numpy
+fi
+
+"$root/scripts/fetch_model.sh"

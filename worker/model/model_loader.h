@@ -1,0 +1,35 @@
+// Loads a Llama-family model (Llama, Qwen2) from a Hugging Face folder (config.json +
+// safetensors, sharded or not) or a GGUF file into fused ModelWeights (model_weights.h layouts).
+//
+// Every malformed input (truncated file, bad JSON, missing or mis-shaped tensor, unsupported
+// dtype or architecture) comes back as a Status that names the file and the key or tensor.
+// Tensors already in the requested dtype and layout point into the file's memory map; the rest
+// are converted (dequantized, fused) into owned buffers.
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+#include "worker/model/model_config.h"
+#include "worker/model/model_weights.h"
+#include "worker/model/tensor.h"
+
+namespace ite {
+
+struct LoadOptions {
+  DType dtype = DType::kF32;   // dtype of every output tensor (norms and biases included)
+  bool show_progress = false;  // log per-layer progress and total time (spdlog, stderr)
+};
+
+struct LoadedModel {
+  ModelConfig config;
+  ModelWeights weights;
+  std::string path;
+  std::string format;  // "gguf" or "safetensors"
+};
+
+// `path`: a .gguf file, or a folder with config.json and model.safetensors /
+// model.safetensors.index.json.
+StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options);
+
+}  // namespace ite

@@ -2,6 +2,7 @@
 // ground truth the CUDA kernels are tested against, so each one is written to be obviously right
 // first; the hot ones (matmul, attention) are then multi-threaded and vectorisable.
 // All tensors are row-major and contiguous; shapes are given on each argument.
+// Operators that take a ThreadPool run single-threaded when it is null (the default).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,10 @@
 #include <vector>
 
 #include "worker/model/model_config.h"
+
+namespace ite {
+class ThreadPool;
+}
 
 namespace ite::cpu {
 
@@ -24,8 +29,14 @@ void AddRmsNorm(float* residual, const float* x, const float* weight, int32_t ro
                 float eps, float* out);
 
 // out[M, N] = x[M, K] @ w[N, K]^T (+ bias[N] when not null).
+// The weight rows are split among threads; each weight row is read once for all M rows of x.
 void MatMul(const float* x, const float* w, const float* bias, int32_t m, int32_t n, int32_t k,
-            float* out);
+            float* out, ThreadPool* pool = nullptr);
+
+// Same with BF16 weights (the upper half of an fp32), widened to fp32 on load: half the memory
+// traffic of MatMul, which is what bounds batch-1 decoding.
+void MatMulBf16(const float* x, const uint16_t* w, const float* bias, int32_t m, int32_t n,
+                int32_t k, float* out, ThreadPool* pool = nullptr);
 
 // Inverse frequencies [head_dim / 2] for RoPE, with Llama-3 scaling when config asks for it.
 std::vector<float> RopeInvFreq(const ModelConfig& config);
@@ -61,6 +72,7 @@ void KvWrite(const PagedKv& cache, std::span<const int32_t> block_table,
 // positions [0, start_pos + t]. GQA: query head h reads kv head h / (num_heads / num_kv_heads).
 // out [n, num_heads, head_dim]. scale = 1 / sqrt(head_dim).
 void PagedAttention(const PagedKv& cache, std::span<const int32_t> block_table, int32_t start_pos,
-                    const float* q, int32_t n, int32_t num_heads, float scale, float* out);
+                    const float* q, int32_t n, int32_t num_heads, float scale, float* out,
+                    ThreadPool* pool = nullptr);
 
 }  // namespace ite::cpu

@@ -1,0 +1,276 @@
+#include "clients/client_bench.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "clients/client_common.h"
+
+namespace ite::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct RequestResult {
+  bool ok = false;
+  grpc::Status status;
+  double ttft_ms = 0;
+  double e2e_ms = 0;
+  std::vector<double> itl_ms;  // one per token after the first
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+};
+
+struct Percentiles {
+  double mean = 0, p50 = 0, p90 = 0, p99 = 0;
+  size_t count = 0;
+};
+
+Percentiles Summarize(std::vector<double> v) {
+  Percentiles p;
+  p.count = v.size();
+  if (v.empty()) return p;
+  std::sort(v.begin(), v.end());
+  double sum = 0;
+  for (double x : v) sum += x;
+  p.mean = sum / v.size();
+  // Nearest-rank percentile.
+  auto at = [&](double q) {
+    size_t rank = static_cast<size_t>(std::ceil(q * v.size()));
+    return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+  };
+  p.p50 = at(0.50);
+  p.p90 = at(0.90);
+  p.p99 = at(0.99);
+  return p;
+}
+
+nlohmann::json ToJson(const Percentiles& p) {
+  return {{"mean", p.mean}, {"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"count", p.count}};
+}
+
+class Bench {
+ public:
+  explicit Bench(const BenchOptions& o) : o_(o) {}
+
+  int Run() {
+    grpc::Status status;
+    auto channel = Connect(o_.addr, std::chrono::milliseconds(o_.connect_timeout_ms), &status);
+    if (!channel) {
+      fmt::print(stderr, "ite-client bench: {}\n", status.error_message());
+      return kExitUnavailable;
+    }
+    stub_ = ite::v1::Generation::NewStub(channel);
+    if (int rc = PreparePrompts(); rc != kExitOk) return rc;
+
+    results_.resize(o_.requests);
+    auto start = Clock::now();
+    if (o_.rate > 0) {
+      RunOpenLoop();
+    } else {
+      RunClosedLoop(o_.concurrency > 0 ? o_.concurrency : o_.requests);
+    }
+    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return Report(seconds);
+  }
+
+ private:
+  int PreparePrompts() {
+    std::mt19937_64 rng(o_.seed);
+    if (!o_.prompts_file.empty()) {
+      std::ifstream in(o_.prompts_file);
+      if (!in) {
+        fmt::print(stderr, "ite-client bench: cannot read --prompts-file {}\n", o_.prompts_file);
+        return kExitUsage;
+      }
+      for (std::string line; std::getline(in, line);) {
+        if (!line.empty()) text_prompts_.push_back(line);
+      }
+      if (text_prompts_.empty()) {
+        fmt::print(stderr, "ite-client bench: --prompts-file {} has no prompts\n",
+                   o_.prompts_file);
+        return kExitUsage;
+      }
+      return kExitOk;
+    }
+    // Random token ids give exact prompt lengths; avoid the low ids where special tokens live.
+    grpc::ClientContext ctx;
+    ite::v1::ModelInfoResponse info;
+    grpc::Status s = stub_->ModelInfo(&ctx, ite::v1::ModelInfoRequest(), &info);
+    if (!s.ok()) {
+      fmt::print(stderr, "ite-client bench: ModelInfo failed: {}\n", s.error_message());
+      return ExitCodeFor(s);
+    }
+    int32_t lo = std::min(1000, info.vocab_size() / 2);
+    std::uniform_int_distribution<int32_t> dist(lo, info.vocab_size() - 1);
+    token_prompts_.resize(o_.requests);
+    for (auto& p : token_prompts_) {
+      p.resize(o_.input_len);
+      for (auto& t : p) t = dist(rng);
+    }
+    return kExitOk;
+  }
+
+  void RunOne(int32_t i) {
+    ite::v1::GenerateRequest req;
+    req.set_request_id(fmt::format("bench-{}", i));
+    if (!text_prompts_.empty()) {
+      req.set_prompt(text_prompts_[i % text_prompts_.size()]);
+    } else {
+      auto* ids = req.mutable_prompt_token_ids()->mutable_ids();
+      ids->Assign(token_prompts_[i].begin(), token_prompts_[i].end());
+    }
+    req.set_max_tokens(o_.output_len);
+    req.set_ignore_eos(o_.ignore_eos);
+    req.mutable_sampling()->set_temperature(o_.temperature);
+    req.mutable_sampling()->set_seed(o_.seed + i);
+
+    RequestResult& r = results_[i];
+    grpc::ClientContext ctx;
+    auto start = Clock::now();
+    auto last = start;
+    bool first = true;
+    auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+    r.status = StreamGenerate(*stub_, req, &ctx, [&](const ite::v1::GenerateResponse& chunk) {
+      int n = chunk.token_ids_size();
+      if (n == 0) {
+        if (chunk.finish_reason() != ite::v1::FINISH_REASON_UNSPECIFIED) {
+          r.prompt_tokens = chunk.usage().prompt_tokens();
+          r.completion_tokens = chunk.usage().completion_tokens();
+        }
+        return;
+      }
+      auto now = Clock::now();
+      if (first) {
+        r.ttft_ms = ms(now - start);
+        first = false;
+        // Further tokens of the first chunk arrived together: zero gaps.
+        for (int k = 1; k < n; ++k) r.itl_ms.push_back(0.0);
+      } else {
+        // A chunk of n tokens after a gap: spread the gap over its tokens.
+        for (int k = 0; k < n; ++k) r.itl_ms.push_back(ms(now - last) / n);
+      }
+      last = now;
+      if (chunk.finish_reason() != ite::v1::FINISH_REASON_UNSPECIFIED) {
+        r.prompt_tokens = chunk.usage().prompt_tokens();
+        r.completion_tokens = chunk.usage().completion_tokens();
+      }
+    });
+    r.e2e_ms = ms(Clock::now() - start);
+    r.ok = r.status.ok();
+    if (!r.ok) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (errors_printed_++ < 5) {
+        fmt::print(stderr, "ite-client bench: request {} failed: {} ({})\n", i,
+                   r.status.error_message(), static_cast<int>(r.status.error_code()));
+      }
+    }
+  }
+
+  void RunClosedLoop(int32_t concurrency) {
+    std::atomic<int32_t> next{0};
+    std::vector<std::thread> threads;
+    for (int32_t t = 0; t < std::min(concurrency, o_.requests); ++t) {
+      threads.emplace_back([&] {
+        for (int32_t i = next++; i < o_.requests; i = next++) RunOne(i);
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+
+  void RunOpenLoop() {
+    std::mt19937_64 rng(o_.seed ^ 0x9e3779b97f4a7c15ull);
+    std::exponential_distribution<double> gap(o_.rate);
+    std::vector<std::thread> threads;
+    auto t = Clock::now();
+    for (int32_t i = 0; i < o_.requests; ++i) {
+      std::this_thread::sleep_until(t);
+      threads.emplace_back([this, i] { RunOne(i); });
+      t += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
+    }
+    for (auto& th : threads) th.join();
+  }
+
+  int Report(double seconds) {
+    std::vector<double> ttft, e2e, itl;
+    int64_t out_tokens = 0, in_tokens = 0;
+    int32_t ok = 0;
+    grpc::Status first_error;
+    for (const auto& r : results_) {
+      if (!r.ok) {
+        if (first_error.ok()) first_error = r.status;
+        continue;
+      }
+      ++ok;
+      ttft.push_back(r.ttft_ms);
+      e2e.push_back(r.e2e_ms);
+      itl.insert(itl.end(), r.itl_ms.begin(), r.itl_ms.end());
+      out_tokens += r.completion_tokens;
+      in_tokens += r.prompt_tokens;
+    }
+    Percentiles pt = Summarize(ttft), pi = Summarize(itl), pe = Summarize(e2e);
+    std::string mode = o_.rate > 0 ? fmt::format("poisson rate {:.2f} req/s", o_.rate)
+                                   : fmt::format("concurrency {}", o_.concurrency > 0
+                                                                       ? o_.concurrency
+                                                                       : o_.requests);
+    fmt::print("requests {} ok {} failed {} | {} | input {} output {} tokens/request\n",
+               o_.requests, ok, o_.requests - ok, mode,
+               o_.prompts_file.empty() ? fmt::format("{}", o_.input_len) : "file",
+               o_.output_len);
+    fmt::print("duration {:.2f} s | {:.3f} req/s | output {:.1f} tok/s | input {:.1f} tok/s\n",
+               seconds, ok / seconds, out_tokens / seconds, in_tokens / seconds);
+    fmt::print("{:<10} {:>10} {:>10} {:>10} {:>10}\n", "metric(ms)", "mean", "p50", "p90", "p99");
+    for (auto [name, p] : {std::pair{"TTFT", pt}, {"ITL", pi}, {"E2E", pe}}) {
+      fmt::print("{:<10} {:>10.2f} {:>10.2f} {:>10.2f} {:>10.2f}\n", name, p.mean, p.p50, p.p90,
+                 p.p99);
+    }
+    if (!o_.json_path.empty()) {
+      nlohmann::json j = {{"addr", o_.addr},
+                          {"requests", o_.requests},
+                          {"ok", ok},
+                          {"failed", o_.requests - ok},
+                          {"concurrency", o_.concurrency},
+                          {"rate", o_.rate},
+                          {"input_len", o_.prompts_file.empty() ? o_.input_len : -1},
+                          {"output_len", o_.output_len},
+                          {"duration_s", seconds},
+                          {"req_per_s", ok / seconds},
+                          {"output_tok_per_s", out_tokens / seconds},
+                          {"input_tok_per_s", in_tokens / seconds},
+                          {"ttft_ms", ToJson(pt)},
+                          {"itl_ms", ToJson(pi)},
+                          {"e2e_ms", ToJson(pe)}};
+      std::ofstream out(o_.json_path);
+      out << j.dump(2) << "\n";
+      if (!out) {
+        fmt::print(stderr, "ite-client bench: cannot write --json {}\n", o_.json_path);
+        return kExitOther;
+      }
+    }
+    if (ok == o_.requests) return kExitOk;
+    return ExitCodeFor(first_error);
+  }
+
+  BenchOptions o_;
+  std::unique_ptr<ite::v1::Generation::Stub> stub_;
+  std::vector<std::string> text_prompts_;
+  std::vector<std::vector<int32_t>> token_prompts_;
+  std::vector<RequestResult> results_;
+  std::mutex mu_;
+  int errors_printed_ = 0;
+};
+
+}  // namespace
+
+int RunBench(const BenchOptions& options) { return Bench(options).Run(); }
+
+}  // namespace ite::client

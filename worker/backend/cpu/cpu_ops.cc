@@ -127,8 +127,8 @@ void MatMulImpl(const float* x, const W* w, const float* bias, int32_t m, int32_
         int32_t mr = std::min(kTileM, m - i);
         for (int32_t j = n0; j < n1; j += kTileN) {
           int32_t nr = std::min(kTileN, n1 - j);
-          DotTileAny<W>(x + static_cast<int64_t>(i) * k, w + static_cast<int64_t>(j) * k, mr, nr,
-                        k, out + static_cast<int64_t>(i) * n + j, n);
+          DotTileAny<W>(x + static_cast<int64_t>(i) * k, w + static_cast<int64_t>(j) * k, mr, nr, k,
+                        out + static_cast<int64_t>(i) * n + j, n);
         }
       }
       if (bias != nullptr) {
@@ -182,8 +182,8 @@ std::vector<float> RopeInvFreq(const ModelConfig& config) {
   // fp32 like the Hugging Face reference: base ** (2i / d) on float32 exponents.
   for (int32_t i = 0; i < half; ++i) {
     float exponent = static_cast<float>(2 * i) / static_cast<float>(config.head_dim);
-    inv[i] = static_cast<float>(1.0 / std::pow(static_cast<double>(config.rope_theta),
-                                               static_cast<double>(exponent)));
+    inv[i] = static_cast<float>(
+        1.0 / std::pow(static_cast<double>(config.rope_theta), static_cast<double>(exponent)));
   }
   const RopeScaling& rs = config.rope_scaling;
   if (rs.type == "llama3") {
@@ -279,7 +279,8 @@ inline float Dot(const float* a, const float* b, int32_t n) {
   float sum = 0.0f;
 #ifdef ITE_CPU_AVX2
   __m256 acc = _mm256_setzero_ps();
-  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  for (; i + 8 <= n; i += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
   sum = HorizontalSum(acc);
 #endif
   for (; i < n; ++i) sum += a[i] * b[i];

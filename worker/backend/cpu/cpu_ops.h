@@ -21,8 +21,7 @@ namespace ite::cpu {
 void Embedding(const float* table, int32_t dim, std::span<const int32_t> ids, float* out);
 
 // out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight. x, out [rows, dim]; may alias.
-void RmsNorm(const float* x, const float* weight, int32_t rows, int32_t dim, float eps,
-             float* out);
+void RmsNorm(const float* x, const float* weight, int32_t rows, int32_t dim, float eps, float* out);
 
 // residual += x; out = RmsNorm(residual). residual, x, out [rows, dim].
 void AddRmsNorm(float* residual, const float* x, const float* weight, int32_t rows, int32_t dim,
@@ -46,7 +45,8 @@ std::vector<float> RopeInvFreq(const ModelConfig& config);
 void Rope(float* q, float* k, std::span<const int32_t> positions, int32_t num_heads,
           int32_t num_kv_heads, int32_t head_dim, std::span<const float> inv_freq);
 
-// out[r, i] = silu(gate_up[r, i]) * gate_up[r, inter + i]. gate_up [rows, 2*inter]; out [rows, inter].
+// out[r, i] = silu(gate_up[r, i]) * gate_up[r, inter + i]. gate_up [rows, 2*inter]; out [rows,
+// inter].
 void SiluMul(const float* gate_up, int32_t rows, int32_t inter, float* out);
 
 // In-place softmax of each row of x [rows, n].

@@ -2,12 +2,12 @@
 // awkward shapes (odd sizes, sizes not a multiple of the vector width).
 #include "worker/backend/cpu/cpu_ops.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstring>
 #include <numbers>
 #include <random>
-
-#include <gtest/gtest.h>
 
 #include "common/thread_pool.h"
 
@@ -35,8 +35,8 @@ float FromBf16(uint16_t h) {
   return f;
 }
 
-void NaiveMatMul(const std::vector<float>& x, const std::vector<float>& w, const float* bias,
-                 int m, int n, int k, std::vector<double>* out) {
+void NaiveMatMul(const std::vector<float>& x, const std::vector<float>& w, const float* bias, int m,
+                 int n, int k, std::vector<double>* out) {
   out->assign(static_cast<size_t>(m) * n, 0.0);
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) {
@@ -48,7 +48,7 @@ void NaiveMatMul(const std::vector<float>& x, const std::vector<float>& w, const
 
 TEST(CpuOpsTest, MatMulMatchesNaiveOverShapesAndThreads) {
   ThreadPool pool(3);
-  const int shapes[][3] = {{1, 1, 1},   {1, 4, 8},    {2, 5, 7},   {3, 33, 17},
+  const int shapes[][3] = {{1, 1, 1},   {1, 4, 8},    {2, 5, 7},     {3, 33, 17},
                            {5, 64, 64}, {7, 70, 100}, {1, 129, 576}, {4, 31, 9}};
   for (auto [m, n, k] : shapes) {
     auto x = Random(static_cast<size_t>(m) * k, m * 100 + n);
@@ -248,7 +248,7 @@ TEST(CpuOpsTest, KvWriteAndPagedAttentionMatchDenseAttention) {
   ThreadPool pool(2);
   const int nh = 4, nkv = 2, hd = 12, bs = 4, num_blocks = 9;
   const int start = 6, n = 5, total = start + n;  // prefix of 6 cached, 5 new tokens
-  std::vector<int32_t> table = {7, 2, 5};          // scattered physical blocks: 12 slots >= 11
+  std::vector<int32_t> table = {7, 2, 5};         // scattered physical blocks: 12 slots >= 11
   std::vector<float> kc(num_blocks * bs * nkv * hd, NAN), vc(kc.size(), NAN);
   PagedKv cache{kc.data(), vc.data(), num_blocks, bs, nkv, hd};
   auto k = Random(total * nkv * hd, 12);

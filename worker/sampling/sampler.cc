@@ -1,0 +1,156 @@
+#include "worker/sampling/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace ite {
+
+Status SamplingParams::Validate() const {
+  if (!std::isfinite(temperature) || temperature < 0.0f)
+    return InvalidArgument("sampling: temperature {} must be >= 0", temperature);
+  if (top_k < 0) return InvalidArgument("sampling: top_k {} must be >= 0", top_k);
+  if (!(top_p > 0.0f && top_p <= 1.0f))
+    return InvalidArgument("sampling: top_p {} must be in (0, 1]", top_p);
+  if (!(min_p >= 0.0f && min_p <= 1.0f))
+    return InvalidArgument("sampling: min_p {} must be in [0, 1]", min_p);
+  if (!std::isfinite(repetition_penalty) || repetition_penalty <= 0.0f)
+    return InvalidArgument("sampling: repetition_penalty {} must be > 0", repetition_penalty);
+  if (!(presence_penalty >= -2.0f && presence_penalty <= 2.0f))
+    return InvalidArgument("sampling: presence_penalty {} must be in [-2, 2]", presence_penalty);
+  if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f))
+    return InvalidArgument("sampling: frequency_penalty {} must be in [-2, 2]", frequency_penalty);
+  if (top_logprobs < 0 || top_logprobs > 20)
+    return InvalidArgument("sampling: top_logprobs {} must be in [0, 20]", top_logprobs);
+  return Status::Ok();
+}
+
+SequenceSampler::SequenceSampler(const SamplingParams& params,
+                                 std::span<const int32_t> prompt_tokens)
+    : params_(params) {
+  if (params_.has_seed) {
+    rng_.seed(params_.seed);
+  } else {
+    std::random_device rd;
+    rng_.seed((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  }
+  if (params_.repetition_penalty != 1.0f) seen_.insert(prompt_tokens.begin(), prompt_tokens.end());
+}
+
+void SequenceSampler::Accept(int32_t token) {
+  if (params_.repetition_penalty != 1.0f) seen_.insert(token);
+  ++generated_[token];
+}
+
+void SequenceSampler::ApplyPenalties(std::vector<float>* x) const {
+  const int64_t vocab = static_cast<int64_t>(x->size());
+  const float r = params_.repetition_penalty;
+  if (r != 1.0f) {
+    for (int32_t t : seen_) {
+      if (t < 0 || t >= vocab) continue;
+      float& v = (*x)[t];
+      v = v > 0.0f ? v / r : v * r;
+    }
+  }
+  if (params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f) {
+    for (auto [t, count] : generated_) {
+      if (t < 0 || t >= vocab) continue;
+      (*x)[t] -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(count);
+    }
+  }
+}
+
+int32_t SequenceSampler::Draw(const std::vector<float>& x) {
+  const int32_t vocab = static_cast<int32_t>(x.size());
+  auto better = [&x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
+  order_.resize(vocab);
+  std::iota(order_.begin(), order_.end(), 0);
+  bool sorted = false;
+  if (params_.top_k > 0 && params_.top_k < vocab) {
+    std::nth_element(order_.begin(), order_.begin() + params_.top_k, order_.end(), better);
+    order_.resize(params_.top_k);
+    std::sort(order_.begin(), order_.end(), better);
+    sorted = true;
+  } else if (params_.top_p < 1.0f) {
+    std::sort(order_.begin(), order_.end(), better);
+    sorted = true;
+  }
+  float mx = sorted ? x[order_[0]] : *std::max_element(x.begin(), x.end());
+  if (!std::isfinite(mx)) {  // every logit -inf (or a +inf): fall back to the best one
+    return *std::min_element(order_.begin(), order_.end(), better);
+  }
+  probs_.resize(order_.size());
+  double total = 0.0;
+  for (size_t i = 0; i < order_.size(); ++i) {
+    probs_[i] = std::exp(x[order_[i]] - mx);
+    total += probs_[i];
+  }
+  size_t keep = order_.size();
+  if (params_.top_p < 1.0f) {
+    // Keep tokens while the mass before them is below top_p: the smallest prefix reaching it.
+    double before = 0.0;
+    double limit = static_cast<double>(params_.top_p) * total;
+    size_t i = 0;
+    for (; i < order_.size() && (i == 0 || before < limit); ++i) before += probs_[i];
+    keep = i;
+  }
+  // min-p relative to the most likely token, whose unnormalised probability is exp(0) = 1.
+  double kept_total = 0.0;
+  for (size_t i = 0; i < keep; ++i) {
+    if (probs_[i] < params_.min_p) probs_[i] = 0.0f;
+    kept_total += probs_[i];
+  }
+  // 53 random bits -> [0, 1): the same stream gives the same tokens on every platform.
+  double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * kept_total;
+  double acc = 0.0;
+  int32_t last = order_[0];
+  for (size_t i = 0; i < keep; ++i) {
+    if (probs_[i] == 0.0f) continue;
+    acc += probs_[i];
+    last = order_[i];
+    if (u < acc) return order_[i];
+  }
+  return last;  // rounding left u at the very top
+}
+
+SampleResult SequenceSampler::Sample(std::span<const float> logits) {
+  work_.assign(logits.begin(), logits.end());
+  for (float& v : work_)
+    if (std::isnan(v)) v = -INFINITY;
+  ApplyPenalties(&work_);
+  const bool greedy = params_.temperature == 0.0f;
+  if (!greedy && params_.temperature != 1.0f) {
+    const float inv = 1.0f / params_.temperature;
+    for (float& v : work_) v *= inv;
+  }
+
+  SampleResult result;
+  if (greedy) {
+    result.token = static_cast<int32_t>(std::max_element(work_.begin(), work_.end()) -
+                                        work_.begin());  // first maximum: lowest id on ties
+  } else {
+    result.token = Draw(work_);
+  }
+
+  if (params_.logprobs || params_.top_logprobs > 0) {
+    float mx = *std::max_element(work_.begin(), work_.end());
+    double z = 0.0;
+    for (float v : work_) z += std::exp(static_cast<double>(v - mx));
+    const float log_z = mx + static_cast<float>(std::log(z));
+    result.logprob = work_[result.token] - log_z;
+    int32_t n = std::min<int32_t>(params_.top_logprobs, static_cast<int32_t>(work_.size()));
+    if (n > 0) {
+      order_.resize(work_.size());
+      std::iota(order_.begin(), order_.end(), 0);
+      std::partial_sort(order_.begin(), order_.begin() + n, order_.end(),
+                        [&](int32_t a, int32_t b) {
+                          return work_[a] > work_[b] || (work_[a] == work_[b] && a < b);
+                        });
+      for (int32_t i = 0; i < n; ++i) result.top.push_back({order_[i], work_[order_[i]] - log_z});
+    }
+  }
+  Accept(result.token);
+  return result;
+}
+
+}  // namespace ite

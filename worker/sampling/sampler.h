@@ -1,0 +1,80 @@
+// Per-sequence token sampling: penalties, temperature, top-k / top-p / min-p, seeded RNG and
+// logprobs. Order of processing (that of Hugging Face's logits processors and warpers):
+//   1. repetition penalty over prompt + generated tokens (transformers semantics: a seen token's
+//      logit is divided by the penalty when positive, multiplied when negative);
+//   2. presence and frequency penalties over generated tokens only (OpenAI / vLLM semantics:
+//      logit -= presence * [count > 0] + frequency * count);
+//   3. temperature (0 = greedy: argmax, lowest id on ties);
+//   4. top-k, then top-p (smallest set of most likely tokens whose mass reaches top_p), then
+//      min-p (drop tokens below min_p times the most likely token's probability).
+// Logprobs are the log-softmax of the logits after steps 1-3 (temperature taken as 1 when
+// greedy), before the truncation of step 4: the distribution the model expressed once penalised,
+// so alternatives outside top-k still get a finite logprob.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/status.h"
+
+namespace ite {
+
+struct SamplingParams {
+  float temperature = 1.0f;  // 0: greedy
+  int32_t top_k = 0;         // 0: off
+  float top_p = 1.0f;        // 1: off
+  float min_p = 0.0f;        // 0: off
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  uint64_t seed = 0;
+  bool has_seed = false;  // false: seeded from std::random_device
+  int32_t top_logprobs = 0;
+  bool logprobs = false;
+
+  // InvalidArgument naming the field when out of range.
+  Status Validate() const;
+};
+
+struct TokenLogprob {
+  int32_t token;
+  float logprob;
+};
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;           // of `token`, when params.logprobs
+  std::vector<TokenLogprob> top;  // params.top_logprobs best, most likely first
+};
+
+// Per sequence: RNG state and token counts for the penalties. Not thread-safe; one sequence is
+// sampled by one thread at a time. params must have passed Validate().
+class SequenceSampler {
+ public:
+  SequenceSampler(const SamplingParams& params, std::span<const int32_t> prompt_tokens);
+
+  // logits [vocab]. Records the chosen token (as Accept does).
+  SampleResult Sample(std::span<const float> logits);
+  // Records a token chosen elsewhere (e.g. forced), for the penalties.
+  void Accept(int32_t token);
+
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  void ApplyPenalties(std::vector<float>* x) const;
+  int32_t Draw(const std::vector<float>& scaled);
+
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::unordered_set<int32_t> seen_;                // prompt + generated
+  std::unordered_map<int32_t, int32_t> generated_;  // token -> count
+  std::vector<float> work_;
+  std::vector<int32_t> order_;
+  std::vector<float> probs_;
+};
+
+}  // namespace ite

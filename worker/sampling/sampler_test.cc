@@ -1,0 +1,236 @@
+#include "worker/sampling/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+namespace ite {
+namespace {
+
+SamplingParams Seeded(uint64_t seed) {
+  SamplingParams p;
+  p.seed = seed;
+  p.has_seed = true;
+  return p;
+}
+
+// Logits whose softmax is exactly `probs` (up to rounding).
+std::vector<float> LogitsOf(std::vector<double> probs) {
+  std::vector<float> out;
+  for (double p : probs) out.push_back(static_cast<float>(std::log(p)));
+  return out;
+}
+
+std::map<int32_t, double> Frequencies(SequenceSampler& s, std::span<const float> logits,
+                                      int draws) {
+  std::map<int32_t, double> f;
+  for (int i = 0; i < draws; ++i) f[s.Sample(logits).token] += 1.0 / draws;
+  return f;
+}
+
+TEST(SamplingParamsTest, ValidateNamesTheField) {
+  EXPECT_TRUE(SamplingParams{}.Validate().ok());
+  auto bad = [](auto mutate, const char* field) {
+    SamplingParams p;
+    mutate(p);
+    Status s = p.Validate();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(s.message().find(field), std::string::npos) << s.message();
+  };
+  bad([](SamplingParams& p) { p.temperature = -1; }, "temperature");
+  bad([](SamplingParams& p) { p.temperature = NAN; }, "temperature");
+  bad([](SamplingParams& p) { p.top_k = -2; }, "top_k");
+  bad([](SamplingParams& p) { p.top_p = 0; }, "top_p");
+  bad([](SamplingParams& p) { p.top_p = 1.5f; }, "top_p");
+  bad([](SamplingParams& p) { p.min_p = -0.1f; }, "min_p");
+  bad([](SamplingParams& p) { p.repetition_penalty = 0; }, "repetition_penalty");
+  bad([](SamplingParams& p) { p.presence_penalty = 3; }, "presence_penalty");
+  bad([](SamplingParams& p) { p.frequency_penalty = -2.5f; }, "frequency_penalty");
+  bad([](SamplingParams& p) { p.top_logprobs = 21; }, "top_logprobs");
+}
+
+TEST(SequenceSamplerTest, GreedyTakesArgmaxLowestIdOnTies) {
+  SamplingParams p;
+  p.temperature = 0;
+  SequenceSampler s(p, {});
+  std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f};
+  EXPECT_EQ(s.Sample(logits).token, 1);
+  EXPECT_EQ(s.Sample(logits).token, 1);
+}
+
+TEST(SequenceSamplerTest, FrequenciesFollowTheDistribution) {
+  const std::vector<double> probs = {0.1, 0.2, 0.3, 0.4};
+  auto logits = LogitsOf(probs);
+  SequenceSampler s(Seeded(1), {});
+  auto f = Frequencies(s, logits, 40000);
+  // 40000 draws: standard error <= 0.0025, so 0.012 is ~5 sigma.
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(f[i], probs[i], 0.012) << i;
+
+  // Temperature 2 flattens: p_i proportional to sqrt(probs_i).
+  SamplingParams hot = Seeded(2);
+  hot.temperature = 2.0f;
+  SequenceSampler sh(hot, {});
+  auto fh = Frequencies(sh, logits, 40000);
+  double z = 0;
+  for (double p : probs) z += std::sqrt(p);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(fh[i], std::sqrt(probs[i]) / z, 0.012) << i;
+}
+
+TEST(SequenceSamplerTest, TopKNeverLeavesTheKBest) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0, 2);
+  std::vector<float> logits(500);
+  for (float& v : logits) v = dist(rng);
+  std::vector<float> sorted = logits;
+  std::sort(sorted.rbegin(), sorted.rend());
+  SamplingParams p = Seeded(4);
+  p.top_k = 5;
+  p.temperature = 5.0f;  // flat, so the cut is what keeps the draws in
+  SequenceSampler s(p, {});
+  std::map<int32_t, int> seen;
+  for (int i = 0; i < 5000; ++i) {
+    int32_t t = s.Sample(logits).token;
+    ASSERT_GE(logits[t], sorted[4]);
+    ++seen[t];
+  }
+  EXPECT_EQ(seen.size(), 5u);
+
+  // Among the kept, proportions stay those of the distribution: top-2 of {.1,.2,.3,.4}.
+  SamplingParams p2 = Seeded(5);
+  p2.top_k = 2;
+  SequenceSampler s2(p2, {});
+  auto f = Frequencies(s2, LogitsOf({0.1, 0.2, 0.3, 0.4}), 40000);
+  EXPECT_EQ(f.count(0) + f.count(1), 0u);
+  EXPECT_NEAR(f[2], 3.0 / 7, 0.012);
+  EXPECT_NEAR(f[3], 4.0 / 7, 0.012);
+}
+
+TEST(SequenceSamplerTest, TopPKeepsTheSmallestSetReachingP) {
+  auto logits = LogitsOf({0.1, 0.2, 0.3, 0.4});
+  // Sorted: .4, .3, .2, .1. top_p .5: .4 alone is short of .5, so .3 joins; .2 does not.
+  SamplingParams p = Seeded(6);
+  p.top_p = 0.5f;
+  SequenceSampler s(p, {});
+  auto f = Frequencies(s, logits, 40000);
+  EXPECT_EQ(f.count(0) + f.count(1), 0u);
+  EXPECT_NEAR(f[3], 4.0 / 7, 0.012);
+  // top_p .4 exactly reached by the first token alone (up to rounding, so use .39).
+  SamplingParams q = Seeded(7);
+  q.top_p = 0.39f;
+  SequenceSampler sq(q, {});
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(sq.Sample(logits).token, 3);
+}
+
+TEST(SequenceSamplerTest, MinPDropsTokensBelowAFractionOfTheBest) {
+  auto logits = LogitsOf({0.1, 0.2, 0.3, 0.4});
+  SamplingParams p = Seeded(8);
+  p.min_p = 0.6f;  // threshold .24: keeps .3 and .4
+  SequenceSampler s(p, {});
+  auto f = Frequencies(s, logits, 40000);
+  EXPECT_EQ(f.count(0) + f.count(1), 0u);
+  EXPECT_NEAR(f[2], 3.0 / 7, 0.012);
+  p.min_p = 0.8f;  // threshold .32: only .4
+  SequenceSampler s2(p, {});
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(s2.Sample(logits).token, 3);
+}
+
+TEST(SequenceSamplerTest, SameSeedSameTokensOtherSeedOtherTokens) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> dist(0, 1);
+  std::vector<std::vector<float>> steps(100, std::vector<float>(300));
+  for (auto& l : steps)
+    for (float& v : l) v = dist(rng);
+  auto run = [&](SamplingParams p) {
+    SequenceSampler s(p, {});
+    std::vector<int32_t> out;
+    for (auto& l : steps) out.push_back(s.Sample(l).token);
+    return out;
+  };
+  SamplingParams a = Seeded(123);
+  a.top_p = 0.9f;
+  a.top_k = 50;
+  EXPECT_EQ(run(a), run(a));
+  SamplingParams b = a;
+  b.seed = 124;
+  EXPECT_NE(run(a), run(b));
+  SamplingParams unseeded = a;
+  unseeded.has_seed = false;
+  EXPECT_NE(run(unseeded), run(unseeded));  // 100 draws over ~50 tokens: equal by chance ~never
+}
+
+TEST(SequenceSamplerTest, RepetitionPenaltyCoversPromptAndGenerated) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.repetition_penalty = 2.0f;
+  p.logprobs = true;
+  p.top_logprobs = 4;
+  std::vector<int32_t> prompt = {0, 1};
+  SequenceSampler s(p, prompt);
+  // Processed: token0 4 -> 2, token1 -2 -> -4, token2 3 stays, token3 1 stays.
+  std::vector<float> logits = {4.0f, -2.0f, 3.0f, 1.0f};
+  SampleResult r = s.Sample(logits);
+  EXPECT_EQ(r.token, 2);
+  std::vector<double> processed = {2, -4, 3, 1};
+  double z = 0;
+  for (double v : processed) z += std::exp(v);
+  EXPECT_NEAR(r.logprob, 3 - std::log(z), 1e-5);
+  ASSERT_EQ(r.top.size(), 4u);
+  EXPECT_EQ(r.top[0].token, 2);
+  EXPECT_EQ(r.top[1].token, 0);
+  EXPECT_EQ(r.top[2].token, 3);
+  EXPECT_EQ(r.top[3].token, 1);
+  EXPECT_NEAR(r.top[3].logprob, -4 - std::log(z), 1e-5);
+  // Token 2 was generated, so now it is penalised too: 1.5 < 2.
+  EXPECT_EQ(s.Sample(logits).token, 0);
+}
+
+TEST(SequenceSamplerTest, PresenceAndFrequencyCountOnlyGeneratedTokens) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.25f;
+  p.logprobs = true;
+  p.top_logprobs = 3;
+  std::vector<int32_t> prompt = {2, 2, 2};  // the prompt does not count
+  SequenceSampler s(p, prompt);
+  s.Accept(1);
+  s.Accept(1);
+  s.Accept(0);
+  // token0: 3 - .5 - .25 = 2.25; token1: 3 - .5 - .5 = 2; token2: 2.5 untouched.
+  std::vector<float> logits = {3.0f, 3.0f, 2.5f};
+  SampleResult r = s.Sample(logits);
+  EXPECT_EQ(r.token, 2);
+  double z = std::exp(2.25) + std::exp(2.0) + std::exp(2.5);
+  EXPECT_NEAR(r.top[1].logprob, 2.25 - std::log(z), 1e-5);
+  EXPECT_EQ(r.top[1].token, 0);
+  EXPECT_EQ(r.top[2].token, 1);
+}
+
+TEST(SequenceSamplerTest, LogprobsUseTemperatureButNotTruncation) {
+  SamplingParams p = Seeded(10);
+  p.temperature = 0.5f;
+  p.top_k = 1;
+  p.logprobs = true;
+  p.top_logprobs = 2;
+  SequenceSampler s(p, {});
+  std::vector<float> logits = {1.0f, 0.0f};
+  SampleResult r = s.Sample(logits);
+  EXPECT_EQ(r.token, 0);
+  double z = std::exp(2.0) + std::exp(0.0);
+  EXPECT_NEAR(r.logprob, 2.0 - std::log(z), 1e-5);
+  EXPECT_NEAR(r.top[1].logprob, 0.0 - std::log(z), 1e-5);  // outside top-k, still finite
+}
+
+TEST(SequenceSamplerTest, NanAndInfiniteLogitsDoNotCrash) {
+  SequenceSampler s(Seeded(11), {});
+  std::vector<float> logits = {NAN, -INFINITY, 1.0f};
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(s.Sample(logits).token, 2);
+  std::vector<float> all_neg = {-INFINITY, -INFINITY};
+  int32_t t = s.Sample(all_neg).token;
+  EXPECT_TRUE(t == 0 || t == 1);
+}
+
+}  // namespace
+}  // namespace ite

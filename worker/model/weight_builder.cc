@@ -1,0 +1,220 @@
+#include "worker/model/weight_builder.h"
+
+#include <chrono>
+#include <cstring>
+
+#include <fmt/ranges.h>
+
+#include "common/logging.h"
+#include "worker/model/dequantize.h"
+
+namespace ite {
+
+namespace {
+
+// A run of source rows to place into an output matrix: rows [0, rows) of `src`, optionally
+// un-interleaving heads of `head_dim` rows.
+struct Part {
+  const SourceTensor* src;
+  int64_t rows;
+  int64_t head_dim;  // > 0: undo the GGUF Q/K permutation within each head
+};
+
+// Source row for output row r when undoing the permutation: within a head, HF row s*half + j
+// (s = which half, j = pair index) was stored at row 2*j + s.
+int64_t SourceRow(int64_t r, int64_t head_dim) {
+  if (head_dim <= 0) return r;
+  const int64_t half = head_dim / 2;
+  const int64_t head = r / head_dim, in_head = r % head_dim;
+  const int64_t s = in_head / half, j = in_head % half;
+  return head * head_dim + 2 * j + s;
+}
+
+void StoreRow(const float* src, int64_t n, DType dtype, void* dst) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
+    case DType::kF16: {
+      auto* out = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) out[i] = FloatToHalf(src[i]);
+      return;
+    }
+    case DType::kBF16: {
+      auto* out = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) out[i] = FloatToBf16(src[i]);
+      return;
+    }
+  }
+}
+
+bool SameEncoding(GgmlType type, DType dtype) {
+  return (type == GgmlType::F32 && dtype == DType::kF32) ||
+         (type == GgmlType::F16 && dtype == DType::kF16) ||
+         (type == GgmlType::BF16 && dtype == DType::kBF16);
+}
+
+class Builder {
+ public:
+  Builder(const ModelConfig& config, const TensorSet& set, const BuildOptions& options)
+      : c_(config), set_(set), opt_(options) {}
+
+  StatusOr<ModelWeights> Build();
+
+ private:
+  StatusOr<const SourceTensor*> Get(WeightKind kind, int layer, std::vector<int64_t> shape);
+  // Output [sum(rows), cols] filled from `parts` in order.
+  Tensor Convert(const std::vector<Part>& parts, int64_t cols, bool is_vector);
+  StatusOr<Tensor> Single(WeightKind kind, int layer, std::vector<int64_t> shape);
+  StatusOr<LayerWeights> Layer(int layer);
+
+  const ModelConfig& c_;
+  const TensorSet& set_;
+  BuildOptions opt_;
+  std::vector<float> scratch_;
+};
+
+StatusOr<const SourceTensor*> Builder::Get(WeightKind kind, int layer,
+                                           std::vector<int64_t> shape) {
+  const std::string name = set_.name_of(kind, layer);
+  auto it = set_.tensors.find(name);
+  if (it == set_.tensors.end()) {
+    return NotFound("{}: tensor '{}' is missing", set_.path, name);
+  }
+  const SourceTensor& t = it->second;
+  if (t.shape != shape) {
+    return InvalidArgument("{}: tensor '{}' has shape [{}], the config implies [{}]", t.file,
+                           name, fmt::join(t.shape, ", "), fmt::join(shape, ", "));
+  }
+  if (!DequantizeSupported(t.type)) {
+    return Unimplemented("{}: tensor '{}' has type {}, which the loader cannot convert", t.file,
+                         name, GgmlTypeName(t.type));
+  }
+  const int64_t cols = shape.back();
+  const int64_t rows = shape.size() == 2 ? shape[0] : 1;
+  if (cols % GgmlBlockSize(t.type) != 0 ||
+      GgmlRowBytes(t.type, cols) * static_cast<size_t>(rows) != t.nbytes) {
+    return InvalidArgument("{}: tensor '{}': {} bytes do not match shape [{}] of {}", t.file,
+                           name, t.nbytes, fmt::join(shape, ", "), GgmlTypeName(t.type));
+  }
+  return &t;
+}
+
+Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_vector) {
+  int64_t total_rows = 0;
+  for (const Part& p : parts) total_rows += p.rows;
+  void* out = nullptr;
+  std::vector<int64_t> shape = is_vector ? std::vector<int64_t>{cols}
+                                         : std::vector<int64_t>{total_rows, cols};
+  Tensor t = AllocTensor(opt_.dtype, std::move(shape), &out);
+  scratch_.resize(static_cast<size_t>(cols));
+  const size_t out_row_bytes = static_cast<size_t>(cols) * DTypeSize(opt_.dtype);
+  auto* dst = static_cast<uint8_t*>(out);
+  for (const Part& p : parts) {
+    const size_t src_row_bytes = GgmlRowBytes(p.src->type, cols);
+    for (int64_t r = 0; r < p.rows; ++r) {
+      const uint8_t* src = p.src->data + static_cast<size_t>(SourceRow(r, p.head_dim)) *
+                                             src_row_bytes;
+      if (opt_.dtype == DType::kF32) {
+        DequantizeRow(p.src->type, src, reinterpret_cast<float*>(dst), cols);
+      } else if (SameEncoding(p.src->type, opt_.dtype)) {
+        std::memcpy(dst, src, out_row_bytes);
+      } else {
+        DequantizeRow(p.src->type, src, scratch_.data(), cols);
+        StoreRow(scratch_.data(), cols, opt_.dtype, dst);
+      }
+      dst += out_row_bytes;
+    }
+  }
+  return t;
+}
+
+StatusOr<Tensor> Builder::Single(WeightKind kind, int layer, std::vector<int64_t> shape) {
+  ITE_ASSIGN_OR_RETURN(const SourceTensor* src, Get(kind, layer, shape));
+  // Already in the wanted encoding and aligned: use the mapping in place.
+  if (SameEncoding(src->type, opt_.dtype) &&
+      reinterpret_cast<uintptr_t>(src->data) % DTypeSize(opt_.dtype) == 0) {
+    Tensor t;
+    t.dtype = opt_.dtype;
+    t.shape = shape;
+    t.data = src->data;
+    t.owner = src->owner;
+    return t;
+  }
+  const bool is_vector = shape.size() == 1;
+  return Convert({Part{src, is_vector ? 1 : shape[0], 0}}, shape.back(), is_vector);
+}
+
+StatusOr<LayerWeights> Builder::Layer(int l) {
+  const int64_t h = c_.hidden_size, q = c_.q_dim(), kv = c_.kv_dim(), ff = c_.intermediate_size;
+  const int64_t qk_head = set_.qk_interleaved ? c_.head_dim : 0;
+  LayerWeights w;
+  ITE_ASSIGN_OR_RETURN(w.attn_norm, Single(WeightKind::kAttnNorm, l, {h}));
+  ITE_ASSIGN_OR_RETURN(const SourceTensor* wq, Get(WeightKind::kQ, l, {q, h}));
+  ITE_ASSIGN_OR_RETURN(const SourceTensor* wk, Get(WeightKind::kK, l, {kv, h}));
+  ITE_ASSIGN_OR_RETURN(const SourceTensor* wv, Get(WeightKind::kV, l, {kv, h}));
+  w.wqkv = Convert({{wq, q, qk_head}, {wk, kv, qk_head}, {wv, kv, 0}}, h, false);
+  if (c_.qkv_bias) {
+    // Qwen2 only; its GGUF rows are not permuted (set_.qk_interleaved is false there), and the
+    // biases are converted as one-column matrices so the same row logic applies.
+    ITE_ASSIGN_OR_RETURN(const SourceTensor* bq, Get(WeightKind::kQBias, l, {q}));
+    ITE_ASSIGN_OR_RETURN(const SourceTensor* bk, Get(WeightKind::kKBias, l, {kv}));
+    ITE_ASSIGN_OR_RETURN(const SourceTensor* bv, Get(WeightKind::kVBias, l, {kv}));
+    void* out = nullptr;
+    w.bqkv = AllocTensor(opt_.dtype, {q + 2 * kv}, &out);
+    auto* dst = static_cast<uint8_t*>(out);
+    for (const SourceTensor* b : {bq, bk, bv}) {
+      const int64_t n = b->shape[0];
+      scratch_.resize(static_cast<size_t>(n));
+      DequantizeRow(b->type, b->data, scratch_.data(), n);
+      StoreRow(scratch_.data(), n, opt_.dtype, dst);
+      dst += static_cast<size_t>(n) * DTypeSize(opt_.dtype);
+    }
+  }
+  ITE_ASSIGN_OR_RETURN(w.wo, Single(WeightKind::kO, l, {h, q}));
+  ITE_ASSIGN_OR_RETURN(w.ffn_norm, Single(WeightKind::kFfnNorm, l, {h}));
+  ITE_ASSIGN_OR_RETURN(const SourceTensor* gate, Get(WeightKind::kGate, l, {ff, h}));
+  ITE_ASSIGN_OR_RETURN(const SourceTensor* up, Get(WeightKind::kUp, l, {ff, h}));
+  w.w_gate_up = Convert({{gate, ff, 0}, {up, ff, 0}}, h, false);
+  ITE_ASSIGN_OR_RETURN(w.w_down, Single(WeightKind::kDown, l, {h, ff}));
+  return w;
+}
+
+StatusOr<ModelWeights> Builder::Build() {
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  const int64_t h = c_.hidden_size, vocab = c_.vocab_size;
+  ModelWeights w;
+  ITE_ASSIGN_OR_RETURN(w.token_embedding, Single(WeightKind::kEmbedding, 0, {vocab, h}));
+  w.layers.reserve(static_cast<size_t>(c_.num_layers));
+  for (int l = 0; l < c_.num_layers; ++l) {
+    ITE_ASSIGN_OR_RETURN(LayerWeights layer, Layer(l));
+    w.layers.push_back(std::move(layer));
+    if (opt_.show_progress) {
+      ITE_LOG_INFO("loading {}: layer {}/{} ({:.2f} s)", set_.path, l + 1, c_.num_layers,
+                   elapsed());
+    }
+  }
+  ITE_ASSIGN_OR_RETURN(w.final_norm, Single(WeightKind::kFinalNorm, 0, {h}));
+  if (c_.tie_embeddings) {
+    w.lm_head = w.token_embedding;  // shares the buffer (and its owner)
+  } else {
+    ITE_ASSIGN_OR_RETURN(w.lm_head, Single(WeightKind::kLmHead, 0, {vocab, h}));
+  }
+  if (opt_.show_progress) {
+    ITE_LOG_INFO("loaded {} in {:.2f} s ({} layers, {})", set_.path, elapsed(), c_.num_layers,
+                 DTypeName(opt_.dtype));
+  }
+  return w;
+}
+
+}  // namespace
+
+StatusOr<ModelWeights> BuildWeights(const ModelConfig& config, const TensorSet& set,
+                                    const BuildOptions& options) {
+  return Builder(config, set, options).Build();
+}
+
+}  // namespace ite

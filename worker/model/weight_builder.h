@@ -1,0 +1,54 @@
+// Turns the tensors of a checkpoint (GGUF or safetensors, already validated by their readers)
+// into fused ModelWeights (model_weights.h): checks every tensor's presence and shape against the
+// config, converts to the requested dtype, fuses Q/K/V and gate/up, undoes the GGUF llama Q/K
+// row permutation, and shares the embedding as lm_head when tied.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/gguf_reader.h"
+#include "common/status.h"
+#include "worker/model/model_config.h"
+#include "worker/model/model_weights.h"
+#include "worker/model/tensor.h"
+
+namespace ite {
+
+// One stored tensor, in any encoding DequantizeRow understands.
+struct SourceTensor {
+  std::string name;             // as in the file
+  std::string file;             // the file holding it, for errors
+  GgmlType type = GgmlType::F32;
+  std::vector<int64_t> shape;   // outermost first: [out, in] for matrices, [n] for vectors
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+  std::shared_ptr<const void> owner;  // keeps `data` valid (the file's mapping)
+};
+
+enum class WeightKind {
+  kEmbedding, kAttnNorm, kQ, kK, kV, kQBias, kKBias, kVBias, kO, kFfnNorm, kGate, kUp, kDown,
+  kFinalNorm, kLmHead,
+};
+
+struct TensorSet {
+  std::string path;  // the model, for errors
+  std::map<std::string, SourceTensor, std::less<>> tensors;
+  std::function<std::string(WeightKind kind, int layer)> name_of;  // the file's tensor names
+  // llama.cpp's converter reorders each Q/K head's rows as (pair index, half) to suit GPT-J style
+  // RoPE; the builder restores the Hugging Face (half, pair index) order when set.
+  bool qk_interleaved = false;
+};
+
+struct BuildOptions {
+  DType dtype = DType::kF32;
+  bool show_progress = false;
+};
+
+StatusOr<ModelWeights> BuildWeights(const ModelConfig& config, const TensorSet& set,
+                                    const BuildOptions& options);
+
+}  // namespace ite

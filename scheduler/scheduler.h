@@ -1,0 +1,133 @@
+// Scheduler: the continuous batcher of the ite-scheduler process.
+//
+// Owns, per worker, a BlockManager (paged KV blocks) and a RadixCache (prefix cache), and a loop
+// thread that admits requests from priority queues, builds steps (decodes first, then chunked
+// prefill within a token budget), keeps up to 2 steps in flight per worker, preempts by
+// recompute when blocks run out, detects stops (EOS, stop token ids, stop strings across token
+// boundaries, max_tokens, context) and streams events. A stop seen one step late costs one wasted
+// token on the worker, never a wrong output.
+//
+// Threads: Submit, Cancel, Stats and Shutdown may be called from any thread. Events are
+// delivered on the scheduler's loop thread, in order per request; a callback may call Submit or
+// Cancel, but must be cheap (it delays every other request).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "scheduler/worker_client.h"
+#include "worker/sampling/sampler.h"
+
+namespace ite {
+
+class Tokenizer;
+
+struct GenerationRequest {
+  std::string request_id;  // unique among the requests in flight
+  std::vector<int32_t> prompt_tokens;
+  SamplingParams sampling;
+  int32_t max_tokens = 256;
+  std::vector<std::string> stop;        // stop strings (matched across token boundaries)
+  std::vector<int32_t> stop_token_ids;  // in addition to the model's EOS ids
+  bool ignore_eos = false;
+  int32_t priority = 0;  // higher first; FCFS within a priority
+  bool use_prefix_cache = true;
+};
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+const char* FinishReasonName(FinishReason reason);  // "none", "stop", "length", ...
+
+struct Usage {
+  int32_t prompt_tokens = 0;
+  int32_t cached_tokens = 0;  // prompt tokens served from the prefix cache (first admission)
+  int32_t completion_tokens = 0;
+};
+
+// Delivered in order, on the scheduler thread; keep the callback cheap.
+struct GenerationEvent {
+  std::vector<int32_t> tokens;         // new tokens since the last event (EOS/stop ids included)
+  std::vector<SampleResult> samples;   // same length as tokens (logprobs when asked)
+  std::string text;                    // newly final text (UTF-8 complete; stop string excluded)
+  FinishReason finish = FinishReason::kNone;
+  Usage usage;                         // filled on the final event
+  Status error;                        // with finish == kError
+};
+
+struct SchedulerOptions {
+  int32_t max_batch_tokens = 2048;  // tokens per step (decodes count 1 each)
+  int32_t max_running = 256;        // sequences per worker in the running set
+  int32_t max_context = 0;          // 0: the model's max_position
+  bool enable_prefix_cache = true;
+  int32_t max_inflight_steps = 2;   // per worker; 1 disables pipelining
+  // Cache-aware routing: a worker with a longer cached prefix wins unless its load (running +
+  // waiting) exceeds the least loaded worker's by more than this.
+  int32_t route_load_slack = 16;
+  int32_t probe_interval_ms = 500;  // how often a down worker is probed (Info + Clear)
+};
+
+struct WorkerStats {
+  bool up = false;
+  std::string device;
+  int32_t num_blocks = 0;
+  int32_t free_blocks = 0;    // on the free list
+  int32_t used_blocks = 0;    // held by a sequence or the prefix cache
+  int32_t cached_blocks = 0;  // held by the prefix cache (some also used by sequences)
+  int64_t cached_tokens = 0;
+  int32_t running = 0;
+  int32_t waiting = 0;
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t worker_forward_us = 0;  // sums over steps, as reported by the worker
+  int64_t worker_idle_us = 0;
+};
+
+struct SchedulerStats {
+  std::vector<WorkerStats> workers;
+  int32_t running = 0;
+  int32_t waiting = 0;
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t finished_requests = 0;
+  int64_t loop_cpu_us = 0;  // CPU time of the scheduler loop thread
+};
+
+class Scheduler {
+ public:
+  // `tokenizer` may be null: then no text is produced and stop strings are rejected.
+  Scheduler(SchedulerOptions options, std::shared_ptr<const Tokenizer> tokenizer,
+            std::vector<std::unique_ptr<WorkerClient>> workers);
+  ~Scheduler();  // Shutdown(false) if still running
+
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queries the workers (all must answer and agree on the model), sizes the block managers and
+  // starts the loop thread.
+  Status Start();
+
+  // Validates (prompt, context length, params) and queues. On OK the callback gets every event,
+  // the last one with finish != kNone; on an error it is never called.
+  Status Submit(GenerationRequest request, std::function<void(const GenerationEvent&)> on_event);
+
+  // Frees the request's blocks at once; its final event has kCancelled. Unknown ids: no-op.
+  void Cancel(const std::string& request_id);
+
+  SchedulerStats Stats() const;
+
+  // The model the workers serve (valid after Start).
+  const ModelConfig& model_config() const;
+  int32_t max_context() const;
+
+  // drain: finish running and queued requests first; otherwise cancel them. Idempotent.
+  void Shutdown(bool drain);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ite

@@ -1,0 +1,39 @@
+// WorkerClient: the scheduler's view of one worker process (or one tensor-parallel group).
+// Two implementations: in-process over a WorkerEngine (tests, single-process serving) and gRPC
+// (the SERVICE-RPC helper's scheduler/grpc_worker_client.h). The batcher is written against this
+// interface only, so it is tested without sockets.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "common/status.h"
+#include "worker/service/step.h"
+
+namespace ite {
+
+class WorkerEngine;
+
+class WorkerClient {
+ public:
+  virtual ~WorkerClient() = default;
+
+  virtual StatusOr<WorkerInfo> Info() = 0;
+
+  // Pipelined: the scheduler keeps up to 2 steps in flight per worker. Steps execute in the order
+  // they were sent, and `done` is called once per step, in that order, on an internal thread
+  // (never inside StepAsync). An error status means the worker failed: the scheduler fails that
+  // worker's requests with UNAVAILABLE and marks it down until a later Info() succeeds again.
+  virtual void StepAsync(StepRequest request,
+                         std::function<void(StatusOr<StepResult>)> done) = 0;
+
+  virtual Status Health() = 0;
+
+  // Forgets all sequence state on the worker (after a restart or a failure).
+  virtual Status Clear() = 0;
+};
+
+// Runs `engine` on a thread of its own; Info/Health/Clear are served between steps.
+std::unique_ptr<WorkerClient> MakeInProcessWorkerClient(std::unique_ptr<WorkerEngine> engine);
+
+}  // namespace ite

@@ -1,0 +1,71 @@
+// The unit of work between the scheduler and a worker: one batched forward step.
+//
+// The scheduler owns every policy decision (which sequences run, which KV blocks they use, what
+// is copied for copy-on-write); the worker only executes a StepRequest against its KV pool and
+// samples. To keep the control path off the critical path (design.md, "The control path must
+// not stall the GPU"), a decode step carries no token: the worker feeds each sequence the token
+// it sampled for it last, so the scheduler can send step N+1 before it has seen step N's result.
+//
+// No gRPC here: this header builds on GPU hosts without it. The gRPC worker service translates
+// these structs to and from ite.v1.Worker messages.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "worker/model/model_config.h"
+#include "worker/sampling/sampler.h"
+
+namespace ite {
+
+// One sequence's part of a step. Sequences are named by a scheduler-chosen seq_id, unique per
+// worker for the sequence's lifetime.
+struct StepSequence {
+  int64_t seq_id = 0;
+  // The tokens to run: a prompt chunk, or a recompute after preemption. EMPTY for a decode step:
+  // the worker then feeds the sequence's own last sampled token (which must exist).
+  std::vector<int32_t> new_tokens;
+  int32_t start_pos = 0;  // tokens of this sequence already in the KV cache
+  // Physical KV block ids of the whole sequence, covering start_pos + tokens run this step.
+  std::vector<int32_t> block_table;
+  bool sample = true;  // false for a non-final prefill chunk (no logits computed)
+  // Set when the sequence joins (or rejoins after preemption) the worker: the worker (re)creates
+  // the sequence's sampler from these params and `prompt_tokens` (the context for penalties).
+  std::optional<SamplingParams> sampling;
+  std::vector<int32_t> prompt_tokens;
+};
+
+struct StepRequest {
+  int64_t step_id = 0;
+  std::vector<StepSequence> seqs;
+  // Sequences that finished or were cancelled: the worker forgets their sampler and last token.
+  // Applied before `seqs`.
+  std::vector<int64_t> release_seq_ids;
+  // Whole-block KV copies (src, dst), in order, before the forward: copy-on-write of a shared
+  // block that this step's sequences are about to write into.
+  std::vector<std::pair<int32_t, int32_t>> copy_blocks;
+};
+
+struct StepOutput {
+  int64_t seq_id = 0;
+  SampleResult sample;
+};
+
+struct StepResult {
+  int64_t step_id = 0;
+  std::vector<StepOutput> outputs;  // one per sequence with sample=true, in request order
+  int64_t forward_us = 0;           // time in Backend::Forward + sampling (+ block copies)
+  int64_t idle_us = 0;  // worker idle time before this step began (since the previous step ended)
+};
+
+struct WorkerInfo {
+  ModelConfig config;
+  int32_t block_size = 0;  // tokens per KV block
+  int32_t num_blocks = 0;  // KV blocks in the worker's pool; valid ids are [0, num_blocks)
+  std::string device;      // e.g. "cpu", "cuda:0 NVIDIA H100 80GB HBM3"
+};
+
+}  // namespace ite

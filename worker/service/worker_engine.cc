@@ -1,0 +1,203 @@
+#include "worker/service/worker_engine.h"
+
+#include <unordered_set>
+
+#include "common/check.h"
+
+namespace ite {
+
+struct WorkerEngine::SeqState {
+  std::unique_ptr<SequenceSampler> sampler;
+  int32_t last_token = -1;  // -1: nothing sampled yet (a decode step is then an error)
+  int32_t kv_len = 0;       // positions written so far, as the scheduler described them
+};
+
+namespace {
+int64_t MicrosBetween(std::chrono::steady_clock::time_point a,
+                      std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
+}
+}  // namespace
+
+WorkerEngine::WorkerEngine(std::unique_ptr<Backend> backend, std::string device)
+    : backend_(std::move(backend)), device_(std::move(device)) {
+  ITE_CHECK(backend_ != nullptr, "WorkerEngine needs a backend");
+}
+
+WorkerEngine::~WorkerEngine() = default;
+
+WorkerInfo WorkerEngine::Info() const {
+  WorkerInfo info;
+  info.config = backend_->config();
+  info.block_size = backend_->block_size();
+  info.num_blocks = backend_->num_blocks();
+  info.device = device_;
+  return info;
+}
+
+Status WorkerEngine::Clear() {
+  seqs_.clear();
+  has_stepped_ = false;
+  return Status::Ok();
+}
+
+// Everything is checked before any state changes, so a rejected step leaves the worker as it was.
+Status WorkerEngine::Validate(const StepRequest& request) const {
+  const int32_t num_blocks = backend_->num_blocks();
+  const int32_t block_size = backend_->block_size();
+  const int32_t vocab = backend_->config().vocab_size;
+  const int32_t max_pos = backend_->config().max_position;
+  for (size_t i = 0; i < request.copy_blocks.size(); ++i) {
+    auto [src, dst] = request.copy_blocks[i];
+    if (src < 0 || src >= num_blocks || dst < 0 || dst >= num_blocks) {
+      return InvalidArgument("step {}: copy_blocks[{}] ({} -> {}) outside [0, {})",
+                             request.step_id, i, src, dst, num_blocks);
+    }
+  }
+  std::unordered_set<int64_t> released(request.release_seq_ids.begin(),
+                                       request.release_seq_ids.end());
+  std::unordered_set<int64_t> seen;
+  for (const StepSequence& s : request.seqs) {
+    if (!seen.insert(s.seq_id).second) {
+      return InvalidArgument("step {}: seq {} appears twice", request.step_id, s.seq_id);
+    }
+    auto it = seqs_.find(s.seq_id);
+    bool known = it != seqs_.end() && released.count(s.seq_id) == 0;
+    if (s.sampling.has_value()) {
+      Status valid = s.sampling->Validate();
+      if (!valid.ok()) {
+        return InvalidArgument("step {}: seq {}: {}", request.step_id, s.seq_id, valid.message());
+      }
+      for (int32_t t : s.prompt_tokens) {
+        if (t < 0 || t >= vocab) {
+          return InvalidArgument("step {}: seq {}: prompt token {} outside the vocabulary [0, {})",
+                                 request.step_id, s.seq_id, t, vocab);
+        }
+      }
+    } else if (!known) {
+      return InvalidArgument("step {}: unknown seq {} (no sampling params to join with)",
+                             request.step_id, s.seq_id);
+    }
+    if (s.start_pos < 0) {
+      return InvalidArgument("step {}: seq {}: start_pos {}", request.step_id, s.seq_id,
+                             s.start_pos);
+    }
+    int32_t n = static_cast<int32_t>(s.new_tokens.size());
+    if (n == 0) {  // decode: feeds the last sampled token
+      if (s.sampling.has_value() || !known || it->second->last_token < 0) {
+        return InvalidArgument("step {}: decode of seq {} which has no sampled token",
+                               request.step_id, s.seq_id);
+      }
+      if (s.start_pos != it->second->kv_len) {
+        return InvalidArgument("step {}: decode of seq {} at position {}, but it has {} tokens",
+                               request.step_id, s.seq_id, s.start_pos, it->second->kv_len);
+      }
+      if (!s.sample) {
+        return InvalidArgument("step {}: decode of seq {} with sample=false", request.step_id,
+                               s.seq_id);
+      }
+      n = 1;
+    }
+    for (int32_t t : s.new_tokens) {
+      if (t < 0 || t >= vocab) {
+        return InvalidArgument("step {}: seq {}: token {} outside the vocabulary [0, {})",
+                               request.step_id, s.seq_id, t, vocab);
+      }
+    }
+    int64_t end = int64_t{s.start_pos} + n;
+    if (end > max_pos) {
+      return InvalidArgument("step {}: seq {} reaches position {} past the context {}",
+                             request.step_id, s.seq_id, end, max_pos);
+    }
+    int64_t needed = (end + block_size - 1) / block_size;
+    if (static_cast<int64_t>(s.block_table.size()) < needed) {
+      return InvalidArgument("step {}: seq {}: {} blocks cannot hold {} tokens", request.step_id,
+                             s.seq_id, s.block_table.size(), end);
+    }
+    for (int32_t b : s.block_table) {
+      if (b < 0 || b >= num_blocks) {
+        return InvalidArgument("step {}: seq {}: block id {} outside [0, {})", request.step_id,
+                               s.seq_id, b, num_blocks);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+StatusOr<StepResult> WorkerEngine::Step(const StepRequest& request) {
+  auto begin = std::chrono::steady_clock::now();
+  StepResult result;
+  result.step_id = request.step_id;
+  result.idle_us = has_stepped_ ? MicrosBetween(last_step_end_, begin) : 0;
+
+  ITE_RETURN_IF_ERROR(Validate(request));
+  for (int64_t id : request.release_seq_ids) seqs_.erase(id);
+
+  // Per-sequence state and the tokens to feed; decode tokens live in `decode_tokens` so the
+  // spans in the batch stay valid.
+  std::vector<SeqState*> states(request.seqs.size());
+  std::vector<int32_t> decode_tokens(request.seqs.size());
+  ForwardBatch batch;
+  batch.chunks.reserve(request.seqs.size());
+  for (size_t i = 0; i < request.seqs.size(); ++i) {
+    const StepSequence& s = request.seqs[i];
+    std::unique_ptr<SeqState>& state = seqs_[s.seq_id];
+    if (s.sampling.has_value()) {
+      state = std::make_unique<SeqState>();
+      state->sampler = std::make_unique<SequenceSampler>(*s.sampling, s.prompt_tokens);
+    }
+    states[i] = state.get();
+    SequenceChunk chunk;
+    if (s.new_tokens.empty()) {
+      decode_tokens[i] = state->last_token;
+      chunk.tokens = std::span<const int32_t>(&decode_tokens[i], 1);
+    } else {
+      chunk.tokens = s.new_tokens;
+    }
+    chunk.start_pos = s.start_pos;
+    chunk.block_table = s.block_table;
+    chunk.logits = s.sample ? LogitsMode::kLast : LogitsMode::kNone;
+    batch.chunks.push_back(chunk);
+  }
+
+  if (!request.copy_blocks.empty()) {
+    std::vector<int32_t> src, dst;
+    for (auto [a, b] : request.copy_blocks) {
+      src.push_back(a);
+      dst.push_back(b);
+    }
+    ITE_RETURN_IF_ERROR(backend_->CopyBlocks(src, dst));
+  }
+
+  std::vector<float> logits;
+  if (!batch.chunks.empty()) ITE_RETURN_IF_ERROR(backend_->Forward(batch, &logits));
+  const size_t vocab = static_cast<size_t>(backend_->config().vocab_size);
+  size_t row = 0;
+  for (size_t i = 0; i < request.seqs.size(); ++i) {
+    const StepSequence& s = request.seqs[i];
+    SeqState* state = states[i];
+    state->kv_len = s.start_pos + static_cast<int32_t>(batch.chunks[i].tokens.size());
+    if (!s.sample) {
+      state->last_token = -1;  // mid-prefill: the next step must bring tokens
+      continue;
+    }
+    if ((row + 1) * vocab > logits.size()) {
+      return Internal("step {}: backend returned {} logits for row {}", request.step_id,
+                      logits.size(), row);
+    }
+    StepOutput out;
+    out.seq_id = s.seq_id;
+    out.sample = state->sampler->Sample(std::span<const float>(logits.data() + row * vocab, vocab));
+    state->last_token = out.sample.token;
+    result.outputs.push_back(std::move(out));
+    ++row;
+  }
+
+  auto end = std::chrono::steady_clock::now();
+  result.forward_us = MicrosBetween(begin, end);
+  last_step_end_ = end;
+  has_stepped_ = true;
+  return result;
+}
+
+}  // namespace ite

@@ -1,0 +1,177 @@
+#include "worker/service/worker_engine.h"
+
+#include <gtest/gtest.h>
+
+#include "worker/service/fake_backend.h"
+
+namespace ite {
+namespace {
+
+constexpr int32_t kVocab = 50;
+constexpr int32_t kBlockSize = 4;
+
+SamplingParams Greedy() {
+  SamplingParams p;
+  p.temperature = 0.0f;
+  return p;
+}
+
+class WorkerEngineTest : public ::testing::Test {
+ protected:
+  WorkerEngineTest() {
+    auto backend = std::make_unique<FakeBackend>(FakeModelConfig(kVocab, 64), kBlockSize, 16);
+    fake_ = backend.get();
+    engine_ = std::make_unique<WorkerEngine>(std::move(backend), "fake");
+  }
+  StepSequence Join(int64_t id, std::vector<int32_t> prompt, std::vector<int32_t> blocks) {
+    StepSequence s;
+    s.seq_id = id;
+    s.new_tokens = prompt;
+    s.block_table = std::move(blocks);
+    s.sampling = Greedy();
+    s.prompt_tokens = prompt;
+    return s;
+  }
+  StepSequence Decode(int64_t id, int32_t pos, std::vector<int32_t> blocks) {
+    StepSequence s;
+    s.seq_id = id;
+    s.start_pos = pos;
+    s.block_table = std::move(blocks);
+    return s;
+  }
+  FakeBackend* fake_;
+  std::unique_ptr<WorkerEngine> engine_;
+};
+
+TEST_F(WorkerEngineTest, DecodeFeedsTheLastSampledToken) {
+  std::vector<int32_t> prompt{1, 2, 3, 4, 5};
+  std::vector<int32_t> expected = FakeModelGenerate(prompt, 4, kVocab);
+  StepRequest r;
+  r.step_id = 1;
+  r.seqs.push_back(Join(7, prompt, {3, 9}));
+  auto res = engine_->Step(r);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  ASSERT_EQ(res->outputs.size(), 1u);
+  EXPECT_EQ(res->outputs[0].seq_id, 7);
+  EXPECT_EQ(res->outputs[0].sample.token, expected[0]);
+  EXPECT_EQ(res->step_id, 1);
+  for (int32_t i = 1; i < 4; ++i) {
+    StepRequest d;
+    d.step_id = 1 + i;
+    d.seqs.push_back(Decode(7, 4 + i, {3, 9, 11}));
+    auto out = engine_->Step(d);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_EQ(out->outputs[0].sample.token, expected[i]) << "token " << i;
+    EXPECT_GE(out->idle_us, 0);
+    EXPECT_GE(out->forward_us, 0);
+  }
+  EXPECT_EQ(engine_->num_sequences(), 1);
+  StepRequest release;
+  release.release_seq_ids = {7};
+  ASSERT_TRUE(engine_->Step(release).ok());
+  EXPECT_EQ(engine_->num_sequences(), 0);
+}
+
+TEST_F(WorkerEngineTest, ChunkedPrefillAndCopyOnWrite) {
+  std::vector<int32_t> prompt{5, 6, 7, 8, 9, 10};
+  std::vector<int32_t> expected = FakeModelGenerate(prompt, 1, kVocab);
+  StepRequest a;
+  StepSequence first = Join(1, {5, 6, 7, 8}, {0});
+  first.sample = false;
+  first.prompt_tokens = prompt;
+  a.seqs.push_back(first);
+  auto ra = engine_->Step(a);
+  ASSERT_TRUE(ra.ok());
+  EXPECT_TRUE(ra->outputs.empty());
+  StepRequest b;
+  StepSequence rest;
+  rest.seq_id = 1;
+  rest.new_tokens = {9, 10};
+  rest.start_pos = 4;
+  rest.block_table = {0, 1};
+  b.seqs.push_back(rest);
+  auto rb = engine_->Step(b);
+  ASSERT_TRUE(rb.ok()) << rb.status().ToString();
+  EXPECT_EQ(rb->outputs[0].sample.token, expected[0]);
+
+  // Sequence 2 shares block 0 and diverges in block 1 after 1 matching token: copy 1 -> 2.
+  std::vector<int32_t> prompt2{5, 6, 7, 8, 9, 33};
+  StepRequest c;
+  StepSequence s2 = Join(2, {33}, {0, 2});
+  s2.start_pos = 5;
+  s2.prompt_tokens = prompt2;
+  c.seqs.push_back(s2);
+  c.copy_blocks = {{1, 2}};
+  auto rc = engine_->Step(c);
+  ASSERT_TRUE(rc.ok()) << rc.status().ToString();
+  EXPECT_EQ(rc->outputs[0].sample.token, FakeModelGenerate(prompt2, 1, kVocab)[0]);
+  EXPECT_EQ(fake_->copies(), 1);
+}
+
+TEST_F(WorkerEngineTest, RejectsBadRequestsWithoutChangingState) {
+  StepRequest ok;
+  ok.seqs.push_back(Join(1, {1, 2}, {0}));
+  ASSERT_TRUE(engine_->Step(ok).ok());
+
+  auto expect_invalid = [&](StepRequest r, const std::string& needle) {
+    auto res = engine_->Step(r);
+    ASSERT_FALSE(res.ok()) << needle;
+    EXPECT_EQ(res.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(res.status().message().find(needle), std::string::npos)
+        << res.status().message();
+  };
+  StepRequest r;
+  r.seqs.push_back(Decode(99, 0, {0}));
+  expect_invalid(r, "unknown seq 99");
+  r = {};
+  r.seqs.push_back(Decode(1, 2, {0, 16}));
+  expect_invalid(r, "block id 16");
+  r = {};
+  r.seqs.push_back(Decode(1, 5, {0, 1}));
+  expect_invalid(r, "at position 5");
+  r = {};
+  r.seqs.push_back(Decode(1, 2, {}));
+  expect_invalid(r, "0 blocks cannot hold 3 tokens");
+  r = {};
+  r.seqs.push_back(Join(3, {kVocab}, {1}));
+  expect_invalid(r, "outside the vocabulary");
+  r = {};
+  r.copy_blocks = {{0, -1}};
+  expect_invalid(r, "copy_blocks[0]");
+  r = {};
+  r.seqs.push_back(Join(4, {1}, {1}));
+  r.seqs.push_back(Join(4, {1}, {2}));
+  expect_invalid(r, "appears twice");
+  r = {};
+  StepSequence bad = Join(5, {1}, {1});
+  bad.sampling->temperature = -1.0f;
+  r.seqs.push_back(bad);
+  expect_invalid(r, "temperature");
+  r = {};
+  StepSequence far = Join(6, {1}, std::vector<int32_t>(17, 0));
+  far.start_pos = 64;
+  r.seqs.push_back(far);
+  expect_invalid(r, "past the context");
+
+  // Sequence 1 is untouched by all of that: it still decodes from position 2.
+  StepRequest d;
+  d.seqs.push_back(Decode(1, 2, {0}));
+  auto res = engine_->Step(d);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  std::vector<int32_t> expected = FakeModelGenerate(std::vector<int32_t>{1, 2}, 2, kVocab);
+  EXPECT_EQ(res->outputs[0].sample.token, expected[1]);
+
+  ASSERT_TRUE(engine_->Clear().ok());
+  expect_invalid(d, "unknown seq 1");
+}
+
+TEST_F(WorkerEngineTest, InfoDescribesThePool) {
+  WorkerInfo info = engine_->Info();
+  EXPECT_EQ(info.block_size, kBlockSize);
+  EXPECT_EQ(info.num_blocks, 16);
+  EXPECT_EQ(info.config.vocab_size, kVocab);
+  EXPECT_EQ(info.device, "fake");
+}
+
+}  // namespace
+}  // namespace ite

@@ -1,0 +1,95 @@
+// ite-tokenize: encode / decode with any tokenizer the service loads, line by line, for scripts
+// and for comparing with Hugging Face `tokenizers`.
+//
+//   encode: stdin has one JSON string per line -> stdout one JSON array of ids per line.
+//   --decode: stdin has one JSON array of ids per line -> stdout one JSON string per line.
+// Special tokens written in the text are parsed as special (HF encode semantics); BOS/EOS are
+// added only with --add-special-tokens. A bad line stops the run with a message naming the line
+// and exit status 1; a tokenizer that fails to load gives exit status 2.
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "scheduler/tokenizer/tokenizer.h"
+
+namespace {
+
+using nlohmann::json;
+
+// Returns false (after printing why) when the line is not what the mode expects.
+bool ProcessLine(const ite::Tokenizer& tok, const std::string& line, size_t line_no, bool decode,
+                 bool add_special, bool skip_special, std::string& out) {
+  json in = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (in.is_discarded()) {
+    std::cerr << "ite-tokenize: line " << line_no << ": not valid JSON\n";
+    return false;
+  }
+  if (!decode) {
+    if (!in.is_string()) {
+      std::cerr << "ite-tokenize: line " << line_no << ": expected a JSON string\n";
+      return false;
+    }
+    out = json(tok.Encode(in.get_ref<const std::string&>(), add_special)).dump();
+    return true;
+  }
+  if (!in.is_array()) {
+    std::cerr << "ite-tokenize: line " << line_no << ": expected a JSON array of ids\n";
+    return false;
+  }
+  std::vector<int32_t> ids;
+  ids.reserve(in.size());
+  for (const json& v : in) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= tok.vocab_size()) {
+      std::cerr << "ite-tokenize: line " << line_no << ": " << v.dump()
+                << " is not a token id in [0, " << tok.vocab_size() << ")\n";
+      return false;
+    }
+    ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
+  }
+  out = json(tok.Decode(ids, skip_special)).dump(-1, ' ', false, json::error_handler_t::replace);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Encode JSON strings to token ids (or decode ids) one line at a time"};
+  std::string tokenizer_path;
+  bool add_special = false;
+  bool decode = false;
+  bool skip_special = false;
+  std::string chat_template;
+  app.add_option("--tokenizer", tokenizer_path,
+                 "tokenizer.json, tokenizer.model, a .gguf, or a HF model folder")
+      ->required();
+  app.add_flag("--add-special-tokens", add_special,
+               "add BOS/EOS as the tokenizer's post-processor / config says");
+  app.add_flag("--decode", decode, "read JSON arrays of ids, write JSON strings");
+  app.add_flag("--skip-special-tokens", skip_special, "with --decode: leave special tokens out");
+  app.add_option("--chat-template", chat_template, "(not supported yet)");
+  CLI11_PARSE(app, argc, argv);
+  if (!chat_template.empty()) {
+    std::cerr << "ite-tokenize: --chat-template is not supported yet\n";
+    return 2;
+  }
+
+  auto tok = ite::Tokenizer::FromFile(tokenizer_path);
+  if (!tok.ok()) {
+    std::cerr << "ite-tokenize: " << tok.status().ToString() << "\n";
+    return 2;
+  }
+  std::ios::sync_with_stdio(false);
+  std::string line;
+  std::string out;
+  size_t line_no = 0;
+  while (std::getline(std::cin, line)) {
+    ++line_no;
+    if (!ProcessLine(**tok, line, line_no, decode, add_special, skip_special, out)) return 1;
+    std::cout << out << '\n';
+  }
+  std::cout.flush();
+  return std::cout.good() ? 0 : 1;
+}

@@ -9,70 +9,17 @@
 #include <cstring>
 #include <random>
 
+#include "worker/backend/cpu/random_model.h"
+
 namespace ite {
 namespace {
-
-ModelConfig TinyConfig(bool qkv_bias) {
-  ModelConfig c;
-  c.arch = qkv_bias ? ModelArch::kQwen2 : ModelArch::kLlama;
-  c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
-  c.max_position = 64;
-  c.qkv_bias = qkv_bias;
-  return c;
-}
-
-Tensor RandomTensor(DType dtype, std::vector<int64_t> shape, std::mt19937* rng, float mean,
-                    float stddev) {
-  void* p = nullptr;
-  Tensor t = AllocTensor(dtype, std::move(shape), &p);
-  std::normal_distribution<float> dist(mean, stddev);
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    float f = dist(*rng);
-    if (dtype == DType::kF32) {
-      static_cast<float*>(p)[i] = f;
-    } else {
-      uint32_t bits;
-      std::memcpy(&bits, &f, 4);
-      static_cast<uint16_t*>(p)[i] = static_cast<uint16_t>(bits >> 16);
-    }
-  }
-  return t;
-}
-
-LoadedModel RandomModel(const ModelConfig& c, DType dtype, uint32_t seed) {
-  std::mt19937 rng(seed);
-  LoadedModel m;
-  m.config = c;
-  m.format = "test";
-  m.weights.token_embedding = RandomTensor(dtype, {c.vocab_size, c.hidden_size}, &rng, 0, 1);
-  for (int l = 0; l < c.num_layers; ++l) {
-    LayerWeights lw;
-    lw.attn_norm = RandomTensor(dtype, {c.hidden_size}, &rng, 1, 0.1f);
-    lw.wqkv = RandomTensor(dtype, {c.qkv_dim(), c.hidden_size}, &rng, 0, 0.3f);
-    if (c.qkv_bias) lw.bqkv = RandomTensor(dtype, {c.qkv_dim()}, &rng, 0, 0.3f);
-    lw.wo = RandomTensor(dtype, {c.hidden_size, c.q_dim()}, &rng, 0, 0.2f);
-    lw.ffn_norm = RandomTensor(dtype, {c.hidden_size}, &rng, 1, 0.1f);
-    lw.w_gate_up = RandomTensor(dtype, {2 * c.intermediate_size, c.hidden_size}, &rng, 0, 0.2f);
-    lw.w_down = RandomTensor(dtype, {c.hidden_size, c.intermediate_size}, &rng, 0, 0.2f);
-    m.weights.layers.push_back(lw);
-  }
-  m.weights.final_norm = RandomTensor(dtype, {c.hidden_size}, &rng, 1, 0.1f);
-  m.weights.lm_head = RandomTensor(dtype, {c.vocab_size, c.hidden_size}, &rng, 0, 0.2f);
-  return m;
-}
 
 std::unique_ptr<Backend> MakeBackend(bool qkv_bias = false, DType dtype = DType::kF32,
                                      int threads = 2) {
   KvCacheOptions kv;
   kv.block_size = 4;
   kv.num_blocks = 40;
-  auto b = CreateCpuBackend(RandomModel(TinyConfig(qkv_bias), dtype, 42), kv, threads);
+  auto b = CreateCpuBackend(RandomModel(TinyRandomConfig(qkv_bias), dtype, 42), kv, threads);
   EXPECT_TRUE(b.ok()) << b.status().ToString();
   return std::move(b).value();
 }
@@ -160,7 +107,7 @@ TEST(CpuBackendTest, Bf16WeightsMatchTheSameValuesInF32) {
   // Both models hold bf16-representable values (the F32 one widened), so only rounding of the
   // activations may differ.
   auto bf = MakeBackend(true, DType::kBF16);
-  LoadedModel m = RandomModel(TinyConfig(true), DType::kBF16, 42);
+  LoadedModel m = RandomModel(TinyRandomConfig(true), DType::kBF16, 42);
   auto widen = [](Tensor& t) {
     if (t.empty()) return;
     void* p = nullptr;
@@ -236,14 +183,14 @@ TEST(CpuBackendTest, BadBatchesAreErrorsNotCrashes) {
 }
 
 TEST(CpuBackendTest, MisShapedWeightsAreRejectedByName) {
-  LoadedModel m = RandomModel(TinyConfig(false), DType::kF32, 1);
+  LoadedModel m = RandomModel(TinyRandomConfig(false), DType::kF32, 1);
   std::mt19937 rng(0);
   m.weights.layers[1].wo = RandomTensor(DType::kF32, {32, 31}, &rng, 0, 1);
   auto b = CreateCpuBackend(std::move(m), KvCacheOptions{}, 1);
   ASSERT_FALSE(b.ok());
   EXPECT_NE(b.status().message().find("layers.1.wo"), std::string::npos) << b.status().message();
 
-  LoadedModel q = RandomModel(TinyConfig(true), DType::kF32, 1);
+  LoadedModel q = RandomModel(TinyRandomConfig(true), DType::kF32, 1);
   q.weights.layers[0].bqkv = Tensor();
   auto b2 = CreateCpuBackend(std::move(q), KvCacheOptions{}, 1);
   ASSERT_FALSE(b2.ok());
@@ -251,7 +198,8 @@ TEST(CpuBackendTest, MisShapedWeightsAreRejectedByName) {
 
   KvCacheOptions none;
   none.max_kv_bytes = 10;
-  EXPECT_FALSE(CreateCpuBackend(RandomModel(TinyConfig(false), DType::kF32, 1), none, 1).ok());
+  EXPECT_FALSE(
+      CreateCpuBackend(RandomModel(TinyRandomConfig(false), DType::kF32, 1), none, 1).ok());
 }
 
 }  // namespace

@@ -1,0 +1,112 @@
+// ite-worker: one process per GPU (or the CPU backend) serving ite.v1.Worker.
+//   ite-worker --model PATH --port P [--host H] [--device cpu|cuda] [--threads N]
+//              [--kv-blocks N] [--block-size N] [--ready-file F]
+// Listens on 127.0.0.1 unless --host says otherwise. Exit codes: 0 after a clean shutdown
+// (SIGTERM/SIGINT), 2 usage, 1 load or serve failure (message on stderr).
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "common/logging.h"
+#include "proto/grpc_server_runner.h"
+#include "worker/backend/cpu/cpu_backend.h"
+#include "worker/model/model_loader.h"
+#include "worker/service/grpc_worker_service.h"
+#include "worker/service/worker_engine.h"
+
+namespace ite {
+namespace {
+
+struct WorkerOptions {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::string device = "cpu";
+  int threads = 0;  // 0: all hardware threads
+  int32_t kv_blocks = 0;
+  int32_t block_size = 16;
+  int64_t kv_mib = 512;
+  std::string ready_file;
+  bool verbose = false;
+};
+
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
+  if (o.device != "cpu") {
+    // The CUDA backend is not part of this build yet; say so instead of falling back silently.
+    return Unimplemented("--device {}: backend not built/available in this binary (use cpu)",
+                         o.device);
+  }
+  LoadOptions load;
+  load.show_progress = o.verbose;
+  ITE_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(o.model, load));
+  KvCacheOptions kv;
+  kv.block_size = o.block_size;
+  kv.num_blocks = o.kv_blocks;
+  kv.max_kv_bytes = o.kv_mib << 20;
+  int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  return CreateCpuBackend(std::move(model), kv, threads);
+}
+
+int Main(int argc, char** argv) {
+  BlockShutdownSignals();
+  WorkerOptions o;
+  CLI::App app{"ite-worker: serves ite.v1.Worker (model forward + sampling) for ite-scheduler"};
+  app.add_option("--model", o.model, "model: .gguf file or Hugging Face folder")->required();
+  app.add_option("--host", o.host, "address to listen on (127.0.0.1: loopback only)")
+      ->capture_default_str();
+  app.add_option("--port", o.port, "port (0: pick a free one; see --ready-file)")
+      ->capture_default_str();
+  app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--threads", o.threads, "CPU threads (0: all)")->capture_default_str();
+  app.add_option("--kv-blocks", o.kv_blocks, "KV blocks in the pool (0: from --kv-mib)")
+      ->capture_default_str();
+  app.add_option("--block-size", o.block_size, "tokens per KV block")->capture_default_str();
+  app.add_option("--kv-mib", o.kv_mib, "KV pool size in MiB when --kv-blocks is 0")
+      ->capture_default_str();
+  app.add_option("--ready-file", o.ready_file, "write the bound port here once serving");
+  app.add_flag("-v,--verbose", o.verbose, "debug logging");
+  app.footer("Exit codes: 0 clean shutdown, 1 load/serve failure, 2 usage error.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  InitLogging("ite-worker", o.verbose);
+  if (o.block_size <= 0 || o.kv_blocks < 0 || o.port < 0 || o.port > 65535) {
+    ITE_LOG_ERROR("--block-size must be > 0, --kv-blocks >= 0, --port in [0, 65535]");
+    return 2;
+  }
+
+  StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(o);
+  if (!backend.ok()) {
+    ITE_LOG_ERROR("{}", backend.status().ToString());
+    return 1;
+  }
+  auto engine = std::make_unique<WorkerEngine>(std::move(backend).value(), o.device);
+  WorkerInfo info = engine->Info();
+  ITE_LOG_INFO("model {} ({} layers), {} KV blocks of {} tokens on {}", info.config.name,
+               info.config.num_layers, info.num_blocks, info.block_size, info.device);
+  GrpcWorkerService service(std::move(engine));
+
+  GrpcServerOptions server;
+  server.name = "ite-worker";
+  server.host = o.host;
+  server.port = o.port;
+  server.ready_file = o.ready_file;
+  Status s = RunGrpcServer(server, {&service}, nullptr);
+  if (!s.ok()) {
+    ITE_LOG_ERROR("{}", s.ToString());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace ite
+
+int main(int argc, char** argv) { return ite::Main(argc, argv); }

@@ -1,0 +1,45 @@
+// The ite.v1.Worker gRPC service over one WorkerEngine (proto/ite/v1/worker.proto).
+//
+// Every RPC that touches the engine takes one mutex, because the engine allows one caller at a
+// time; in practice one scheduler drives one StepStream, so the mutex is uncontended.
+// Engine errors end the call with the engine's status code and message; nothing throws.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+
+#include "proto/ite/v1/worker.grpc.pb.h"
+#include "worker/service/worker_engine.h"
+
+namespace ite {
+
+class GrpcWorkerService final : public ite::v1::Worker::Service {
+ public:
+  explicit GrpcWorkerService(std::unique_ptr<WorkerEngine> engine);
+
+  grpc::Status Info(grpc::ServerContext* context, const ite::v1::WorkerInfoRequest* request,
+                    ite::v1::WorkerInfo* response) override;
+  grpc::Status Step(grpc::ServerContext* context, const ite::v1::StepRequest* request,
+                    ite::v1::StepResult* response) override;
+  grpc::Status StepStream(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<ite::v1::StepResult, ite::v1::StepRequest>* stream) override;
+  grpc::Status Clear(grpc::ServerContext* context, const ite::v1::WorkerClearRequest* request,
+                     ite::v1::WorkerClearResponse* response) override;
+  grpc::Status Health(grpc::ServerContext* context, const ite::v1::WorkerHealthRequest* request,
+                      ite::v1::WorkerHealthResponse* response) override;
+
+ private:
+  // Runs one step under the engine mutex and encodes its result.
+  grpc::Status RunStep(const ite::v1::StepRequest& request, ite::v1::StepResult* response);
+
+  std::mutex engine_mu_;
+  std::unique_ptr<WorkerEngine> engine_;  // guarded by engine_mu_
+  std::atomic<int64_t> steps_{0};
+  std::atomic<int64_t> busy_us_{0};
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace ite

@@ -1,0 +1,191 @@
+#include "worker/service/step_codec.h"
+
+namespace ite {
+namespace {
+
+void EncodeSampling(const SamplingParams& p, ite::v1::StepSamplingParams* out) {
+  out->set_temperature(p.temperature);
+  out->set_top_k(p.top_k);
+  out->set_top_p(p.top_p);
+  out->set_min_p(p.min_p);
+  out->set_repetition_penalty(p.repetition_penalty);
+  out->set_presence_penalty(p.presence_penalty);
+  out->set_frequency_penalty(p.frequency_penalty);
+  out->set_seed(p.seed);
+  out->set_has_seed(p.has_seed);
+  out->set_top_logprobs(p.top_logprobs);
+  out->set_logprobs(p.logprobs);
+}
+
+SamplingParams DecodeSampling(const ite::v1::StepSamplingParams& in) {
+  SamplingParams p;
+  p.temperature = in.temperature();
+  p.top_k = in.top_k();
+  p.top_p = in.top_p();
+  p.min_p = in.min_p();
+  p.repetition_penalty = in.repetition_penalty();
+  p.presence_penalty = in.presence_penalty();
+  p.frequency_penalty = in.frequency_penalty();
+  p.seed = in.seed();
+  p.has_seed = in.has_seed();
+  p.top_logprobs = in.top_logprobs();
+  p.logprobs = in.logprobs();
+  return p;
+}
+
+}  // namespace
+
+void EncodeModelConfig(const ModelConfig& c, ite::v1::WorkerModelConfig* out) {
+  out->set_arch(c.arch == ModelArch::kQwen2 ? "qwen2" : "llama");
+  out->set_name(c.name);
+  out->set_vocab_size(c.vocab_size);
+  out->set_hidden_size(c.hidden_size);
+  out->set_intermediate_size(c.intermediate_size);
+  out->set_num_layers(c.num_layers);
+  out->set_num_heads(c.num_heads);
+  out->set_num_kv_heads(c.num_kv_heads);
+  out->set_head_dim(c.head_dim);
+  out->set_rms_norm_eps(c.rms_norm_eps);
+  out->set_rope_theta(c.rope_theta);
+  out->set_rope_scaling_type(c.rope_scaling.type);
+  out->set_rope_factor(c.rope_scaling.factor);
+  out->set_rope_low_freq_factor(c.rope_scaling.low_freq_factor);
+  out->set_rope_high_freq_factor(c.rope_scaling.high_freq_factor);
+  out->set_rope_original_max_position(c.rope_scaling.original_max_position);
+  out->set_max_position(c.max_position);
+  out->set_tie_embeddings(c.tie_embeddings);
+  out->set_qkv_bias(c.qkv_bias);
+  out->set_bos_token_id(c.bos_token_id);
+  for (int32_t id : c.eos_token_ids) out->add_eos_token_ids(id);
+}
+
+StatusOr<ModelConfig> DecodeModelConfig(const ite::v1::WorkerModelConfig& in) {
+  ModelConfig c;
+  if (in.arch() == "llama") {
+    c.arch = ModelArch::kLlama;
+  } else if (in.arch() == "qwen2") {
+    c.arch = ModelArch::kQwen2;
+  } else {
+    return InvalidArgument("WorkerInfo.config.arch: unknown architecture '{}'", in.arch());
+  }
+  c.name = in.name();
+  c.vocab_size = in.vocab_size();
+  c.hidden_size = in.hidden_size();
+  c.intermediate_size = in.intermediate_size();
+  c.num_layers = in.num_layers();
+  c.num_heads = in.num_heads();
+  c.num_kv_heads = in.num_kv_heads();
+  c.head_dim = in.head_dim();
+  c.rms_norm_eps = in.rms_norm_eps();
+  c.rope_theta = in.rope_theta();
+  c.rope_scaling.type = in.rope_scaling_type();
+  c.rope_scaling.factor = in.rope_factor();
+  c.rope_scaling.low_freq_factor = in.rope_low_freq_factor();
+  c.rope_scaling.high_freq_factor = in.rope_high_freq_factor();
+  c.rope_scaling.original_max_position = in.rope_original_max_position();
+  c.max_position = in.max_position();
+  c.tie_embeddings = in.tie_embeddings();
+  c.qkv_bias = in.qkv_bias();
+  c.bos_token_id = in.bos_token_id();
+  c.eos_token_ids.assign(in.eos_token_ids().begin(), in.eos_token_ids().end());
+  return c;
+}
+
+void EncodeWorkerInfo(const WorkerInfo& info, ite::v1::WorkerInfo* out) {
+  EncodeModelConfig(info.config, out->mutable_config());
+  out->set_block_size(info.block_size);
+  out->set_num_blocks(info.num_blocks);
+  out->set_device(info.device);
+}
+
+StatusOr<WorkerInfo> DecodeWorkerInfo(const ite::v1::WorkerInfo& in) {
+  WorkerInfo info;
+  ITE_ASSIGN_OR_RETURN(info.config, DecodeModelConfig(in.config()));
+  info.block_size = in.block_size();
+  info.num_blocks = in.num_blocks();
+  info.device = in.device();
+  if (info.block_size <= 0 || info.num_blocks <= 0) {
+    return InvalidArgument("WorkerInfo: block_size {} and num_blocks {} must be positive",
+                           info.block_size, info.num_blocks);
+  }
+  return info;
+}
+
+void EncodeStepRequest(const StepRequest& r, ite::v1::StepRequest* out) {
+  out->set_step_id(r.step_id);
+  out->mutable_seqs()->Reserve(static_cast<int>(r.seqs.size()));
+  for (const StepSequence& s : r.seqs) {
+    ite::v1::StepSequence* o = out->add_seqs();
+    o->set_seq_id(s.seq_id);
+    o->mutable_new_tokens()->Assign(s.new_tokens.begin(), s.new_tokens.end());
+    o->set_start_pos(s.start_pos);
+    o->mutable_block_table()->Assign(s.block_table.begin(), s.block_table.end());
+    o->set_sample(s.sample);
+    if (s.sampling) EncodeSampling(*s.sampling, o->mutable_sampling());
+    o->mutable_prompt_tokens()->Assign(s.prompt_tokens.begin(), s.prompt_tokens.end());
+  }
+  out->mutable_release_seq_ids()->Assign(r.release_seq_ids.begin(), r.release_seq_ids.end());
+  for (const auto& [src, dst] : r.copy_blocks) {
+    ite::v1::BlockCopy* c = out->add_copy_blocks();
+    c->set_src(src);
+    c->set_dst(dst);
+  }
+}
+
+StepRequest DecodeStepRequest(const ite::v1::StepRequest& in) {
+  StepRequest r;
+  r.step_id = in.step_id();
+  r.seqs.reserve(in.seqs_size());
+  for (const ite::v1::StepSequence& s : in.seqs()) {
+    StepSequence& o = r.seqs.emplace_back();
+    o.seq_id = s.seq_id();
+    o.new_tokens.assign(s.new_tokens().begin(), s.new_tokens().end());
+    o.start_pos = s.start_pos();
+    o.block_table.assign(s.block_table().begin(), s.block_table().end());
+    o.sample = s.sample();
+    if (s.has_sampling()) o.sampling = DecodeSampling(s.sampling());
+    o.prompt_tokens.assign(s.prompt_tokens().begin(), s.prompt_tokens().end());
+  }
+  r.release_seq_ids.assign(in.release_seq_ids().begin(), in.release_seq_ids().end());
+  for (const ite::v1::BlockCopy& c : in.copy_blocks()) r.copy_blocks.emplace_back(c.src(), c.dst());
+  return r;
+}
+
+void EncodeStepResult(const StepResult& r, ite::v1::StepResult* out) {
+  out->set_step_id(r.step_id);
+  out->mutable_outputs()->Reserve(static_cast<int>(r.outputs.size()));
+  for (const StepOutput& o : r.outputs) {
+    ite::v1::StepOutput* po = out->add_outputs();
+    po->set_seq_id(o.seq_id);
+    ite::v1::StepSampleResult* s = po->mutable_sample();
+    s->set_token(o.sample.token);
+    s->set_logprob(o.sample.logprob);
+    for (const TokenLogprob& t : o.sample.top) {
+      ite::v1::StepTokenLogprob* pt = s->add_top();
+      pt->set_token(t.token);
+      pt->set_logprob(t.logprob);
+    }
+  }
+  out->set_forward_us(r.forward_us);
+  out->set_idle_us(r.idle_us);
+}
+
+StepResult DecodeStepResult(const ite::v1::StepResult& in) {
+  StepResult r;
+  r.step_id = in.step_id();
+  r.outputs.reserve(in.outputs_size());
+  for (const ite::v1::StepOutput& po : in.outputs()) {
+    StepOutput& o = r.outputs.emplace_back();
+    o.seq_id = po.seq_id();
+    o.sample.token = po.sample().token();
+    o.sample.logprob = po.sample().logprob();
+    for (const ite::v1::StepTokenLogprob& t : po.sample().top()) {
+      o.sample.top.push_back(TokenLogprob{t.token(), t.logprob()});
+    }
+  }
+  r.forward_us = in.forward_us();
+  r.idle_us = in.idle_us();
+  return r;
+}
+
+}  // namespace ite

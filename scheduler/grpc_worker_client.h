@@ -1,0 +1,76 @@
+// GrpcWorkerClient: WorkerClient over the ite.v1.Worker gRPC service of one ite-worker process.
+//
+// Steps go over one long-lived StepStream (bidirectional), so several steps can be in flight and
+// the worker starts the next one as soon as it finishes the last: the scheduler's round trip is
+// hidden. A sender thread writes requests; a reader thread matches results to requests in order
+// and runs the `done` callbacks.
+//
+// Failure: when the stream breaks (worker killed: the socket closes at once; worker hung:
+// keepalive or the step deadline notices) every step in flight completes with UNAVAILABLE, in
+// order. The next StepAsync opens a fresh stream; whether the worker is usable again is the
+// scheduler's business (it probes with Info and Clear). Reconnect backoff is capped low so a
+// restarted worker is found within about a second.
+//
+// Threads: every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "scheduler/worker_client.h"
+
+namespace ite {
+
+struct GrpcWorkerClientOptions {
+  std::string address;                 // host:port of the ite-worker
+  int32_t rpc_timeout_ms = 5000;       // Info, Health, Clear
+  // A step not answered within this is treated as a hung worker. Generous: a CPU prefill of a
+  // full token budget can take seconds.
+  int32_t step_timeout_ms = 120000;
+  int32_t max_reconnect_backoff_ms = 1000;
+};
+
+class GrpcWorkerClient final : public WorkerClient {
+ public:
+  explicit GrpcWorkerClient(GrpcWorkerClientOptions options);
+  ~GrpcWorkerClient() override;
+
+  GrpcWorkerClient(const GrpcWorkerClient&) = delete;
+  GrpcWorkerClient& operator=(const GrpcWorkerClient&) = delete;
+
+  StatusOr<WorkerInfo> Info() override;
+  void StepAsync(StepRequest request, std::function<void(StatusOr<StepResult>)> done) override;
+  Status Health() override;
+  Status Clear() override;
+
+  const std::string& address() const { return options_.address; }
+
+ private:
+  struct Stream;
+  using Done = std::function<void(StatusOr<StepResult>)>;
+
+  void SenderLoop();
+  // Opens a new StepStream (after joining the previous stream's reader, so results of the old
+  // stream are all delivered before any of the new one).
+  void OpenStream();
+  void ReaderLoop(Stream* stream);
+
+  const GrpcWorkerClientOptions options_;
+  struct Rpc;                  // channel + stub (pimpl keeps gRPC headers out of this header)
+  std::unique_ptr<Rpc> rpc_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<StepRequest, Done>> outbox_;  // guarded by mu_
+  bool stopping_ = false;                            // guarded by mu_
+
+  std::unique_ptr<Stream> stream_;  // owned by the sender thread
+  std::thread sender_;
+};
+
+}  // namespace ite

@@ -1,0 +1,170 @@
+// GrpcWorkerClient against a real ite.v1.Worker server on a loopback port, over a WorkerEngine
+// with the deterministic fake backend: pipelined steps come back in order with the fake model's
+// tokens, engine errors keep their code, and a server that goes away fails steps fast with
+// UNAVAILABLE instead of hanging.
+#include "scheduler/grpc_worker_client.h"
+
+#include <future>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "worker/service/fake_backend.h"
+#include "worker/service/grpc_worker_service.h"
+#include "worker/service/worker_engine.h"
+
+namespace ite {
+namespace {
+
+constexpr int32_t kVocab = 50;
+constexpr int32_t kBlockSize = 4;
+
+class GrpcWorkerClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(); }
+  void TearDown() override { StopServer(); }
+
+  void StartServer() {
+    auto backend = std::make_unique<FakeBackend>(FakeModelConfig(kVocab, 64), kBlockSize, 16);
+    service_ = std::make_unique<GrpcWorkerService>(
+        std::make_unique<WorkerEngine>(std::move(backend), "fake"));
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port_),
+                             grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_NE(port_, 0);
+  }
+  void StopServer() {
+    if (server_) {
+      server_->Shutdown(std::chrono::system_clock::now());
+      server_->Wait();
+      server_.reset();
+    }
+  }
+  std::unique_ptr<GrpcWorkerClient> MakeClient() {
+    GrpcWorkerClientOptions o;
+    o.address = "127.0.0.1:" + std::to_string(port_);
+    o.rpc_timeout_ms = 2000;
+    return std::make_unique<GrpcWorkerClient>(o);
+  }
+  // Sends `r` and returns a future of its result.
+  static std::future<StatusOr<StepResult>> Send(GrpcWorkerClient& c, StepRequest r) {
+    auto p = std::make_shared<std::promise<StatusOr<StepResult>>>();
+    auto f = p->get_future();
+    c.StepAsync(std::move(r), [p](StatusOr<StepResult> res) { p->set_value(std::move(res)); });
+    return f;
+  }
+  static StepRequest Join(int64_t step, int64_t id, std::vector<int32_t> prompt,
+                          std::vector<int32_t> blocks) {
+    StepRequest r;
+    r.step_id = step;
+    StepSequence& s = r.seqs.emplace_back();
+    s.seq_id = id;
+    s.new_tokens = prompt;
+    s.block_table = std::move(blocks);
+    SamplingParams greedy;
+    greedy.temperature = 0.0f;
+    s.sampling = greedy;
+    s.prompt_tokens = prompt;
+    return r;
+  }
+  static StepRequest Decode(int64_t step, int64_t id, int32_t pos, std::vector<int32_t> blocks) {
+    StepRequest r;
+    r.step_id = step;
+    StepSequence& s = r.seqs.emplace_back();
+    s.seq_id = id;
+    s.start_pos = pos;
+    s.block_table = std::move(blocks);
+    return r;
+  }
+
+  int port_ = 0;
+  std::unique_ptr<GrpcWorkerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST_F(GrpcWorkerClientTest, InfoHealthClear) {
+  auto client = MakeClient();
+  StatusOr<WorkerInfo> info = client->Info();
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->block_size, kBlockSize);
+  EXPECT_EQ(info->num_blocks, 16);
+  EXPECT_EQ(info->config.vocab_size, kVocab);
+  EXPECT_EQ(info->device, "fake");
+  EXPECT_TRUE(client->Health().ok());
+  EXPECT_TRUE(client->Clear().ok());
+}
+
+TEST_F(GrpcWorkerClientTest, PipelinedStepsComeBackInOrderWithTheModelsTokens) {
+  auto client = MakeClient();
+  std::vector<int32_t> prompt{1, 2, 3, 4, 5};
+  constexpr int kSteps = 6;
+  std::vector<int32_t> expected = FakeModelGenerate(prompt, kSteps, kVocab);
+  // All steps are sent before any result is read: decode steps carry no token, the worker
+  // feeds its own last sample.
+  std::vector<std::future<StatusOr<StepResult>>> results;
+  results.push_back(Send(*client, Join(1, 7, prompt, {3, 9})));
+  for (int i = 1; i < kSteps; ++i) {
+    results.push_back(Send(*client, Decode(1 + i, 7, 4 + i, {3, 9, 11})));
+  }
+  for (int i = 0; i < kSteps; ++i) {
+    StatusOr<StepResult> r = results[i].get();
+    ASSERT_TRUE(r.ok()) << "step " << i << ": " << r.status().ToString();
+    EXPECT_EQ(r->step_id, 1 + i);
+    ASSERT_EQ(r->outputs.size(), 1u);
+    EXPECT_EQ(r->outputs[0].seq_id, 7);
+    EXPECT_EQ(r->outputs[0].sample.token, expected[i]) << "token " << i;
+  }
+}
+
+TEST_F(GrpcWorkerClientTest, EngineErrorKeepsItsCodeAndTheNextStreamWorks) {
+  auto client = MakeClient();
+  // A decode for a sequence the worker never saw: the engine rejects it.
+  StatusOr<StepResult> bad = Send(*client, Decode(1, 99, 3, {0})).get();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().code(), StatusCode::kOk);
+  EXPECT_FALSE(bad.status().message().empty());
+  StatusOr<StepResult> good = Send(*client, Join(2, 1, {4, 5}, {0})).get();
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  EXPECT_EQ(good->outputs[0].sample.token, FakeModelGenerate(std::vector<int32_t>{4, 5}, 1,
+                                                             kVocab)[0]);
+}
+
+TEST_F(GrpcWorkerClientTest, DeadWorkerFailsStepsFastWithUnavailable) {
+  auto client = MakeClient();
+  ASSERT_TRUE(Send(*client, Join(1, 1, {1, 2, 3}, {0})).get().ok());
+  StopServer();
+  auto start = std::chrono::steady_clock::now();
+  StatusOr<StepResult> r = Send(*client, Decode(2, 1, 3, {0})).get();
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_LT(elapsed, std::chrono::seconds(3));
+  EXPECT_FALSE(client->Health().ok());
+  // A worker back on the same port is found again (reconnect backoff is capped at 1 s).
+  StartServer();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool back = false;
+  while (!back && std::chrono::steady_clock::now() < deadline) {
+    back = client->Info().ok();
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(back);
+  StatusOr<StepResult> again = Send(*client, Join(3, 5, {7, 8}, {1})).get();
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+}
+
+TEST_F(GrpcWorkerClientTest, NothingListeningFailsFast) {
+  StopServer();
+  auto client = MakeClient();
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(client->Info().ok());
+  StatusOr<StepResult> r = Send(*client, Join(1, 1, {1}, {0})).get();
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+}  // namespace
+}  // namespace ite

@@ -1,0 +1,128 @@
+// Pieces shared by the prefill and decode attention kernels: paged tile loads and the online
+// softmax update of one warp's 16 rows (each thread owns rows g and g + 8 of the tile).
+#pragma once
+
+#include <cstdint>
+
+#include "dtype_utils.cuh"
+#include "mma_utils.cuh"
+
+namespace ite::kernels {
+
+// cp.async of kRows consecutive cache positions [tile_start, tile_start + kRows) of one kv head
+// into a swizzled [kRows][kHeadDim] tile; rows at or past `end` are zero-filled and not read.
+// `tid`/`nthreads`: the loading threads (a warp or a block).
+template <typename T, int kRows, int kHeadDim>
+__device__ __forceinline__ void LoadPagedTile(T* tile, const T* __restrict__ cache,
+                                              const int32_t* __restrict__ block_table,
+                                              int block_size, int64_t slot_stride,
+                                              int64_t head_offset, int tile_start, int end,
+                                              int tid, int nthreads) {
+  constexpr int kChunks = kHeadDim / 8;
+  for (int idx = tid; idx < kRows * kChunks; idx += nthreads) {
+    const int r = idx / kChunks, c = idx % kChunks;
+    const int pos = tile_start + r;
+    const bool valid = pos < end;
+    const T* src = cache;
+    if (valid) {
+      const int64_t block = block_table[pos / block_size];
+      src = cache + (block * block_size + pos % block_size) * slot_stride + head_offset + c * 8;
+    }
+    CpAsync16(SmemAddr(tile + Swizzle<kHeadDim>(r, c)), src, valid);
+  }
+}
+
+// S (16 x 8*kNTiles of fp32, C fragments) = A fragments of Q (kKSteps k-steps) times the
+// K tile rows [0, 8*kNTiles) in shared memory.
+template <typename T, int kHeadDim, int kNTiles>
+__device__ __forceinline__ void QkTile(float (&s)[kNTiles][4],
+                                       const uint32_t (&qf)[kHeadDim / 16][4], const T* sk,
+                                       int lane) {
+#pragma unroll
+  for (int n = 0; n < kNTiles; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
+  }
+#pragma unroll
+  for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+#pragma unroll
+    for (int np = 0; np < kNTiles / 2; ++np) {
+      uint32_t b[4];
+      LdMatrixX4(b, SmemAddr(sk + Swizzle<kHeadDim>(np * 16 + (lane & 7) + (lane >> 4) * 8,
+                                                    ks * 2 + ((lane >> 3) & 1))));
+      Mma16816<T>(s[2 * np], qf[ks], b[0], b[1]);
+      Mma16816<T>(s[2 * np + 1], qf[ks], b[2], b[3]);
+    }
+  }
+}
+
+// Online softmax for one tile. `s` holds raw scores; on return it holds the unnormalised
+// probabilities exp2(s * scale_log2 - m). m, l: running max (log2 domain) and this thread's
+// partial row sums for rows g (index 0) and g + 8 (index 1); o is rescaled in place.
+template <int kNTiles, int kOTiles>
+__device__ __forceinline__ void OnlineSoftmax(float (&s)[kNTiles][4], float (&m)[2], float (&l)[2],
+                                              float (&o)[kOTiles][4], float scale_log2) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < kNTiles; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m[i], mx * scale_log2);
+    // A row with every score masked so far keeps m = -inf; use 0 so no -inf - -inf appears.
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+    const float corr = exp2f(m[i] - m_use);
+    m[i] = m_new;
+    float sum = 0.0f;
+#pragma unroll
+    for (int n = 0; n < kNTiles; ++n) {
+      s[n][2 * i] = exp2f(s[n][2 * i] * scale_log2 - m_use);
+      s[n][2 * i + 1] = exp2f(s[n][2 * i + 1] * scale_log2 - m_use);
+      sum += s[n][2 * i] + s[n][2 * i + 1];
+    }
+    l[i] = l[i] * corr + sum;
+#pragma unroll
+    for (int n = 0; n < kOTiles; ++n) {
+      o[n][2 * i] *= corr;
+      o[n][2 * i + 1] *= corr;
+    }
+  }
+}
+
+// o += P (C fragments of kNTiles n-tiles, converted to T) times the V tile rows
+// [0, 8*kNTiles) in shared memory.
+template <typename T, int kHeadDim, int kNTiles>
+__device__ __forceinline__ void PvTile(float (&o)[kHeadDim / 8][4], const float (&p)[kNTiles][4],
+                                       const T* sv, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < kNTiles / 2; ++kk) {
+    uint32_t a[4];
+    a[0] = PackFloat2<T>(p[2 * kk][0], p[2 * kk][1]);
+    a[1] = PackFloat2<T>(p[2 * kk][2], p[2 * kk][3]);
+    a[2] = PackFloat2<T>(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+    a[3] = PackFloat2<T>(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+#pragma unroll
+    for (int dp = 0; dp < kHeadDim / 16; ++dp) {
+      uint32_t b[4];
+      LdMatrixX4Trans(b, SmemAddr(sv + Swizzle<kHeadDim>(kk * 16 + (lane & 7) +
+                                                             ((lane >> 3) & 1) * 8,
+                                                         dp * 2 + (lane >> 4))));
+      Mma16816<T>(o[2 * dp], a, b[0], b[1]);
+      Mma16816<T>(o[2 * dp + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// A fragments of the 16 rows starting at row0 of a swizzled Q tile in shared memory.
+template <int kHeadDim, typename T>
+__device__ __forceinline__ void LoadQFragments(uint32_t (&qf)[kHeadDim / 16][4], const T* sq,
+                                               int row0, int lane) {
+#pragma unroll
+  for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+    LdMatrixX4(qf[ks], SmemAddr(sq + Swizzle<kHeadDim>(row0 + (lane & 7) + ((lane >> 3) & 1) * 8,
+                                                       ks * 2 + (lane >> 4))));
+  }
+}
+
+}  // namespace ite::kernels

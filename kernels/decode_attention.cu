@@ -1,0 +1,317 @@
+// Split-KV flash-decoding over the paged cache, on tensor cores.
+//
+// Grid (split, kv head x head chunk, sequence). The up-to-16 query heads that share a kv head
+// are the 16 rows of one m16 tile, so each K/V byte is read once for the whole GQA group (rows
+// past the group are zero and discarded). The split's KV range is cut into tiles of 16 positions
+// that the block's warps take in turn; each warp streams its tiles through its own two-stage
+// cp.async buffer and keeps an online-softmax state in registers. The warps then merge through
+// shared memory, and the block writes either the final output (one split) or a normalised
+// partial output plus its log-sum-exp, which DecodeCombineKernel merges across splits.
+#include <algorithm>
+
+#include "attention_common.cuh"
+#include "cuda_check.h"
+#include "ite/kernels/attention.h"
+
+namespace ite::kernels {
+namespace {
+
+template <typename T_, int kHeadDim_>
+struct DecodeTraits {
+  using T = T_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kTileN = 16;  // KV positions per warp tile
+  static constexpr int kStages = 2;
+  static constexpr int kRows = 16;  // query heads per block
+  static constexpr int kOTiles = kHeadDim / 8;
+  static constexpr int kTileElems = kTileN * kHeadDim;
+  static constexpr size_t kStageBytes = size_t{kWarps} * kStages * 2 * kTileElems * sizeof(T);
+  // The merge reuses the stage buffers: m and l per warp and row, then O per warp.
+  static constexpr size_t kMergeBytes = size_t{kWarps} * kRows * (kHeadDim + 2) * sizeof(float);
+  static constexpr size_t kSmemBytes =
+      size_t{kRows} * kHeadDim * sizeof(T) + std::max(kStageBytes, kMergeBytes);
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
+};
+
+struct DecodeParams {
+  const void* q;
+  void* out;
+  const void* k_cache;
+  const void* v_cache;
+  const int32_t* kv_lens;
+  const int32_t* block_tables;
+  float* partial_o;    // [batch, num_heads, num_splits, head_dim]
+  float* partial_lse;  // [batch, num_heads, num_splits], log2 domain
+  int max_blocks_per_seq;
+  int block_size;
+  int num_heads;
+  int group;
+  int head_chunks;  // ceil(group / 16)
+  int num_splits;
+  int64_t slot_stride;
+  float scale_log2;
+};
+
+template <typename Traits>
+__global__ void __launch_bounds__(Traits::kThreads) DecodeAttentionKernel(const DecodeParams p) {
+  using T = typename Traits::T;
+  constexpr int D = Traits::kHeadDim, TN = Traits::kTileN, kWarps = Traits::kWarps;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sq = reinterpret_cast<T*>(smem_raw);
+  unsigned char* stage_raw = smem_raw + Traits::kRows * D * sizeof(T);
+
+  const int split = blockIdx.x, b = blockIdx.z;
+  const int kvh = blockIdx.y / p.head_chunks;
+  const int head0 = kvh * p.group + (blockIdx.y % p.head_chunks) * Traits::kRows;
+  const int rows = min(Traits::kRows, (kvh + 1) * p.group - head0);
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+
+  const int kv_len = p.kv_lens[b];
+  // Per-sequence split of [0, kv_len) into num_splits ranges of whole tiles.
+  const int chunk = ((kv_len + p.num_splits - 1) / p.num_splits + TN - 1) / TN * TN;
+  const int begin = split * chunk;
+  const int end = min(kv_len, begin + chunk);
+  const int num_tiles = begin < end ? (end - begin + TN - 1) / TN : 0;
+
+  // Q rows (heads) of this block; rows past the group are zero.
+  {
+    const T* q = static_cast<const T*>(p.q) + (int64_t{b} * p.num_heads + head0) * D;
+    constexpr int kChunks = D / 8;
+    for (int idx = tid; idx < Traits::kRows * kChunks; idx += Traits::kThreads) {
+      const int r = idx / kChunks, c = idx % kChunks;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (r < rows) v = *reinterpret_cast<const uint4*>(q + r * D + c * 8);
+      *reinterpret_cast<uint4*>(sq + Swizzle<D>(r, c)) = v;
+    }
+  }
+
+  const int32_t* block_table = p.block_tables + int64_t{b} * p.max_blocks_per_seq;
+  const T* k_cache = static_cast<const T*>(p.k_cache);
+  const T* v_cache = static_cast<const T*>(p.v_cache);
+  const int64_t head_offset = int64_t{kvh} * D;
+  T* my_stages = reinterpret_cast<T*>(stage_raw) + warp * Traits::kStages * 2 * Traits::kTileElems;
+  auto load = [&](int tile, int stage) {
+    if (tile < num_tiles) {
+      T* sk = my_stages + stage * 2 * Traits::kTileElems;
+      const int start = begin + tile * TN;
+      LoadPagedTile<T, TN, D>(sk, k_cache, block_table, p.block_size, p.slot_stride, head_offset,
+                              start, end, lane, 32);
+      LoadPagedTile<T, TN, D>(sk + Traits::kTileElems, v_cache, block_table, p.block_size,
+                              p.slot_stride, head_offset, start, end, lane, 32);
+    }
+    CpAsyncCommit();  // possibly empty: keeps the group count uniform for the waits below
+  };
+  // Warp w takes tiles w, w + kWarps, ...
+  load(warp, 0);
+  load(warp + kWarps, 1);
+  __syncthreads();  // sq written
+
+  uint32_t qf[D / 16][4];
+  LoadQFragments<D>(qf, sq, 0, lane);
+  float o[Traits::kOTiles][4];
+#pragma unroll
+  for (int n = 0; n < Traits::kOTiles; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[n][e] = 0.0f;
+  }
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+  for (int it = 0, tile = warp; tile < num_tiles; ++it, tile += kWarps) {
+    const int stage = it % Traits::kStages;
+    CpAsyncWait<Traits::kStages - 1>();
+    __syncwarp();
+    const T* sk = my_stages + stage * 2 * Traits::kTileElems;
+    float s[TN / 8][4];
+    QkTile<T, D, TN / 8>(s, qf, sk, lane);
+    const int start = begin + tile * TN;
+    if (start + TN > end) {
+#pragma unroll
+      for (int n = 0; n < TN / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (start + n * 8 + (lane % 4) * 2 + (e & 1) >= end) s[n][e] = -INFINITY;
+        }
+      }
+    }
+    OnlineSoftmax<TN / 8, Traits::kOTiles>(s, m, l, o, p.scale_log2);
+    PvTile<T, D, TN / 8>(o, s, sk + Traits::kTileElems, lane);
+    __syncwarp();  // every lane is done with this stage before it is refilled
+    load(tile + Traits::kStages * kWarps, stage);
+  }
+  CpAsyncWait<0>();
+  __syncthreads();  // stage buffers become the merge area
+
+  float* sm = reinterpret_cast<float*>(stage_raw);   // [kWarps][kRows]
+  float* sl = sm + kWarps * Traits::kRows;           // [kWarps][kRows]
+  float* so = sl + kWarps * Traits::kRows;           // [kWarps][kRows][D]
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    float sum = l[i];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int row = lane / 4 + 8 * i;
+    if (lane % 4 == 0) {
+      sm[warp * Traits::kRows + row] = m[i];
+      sl[warp * Traits::kRows + row] = sum;
+    }
+    float* dst = so + (warp * Traits::kRows + row) * D + (lane % 4) * 2;
+#pragma unroll
+    for (int n = 0; n < Traits::kOTiles; ++n) {
+      *reinterpret_cast<float2*>(dst + n * 8) = make_float2(o[n][2 * i], o[n][2 * i + 1]);
+    }
+  }
+  __syncthreads();
+
+  for (int idx = tid; idx < rows * D; idx += Traits::kThreads) {
+    const int row = idx / D, d = idx % D;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm[w * Traits::kRows + row]);
+    float sum = 0.0f, acc = 0.0f;
+    if (mx != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        const float f = exp2f(sm[w * Traits::kRows + row] - mx);
+        sum += sl[w * Traits::kRows + row] * f;
+        acc += so[(w * Traits::kRows + row) * D + d] * f;
+      }
+    }
+    const float val = sum > 0.0f ? acc / sum : 0.0f;
+    const int64_t bh = int64_t{b} * p.num_heads + head0 + row;
+    if (p.num_splits == 1) {
+      static_cast<T*>(p.out)[bh * D + d] = FromFloat<T>(val);
+    } else {
+      p.partial_o[(bh * p.num_splits + split) * D + d] = val;
+      if (d == 0) {
+        p.partial_lse[bh * p.num_splits + split] = sum > 0.0f ? mx + log2f(sum) : -INFINITY;
+      }
+    }
+  }
+}
+
+// Merges the per-split partial outputs of one (sequence, head): weights 2^(lse_s - max).
+template <typename T>
+__global__ void DecodeCombineKernel(const float* __restrict__ partial_o,
+                                    const float* __restrict__ partial_lse, int num_splits,
+                                    int head_dim, T* __restrict__ out) {
+  const int64_t bh = blockIdx.x;
+  const float* lse = partial_lse + bh * num_splits;
+  float mx = -INFINITY;
+  for (int s = 0; s < num_splits; ++s) mx = fmaxf(mx, lse[s]);
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float sum = 0.0f, acc = 0.0f;
+    if (mx != -INFINITY) {
+      for (int s = 0; s < num_splits; ++s) {
+        const float w = exp2f(lse[s] - mx);
+        sum += w;
+        acc += w * partial_o[(bh * num_splits + s) * head_dim + d];
+      }
+    }
+    out[bh * head_dim + d] = FromFloat<T>(sum > 0.0f ? acc / sum : 0.0f);
+  }
+}
+
+template <typename Traits>
+Status Launch(const DecodeAttentionArgs& a, const DecodeParams& params, cudaStream_t stream) {
+  using T = typename Traits::T;
+  auto kernel = DecodeAttentionKernel<Traits>;
+  if (Traits::kSmemBytes > 48 * 1024) {
+    ITE_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{Traits::kSmemBytes}));
+  }
+  const dim3 grid(a.num_splits, a.cache.num_kv_heads * params.head_chunks, a.batch);
+  kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params);
+  ITE_RETURN_IF_ERROR(LaunchStatus("DecodeAttentionKernel"));
+  if (a.num_splits > 1) {
+    DecodeCombineKernel<T><<<a.batch * a.num_heads, Traits::kHeadDim, 0, stream>>>(
+        params.partial_o, params.partial_lse, a.num_splits, Traits::kHeadDim,
+        static_cast<T*>(a.out));
+    ITE_RETURN_IF_ERROR(LaunchStatus("DecodeCombineKernel"));
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status DispatchHeadDim(const DecodeAttentionArgs& a, const DecodeParams& params,
+                       cudaStream_t stream) {
+  if (a.cache.head_dim == 64) return Launch<DecodeTraits<T, 64>>(a, params, stream);
+  return Launch<DecodeTraits<T, 128>>(a, params, stream);
+}
+
+}  // namespace
+
+int32_t DecodeNumSplits(int32_t batch, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
+                        int32_t max_kv_len, int32_t num_multiprocessors) {
+  if (batch <= 0 || num_kv_heads <= 0 || max_kv_len <= 0) return 1;
+  const int group = std::max(1, num_heads / num_kv_heads);
+  const int64_t blocks = int64_t{batch} * num_kv_heads * ((group + 15) / 16);
+  // Shared memory allows about 3 blocks per multiprocessor at head_dim 128 (68 KB each), more
+  // at 64; aim for about two such waves so the tail wave is not a long idle stretch.
+  const int per_sm = head_dim <= 64 ? 4 : 3;
+  const int64_t target = int64_t{std::max(1, num_multiprocessors)} * per_sm;
+  int64_t splits = (target + blocks - 1) / blocks;
+  // A split shorter than one tile per warp (64 positions) costs more in merging than it gains.
+  const int64_t max_by_len = std::max<int64_t>(1, max_kv_len / 64);
+  splits = std::min<int64_t>({splits, max_by_len, 128});
+  return static_cast<int32_t>(std::max<int64_t>(1, splits));
+}
+
+size_t DecodeWorkspaceBytes(int32_t batch, int32_t num_heads, int32_t head_dim,
+                            int32_t num_splits) {
+  if (num_splits <= 1) return 0;
+  const size_t entries = size_t(batch) * num_heads * num_splits;
+  return entries * head_dim * sizeof(float) + entries * sizeof(float);
+}
+
+Status DecodeAttention(const DecodeAttentionArgs& a, cudaStream_t stream) {
+  ITE_RETURN_IF_ERROR(ValidatePagedKvCache(a.cache, "DecodeAttention"));
+  if (a.q == nullptr || a.out == nullptr || a.kv_lens == nullptr || a.block_tables == nullptr) {
+    return InvalidArgument("DecodeAttention: q, out, kv_lens and block_tables must be non-null");
+  }
+  if (a.cache.head_dim != 64 && a.cache.head_dim != 128) {
+    return InvalidArgument("DecodeAttention: head_dim {} unsupported (64 or 128)",
+                           a.cache.head_dim);
+  }
+  if (a.num_heads <= 0 || a.num_heads % a.cache.num_kv_heads != 0) {
+    return InvalidArgument("DecodeAttention: num_heads {} is not a multiple of kv heads {}",
+                           a.num_heads, a.cache.num_kv_heads);
+  }
+  if (a.batch < 0 || a.batch > 65535 || a.max_blocks_per_seq <= 0) {
+    return InvalidArgument("DecodeAttention: bad batch={} max_blocks_per_seq={}", a.batch,
+                           a.max_blocks_per_seq);
+  }
+  if (a.num_splits < 1 || a.num_splits > 1024) {
+    return InvalidArgument("DecodeAttention: num_splits {} outside [1, 1024]", a.num_splits);
+  }
+  const size_t need = DecodeWorkspaceBytes(a.batch, a.num_heads, a.cache.head_dim, a.num_splits);
+  if (need > 0 && (a.workspace == nullptr || a.workspace_bytes < need)) {
+    return InvalidArgument("DecodeAttention: {} splits need a {}-byte workspace, got {}",
+                           a.num_splits, need, a.workspace_bytes);
+  }
+  if (a.batch == 0) return Status::Ok();
+  const int group = a.num_heads / a.cache.num_kv_heads;
+  const size_t partial_entries = size_t(a.batch) * a.num_heads * a.num_splits;
+  float* partial_o = static_cast<float*>(a.workspace);
+  DecodeParams params{a.q,
+                      a.out,
+                      a.cache.k,
+                      a.cache.v,
+                      a.kv_lens,
+                      a.block_tables,
+                      partial_o,
+                      partial_o ? partial_o + partial_entries * a.cache.head_dim : nullptr,
+                      a.max_blocks_per_seq,
+                      a.cache.block_size,
+                      a.num_heads,
+                      group,
+                      (group + 15) / 16,
+                      a.num_splits,
+                      int64_t{a.cache.num_kv_heads} * a.cache.head_dim,
+                      a.scale * 1.4426950408889634f};
+  if (a.cache.dtype == DType::kF16) return DispatchHeadDim<__half>(a, params, stream);
+  return DispatchHeadDim<__nv_bfloat16>(a, params, stream);
+}
+
+}  // namespace ite::kernels

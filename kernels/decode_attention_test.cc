@@ -1,0 +1,132 @@
+// DecodeAttention against cpu::PagedAttention (one query token per sequence): mixed lengths up
+// to 32k, GQA ratios 1/4/7/8/20, head_dim 64/128, f16/bf16, split counts from the heuristic and
+// forced ones. Cache slots outside every sequence hold NaN.
+#include "test_util.h"
+#include "ite/kernels/attention.h"
+#include "worker/backend/cpu/cpu_ops.h"
+
+namespace ite::kernels {
+namespace {
+
+using testing::DeviceBuffer;
+using testing::Download16;
+using testing::RelError;
+using testing::RoundTo;
+using testing::Tolerance;
+using testing::Upload16;
+using testing::UploadRaw;
+
+struct Case {
+  int32_t batch, max_len, heads, kv_heads, head_dim, block_size;
+  int32_t splits;  // 0: DecodeNumSplits
+};
+
+void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
+  std::uniform_int_distribution<int32_t> ld(1, c.max_len);
+  std::vector<int32_t> kv_lens(c.batch);
+  int32_t max_len = 0;
+  for (int32_t b = 0; b < c.batch; ++b) {
+    kv_lens[b] = b == 0 ? c.max_len : ld(rng);
+    max_len = std::max(max_len, kv_lens[b]);
+  }
+  int32_t sms = 132;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  const int32_t splits = c.splits > 0 ? c.splits
+                                      : DecodeNumSplits(c.batch, c.heads, c.kv_heads, c.head_dim,
+                                                        max_len, sms);
+  SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " batch=" << c.batch << " max_len="
+                                    << c.max_len << " heads=" << c.heads << "/" << c.kv_heads
+                                    << " hd=" << c.head_dim << " bs=" << c.block_size
+                                    << " splits=" << splits);
+  testing::RandomPagedCache cache =
+      testing::MakeRandomPagedCache(kv_lens, c.block_size, c.kv_heads, c.head_dim, dtype, rng);
+  const size_t row = size_t(c.heads) * c.head_dim;
+  std::vector<float> q = testing::RandomVector(size_t(c.batch) * row, rng, -2.0f, 2.0f);
+  RoundTo(q, dtype);
+  const float scale = 1.0f / std::sqrt(float(c.head_dim));
+  std::vector<float> ref(q.size());
+  cpu::PagedKv view{cache.k.data(), cache.v.data(), cache.num_blocks, cache.block_size,
+                    cache.num_kv_heads, cache.head_dim};
+  for (int32_t b = 0; b < c.batch; ++b) {
+    std::span<const int32_t> table(cache.block_tables.data() + size_t(b) * cache.max_blocks_per_seq,
+                                   (kv_lens[b] + c.block_size - 1) / c.block_size);
+    cpu::PagedAttention(view, table, kv_lens[b] - 1, q.data() + size_t(b) * row, 1, c.heads,
+                        scale, ref.data() + size_t(b) * row);
+  }
+  auto dq = Upload16(q, dtype);
+  auto dkv = UploadRaw(kv_lens), dbt = UploadRaw(cache.block_tables);
+  DeviceBuffer dout(q.size() * 2);
+  dout.Poison();
+  const size_t ws_bytes = DecodeWorkspaceBytes(c.batch, c.heads, c.head_dim, splits);
+  DeviceBuffer ws(ws_bytes);
+  ws.Poison();
+  DecodeAttentionArgs args;
+  args.q = dq.get();
+  args.out = dout.get();
+  args.cache = cache.View();
+  args.kv_lens = dkv.as<int32_t>();
+  args.block_tables = dbt.as<int32_t>();
+  args.max_blocks_per_seq = cache.max_blocks_per_seq;
+  args.batch = c.batch;
+  args.num_heads = c.heads;
+  args.scale = scale;
+  args.num_splits = splits;
+  args.workspace = ws.get();
+  args.workspace_bytes = ws_bytes;
+  const Status st = DecodeAttention(args, nullptr);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ITE_CUDA_OK(cudaDeviceSynchronize());
+  std::vector<float> out = Download16(dout, q.size(), dtype);
+  EXPECT_EQ(testing::CountNonFinite(out), 0u);
+  EXPECT_LT(RelError(out, ref), Tolerance(dtype));
+}
+
+TEST(DecodeAttentionKernel, MatchesCpuReference) {
+  ITE_SKIP_WITHOUT_GPU();
+  const Case cases[] = {
+      {1, 1, 8, 8, 64, 16, 0},         // first token
+      {1, 4099, 32, 8, 128, 16, 0},    // GQA 4, heuristic splits
+      {3, 1000, 28, 4, 128, 16, 0},    // GQA 7, mixed lengths
+      {17, 777, 16, 2, 64, 7, 0},      // GQA 8, odd block size
+      {64, 600, 32, 8, 128, 16, 0},    // batch 64
+      {5, 2000, 40, 2, 128, 16, 0},    // group 20: two head chunks per kv head
+      {4, 1500, 8, 8, 128, 16, 1},     // forced single split (no combine pass)
+      {4, 1500, 32, 8, 64, 16, 37},    // forced many splits, some empty for short rows
+  };
+  std::mt19937 rng(14);
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (const Case& c : cases) RunCase(c, dtype, rng);
+  }
+}
+
+TEST(DecodeAttentionKernel, LongContext32k) {
+  ITE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(15);
+  RunCase({2, 32768, 32, 8, 128, 16, 0}, DType::kBF16, rng);
+}
+
+TEST(DecodeAttentionKernel, SplitHeuristic) {
+  // Small batches at long context get many splits; big batches need none.
+  EXPECT_GT(DecodeNumSplits(1, 32, 8, 128, 32768, 132), 16);
+  EXPECT_EQ(DecodeNumSplits(256, 32, 8, 128, 4096, 132), 1);
+  EXPECT_EQ(DecodeNumSplits(1, 32, 8, 128, 10, 132), 1);  // too short to split
+  EXPECT_EQ(DecodeWorkspaceBytes(4, 32, 128, 1), 0u);
+}
+
+TEST(DecodeAttentionKernel, RejectsMissingWorkspace) {
+  int dummy = 0;
+  DecodeAttentionArgs args;
+  args.q = args.out = &dummy;
+  args.kv_lens = args.block_tables = &dummy;
+  args.cache = PagedKvCache{&dummy, &dummy, DType::kBF16, 1, 16, 1, 128};
+  args.num_heads = 1;
+  args.batch = 1;
+  args.max_blocks_per_seq = 1;
+  args.num_splits = 4;
+  const Status st = DecodeAttention(args, nullptr);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("workspace"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace ite::kernels

@@ -1,0 +1,53 @@
+// Embedding gather: one block per token, 16-byte copies when dim % 8 == 0.
+#include "ite/kernels/embedding.h"
+
+#include "cuda_check.h"
+#include "dtype_utils.cuh"
+
+namespace ite::kernels {
+namespace {
+
+template <typename T>
+__global__ void EmbeddingKernel(const T* __restrict__ table, int vocab, int dim,
+                                const int32_t* __restrict__ ids, T* __restrict__ out) {
+  const int32_t id = ids[blockIdx.x];
+  T* dst = out + int64_t{blockIdx.x} * dim;
+  const bool valid = id >= 0 && id < vocab;
+  const T* src = table + int64_t{valid ? id : 0} * dim;
+  if (dim % 8 == 0) {
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) {
+      reinterpret_cast<uint4*>(dst)[i] = valid ? reinterpret_cast<const uint4*>(src)[i] : zero;
+    }
+  } else {
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+      dst[i] = valid ? src[i] : FromFloat<T>(0.0f);
+    }
+  }
+}
+
+}  // namespace
+
+Status Embedding(DType dtype, const void* table, int32_t vocab, int32_t dim, const int32_t* ids,
+                 int32_t n, void* out, cudaStream_t stream) {
+  if (table == nullptr || ids == nullptr || out == nullptr) {
+    return InvalidArgument("Embedding: table, ids and out must be non-null");
+  }
+  if (vocab <= 0 || dim <= 0 || n < 0) {
+    return InvalidArgument("Embedding: bad shape vocab={} dim={} n={}", vocab, dim, n);
+  }
+  if (n == 0) return Status::Ok();
+  const int work = dim % 8 == 0 ? dim / 8 : dim;
+  const int threads = std::min(1024, std::max(32, (work + 31) / 32 * 32));
+  if (dtype == DType::kF16) {
+    EmbeddingKernel<__half><<<n, threads, 0, stream>>>(static_cast<const __half*>(table), vocab,
+                                                        dim, ids, static_cast<__half*>(out));
+  } else {
+    EmbeddingKernel<__nv_bfloat16><<<n, threads, 0, stream>>>(
+        static_cast<const __nv_bfloat16*>(table), vocab, dim, ids,
+        static_cast<__nv_bfloat16*>(out));
+  }
+  return LaunchStatus("EmbeddingKernel");
+}
+
+}  // namespace ite::kernels

@@ -1,0 +1,76 @@
+// GemmRunner (cuBLASLt) against cpu::MatMul on random inputs.
+#include "ite/kernels/gemm.h"
+
+#include "test_util.h"
+#include "worker/backend/cpu/cpu_ops.h"
+
+namespace ite::kernels {
+namespace {
+
+using testing::DeviceBuffer;
+using testing::Download16;
+using testing::DownloadRaw;
+using testing::RandomVector;
+using testing::RelError;
+using testing::RoundTo;
+using testing::Tolerance;
+using testing::Upload16;
+
+struct Shape {
+  int32_t m, n, k;
+  bool bias, out_f32;
+};
+
+TEST(GemmKernel, MatchesCpuMatMul) {
+  ITE_SKIP_WITHOUT_GPU();
+  const Shape shapes[] = {{1, 1024, 576, false, false},  {7, 1536, 576, true, false},
+                          {64, 2048, 1024, false, false}, {33, 100, 72, true, false},
+                          {17, 5000, 576, false, true},   {1, 4096, 4096, false, false}};
+  auto runner_or = GemmRunner::Create();
+  ASSERT_TRUE(runner_or.ok()) << runner_or.status().ToString();
+  GemmRunner& runner = **runner_or;
+  std::mt19937 rng(7);
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " m=" << s.m << " n=" << s.n
+                                        << " k=" << s.k << " bias=" << s.bias
+                                        << " out_f32=" << s.out_f32);
+      std::vector<float> x = RandomVector(size_t(s.m) * s.k, rng);
+      std::vector<float> w = RandomVector(size_t(s.n) * s.k, rng, -0.1f, 0.1f);
+      std::vector<float> bias = RandomVector(s.n, rng);
+      RoundTo(x, dtype);
+      RoundTo(w, dtype);
+      RoundTo(bias, dtype);
+      std::vector<float> ref(size_t(s.m) * s.n);
+      cpu::MatMul(x.data(), w.data(), s.bias ? bias.data() : nullptr, s.m, s.n, s.k, ref.data());
+      auto dx = Upload16(x, dtype), dw = Upload16(w, dtype), dbias = Upload16(bias, dtype);
+      DeviceBuffer dout(ref.size() * (s.out_f32 ? 4 : 2));
+      for (int rep = 0; rep < 2; ++rep) {  // the second run uses the cached plan
+        dout.Poison();
+        GemmArgs args{dtype,    dx.get(), dw.get(), s.bias ? dbias.get() : nullptr,
+                      dout.get(), s.out_f32, s.m,     s.n,
+                      s.k};
+        const Status st = runner.Run(args, nullptr);
+        ASSERT_TRUE(st.ok()) << st.ToString();
+        ITE_CUDA_OK(cudaDeviceSynchronize());
+        std::vector<float> out = s.out_f32 ? DownloadRaw<float>(dout, ref.size())
+                                           : Download16(dout, ref.size(), dtype);
+        EXPECT_EQ(testing::CountNonFinite(out), 0u);
+        EXPECT_LT(RelError(out, ref), Tolerance(dtype));
+      }
+    }
+  }
+  EXPECT_EQ(runner.cached_plans(), 2 * std::size(shapes));
+}
+
+TEST(GemmKernel, RejectsBiasWithF32Output) {
+  ITE_SKIP_WITHOUT_GPU();
+  auto runner = GemmRunner::Create(0);
+  ASSERT_TRUE(runner.ok());
+  int dummy = 0;
+  GemmArgs args{DType::kBF16, &dummy, &dummy, &dummy, &dummy, true, 1, 1, 1};
+  EXPECT_EQ((*runner)->Run(args, nullptr).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace ite::kernels

@@ -1,0 +1,61 @@
+// Attention over the paged KV cache: FlashAttention-2 style prefill (causal, GQA, variable
+// length, cached prefix) and split-KV flash-decoding. Both read K/V only from the cache, so the
+// new tokens' K/V must have been written first (RopeKvWrite); a chunk of new tokens after a
+// cached prefix (prefix caching, chunked prefill) is just a sequence whose kv length exceeds its
+// query length. Supported: head_dim 64 and 128, f16 and bf16.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ite/kernels/kernel_types.h"
+
+namespace ite::kernels {
+
+struct PrefillAttentionArgs {
+  const void* q = nullptr;  // [total_q_tokens, num_heads, head_dim], cache dtype
+  void* out = nullptr;      // [total_q_tokens, num_heads, head_dim]
+  PagedKvCache cache;
+  // [batch + 1] device: the query tokens of sequence b are rows [cu_seqlens_q[b], [b + 1]).
+  const int32_t* cu_seqlens_q = nullptr;
+  // [batch] device: tokens of sequence b in the cache, the new ones included; the new tokens
+  // sit at positions [kv_len - q_len, kv_len) and attend causally.
+  const int32_t* kv_lens = nullptr;
+  const int32_t* block_tables = nullptr;  // [batch, max_blocks_per_seq] device
+  int32_t max_blocks_per_seq = 0;
+  int32_t batch = 0;
+  int32_t max_q_len = 0;  // host-side bound on any q_len (sizes the grid)
+  int32_t num_heads = 0;  // query heads; a multiple of cache.num_kv_heads
+  float scale = 0.0f;     // softmax scale, usually 1 / sqrt(head_dim)
+};
+
+Status PrefillAttention(const PrefillAttentionArgs& args, cudaStream_t stream);
+
+struct DecodeAttentionArgs {
+  const void* q = nullptr;  // [batch, num_heads, head_dim]: one new token per sequence
+  void* out = nullptr;      // [batch, num_heads, head_dim]
+  PagedKvCache cache;
+  const int32_t* kv_lens = nullptr;       // [batch] device, >= 1 (the new token included)
+  const int32_t* block_tables = nullptr;  // [batch, max_blocks_per_seq] device
+  int32_t max_blocks_per_seq = 0;
+  int32_t batch = 0;
+  int32_t num_heads = 0;
+  float scale = 0.0f;
+  // Splits of each sequence's KV range (DecodeNumSplits picks it); with more than one the
+  // partial results go to `workspace` and a second kernel merges them.
+  int32_t num_splits = 1;
+  void* workspace = nullptr;  // DecodeWorkspaceBytes(...) bytes, device; unused for 1 split
+  size_t workspace_bytes = 0;
+};
+
+// Split count that fills the GPU about once: enough blocks for every multiprocessor, but no
+// split shorter than a few KV tiles. max_kv_len is the longest sequence of the batch.
+int32_t DecodeNumSplits(int32_t batch, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
+                        int32_t max_kv_len, int32_t num_multiprocessors);
+
+size_t DecodeWorkspaceBytes(int32_t batch, int32_t num_heads, int32_t head_dim,
+                            int32_t num_splits);
+
+Status DecodeAttention(const DecodeAttentionArgs& args, cudaStream_t stream);
+
+}  // namespace ite::kernels

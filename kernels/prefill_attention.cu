@@ -1,0 +1,215 @@
+// FlashAttention-2 prefill over the paged KV cache on tensor cores (mma.sync m16n8k16).
+//
+// A block owns kBlockM query rows of one (sequence, head); each of its warps owns 16 rows and
+// keeps their Q fragments, scores, probabilities and output accumulator in registers. K and V
+// tiles of kBlockN cache positions stream through shared memory with cp.async: V(j) loads while
+// S = Q K(j)^T is computed and K(j+1) while O += P V(j) is. Only the diagonal tiles are masked;
+// tiles above the diagonal are never loaded. The S x S matrix never exists in memory.
+#include "ite/kernels/attention.h"
+
+#include "attention_common.cuh"
+#include "cuda_check.h"
+
+namespace ite::kernels {
+namespace {
+
+template <typename T_, int kHeadDim_>
+struct PrefillTraits {
+  using T = T_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kBlockM = 16 * kWarps;
+  static constexpr int kBlockN = 64;
+  static constexpr int kNTiles = kBlockN / 8;   // n-tiles of S
+  static constexpr int kOTiles = kHeadDim / 8;  // n-tiles of O
+  static constexpr size_t kSmemBytes = size_t{kBlockM + 2 * kBlockN} * kHeadDim * sizeof(T);
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
+  static_assert(kBlockN % 16 == 0, "P feeds whole k-steps of 16");
+};
+
+struct PrefillParams {
+  const void* q;
+  void* out;
+  const void* k_cache;
+  const void* v_cache;
+  const int32_t* cu_seqlens_q;
+  const int32_t* kv_lens;
+  const int32_t* block_tables;
+  int max_blocks_per_seq;
+  int block_size;
+  int num_heads;
+  int group;            // query heads per kv head
+  int64_t slot_stride;  // num_kv_heads * head_dim
+  float scale_log2;     // softmax scale * log2(e)
+};
+
+template <typename Traits>
+__global__ void __launch_bounds__(Traits::kThreads)
+    PrefillAttentionKernel(const PrefillParams p) {
+  using T = typename Traits::T;
+  constexpr int D = Traits::kHeadDim, BM = Traits::kBlockM, BN = Traits::kBlockN;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sq = reinterpret_cast<T*>(smem_raw);
+  T* sk = sq + BM * D;
+  T* sv = sk + BN * D;
+
+  const int b = blockIdx.z, h = blockIdx.y;
+  // Heaviest (most KV tiles) query blocks first, so the causal tail of the grid is short.
+  const int m_block = gridDim.x - 1 - blockIdx.x;
+  const int q_begin = p.cu_seqlens_q[b];
+  const int q_len = p.cu_seqlens_q[b + 1] - q_begin;
+  const int m0 = m_block * BM;
+  if (m0 >= q_len) return;
+  const int kv_len = p.kv_lens[b];
+  const int start_pos = kv_len - q_len;
+  const int kvh = h / p.group;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int32_t* block_table = p.block_tables + int64_t{b} * p.max_blocks_per_seq;
+  const T* k_cache = static_cast<const T*>(p.k_cache);
+  const T* v_cache = static_cast<const T*>(p.v_cache);
+  const int64_t head_offset = int64_t{kvh} * D;
+  const int64_t q_stride = int64_t{p.num_heads} * D;
+
+  // Q tile (rows past q_len are zero) and the first K tile.
+  {
+    const T* q = static_cast<const T*>(p.q) + (int64_t{q_begin} + m0) * q_stride + int64_t{h} * D;
+    constexpr int kChunks = D / 8;
+    for (int idx = tid; idx < BM * kChunks; idx += Traits::kThreads) {
+      const int r = idx / kChunks, c = idx % kChunks;
+      const bool valid = m0 + r < q_len;
+      CpAsync16(SmemAddr(sq + Swizzle<D>(r, c)), valid ? q + r * q_stride + c * 8 : q, valid);
+    }
+  }
+  // Causal: the last query row of this block sees positions < kv_end.
+  const int kv_end = min(kv_len, start_pos + min(q_len, m0 + BM));
+  const int num_tiles = (kv_end + BN - 1) / BN;
+  LoadPagedTile<T, BN, D>(sk, k_cache, block_table, p.block_size, p.slot_stride, head_offset, 0,
+                          kv_len, tid, Traits::kThreads);
+  CpAsyncCommit();
+
+  uint32_t qf[D / 16][4];
+  float o[Traits::kOTiles][4];
+#pragma unroll
+  for (int n = 0; n < Traits::kOTiles; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[n][e] = 0.0f;
+  }
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  // Query positions of this thread's two rows.
+  const int row_lo = m0 + warp * 16 + lane / 4;
+  const int qpos[2] = {start_pos + row_lo, start_pos + row_lo + 8};
+  const int first_masked = start_pos + m0;  // tiles ending past this need the causal mask
+
+  for (int j = 0; j < num_tiles; ++j) {
+    const int tile_start = j * BN;
+    CpAsyncWait<0>();
+    __syncthreads();  // K(j) (and Q) landed; every warp is done with V(j-1)
+    if (j == 0) LoadQFragments<D>(qf, sq, warp * 16, lane);
+    LoadPagedTile<T, BN, D>(sv, v_cache, block_table, p.block_size, p.slot_stride, head_offset,
+                            tile_start, kv_len, tid, Traits::kThreads);
+    CpAsyncCommit();
+
+    float s[Traits::kNTiles][4];
+    QkTile<T, D, Traits::kNTiles>(s, qf, sk, lane);
+    if (tile_start + BN > first_masked || tile_start + BN > kv_len) {
+#pragma unroll
+      for (int n = 0; n < Traits::kNTiles; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int kv = tile_start + n * 8 + (lane % 4) * 2 + (e & 1);
+          if (kv > qpos[e / 2] || kv >= kv_len) s[n][e] = -INFINITY;
+        }
+      }
+    }
+    OnlineSoftmax<Traits::kNTiles, Traits::kOTiles>(s, m, l, o, p.scale_log2);
+
+    CpAsyncWait<0>();
+    __syncthreads();  // V(j) landed; every warp is done with K(j)
+    if (j + 1 < num_tiles) {
+      LoadPagedTile<T, BN, D>(sk, k_cache, block_table, p.block_size, p.slot_stride,
+                              head_offset, tile_start + BN, kv_len, tid, Traits::kThreads);
+    }
+    CpAsyncCommit();
+    PvTile<T, D, Traits::kNTiles>(o, s, sv, lane);
+  }
+  CpAsyncWait<0>();
+
+  T* out = static_cast<T*>(p.out) + int64_t{q_begin} * q_stride + int64_t{h} * D;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    float sum = l[i];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    const int row = row_lo + 8 * i;
+    if (row >= q_len) continue;
+    T* dst = out + int64_t{row} * q_stride + (lane % 4) * 2;
+#pragma unroll
+    for (int n = 0; n < Traits::kOTiles; ++n) {
+      *reinterpret_cast<uint32_t*>(dst + n * 8) =
+          PackFloat2<T>(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
+    }
+  }
+}
+
+template <typename Traits>
+Status Launch(const PrefillAttentionArgs& a, const PrefillParams& params, cudaStream_t stream) {
+  auto kernel = PrefillAttentionKernel<Traits>;
+  if (Traits::kSmemBytes > 48 * 1024) {
+    ITE_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{Traits::kSmemBytes}));
+  }
+  const dim3 grid((a.max_q_len + Traits::kBlockM - 1) / Traits::kBlockM, a.num_heads, a.batch);
+  kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params);
+  return LaunchStatus("PrefillAttentionKernel");
+}
+
+template <typename T>
+Status DispatchHeadDim(const PrefillAttentionArgs& a, const PrefillParams& params,
+                       cudaStream_t stream) {
+  if (a.cache.head_dim == 64) return Launch<PrefillTraits<T, 64>>(a, params, stream);
+  return Launch<PrefillTraits<T, 128>>(a, params, stream);
+}
+
+}  // namespace
+
+Status PrefillAttention(const PrefillAttentionArgs& a, cudaStream_t stream) {
+  ITE_RETURN_IF_ERROR(ValidatePagedKvCache(a.cache, "PrefillAttention"));
+  if (a.q == nullptr || a.out == nullptr || a.cu_seqlens_q == nullptr || a.kv_lens == nullptr ||
+      a.block_tables == nullptr) {
+    return InvalidArgument("PrefillAttention: q, out, cu_seqlens_q, kv_lens and block_tables "
+                           "must be non-null");
+  }
+  if (a.cache.head_dim != 64 && a.cache.head_dim != 128) {
+    return InvalidArgument("PrefillAttention: head_dim {} unsupported (64 or 128)",
+                           a.cache.head_dim);
+  }
+  if (a.num_heads <= 0 || a.num_heads % a.cache.num_kv_heads != 0) {
+    return InvalidArgument("PrefillAttention: num_heads {} is not a multiple of kv heads {}",
+                           a.num_heads, a.cache.num_kv_heads);
+  }
+  if (a.batch < 0 || a.max_q_len < 0 || a.max_blocks_per_seq <= 0) {
+    return InvalidArgument("PrefillAttention: bad batch={} max_q_len={} max_blocks_per_seq={}",
+                           a.batch, a.max_q_len, a.max_blocks_per_seq);
+  }
+  if (a.batch > 65535) return InvalidArgument("PrefillAttention: batch {} > 65535", a.batch);
+  if (a.batch == 0 || a.max_q_len == 0) return Status::Ok();
+  PrefillParams params{a.q,
+                       a.out,
+                       a.cache.k,
+                       a.cache.v,
+                       a.cu_seqlens_q,
+                       a.kv_lens,
+                       a.block_tables,
+                       a.max_blocks_per_seq,
+                       a.cache.block_size,
+                       a.num_heads,
+                       a.num_heads / a.cache.num_kv_heads,
+                       int64_t{a.cache.num_kv_heads} * a.cache.head_dim,
+                       a.scale * 1.4426950408889634f};
+  if (a.cache.dtype == DType::kF16) return DispatchHeadDim<__half>(a, params, stream);
+  return DispatchHeadDim<__nv_bfloat16>(a, params, stream);
+}
+
+}  // namespace ite::kernels

@@ -74,7 +74,9 @@ def make_tiny():
         model = model.to(dtype)
         out_dir = os.path.join(DATA, name)
         model.save_pretrained(out_dir)
-        model = model.to(torch.float32).eval()
+        # The reference runs on the saved files reloaded in fp32: casting the in-memory model
+        # back from bf16 would also leave its RoPE inv_freq buffer rounded to bf16.
+        model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32).eval()
         g = torch.Generator().manual_seed(2000 + i)
         sequences = [torch.randint(0, VOCAB, (n,), generator=g).tolist() for n in SEQUENCE_LENGTHS]
         all_logits = []

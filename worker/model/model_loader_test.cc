@@ -1,0 +1,223 @@
+// Loader tests on tiny generated models: GGUF and Hugging Face folders of the same weights must
+// load to the same fused tensors (model_weights.h layouts), in every output dtype.
+#include "worker/model/model_loader.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "common/gguf_test_writer.h"
+#include "worker/model/dequantize.h"
+#include "worker/model/test_model_writer.h"
+
+namespace ite {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::HostTensor;
+using testing::TinyModel;
+
+fs::path TempDir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("ite_loader_test_" + name);
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+float ReadElement(const Tensor& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::kF32: return t.as<float>()[i];
+    case DType::kF16: return HalfToFloat(t.as<uint16_t>()[i]);
+    case DType::kBF16: return Bf16ToFloat(t.as<uint16_t>()[i]);
+  }
+  return 0.0f;
+}
+
+// What a stored float becomes after the round trip through `dtype`.
+float Rounded(float v, DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return v;
+    case DType::kF16: return HalfToFloat(FloatToHalf(v));
+    case DType::kBF16: return Bf16ToFloat(FloatToBf16(v));
+  }
+  return v;
+}
+
+// Checks `t` equals the row-wise concatenation of `parts`, each rounded to t.dtype (and first to
+// `storage`, the dtype the file held them in).
+void ExpectFused(const Tensor& t, const std::vector<const HostTensor*>& parts, DType storage,
+                 const std::string& what) {
+  std::vector<float> want;
+  for (const HostTensor* p : parts) want.insert(want.end(), p->values.begin(), p->values.end());
+  ASSERT_EQ(t.numel(), static_cast<int64_t>(want.size())) << what;
+  ASSERT_FALSE(t.empty()) << what;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(ReadElement(t, static_cast<int64_t>(i)), Rounded(Rounded(want[i], storage), t.dtype))
+        << what << " element " << i;
+  }
+}
+
+void ExpectModel(const LoadedModel& m, const TinyModel& ref, DType storage) {
+  const ModelConfig& c = ref.config;
+  EXPECT_EQ(m.config.vocab_size, c.vocab_size);
+  EXPECT_EQ(m.config.hidden_size, c.hidden_size);
+  EXPECT_EQ(m.config.intermediate_size, c.intermediate_size);
+  EXPECT_EQ(m.config.num_layers, c.num_layers);
+  EXPECT_EQ(m.config.num_heads, c.num_heads);
+  EXPECT_EQ(m.config.num_kv_heads, c.num_kv_heads);
+  EXPECT_EQ(m.config.head_dim, c.head_dim);
+  EXPECT_FLOAT_EQ(m.config.rms_norm_eps, c.rms_norm_eps);
+  EXPECT_FLOAT_EQ(m.config.rope_theta, c.rope_theta);
+  EXPECT_EQ(m.config.max_position, c.max_position);
+  EXPECT_EQ(m.config.tie_embeddings, c.tie_embeddings);
+  EXPECT_EQ(m.config.qkv_bias, c.qkv_bias);
+  EXPECT_EQ(m.config.bos_token_id, c.bos_token_id);
+  EXPECT_EQ(m.config.eos_token_ids, c.eos_token_ids);
+  const auto& t = ref.tensors;
+  const ModelWeights& w = m.weights;
+  EXPECT_EQ(w.token_embedding.shape, (std::vector<int64_t>{c.vocab_size, c.hidden_size}));
+  ExpectFused(w.token_embedding, {&t.at("model.embed_tokens.weight")}, storage, "embedding");
+  ASSERT_EQ(w.layers.size(), static_cast<size_t>(c.num_layers));
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const LayerWeights& L = w.layers[l];
+    ExpectFused(L.attn_norm, {&t.at(p + "input_layernorm.weight")}, storage, p + "attn_norm");
+    EXPECT_EQ(L.wqkv.shape, (std::vector<int64_t>{c.qkv_dim(), c.hidden_size}));
+    ExpectFused(L.wqkv,
+                {&t.at(p + "self_attn.q_proj.weight"), &t.at(p + "self_attn.k_proj.weight"),
+                 &t.at(p + "self_attn.v_proj.weight")},
+                storage, p + "wqkv");
+    if (c.qkv_bias) {
+      ExpectFused(L.bqkv,
+                  {&t.at(p + "self_attn.q_proj.bias"), &t.at(p + "self_attn.k_proj.bias"),
+                   &t.at(p + "self_attn.v_proj.bias")},
+                  storage, p + "bqkv");
+    } else {
+      EXPECT_TRUE(L.bqkv.empty());
+    }
+    ExpectFused(L.wo, {&t.at(p + "self_attn.o_proj.weight")}, storage, p + "wo");
+    EXPECT_EQ(L.wo.shape, (std::vector<int64_t>{c.hidden_size, c.q_dim()}));
+    ExpectFused(L.ffn_norm, {&t.at(p + "post_attention_layernorm.weight")}, storage,
+                p + "ffn_norm");
+    EXPECT_EQ(L.w_gate_up.shape, (std::vector<int64_t>{2 * c.intermediate_size, c.hidden_size}));
+    ExpectFused(L.w_gate_up, {&t.at(p + "mlp.gate_proj.weight"), &t.at(p + "mlp.up_proj.weight")},
+                storage, p + "w_gate_up");
+    ExpectFused(L.w_down, {&t.at(p + "mlp.down_proj.weight")}, storage, p + "w_down");
+  }
+  ExpectFused(w.final_norm, {&t.at("model.norm.weight")}, storage, "final_norm");
+  if (c.tie_embeddings) {
+    EXPECT_EQ(w.lm_head.data, w.token_embedding.data);
+  } else {
+    ExpectFused(w.lm_head, {&t.at("lm_head.weight")}, storage, "lm_head");
+  }
+}
+
+struct Case {
+  ModelArch arch;
+  bool tied;
+  DType out;
+};
+
+class GgufLoadTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(GgufLoadTest, MatchesHfWeightsAfterUndoingThePermutation) {
+  const Case c = GetParam();
+  TinyModel ref = testing::MakeTinyModel(c.arch, c.tied);
+  fs::path dir = TempDir("gguf");
+  const std::string path = (dir / "tiny.gguf").string();
+  testing::GgufTestWriter::WriteFile(path, testing::BuildGguf(ref));
+  auto m = LoadModel(path, {c.out, false});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->format, "gguf");
+  EXPECT_EQ(m->config.name, "tiny");
+  ExpectModel(*m, ref, DType::kF32);
+  if (c.out == DType::kF32) {
+    // F32 tensors that need no conversion stay in the file mapping.
+    EXPECT_EQ(m->weights.layers[0].attn_norm.owner, m->weights.token_embedding.owner);
+    EXPECT_NE(m->weights.layers[0].wqkv.owner, m->weights.token_embedding.owner);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, GgufLoadTest,
+                         ::testing::Values(Case{ModelArch::kLlama, false, DType::kF32},
+                                           Case{ModelArch::kLlama, true, DType::kF32},
+                                           Case{ModelArch::kLlama, true, DType::kBF16},
+                                           Case{ModelArch::kLlama, false, DType::kF16},
+                                           Case{ModelArch::kQwen2, false, DType::kF32},
+                                           Case{ModelArch::kQwen2, true, DType::kBF16}));
+
+struct HfCase {
+  ModelArch arch;
+  std::string storage;
+  bool sharded;
+  DType out;
+};
+
+class HfLoadTest : public ::testing::TestWithParam<HfCase> {};
+
+TEST_P(HfLoadTest, LoadsFolder) {
+  const HfCase c = GetParam();
+  TinyModel ref = testing::MakeTinyModel(c.arch, /*tied=*/c.sharded);
+  fs::path dir = TempDir("hf");
+  testing::WriteHfFolder(ref, dir.string(), c.storage, c.sharded);
+  auto m = LoadModel(dir.string(), {c.out, false});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->format, "safetensors");
+  const DType storage = c.storage == "F32" ? DType::kF32
+                        : c.storage == "F16" ? DType::kF16 : DType::kBF16;
+  ExpectModel(*m, ref, storage);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, HfLoadTest,
+                         ::testing::Values(HfCase{ModelArch::kLlama, "F32", false, DType::kF32},
+                                           HfCase{ModelArch::kLlama, "BF16", true, DType::kF32},
+                                           HfCase{ModelArch::kLlama, "BF16", false, DType::kBF16},
+                                           HfCase{ModelArch::kLlama, "F16", false, DType::kF16},
+                                           HfCase{ModelArch::kLlama, "F16", true, DType::kBF16},
+                                           HfCase{ModelArch::kQwen2, "BF16", false, DType::kF32},
+                                           HfCase{ModelArch::kQwen2, "F32", true, DType::kF16}));
+
+TEST(HfConfigTest, ReadsRopeScalingAndGenerationEos) {
+  TinyModel ref = testing::MakeTinyModel(ModelArch::kLlama, true);
+  fs::path dir = TempDir("hf_rope");
+  testing::WriteHfFolder(ref, dir.string(), "BF16", false);
+  nlohmann::json cfg;
+  std::ifstream(dir / "config.json") >> cfg;
+  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  cfg["eos_token_id"] = {2, 5};
+  cfg["head_dim"] = 16;
+  std::ofstream(dir / "config.json") << cfg.dump();
+  std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": [7, 8, 9]})";
+  auto m = LoadModel(dir.string(), {});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->config.rope_scaling.type, "llama3");
+  EXPECT_FLOAT_EQ(m->config.rope_scaling.factor, 32.0f);
+  EXPECT_FLOAT_EQ(m->config.rope_scaling.high_freq_factor, 4.0f);
+  EXPECT_EQ(m->config.rope_scaling.original_max_position, 8192);
+  EXPECT_EQ(m->config.eos_token_ids, (std::vector<int32_t>{7, 8, 9}));
+}
+
+TEST(LoaderProgressTest, LogsEachLayerAndTheTotal) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  TinyModel ref = testing::MakeTinyModel(ModelArch::kLlama, true);
+  fs::path dir = TempDir("progress");
+  testing::GgufTestWriter::WriteFile((dir / "t.gguf").string(), testing::BuildGguf(ref));
+  auto m = LoadModel((dir / "t.gguf").string(), {DType::kF32, true});
+  spdlog::set_default_logger(previous);
+  ASSERT_TRUE(m.ok());
+  std::vector<std::string> lines = sink->last_formatted();
+  ASSERT_EQ(lines.size(), 3u);  // two layers and the total
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("layer 1/2"));
+  EXPECT_THAT(lines[2], ::testing::HasSubstr("loaded"));
+}
+
+}  // namespace
+}  // namespace ite

@@ -1,0 +1,150 @@
+// Loads the real SmolLM2-135M-Instruct Q4_1 GGUF ($ITE_MODEL_GGUF) and compares sampled weights
+// with what transformers' GGUF loader produces (tests/data/quant/smollm2_samples.json, made by
+// scripts/make_quant_goldens.py): dequantized Q4_1/Q8_0 values and Q/K rows back in HF order.
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "worker/model/dequantize.h"
+#include "worker/model/model_loader.h"
+
+namespace ite {
+namespace {
+
+std::string ModelPath() {
+  const char* p = std::getenv("ITE_MODEL_GGUF");
+  return p != nullptr ? p : "";
+}
+
+nlohmann::json Goldens() {
+  const char* src = std::getenv("ITE_SOURCE_DIR");
+  std::ifstream in(std::string(src != nullptr ? src : ".") + "/tests/data/quant/smollm2_samples.json");
+  return nlohmann::json::parse(in, nullptr, false);
+}
+
+float At(const Tensor& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::kF32: return t.as<float>()[i];
+    case DType::kF16: return HalfToFloat(t.as<uint16_t>()[i]);
+    case DType::kBF16: return Bf16ToFloat(t.as<uint16_t>()[i]);
+  }
+  return NAN;
+}
+
+// Maps an HF tensor name and row to (fused tensor, row) in ModelWeights.
+std::pair<const Tensor*, int64_t> Locate(const LoadedModel& m, const std::string& name,
+                                         int64_t row) {
+  const ModelConfig& c = m.config;
+  const ModelWeights& w = m.weights;
+  if (name == "model.embed_tokens.weight") return {&w.token_embedding, row};
+  if (name == "model.norm.weight") return {&w.final_norm, 0};
+  const std::string prefix = "model.layers.";
+  const size_t dot = name.find('.', prefix.size());
+  const LayerWeights& L = w.layers.at(std::stoi(name.substr(prefix.size(), dot - prefix.size())));
+  const std::string rest = name.substr(dot + 1);
+  if (rest == "self_attn.q_proj.weight") return {&L.wqkv, row};
+  if (rest == "self_attn.k_proj.weight") return {&L.wqkv, c.q_dim() + row};
+  if (rest == "self_attn.v_proj.weight") return {&L.wqkv, c.q_dim() + c.kv_dim() + row};
+  if (rest == "self_attn.o_proj.weight") return {&L.wo, row};
+  if (rest == "mlp.gate_proj.weight") return {&L.w_gate_up, row};
+  if (rest == "mlp.up_proj.weight") return {&L.w_gate_up, c.intermediate_size + row};
+  if (rest == "mlp.down_proj.weight") return {&L.w_down, row};
+  if (rest == "input_layernorm.weight") return {&L.attn_norm, 0};
+  if (rest == "post_attention_layernorm.weight") return {&L.ffn_norm, 0};
+  return {nullptr, 0};
+}
+
+class SmolLm2LoadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(ModelPath())) {
+      GTEST_SKIP() << "ITE_MODEL_GGUF not found (" << ModelPath()
+                   << "); run scripts/fetch_model.sh";
+    }
+    goldens_ = Goldens();
+    ASSERT_FALSE(goldens_.is_discarded()) << "smollm2_samples.json missing or invalid";
+  }
+
+  // Compares every golden sample; `tol` relative to max(1, |value|).
+  void ExpectSamples(const LoadedModel& m, float tol) {
+    int compared = 0;
+    for (const auto& s : goldens_["samples"]) {
+      const std::string name = s["name"];
+      const int64_t row = s["row"].get<int64_t>() < 0 ? 0 : s["row"].get<int64_t>();
+      auto [t, r] = Locate(m, name, row);
+      ASSERT_NE(t, nullptr) << name;
+      const int64_t cols = t->shape.back();
+      for (size_t i = 0; i < s["cols"].size(); ++i) {
+        const int64_t col = s["cols"][i];
+        const float want = s["values"][i];
+        ASSERT_NEAR(At(*t, r * cols + col), want, tol * std::max(1.0f, std::fabs(want)))
+            << name << " row " << row << " col " << col;
+        ++compared;
+      }
+    }
+    EXPECT_GT(compared, 1000);
+  }
+
+  nlohmann::json goldens_;
+};
+
+TEST_F(SmolLm2LoadTest, ConfigAndWeightsMatchTransformers) {
+  const auto start = std::chrono::steady_clock::now();
+  auto m = LoadModel(ModelPath(), {DType::kF32, true});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  RecordProperty("load_seconds", std::to_string(seconds));
+  EXPECT_LT(seconds, 20.0);  // "seconds", with slack for a loaded 2-core CI machine
+
+  const ModelConfig& c = m->config;
+  const auto& g = goldens_["config"];
+  EXPECT_EQ(c.arch, ModelArch::kLlama);
+  EXPECT_EQ(c.vocab_size, g["vocab_size"].get<int>());
+  EXPECT_EQ(c.hidden_size, g["hidden_size"].get<int>());
+  EXPECT_EQ(c.intermediate_size, g["intermediate_size"].get<int>());
+  EXPECT_EQ(c.num_layers, g["num_hidden_layers"].get<int>());
+  EXPECT_EQ(c.num_heads, g["num_attention_heads"].get<int>());
+  EXPECT_EQ(c.num_kv_heads, g["num_key_value_heads"].get<int>());
+  EXPECT_FLOAT_EQ(c.rms_norm_eps, g["rms_norm_eps"].get<float>());
+  EXPECT_EQ(c.max_position, g["max_position_embeddings"].get<int>());
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_FLOAT_EQ(c.rope_theta, 100000.0f);
+  EXPECT_EQ(c.rope_scaling.type, "none");
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_EQ(c.bos_token_id, 1);
+  EXPECT_EQ(c.eos_token_ids, (std::vector<int32_t>{2}));
+  EXPECT_EQ(m->weights.lm_head.data, m->weights.token_embedding.data);
+
+  ExpectSamples(*m, 1e-6f);
+
+  // The Q samples would not match without the un-permutation: HF row 1 of head 0 is stored at
+  // GGUF row 2, so our row 2 must differ from transformers' row 1.
+  for (const auto& s : goldens_["samples"]) {
+    if (s["name"] != "model.layers.0.self_attn.q_proj.weight" || s["row"] != 1) continue;
+    const Tensor& wqkv = m->weights.layers[0].wqkv;
+    int differing = 0;
+    for (size_t i = 0; i < s["cols"].size(); ++i) {
+      differing += At(wqkv, 2 * wqkv.shape[1] + s["cols"][i].get<int64_t>()) !=
+                   s["values"][i].get<float>();
+    }
+    EXPECT_GT(differing, 20);
+  }
+}
+
+TEST_F(SmolLm2LoadTest, Bf16OutputMatchesWithinRounding) {
+  auto m = LoadModel(ModelPath(), {DType::kBF16, false});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->weights.layers[3].w_gate_up.dtype, DType::kBF16);
+  EXPECT_EQ(m->weights.final_norm.dtype, DType::kBF16);
+  ExpectSamples(*m, 1.0f / 128);  // bf16 keeps 8 significant bits
+}
+
+}  // namespace
+}  // namespace ite

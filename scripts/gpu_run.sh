@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs on the GPU host (the device tool): builds the CUDA kernels for sm_90a, runs every kernel
+# test binary, compute-sanitizer memcheck on the reference-size tests, then kernel_bench and the
+# torch SDPA peer script, and joins the numbers into kernels.json. Everything lands in $OUT
+# (at most 8 files). Stages: build test memcheck bench (default: all), e.g.
+#   OUT=/tmp/out ITE_COMMIT=$(git rev-parse --short HEAD) scripts/gpu_run.sh build test
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${OUT:-$root/gpu_out}"
+mkdir -p "$out"
+build="${ITE_GPU_BUILD_DIR:-$root/build-gpu}"
+stages="${*:-build test memcheck bench}"
+export PATH="/usr/local/cuda/bin:$PATH"
+has() { [[ " $stages " == *" $1 "* ]]; }
+tests=(norm rope elementwise sampling gemm prefill_attention decode_attention)
+status=0
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+  nvcc --version | tail -1
+  cmake --version | head -1
+  python3 -c 'import torch; print("torch", torch.__version__)' 2>&1
+} >"$out/env.txt" 2>&1
+
+if has build; then
+  start=$(date +%s)
+  {
+    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DITE_WERROR=ON \
+      -DITE_WITH_CUDA=ON -DITE_WITH_GRPC=OFF -DCMAKE_CUDA_ARCHITECTURES=90a \
+      -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc &&
+      cmake --build "$build" -j"$(nproc)" --target kernel_bench \
+        $(for t in "${tests[@]}"; do echo "kernels_${t}_test"; done)
+  } >"$out/build.log" 2>&1 || { echo "BUILD FAILED (see build.log)"; tail -30 "$out/build.log"; exit 1; }
+  echo "build: $(( $(date +%s) - start )) s"
+fi
+
+if has test; then
+  for t in "${tests[@]}"; do
+    timeout 300 "$build/bin/kernels_${t}_test" --gtest_color=no >>"$out/tests.log" 2>&1
+    rc=$?
+    echo "test kernels_${t}_test: rc=$rc" | tee -a "$out/tests.log"
+    [[ $rc -ne 0 ]] && status=1
+  done
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|error:" "$out/tests.log" | head -60
+fi
+
+if has memcheck; then
+  # The long-context cases are left out: memcheck slows kernels 10-100x.
+  for t in "${tests[@]}"; do
+    timeout 240 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 17 \
+      "$build/bin/kernels_${t}_test" --gtest_color=no \
+      --gtest_filter='-*LongPrompt*:*LongContext32k*:*EmpiricalDistribution*' \
+      >>"$out/memcheck.log" 2>&1
+    rc=$?
+    echo "memcheck kernels_${t}_test: rc=$rc" | tee -a "$out/memcheck.log"
+    [[ $rc -ne 0 ]] && status=1
+  done
+  grep -E "ERROR SUMMARY|LEAK SUMMARY" "$out/memcheck.log" | sort | uniq -c
+fi
+
+if has bench; then
+  quick=""
+  [[ -n "${ITE_BENCH_QUICK:-}" ]] && quick="--quick"
+  timeout 300 "$build/bin/kernel_bench" $quick >"$out/ours.jsonl" 2>>"$out/env.txt" || status=1
+  PYTHONUNBUFFERED=1 timeout 240 python3 "$root/bench/kernels/sdpa_peer.py" $quick \
+    >"$out/peer.jsonl" 2>>"$out/env.txt" || status=1
+  card="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+  python3 "$root/bench/kernels/collect_results.py" "$out/ours.jsonl" "$out/peer.jsonl" \
+    "$card" "${ITE_COMMIT:-unknown}" "$out/kernels.json" "$out/table.md" || status=1
+fi
+exit $status

@@ -1,0 +1,59 @@
+// RequestBuilder turns a public ite.v1.GenerateRequest into a scheduler GenerationRequest:
+// validates every field (each error is INVALID_ARGUMENT naming the field), renders chats with the
+// model's template and tokenizes. No gRPC server code here, so it is unit-tested without sockets.
+//
+// Thread safety: const methods only; one instance serves every call.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+#include "proto/ite/v1/generation.pb.h"
+#include "scheduler/chat/chat_template.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/tokenizer/tokenizer.h"
+
+namespace ite {
+
+struct RequestBuilderOptions {
+  std::string model_name;       // requests naming another model are rejected
+  int32_t max_context = 0;      // prompt + completion tokens; the prompt must leave room for 1
+  int32_t vocab_size = 0;       // bound for prompt_token_ids
+  int32_t default_max_tokens = 256;
+  int32_t max_top_logprobs = 20;
+};
+
+class RequestBuilder {
+ public:
+  // `chat_template` may be empty: chat requests are then rejected.
+  RequestBuilder(RequestBuilderOptions options, std::shared_ptr<const Tokenizer> tokenizer,
+                 std::optional<ChatTemplate> chat_template);
+
+  // The prompt tokens of a Generate input (also used by Tokenize). `rendered` gets the chat
+  // template's output for chat inputs.
+  StatusOr<std::vector<int32_t>> PromptTokens(const ite::v1::ChatMessages* chat,
+                                              const std::string* text,
+                                              const ite::v1::TokenIds* ids,
+                                              bool add_special_tokens,
+                                              std::string* rendered) const;
+
+  // Everything but request_id (the service assigns one when the client sends none).
+  StatusOr<GenerationRequest> Build(const ite::v1::GenerateRequest& request) const;
+
+  const RequestBuilderOptions& options() const { return options_; }
+  bool has_chat_template() const { return chat_template_.has_value(); }
+
+ private:
+  StatusOr<SamplingParams> BuildSampling(const ite::v1::GenerateRequest& request) const;
+
+  RequestBuilderOptions options_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::optional<ChatTemplate> chat_template_;
+};
+
+// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).
+bool IsValidUtf8(std::string_view s);
+
+}  // namespace ite

@@ -63,14 +63,21 @@ class Reader {
     *is_regex = false;
     return String(*it, "String", pattern, field, true);
   }
+  // Ids index dense tables, so bound them well below INT32_MAX (real vocabularies are < 1M).
+  static constexpr int64_t kMaxId = (int64_t{1} << 24) - 1;
   Status Id(int64_t v, std::string_view field) const {
-    if (v < 0 || v > INT32_MAX) return Error(field, fmt::format("id {} out of range", v));
+    if (v < 0 || v > kMaxId) {
+      return Error(field, fmt::format("id {} out of range [0, {}]", v, kMaxId));
+    }
     return Status::Ok();
   }
 
  private:
   const std::string& source_;
 };
+
+// Sequences nest; real files use one level. The limit keeps hostile files from exhausting the stack.
+constexpr int kMaxNesting = 16;
 
 StatusOr<PrependScheme> ParsePrependScheme(const Reader& r, const json& obj,
                                            std::string_view where) {
@@ -88,8 +95,9 @@ StatusOr<PrependScheme> ParsePrependScheme(const Reader& r, const json& obj,
 }
 
 Status ParseNormalizer(const Reader& r, const json& obj, std::string_view where,
-                       std::vector<NormalizerStep>& out) {
+                       std::vector<NormalizerStep>& out, int depth = 0) {
   if (obj.is_null()) return Status::Ok();
+  if (depth > kMaxNesting) return r.Error(where, "Sequence nested too deeply");
   ITE_ASSIGN_OR_RETURN(const std::string type, r.Type(obj, where));
   NormalizerStep step;
   if (type == "Sequence") {
@@ -99,7 +107,7 @@ Status ParseNormalizer(const Reader& r, const json& obj, std::string_view where,
     }
     for (size_t i = 0; i < it->size(); ++i) {
       ITE_RETURN_IF_ERROR(
-          ParseNormalizer(r, (*it)[i], fmt::format("{}.normalizers[{}]", where, i), out));
+          ParseNormalizer(r, (*it)[i], fmt::format("{}.normalizers[{}]", where, i), out, depth + 1));
     }
     return Status::Ok();
   } else if (type == "NFC") {
@@ -138,8 +146,9 @@ StatusOr<SplitBehavior> ParseBehavior(const Reader& r, const std::string& s,
 }
 
 Status ParsePreTokenizer(const Reader& r, const json& obj, std::string_view where,
-                         std::vector<PreTokenizerStep>& out) {
+                         std::vector<PreTokenizerStep>& out, int depth = 0) {
   if (obj.is_null()) return Status::Ok();
+  if (depth > kMaxNesting) return r.Error(where, "Sequence nested too deeply");
   ITE_ASSIGN_OR_RETURN(const std::string type, r.Type(obj, where));
   PreTokenizerStep step;
   if (type == "Sequence") {
@@ -149,7 +158,8 @@ Status ParsePreTokenizer(const Reader& r, const json& obj, std::string_view wher
     }
     for (size_t i = 0; i < it->size(); ++i) {
       ITE_RETURN_IF_ERROR(
-          ParsePreTokenizer(r, (*it)[i], fmt::format("{}.pretokenizers[{}]", where, i), out));
+          ParsePreTokenizer(r, (*it)[i], fmt::format("{}.pretokenizers[{}]", where, i), out,
+                            depth + 1));
     }
     return Status::Ok();
   } else if (type == "Split") {
@@ -191,7 +201,8 @@ Status ParsePreTokenizer(const Reader& r, const json& obj, std::string_view wher
 }
 
 Status ParseDecoder(const Reader& r, const json& obj, std::string_view where,
-                    std::vector<DecoderStep>& out) {
+                    std::vector<DecoderStep>& out, int depth = 0) {
+  if (depth > kMaxNesting) return r.Error(where, "Sequence nested too deeply");
   ITE_ASSIGN_OR_RETURN(const std::string type, r.Type(obj, where));
   DecoderStep step;
   if (type == "Sequence") {
@@ -201,7 +212,7 @@ Status ParseDecoder(const Reader& r, const json& obj, std::string_view where,
     }
     for (size_t i = 0; i < it->size(); ++i) {
       ITE_RETURN_IF_ERROR(
-          ParseDecoder(r, (*it)[i], fmt::format("{}.decoders[{}]", where, i), out));
+          ParseDecoder(r, (*it)[i], fmt::format("{}.decoders[{}]", where, i), out, depth + 1));
     }
     return Status::Ok();
   } else if (type == "ByteLevel") {
@@ -242,8 +253,9 @@ Status ParseDecoder(const Reader& r, const json& obj, std::string_view where,
 
 // TemplateProcessing / RobertaProcessing / BertProcessing / ByteLevel / Sequence.
 Status ParsePostProcessor(const Reader& r, const json& obj, std::string_view where,
-                          BpeTokenizerSpec& spec) {
+                          BpeTokenizerSpec& spec, int depth = 0) {
   if (obj.is_null()) return Status::Ok();
+  if (depth > kMaxNesting) return r.Error(where, "Sequence nested too deeply");
   ITE_ASSIGN_OR_RETURN(const std::string type, r.Type(obj, where));
   if (type == "ByteLevel") return Status::Ok();  // only trims offsets, which we do not return
   if (type == "Sequence") {
@@ -253,7 +265,8 @@ Status ParsePostProcessor(const Reader& r, const json& obj, std::string_view whe
     }
     for (size_t i = 0; i < it->size(); ++i) {
       ITE_RETURN_IF_ERROR(
-          ParsePostProcessor(r, (*it)[i], fmt::format("{}.processors[{}]", where, i), spec));
+          ParsePostProcessor(r, (*it)[i], fmt::format("{}.processors[{}]", where, i), spec,
+                             depth + 1));
     }
     return Status::Ok();
   }
@@ -396,14 +409,14 @@ StatusOr<BpeTokenizerSpec> Parse(const json& root, const std::string& source) {
   spec.source = source;
   const auto model = root.find("model");
   if (model == root.end()) return r.Error("model", "missing");
-  ITE_RETURN_IF_ERROR(ParseModel(r, *model, spec.model));
-  ITE_RETURN_IF_ERROR(ParseAddedTokens(r, root, spec));
   static const json kNull;
   auto field = [&](const char* key) -> const json& {
     const auto it = root.find(key);
     return it == root.end() ? kNull : *it;
   };
-  Status s = ParseNormalizer(r, field("normalizer"), "normalizer", spec.normalizer);
+  Status s = ParseModel(r, *model, spec.model);
+  if (s.ok()) s = ParseAddedTokens(r, root, spec);
+  if (s.ok()) s = ParseNormalizer(r, field("normalizer"), "normalizer", spec.normalizer);
   if (s.ok()) s = ParsePreTokenizer(r, field("pre_tokenizer"), "pre_tokenizer", spec.pre_tokenizer);
   if (s.ok()) s = ParsePostProcessor(r, field("post_processor"), "post_processor", spec);
   if (s.ok() && !field("decoder").is_null()) {
@@ -412,9 +425,8 @@ StatusOr<BpeTokenizerSpec> Parse(const json& root, const std::string& source) {
   spec.has_decoder = !field("decoder").is_null();
   if (!s.ok()) {
     // Unimplemented errors are built without the file name; add it here.
-    return Status(s.code(), s.code() == StatusCode::kInvalidArgument
-                                ? s.message()
-                                : fmt::format("{}: {}", source, s.message()));
+    if (s.message().compare(0, source.size(), source) == 0) return s;
+    return Status(s.code(), fmt::format("{}: {}", source, s.message()));
   }
   if (!spec.post_prefix.empty()) spec.bos_id = spec.post_prefix.front();
   if (!spec.post_suffix.empty()) spec.eos_ids = {spec.post_suffix.back()};

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Compares ite-tokenize with Hugging Face `tokenizers` on corpus.jsonl, exactly.
+
+For each tokenizer: encode without and with special tokens, decode of HF's ids (special tokens
+kept), and round trips decode(encode(s)) == s wherever HF's own round trip holds. Prints pass
+counts per tokenizer and the first mismatches; exits 1 on any mismatch.
+
+  compare_hf.py --bin build/bin/ite-tokenize --json NAME=PATH/tokenizer.json ... --gguf NAME=FILE
+
+GGUF reference: the GGUF's tokens / merges / token types are read with the small reader below
+(no `gguf` package needed) and turned into a `tokenizers` BPE with the pre-tokenizer of SmolLM2's
+tokenizer.json (Digits(individual_digits) + ByteLevel(use_regex)), control tokens (type 3) as
+special added tokens, user-defined ones (type 4) as plain added tokens and a ByteLevel decoder.
+Only tokenizer.ggml.pre values with that pre-tokenizer (smollm, starcoder, refact) are accepted.
+"""
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+
+def read_gguf_metadata(path):
+    """The key/value metadata of a GGUF file (v2/v3), without tensors."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        vals = struct.unpack_from("<" + fmt, data, pos)
+        pos += struct.calcsize("<" + fmt)
+        return vals[0] if len(vals) == 1 else vals
+
+    def string():
+        nonlocal pos
+        n = take("Q")
+        s = data[pos:pos + n].decode("utf-8", errors="surrogateescape")
+        pos += n
+        return s
+
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
+              12: "d"}
+
+    def value(t):
+        if t in scalar:
+            return take(scalar[t])
+        if t == 8:
+            return string()
+        if t == 9:
+            et, n = take("I"), take("Q")
+            return [value(et) for _ in range(n)]
+        raise ValueError(f"{path}: unknown GGUF value type {t}")
+
+    magic, version = take("4s"), take("I")
+    if magic != b"GGUF" or version not in (2, 3):
+        raise ValueError(f"{path}: not a GGUF v2/v3 file")
+    _n_tensors, n_kv = take("Q"), take("Q")
+    meta = {}
+    for _ in range(n_kv):
+        key = string()
+        meta[key] = value(take("I"))
+    return meta
+
+
+def hf_from_gguf(path):
+    meta = read_gguf_metadata(path)
+    if meta.get("tokenizer.ggml.model") != "gpt2":
+        raise ValueError(f"{path}: only gpt2 GGUF vocabularies are supported by this reference")
+    pre = meta.get("tokenizer.ggml.pre", "")
+    if pre not in ("smollm", "starcoder", "refact"):
+        raise ValueError(f"{path}: no HF reference pre-tokenizer for tokenizer.ggml.pre={pre!r}")
+    tokens = meta["tokenizer.ggml.tokens"]
+    types = meta.get("tokenizer.ggml.token_type", [1] * len(tokens))
+    merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    added = [AddedToken(t, special=(ty == 3), normalized=False)
+             for t, ty in zip(tokens, types) if ty in (3, 4) and t]
+    tok.add_tokens(added)
+    if meta.get("tokenizer.ggml.add_bos_token", False):
+        raise ValueError(f"{path}: add_bos_token GGUFs need a post-processor in this reference")
+    return tok
+
+
+def run_tool(binary, tokenizer, lines, extra):
+    t0 = time.perf_counter()
+    p = subprocess.run([binary, "--tokenizer", tokenizer] + extra, input="\n".join(lines) + "\n",
+                       capture_output=True, text=True, encoding="utf-8")
+    elapsed = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"ite-tokenize {' '.join(extra)} failed ({p.returncode}): {p.stderr}")
+    # split("\n"), not splitlines(): JSON output may hold raw U+2028 or \x1c.
+    out = [json.loads(l) for l in p.stdout.split("\n")[:-1]]
+    if len(out) != len(lines):
+        raise RuntimeError(f"ite-tokenize gave {len(out)} lines for {len(lines)} inputs")
+    return out, elapsed
+
+
+def check(name, what, texts, got, want, failures, limit=5):
+    bad = [i for i in range(len(texts)) if got[i] != want[i]]
+    for i in bad[:limit]:
+        failures.append(f"  [{name} {what}] #{i} {texts[i]!r}\n     ours: {got[i]}\n     HF:   {want[i]}")
+    passed = len(texts) - len(bad)
+    print(f"{name}: {what}: {passed}/{len(texts)} match")
+    return not bad
+
+
+def compare(name, spec, hf, binary, corpus):
+    lines = [json.dumps(s) for s in corpus]
+    failures = []
+    ok = True
+    t0 = time.perf_counter()
+    want_plain = [e.ids for e in hf.encode_batch(corpus, add_special_tokens=False)]
+    hf_time = time.perf_counter() - t0
+    want_special = [e.ids for e in hf.encode_batch(corpus, add_special_tokens=True)]
+    got_plain, our_time = run_tool(binary, spec, lines, [])
+    got_special, _ = run_tool(binary, spec, lines, ["--add-special-tokens"])
+    ok &= check(name, "encode", corpus, got_plain, want_plain, failures)
+    ok &= check(name, "encode+special", corpus, got_special, want_special, failures)
+
+    want_dec = hf.decode_batch(want_plain, skip_special_tokens=False)
+    got_dec, _ = run_tool(binary, spec, [json.dumps(ids) for ids in want_plain], ["--decode"])
+    ok &= check(name, "decode", corpus, got_dec, want_dec, failures)
+    want_skip = hf.decode_batch(want_special, skip_special_tokens=True)
+    got_skip, _ = run_tool(binary, spec, [json.dumps(ids) for ids in want_special],
+                           ["--decode", "--skip-special-tokens"])
+    ok &= check(name, "decode-skip-special", corpus, got_skip, want_skip, failures)
+
+    # Round trip on our own ids, counted where HF round-trips too.
+    ours_rt, _ = run_tool(binary, spec, [json.dumps(ids) for ids in got_plain], ["--decode"])
+    rt_idx = [i for i in range(len(corpus)) if want_dec[i] == corpus[i]]
+    rt_bad = [i for i in rt_idx if ours_rt[i] != corpus[i]]
+    for i in rt_bad[:5]:
+        failures.append(f"  [{name} roundtrip] #{i} {corpus[i]!r} -> {ours_rt[i]!r}")
+    print(f"{name}: roundtrip: {len(rt_idx) - len(rt_bad)}/{len(rt_idx)} "
+          f"(strings HF round-trips: {len(rt_idx)} of {len(corpus)})")
+    ok &= not rt_bad
+    print(f"{name}: time to encode corpus: ite-tokenize {our_time * 1000:.0f} ms (process incl. "
+          f"load), HF encode_batch {hf_time * 1000:.0f} ms (loaded)")
+    if failures:
+        print("first mismatches:\n" + "\n".join(failures))
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--corpus", default=os.path.join(os.path.dirname(__file__), "corpus.jsonl"))
+    ap.add_argument("--json", action="append", default=[], help="NAME=tokenizer.json")
+    ap.add_argument("--gguf", action="append", default=[], help="NAME=model.gguf")
+    args = ap.parse_args()
+    with open(args.corpus, encoding="utf-8") as f:
+        corpus = [json.loads(l) for l in f]
+    all_ok = True
+    for item in args.json:
+        name, path = item.split("=", 1)
+        all_ok &= compare(name, path, Tokenizer.from_file(path), args.bin, corpus)
+    for item in args.gguf:
+        name, path = item.split("=", 1)
+        if not os.path.exists(path):
+            print(f"{name}: {path} missing (run scripts/fetch_model.sh)")
+            all_ok = False
+            continue
+        all_ok &= compare(name, path, hf_from_gguf(path), args.bin, corpus)
+    print("PASS" if all_ok else "FAIL")
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

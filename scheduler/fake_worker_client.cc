@@ -1,0 +1,112 @@
+#include "scheduler/fake_worker_client.h"
+
+#include "worker/service/fake_backend.h"
+#include "worker/service/worker_engine.h"
+
+namespace ite {
+
+FakeWorkerClient::FakeWorkerClient(const FakeWorkerOptions& options) {
+  ModelConfig config = FakeModelConfig(options.vocab, options.max_position);
+  config.eos_token_ids = options.eos_token_ids;
+  auto backend = std::make_unique<FakeBackend>(config, options.block_size, options.num_blocks);
+  inner_ = MakeInProcessWorkerClient(
+      std::make_unique<WorkerEngine>(std::move(backend), options.device));
+}
+
+FakeWorkerClient::~FakeWorkerClient() {
+  Resume();
+  inner_.reset();  // joins the engine thread after the held steps ran
+}
+
+StatusOr<WorkerInfo> FakeWorkerClient::Info() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failure_.ok()) return failure_;
+  }
+  return inner_->Info();
+}
+
+Status FakeWorkerClient::Health() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
+Status FakeWorkerClient::Clear() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failure_.ok()) return failure_;
+    ++counters_.clears;
+  }
+  return inner_->Clear();
+}
+
+void FakeWorkerClient::StepAsync(StepRequest request,
+                                 std::function<void(StatusOr<StepResult>)> done) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++counters_.steps;
+  ++inflight_;
+  counters_.max_inflight = std::max(counters_.max_inflight, inflight_);
+  int64_t tokens = 0;
+  for (const StepSequence& s : request.seqs) {
+    tokens += s.new_tokens.empty() ? 1 : static_cast<int64_t>(s.new_tokens.size());
+    if (s.new_tokens.empty()) ++counters_.decodes_without_tokens;
+    if (s.sampling.has_value()) ++counters_.joins;
+  }
+  counters_.max_step_tokens = std::max(counters_.max_step_tokens, tokens);
+  counters_.block_copies += static_cast<int64_t>(request.copy_blocks.size());
+  if (paused_) {
+    held_.emplace_back(std::move(request), std::move(done));
+    return;
+  }
+  Forward(std::move(request), std::move(done));
+}
+
+// Called with mu_ held, so held and new steps reach the engine in order.
+void FakeWorkerClient::Forward(StepRequest request,
+                               std::function<void(StatusOr<StepResult>)> done) {
+  inner_->StepAsync(std::move(request), [this, done = std::move(done)](StatusOr<StepResult> r) {
+    Status failure;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --inflight_;
+      failure = failure_;
+    }
+    if (!failure.ok()) {
+      done(failure);
+    } else {
+      done(std::move(r));
+    }
+  });
+}
+
+void FakeWorkerClient::Pause() {
+  std::lock_guard<std::mutex> lock(mu_);
+  paused_ = true;
+}
+
+void FakeWorkerClient::Resume() {
+  std::lock_guard<std::mutex> lock(mu_);
+  paused_ = false;
+  while (!held_.empty()) {
+    auto [request, done] = std::move(held_.front());
+    held_.pop_front();
+    Forward(std::move(request), std::move(done));
+  }
+}
+
+void FakeWorkerClient::Fail(Status error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  failure_ = std::move(error);
+}
+
+void FakeWorkerClient::Heal() {
+  std::lock_guard<std::mutex> lock(mu_);
+  failure_ = Status::Ok();
+}
+
+FakeWorkerCounters FakeWorkerClient::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
+}
+
+}  // namespace ite

@@ -1,0 +1,529 @@
+// Scheduler over fake workers: the fake model reads its context back through the block tables
+// it is given, so every output compared with FakeModelGenerate (the request run alone, without
+// paging) also checks block tables, prefix sharing, copy-on-write and preemption.
+#include "scheduler/scheduler.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "scheduler/fake_worker_client.h"
+#include "worker/service/fake_backend.h"
+
+namespace ite {
+namespace {
+
+using std::chrono::milliseconds;
+using Tokens = std::vector<int32_t>;
+constexpr int32_t kVocab = 1000;
+
+// Gathers one request's events.
+class Collector {
+ public:
+  std::function<void(const GenerationEvent&)> Callback() {
+    return [this](const GenerationEvent& e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      EXPECT_FALSE(done_) << "event after the final one";
+      EXPECT_EQ(e.tokens.size(), e.samples.size());
+      tokens_.insert(tokens_.end(), e.tokens.begin(), e.tokens.end());
+      ++events_;
+      if (e.finish != FinishReason::kNone) {
+        done_ = true;
+        finish_ = e.finish;
+        usage_ = e.usage;
+        error_ = e.error;
+        cv_.notify_all();
+      }
+    };
+  }
+  bool Wait(milliseconds timeout = milliseconds(20000)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return done_; });
+  }
+  bool done() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return done_;
+  }
+  int events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+  Tokens tokens() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return tokens_;
+  }
+  FinishReason finish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return finish_;
+  }
+  Usage usage() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return usage_;
+  }
+  Status error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Tokens tokens_;
+  int events_ = 0;
+  bool done_ = false;
+  FinishReason finish_ = FinishReason::kNone;
+  Usage usage_;
+  Status error_;
+};
+
+GenerationRequest Greedy(std::string id, Tokens prompt, int32_t max_tokens) {
+  GenerationRequest r;
+  r.request_id = std::move(id);
+  r.prompt_tokens = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0.0f;
+  r.ignore_eos = true;
+  return r;
+}
+
+Tokens RandomTokens(std::mt19937* rng, int n) {
+  Tokens t(n);
+  for (int32_t& x : t) x = static_cast<int32_t>((*rng)() % kVocab);
+  return t;
+}
+
+struct Harness {
+  explicit Harness(SchedulerOptions options, std::vector<FakeWorkerOptions> workers = {{}}) {
+    std::vector<std::unique_ptr<WorkerClient>> clients;
+    for (const FakeWorkerOptions& w : workers) {
+      auto c = std::make_unique<FakeWorkerClient>(w);
+      fakes.push_back(c.get());
+      clients.push_back(std::move(c));
+    }
+    scheduler = std::make_unique<Scheduler>(options, nullptr, std::move(clients));
+    Status s = scheduler->Start();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  // Submits and waits; returns the collector.
+  std::unique_ptr<Collector> Run(GenerationRequest r) {
+    auto c = std::make_unique<Collector>();
+    Status s = scheduler->Submit(std::move(r), c->Callback());
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_TRUE(c->Wait());
+    return c;
+  }
+  std::vector<FakeWorkerClient*> fakes;
+  std::unique_ptr<Scheduler> scheduler;
+};
+
+// Waits until `pred` holds (polling the scheduler's published stats).
+template <typename Pred>
+bool WaitFor(Pred pred, milliseconds timeout = milliseconds(10000)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return pred();
+}
+
+TEST(SchedulerTest, SingleRequestMatchesTheModel) {
+  Harness h({});
+  Tokens prompt{5, 17, 256, 3, 999, 42, 7, 7, 7, 1};
+  auto c = h.Run(Greedy("a", prompt, 20));
+  EXPECT_EQ(c->tokens(), FakeModelGenerate(prompt, 20, kVocab));
+  EXPECT_EQ(c->finish(), FinishReason::kLength);
+  EXPECT_EQ(c->usage().prompt_tokens, 10);
+  EXPECT_EQ(c->usage().cached_tokens, 0);
+  EXPECT_EQ(c->usage().completion_tokens, 20);
+  EXPECT_EQ(c->events(), 20);  // one per token, the last one final
+  SchedulerStats s = h.scheduler->Stats();
+  EXPECT_EQ(s.running, 0);
+  EXPECT_EQ(s.finished_requests, 1);
+  EXPECT_EQ(s.workers[0].free_blocks + s.workers[0].cached_blocks, s.workers[0].num_blocks);
+}
+
+TEST(SchedulerTest, ConcurrentRequestsMatchRunningAlone) {
+  SchedulerOptions o;
+  o.max_batch_tokens = 64;
+  Harness h(o);
+  std::mt19937 rng(7);
+  std::vector<Tokens> prompts;
+  std::vector<int32_t> lengths;
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (int i = 0; i < 40; ++i) {
+    prompts.push_back(RandomTokens(&rng, 1 + rng() % 60));
+    lengths.push_back(1 + rng() % 30);
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(h.scheduler
+                    ->Submit(Greedy("r" + std::to_string(i), prompts[i], lengths[i]),
+                             cs[i]->Callback())
+                    .ok());
+  }
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(cs[i]->Wait());
+    EXPECT_EQ(cs[i]->tokens(), FakeModelGenerate(prompts[i], lengths[i], kVocab)) << i;
+    EXPECT_EQ(cs[i]->usage().completion_tokens, lengths[i]);
+  }
+  FakeWorkerCounters k = h.fakes[0]->counters();
+  EXPECT_LE(k.max_step_tokens, 64);
+  EXPECT_LE(k.max_inflight, 2);
+  EXPECT_GT(k.decodes_without_tokens, 0);  // decodes carry no token: the worker feeds its own
+}
+
+TEST(SchedulerTest, PipelinesTwoStepsAheadOfResults) {
+  Harness h({});
+  h.fakes[0]->Pause();
+  Collector c;
+  Tokens prompt{1, 2, 3};
+  ASSERT_TRUE(h.scheduler->Submit(Greedy("a", prompt, 5), c.Callback()).ok());
+  // The prefill and then a decode are sent before the worker has answered anything.
+  ASSERT_TRUE(WaitFor([&] { return h.fakes[0]->counters().steps == 2; }));
+  std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_EQ(h.fakes[0]->counters().steps, 2);  // never a third while two are outstanding
+  EXPECT_EQ(h.fakes[0]->counters().decodes_without_tokens, 1);
+  h.fakes[0]->Resume();
+  ASSERT_TRUE(c.Wait());
+  EXPECT_EQ(c.tokens(), FakeModelGenerate(prompt, 5, kVocab));
+  EXPECT_EQ(h.fakes[0]->counters().max_inflight, 2);
+}
+
+TEST(SchedulerTest, ChunkedPrefillWithinTheTokenBudget) {
+  SchedulerOptions o;
+  o.max_batch_tokens = 16;
+  Harness h(o);
+  std::mt19937 rng(3);
+  Tokens long_prompt = RandomTokens(&rng, 100);
+  Tokens short_prompt = RandomTokens(&rng, 5);
+  Collector a, b;
+  ASSERT_TRUE(h.scheduler->Submit(Greedy("long", long_prompt, 8), a.Callback()).ok());
+  ASSERT_TRUE(h.scheduler->Submit(Greedy("short", short_prompt, 30), b.Callback()).ok());
+  ASSERT_TRUE(a.Wait());
+  ASSERT_TRUE(b.Wait());
+  EXPECT_EQ(a.tokens(), FakeModelGenerate(long_prompt, 8, kVocab));
+  EXPECT_EQ(b.tokens(), FakeModelGenerate(short_prompt, 30, kVocab));
+  FakeWorkerCounters k = h.fakes[0]->counters();
+  EXPECT_LE(k.max_step_tokens, 16);
+  EXPECT_GE(k.steps, 100 / 16);
+}
+
+void RunUnderTinyPool(bool prefix_cache) {
+  SchedulerOptions o;
+  o.enable_prefix_cache = prefix_cache;
+  FakeWorkerOptions w;
+  w.block_size = 4;
+  w.num_blocks = 24;  // 96 tokens; each request needs up to 60
+  Harness h(o, {w});
+  std::mt19937 rng(11);
+  std::vector<Tokens> prompts;
+  std::vector<std::unique_ptr<Collector>> cs;
+  Tokens shared = RandomTokens(&rng, 8);
+  for (int i = 0; i < 10; ++i) {
+    Tokens p = shared;  // a shared head, so preempted work is partly found in the cache
+    Tokens tail = RandomTokens(&rng, 12);
+    p.insert(p.end(), tail.begin(), tail.end());
+    prompts.push_back(p);
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(
+        h.scheduler->Submit(Greedy("r" + std::to_string(i), p, 40), cs[i]->Callback()).ok());
+  }
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(cs[i]->Wait());
+    EXPECT_EQ(cs[i]->finish(), FinishReason::kLength);
+    EXPECT_EQ(cs[i]->tokens(), FakeModelGenerate(prompts[i], 40, kVocab)) << "request " << i;
+  }
+  SchedulerStats s = h.scheduler->Stats();
+  EXPECT_GT(s.preemptions, 0) << "the pool was meant to be too small";
+  EXPECT_EQ(s.workers[0].free_blocks + s.workers[0].cached_blocks, 24);
+  if (!prefix_cache) {
+    EXPECT_EQ(s.workers[0].cached_blocks, 0);
+  }
+}
+
+TEST(SchedulerTest, PreemptionUnderATinyPoolKeepsOutputsExact) { RunUnderTinyPool(true); }
+TEST(SchedulerTest, PreemptionWithoutPrefixCache) { RunUnderTinyPool(false); }
+
+TEST(SchedulerTest, PrefixCacheOnAndOffGiveIdenticalOutputs) {
+  std::mt19937 rng(5);
+  Tokens system = RandomTokens(&rng, 40);
+  std::vector<Tokens> prompts;
+  for (int i = 0; i < 4; ++i) {
+    Tokens p = system;
+    Tokens q = RandomTokens(&rng, 3 + i);
+    p.insert(p.end(), q.begin(), q.end());
+    prompts.push_back(p);
+  }
+  std::vector<Tokens> outputs[2];
+  for (bool cache : {false, true}) {
+    SchedulerOptions o;
+    o.enable_prefix_cache = cache;
+    Harness h(o);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      auto c = h.Run(Greedy("p" + std::to_string(i), prompts[i], 12));
+      outputs[cache].push_back(c->tokens());
+      EXPECT_EQ(c->tokens(), FakeModelGenerate(prompts[i], 12, kVocab));
+      if (i > 0 && cache) {
+        EXPECT_EQ(c->usage().cached_tokens, 40) << "the shared 40-token head (10 blocks)";
+      } else {
+        EXPECT_EQ(c->usage().cached_tokens, 0);
+      }
+    }
+  }
+  EXPECT_EQ(outputs[0], outputs[1]);
+}
+
+TEST(SchedulerTest, PartiallyMatchedBlockIsCopiedOnWrite) {
+  Harness h({});  // block size 4
+  Tokens a{10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
+  auto ca = h.Run(Greedy("a", a, 6));
+  EXPECT_EQ(ca->tokens(), FakeModelGenerate(a, 6, kVocab));
+  // b shares 9 tokens with a: two full cached blocks plus 1 token of a's third block.
+  Tokens b{10, 11, 12, 13, 14, 15, 16, 17, 18, 500, 501};
+  auto cb = h.Run(Greedy("b", b, 6));
+  EXPECT_EQ(cb->tokens(), FakeModelGenerate(b, 6, kVocab));
+  EXPECT_EQ(cb->usage().cached_tokens, 9);
+  EXPECT_EQ(h.fakes[0]->counters().block_copies, 1);
+  // The same prompt again: everything but the last token comes from the cache.
+  auto cc = h.Run(Greedy("a2", a, 6));
+  EXPECT_EQ(cc->tokens(), ca->tokens());
+  EXPECT_EQ(cc->usage().cached_tokens, 9);
+}
+
+TEST(SchedulerTest, CancellationFreesBlocksAtOnce) {
+  Harness h({});
+  Tokens prompt{1, 2, 3, 4, 5, 6, 7, 8, 9};
+  Collector c;
+  ASSERT_TRUE(h.scheduler->Submit(Greedy("long", prompt, 3000), c.Callback()).ok());
+  ASSERT_TRUE(WaitFor([&] { return c.events() >= 3; }));
+  h.scheduler->Cancel("long");
+  ASSERT_TRUE(c.Wait());
+  EXPECT_EQ(c.finish(), FinishReason::kCancelled);
+  // Stats are published before the final event is delivered.
+  SchedulerStats s = h.scheduler->Stats();
+  EXPECT_EQ(s.running, 0);
+  EXPECT_EQ(s.workers[0].used_blocks, s.workers[0].cached_blocks) << "only the cache holds any";
+  EXPECT_LT(c.usage().completion_tokens, 3000);
+  EXPECT_EQ(c.tokens(), FakeModelGenerate(prompt, c.usage().completion_tokens, kVocab));
+  h.scheduler->Cancel("long");     // already gone: no-op
+  h.scheduler->Cancel("unknown");  // never existed: no-op
+  // The id can be reused once the request has ended.
+  auto again = h.Run(Greedy("long", prompt, 4));
+  EXPECT_EQ(again->tokens(), FakeModelGenerate(prompt, 4, kVocab));
+}
+
+TEST(SchedulerTest, HigherPriorityFirstThenArrivalOrder) {
+  SchedulerOptions o;
+  o.max_running = 1;
+  Harness h(o);
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto track = [&](const std::string& id, Collector* c) {
+    auto inner = c->Callback();
+    return [&, id, inner](const GenerationEvent& e) {
+      if (e.finish != FinishReason::kNone) {
+        std::lock_guard<std::mutex> lock(mu);
+        order.push_back(id);
+      }
+      inner(e);
+    };
+  };
+  h.fakes[0]->Pause();
+  Collector ca, cb, cc, cd, ce;
+  ASSERT_TRUE(h.scheduler->Submit(Greedy("A", {1}, 3), track("A", &ca)).ok());
+  ASSERT_TRUE(WaitFor([&] { return h.fakes[0]->counters().steps >= 1; }));  // A is running
+  auto req = [&](std::string id, int32_t prio) {
+    GenerationRequest r = Greedy(id, {2, 3}, 3);
+    r.priority = prio;
+    return r;
+  };
+  ASSERT_TRUE(h.scheduler->Submit(req("B", 0), track("B", &cb)).ok());
+  ASSERT_TRUE(h.scheduler->Submit(req("C", 5), track("C", &cc)).ok());
+  ASSERT_TRUE(h.scheduler->Submit(req("D", 5), track("D", &cd)).ok());
+  ASSERT_TRUE(h.scheduler->Submit(req("E", 0), track("E", &ce)).ok());
+  ASSERT_TRUE(WaitFor([&] { return h.scheduler->Stats().waiting == 4; }));
+  h.fakes[0]->Resume();
+  for (Collector* c : {&ca, &cb, &cc, &cd, &ce}) ASSERT_TRUE(c->Wait());
+  EXPECT_EQ(order, (std::vector<std::string>{"A", "C", "D", "B", "E"}));
+}
+
+TEST(SchedulerTest, EosStopTokenIdsAndLength) {
+  Tokens prompt{9, 8, 7, 6};
+  Tokens ref = FakeModelGenerate(prompt, 10, kVocab);
+  // The model's 4th token is made its EOS (unless it appeared earlier).
+  int32_t eos = ref[3];
+  size_t first = std::find(ref.begin(), ref.end(), eos) - ref.begin();
+  FakeWorkerOptions w;
+  w.eos_token_ids = {eos};
+  Harness h({}, {w});
+  GenerationRequest r = Greedy("eos", prompt, 10);
+  r.ignore_eos = false;
+  auto c = h.Run(r);
+  EXPECT_EQ(c->finish(), FinishReason::kStop);
+  EXPECT_EQ(c->tokens(), Tokens(ref.begin(), ref.begin() + first + 1));  // EOS included
+  EXPECT_EQ(c->usage().completion_tokens, static_cast<int32_t>(first + 1));
+
+  auto ignored = h.Run(Greedy("ignore", prompt, 10));  // ignore_eos
+  EXPECT_EQ(ignored->finish(), FinishReason::kLength);
+  EXPECT_EQ(ignored->tokens(), ref);
+
+  GenerationRequest s = Greedy("stopid", prompt, 10);
+  s.stop_token_ids = {ref[1]};
+  auto cs = h.Run(s);
+  EXPECT_EQ(cs->finish(), FinishReason::kStop);
+  size_t at = std::find(ref.begin(), ref.end(), ref[1]) - ref.begin();
+  EXPECT_EQ(cs->tokens(), Tokens(ref.begin(), ref.begin() + at + 1));
+}
+
+TEST(SchedulerTest, InvalidRequestsAreRejectedWithAReason) {
+  FakeWorkerOptions w;
+  w.max_position = 64;
+  w.num_blocks = 8;  // 32 tokens of KV
+  Harness h({}, {w});
+  auto expect = [&](GenerationRequest r, StatusCode code, const std::string& needle) {
+    Status s = h.scheduler->Submit(std::move(r), [](const GenerationEvent&) {});
+    EXPECT_EQ(s.code(), code) << s.ToString();
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+  };
+  expect(Greedy("x", {}, 4), StatusCode::kInvalidArgument, "prompt_tokens is empty");
+  expect(Greedy("x", {1}, 0), StatusCode::kInvalidArgument, "max_tokens");
+  expect(Greedy("x", Tokens(60, 1), 5), StatusCode::kInvalidArgument, "context length 64");
+  expect(Greedy("x", {1, kVocab}, 4), StatusCode::kInvalidArgument, "prompt_tokens[1]");
+  expect(Greedy("x", Tokens(30, 1), 10), StatusCode::kResourceExhausted, "KV blocks");
+  GenerationRequest bad = Greedy("x", {1}, 4);
+  bad.sampling.temperature = -2.0f;
+  expect(bad, StatusCode::kInvalidArgument, "temperature");
+  GenerationRequest stop = Greedy("x", {1}, 4);
+  stop.stop = {"\n"};
+  expect(stop, StatusCode::kInvalidArgument, "tokenizer");
+  stop.stop = {""};
+  expect(stop, StatusCode::kInvalidArgument, "stop[0]");
+  GenerationRequest ids = Greedy("x", {1}, 4);
+  ids.stop_token_ids = {-1};
+  expect(ids, StatusCode::kInvalidArgument, "stop_token_ids[0]");
+
+  h.fakes[0]->Pause();
+  Collector c;
+  ASSERT_TRUE(h.scheduler->Submit(Greedy("dup", {1, 2}, 4), c.Callback()).ok());
+  expect(Greedy("dup", {1, 2}, 4), StatusCode::kInvalidArgument, "already in flight");
+  h.fakes[0]->Resume();
+  ASSERT_TRUE(c.Wait());
+}
+
+TEST(SchedulerTest, WorkerFailureFailsItsRequestsFastAndTheWorkerComesBack) {
+  SchedulerOptions o;
+  o.probe_interval_ms = 10;
+  Harness h(o);
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (int i = 0; i < 4; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(h.scheduler->Submit(Greedy("r" + std::to_string(i), {1, 2, 3}, 3000),
+                                    cs[i]->Callback())
+                    .ok());
+  }
+  ASSERT_TRUE(WaitFor([&] { return cs[3]->events() > 2; }));
+  auto t0 = std::chrono::steady_clock::now();
+  h.fakes[0]->Fail(Unavailable("injected crash"));
+  for (auto& c : cs) {
+    ASSERT_TRUE(c->Wait(milliseconds(2000)));
+    EXPECT_EQ(c->finish(), FinishReason::kError);
+    EXPECT_EQ(c->error().code(), StatusCode::kUnavailable);
+    EXPECT_NE(c->error().message().find("injected crash"), std::string::npos);
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, milliseconds(1000));
+  EXPECT_FALSE(h.scheduler->Stats().workers[0].up);
+  Status s = h.scheduler->Submit(Greedy("late", {1}, 2), [](const GenerationEvent&) {});
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+
+  // The worker recovers: the prober finds it, clears it and the scheduler serves on it again.
+  h.fakes[0]->Heal();
+  ASSERT_TRUE(WaitFor([&] { return h.scheduler->Stats().workers[0].up; }));
+  EXPECT_GE(h.fakes[0]->counters().clears, 1);
+  SchedulerStats st = h.scheduler->Stats();
+  EXPECT_EQ(st.workers[0].free_blocks, st.workers[0].num_blocks);  // a fresh pool and cache
+  Tokens prompt{4, 5, 6};
+  auto c = h.Run(Greedy("after", prompt, 5));
+  EXPECT_EQ(c->tokens(), FakeModelGenerate(prompt, 5, kVocab));
+}
+
+TEST(SchedulerTest, TwoWorkersRouteByCachedPrefixAndSurviveOneFailing) {
+  SchedulerOptions o;
+  o.probe_interval_ms = 10;
+  Harness h(o, {FakeWorkerOptions{}, FakeWorkerOptions{}});
+  std::mt19937 rng(9);
+  Tokens head = RandomTokens(&rng, 32);
+  auto first = h.Run(Greedy("first", head, 4));
+  SchedulerStats s0 = h.scheduler->Stats();
+  int home = s0.workers[0].cached_blocks > 0 ? 0 : 1;
+  EXPECT_GT(s0.workers[home].cached_blocks, 0);
+  EXPECT_EQ(s0.workers[1 - home].cached_blocks, 0);
+  // Requests sharing the head follow the cache to the same worker.
+  for (int i = 0; i < 3; ++i) {
+    Tokens p = head;
+    p.push_back(700 + i);
+    int64_t steps_before = h.fakes[1 - home]->counters().steps;
+    auto c = h.Run(Greedy("follow" + std::to_string(i), p, 4));
+    EXPECT_EQ(c->tokens(), FakeModelGenerate(p, 4, kVocab));
+    EXPECT_EQ(c->usage().cached_tokens, 32);
+    EXPECT_EQ(h.fakes[1 - home]->counters().steps, steps_before);
+  }
+  // Unrelated requests spread over both workers.
+  std::vector<std::unique_ptr<Collector>> cs;
+  std::vector<Tokens> prompts;
+  for (int i = 0; i < 8; ++i) {
+    prompts.push_back(RandomTokens(&rng, 6));
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(h.scheduler->Submit(Greedy("u" + std::to_string(i), prompts[i], 50),
+                                    cs[i]->Callback())
+                    .ok());
+  }
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(cs[i]->Wait());
+    EXPECT_EQ(cs[i]->tokens(), FakeModelGenerate(prompts[i], 50, kVocab));
+  }
+  EXPECT_GT(h.fakes[1 - home]->counters().steps, 0);
+
+  // One worker fails; the other keeps serving, new requests avoid the failed one.
+  h.fakes[home]->Fail(Unavailable("gone"));
+  Collector doomed;
+  Tokens p = head;
+  p.push_back(1);
+  // Route to `home` (cached head), which fails on its next step.
+  Status st = h.scheduler->Submit(Greedy("doomed", p, 100), doomed.Callback());
+  ASSERT_TRUE(st.ok());
+  ASSERT_TRUE(doomed.Wait(milliseconds(3000)));
+  ASSERT_TRUE(WaitFor([&] { return !h.scheduler->Stats().workers[home].up; }));
+  for (int i = 0; i < 4; ++i) {
+    auto c = h.Run(Greedy("alive" + std::to_string(i), prompts[i], 8));
+    EXPECT_EQ(c->finish(), FinishReason::kLength);
+    EXPECT_EQ(c->tokens(), FakeModelGenerate(prompts[i], 8, kVocab));
+  }
+  (void)first;
+}
+
+TEST(SchedulerTest, ShutdownDrainsOrCancels) {
+  for (bool drain : {true, false}) {
+    Harness h({});
+    std::vector<std::unique_ptr<Collector>> cs;
+    for (int i = 0; i < 6; ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      ASSERT_TRUE(h.scheduler->Submit(Greedy("r" + std::to_string(i), {1, 2, i}, drain ? 20 : 3000),
+                                      cs[i]->Callback())
+                      .ok());
+    }
+    h.scheduler->Shutdown(drain);
+    for (auto& c : cs) {
+      ASSERT_TRUE(c->done());  // every request got its final event before Shutdown returned
+      EXPECT_EQ(c->finish(), drain ? FinishReason::kLength : FinishReason::kCancelled);
+    }
+    Status s = h.scheduler->Submit(Greedy("late", {1}, 2), [](const GenerationEvent&) {});
+    EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  }
+}
+
+}  // namespace
+}  // namespace ite

@@ -63,16 +63,18 @@ std::string HfName(WeightKind kind, int l) {
   return "?";
 }
 
-StatusOr<LoadedModel> LoadGguf(const std::string& path, const LoadOptions& options) {
-  ITE_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));
-  ITE_ASSIGN_OR_RETURN(ModelConfig config, ConfigFromGguf(*file));
-  config.tie_embeddings = file->FindTensor("output.weight") == nullptr;
+}  // namespace
+
+StatusOr<LoadedModel> LoadModelFromGguf(const GgufFile& file, const LoadOptions& options) {
+  const std::string& path = file.path();
+  ITE_ASSIGN_OR_RETURN(ModelConfig config, ConfigFromGguf(file));
+  config.tie_embeddings = file.FindTensor("output.weight") == nullptr;
   TensorSet set;
   set.path = path;
   set.name_of = GgufName;
   set.qk_interleaved = config.arch == ModelArch::kLlama;
-  std::shared_ptr<const void> owner = file->mapping();
-  for (const GgufTensorInfo& t : file->tensors()) {
+  std::shared_ptr<const void> owner = file.mapping();
+  for (const GgufTensorInfo& t : file.tensors()) {
     SourceTensor s;
     s.name = t.name;
     s.file = path;
@@ -91,6 +93,8 @@ StatusOr<LoadedModel> LoadGguf(const std::string& path, const LoadOptions& optio
   model.format = "gguf";
   return model;
 }
+
+namespace {
 
 StatusOr<json> ReadJson(const fs::path& path, bool required) {
   std::error_code ec;
@@ -190,7 +194,8 @@ StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& opti
   std::error_code ec;
   if (fs::is_directory(path, ec)) return LoadHfFolder(path, options);
   if (!fs::exists(path, ec)) return NotFound("model path {} does not exist", path);
-  return LoadGguf(path, options);
+  ITE_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));
+  return LoadModelFromGguf(*file, options);
 }
 
 }  // namespace ite

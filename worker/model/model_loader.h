@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "common/gguf_reader.h"
 #include "common/status.h"
 #include "worker/model/model_config.h"
 #include "worker/model/model_weights.h"
@@ -31,5 +32,10 @@ struct LoadedModel {
 // `path`: a .gguf file, or a folder with config.json and model.safetensors /
 // model.safetensors.index.json.
 StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options);
+
+// The GGUF half of LoadModel on an already-opened file (the fuzz target parses in-memory bytes).
+// Tensors that need no conversion point into the file's data: its mapping is shared with them,
+// and for a file made by ParseGgufBuffer the caller's buffer must outlive the result.
+StatusOr<LoadedModel> LoadModelFromGguf(const GgufFile& file, const LoadOptions& options);
 
 }  // namespace ite

@@ -1,0 +1,64 @@
+#include "worker/model/fuzz/fuzz_entry.h"
+
+#include <vector>
+
+#include "common/gguf_reader.h"
+#include "worker/model/dequantize.h"
+#include "worker/model/model_loader.h"
+#include "worker/model/safetensors_file.h"
+
+namespace ite::fuzz {
+
+namespace {
+
+// Decoded values are summed into a volatile sink so the reads are not optimised away: the point
+// is that every byte the readers promise is valid gets touched under ASan.
+volatile float g_sink = 0.0f;
+
+void Decode(GgmlType type, const uint8_t* data, size_t nbytes, int64_t row_len) {
+  if (!DequantizeSupported(type) || row_len <= 0 || row_len > (1 << 16)) return;
+  if (GgmlRowBytes(type, row_len) > nbytes) return;
+  std::vector<float> row(static_cast<size_t>(row_len));
+  DequantizeRow(type, data, row.data(), row_len);
+  float s = 0.0f;
+  for (float v : row) s += v;
+  g_sink = g_sink + s;
+}
+
+}  // namespace
+
+int FuzzGguf(const uint8_t* data, size_t size) {
+  auto file = ParseGgufBuffer(data, size, "fuzz.gguf");
+  if (!file.ok()) return 0;
+  for (const auto& [key, value] : (*file)->metadata()) {
+    (void)(*file)->GetString(key);
+    (void)(*file)->GetInt(key);
+    (void)(*file)->GetFloat(key);
+    (void)(*file)->GetBool(key);
+    (void)(*file)->GetStringArray(key);
+    (void)(*file)->GetIntArray(key);
+    (void)(*file)->GetFloatArray(key);
+  }
+  for (const GgufTensorInfo& t : (*file)->tensors()) {
+    // The last byte of each tensor must be readable, whatever its type.
+    if (t.nbytes > 0) g_sink = g_sink + t.data[t.nbytes - 1];
+    Decode(t.type, t.data, t.nbytes, t.dims[0]);
+  }
+  auto model = LoadModelFromGguf(**file, {DType::kBF16, false});
+  if (model.ok() && !model->weights.layers.empty()) {
+    g_sink = g_sink + static_cast<float>(model->weights.layers[0].wqkv.numel());
+  }
+  return 0;
+}
+
+int FuzzSafetensors(const uint8_t* data, size_t size) {
+  auto file = ParseSafetensorsBuffer(data, size, "fuzz.safetensors");
+  if (!file.ok()) return 0;
+  for (const SafetensorsTensor& t : (*file)->tensors()) {
+    const int64_t n = static_cast<int64_t>(t.nbytes / static_cast<size_t>(GgmlTypeSize(t.type)));
+    Decode(t.type, t.data, t.nbytes, n);
+  }
+  return 0;
+}
+
+}  // namespace ite::fuzz

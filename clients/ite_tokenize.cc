@@ -6,12 +6,11 @@
 // Special tokens written in the text are parsed as special (HF encode semantics); BOS/EOS are
 // added only with --add-special-tokens. A bad line stops the run with a message naming the line
 // and exit status 1; a tokenizer that fails to load gives exit status 2.
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
-#include <string>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "scheduler/tokenizer/tokenizer.h"
 

@@ -1,8 +1,8 @@
 #include "scheduler/tokenizer/added_vocabulary.h"
 
-#include <algorithm>
-
 #include <utf8proc.h>
+
+#include <algorithm>
 
 #include "scheduler/tokenizer/utf8_util.h"
 

@@ -24,8 +24,7 @@ std::vector<std::string> Render(std::string_view text, const AddedVocabulary& v)
 
 TEST(AddedVocabularyTest, LeftmostLongestMatch) {
   AddedVocabulary v({Token(1, "<s>"), Token(2, "<s>x"), Token(3, "s>")});
-  EXPECT_EQ(Render("a<s>xb<s>", v),
-            (std::vector<std::string>{"a", "[2:<s>x]", "b", "[1:<s>]"}));
+  EXPECT_EQ(Render("a<s>xb<s>", v), (std::vector<std::string>{"a", "[2:<s>x]", "b", "[1:<s>]"}));
   EXPECT_EQ(Render("s><s", v), (std::vector<std::string>{"[3:s>]", "<s"}));
   EXPECT_EQ(Render("", v), (std::vector<std::string>{}));
 }

@@ -1,8 +1,8 @@
 #include "scheduler/tokenizer/bpe_model.h"
 
-#include <queue>
-
 #include <fmt/format.h>
+
+#include <queue>
 
 #include "scheduler/tokenizer/utf8_util.h"
 
@@ -43,8 +43,8 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const BpeModelSpec& spec,
                              source, rank, a, b);
     }
     std::string merged = a;
-    merged.append(b.size() >= prefix_len && b.compare(0, prefix_len,
-                                                     spec.continuing_subword_prefix) == 0
+    merged.append(b.size() >= prefix_len &&
+                          b.compare(0, prefix_len, spec.continuing_subword_prefix) == 0
                       ? std::string_view(b).substr(prefix_len)
                       : std::string_view(b));
     const auto inew = m->TokenToId(merged);
@@ -62,7 +62,8 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const BpeModelSpec& spec,
   }
   if (!spec.unk_token.empty()) {
     const auto id = m->TokenToId(spec.unk_token);
-    if (!id) return InvalidArgument("{}: unk_token '{}' is not in the vocab", source, spec.unk_token);
+    if (!id)
+      return InvalidArgument("{}: unk_token '{}' is not in the vocab", source, spec.unk_token);
     m->unk_id_ = *id;
   }
   return m;

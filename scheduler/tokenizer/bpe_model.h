@@ -1,7 +1,7 @@
 // The BPE model: a word (already in the vocabulary's alphabet, e.g. byte-level characters or
-// "▁"-joined SentencePiece text) becomes ids by applying merges lowest rank first, leftmost first,
-// exactly as HF tokenizers' BPE::merge_word. Unknown characters fall back to <0xXX> byte tokens
-// or the unk token. Results for words are cached; Tokenize is thread-safe.
+// "▁"-joined SentencePiece text) becomes ids by applying merges lowest rank first, leftmost
+// first, exactly as HF tokenizers' BPE::merge_word. Unknown characters fall back to <0xXX> byte
+// tokens or the unk token. Results for words are cached; Tokenize is thread-safe.
 #pragma once
 
 #include <array>

@@ -7,8 +7,8 @@ namespace {
 
 BpeModelSpec TinySpec() {
   BpeModelSpec s;
-  const char* tokens[] = {"a", "b", "c", "ab", "bc", "abc", "aa", "<unk>", "<0x41>", "<0xC3>",
-                          "<0xA9>"};
+  const char* tokens[] = {"a",  "b",     "c",      "ab",     "bc",    "abc",
+                          "aa", "<unk>", "<0x41>", "<0xC3>", "<0xA9>"};
   for (int i = 0; i < static_cast<int>(std::size(tokens)); ++i) s.vocab.emplace_back(tokens[i], i);
   return s;
 }
@@ -61,9 +61,9 @@ TEST(BpeModelTest, ByteFallbackAndUnknowns) {
   s.unk_token = "<unk>";
   auto m = BpeModel::Create(s, "test.json");
   ASSERT_TRUE(m.ok());
-  EXPECT_EQ(Tok(**m, "A"), (std::vector<int32_t>{8}));            // <0x41>
+  EXPECT_EQ(Tok(**m, "A"), (std::vector<int32_t>{8}));                 // <0x41>
   EXPECT_EQ(Tok(**m, "a\xC3\xA9"), (std::vector<int32_t>{0, 9, 10}));  // é -> <0xC3><0xA9>
-  EXPECT_EQ(Tok(**m, "zz"), (std::vector<int32_t>{7, 7}));        // no <0x7A>: unk each
+  EXPECT_EQ(Tok(**m, "zz"), (std::vector<int32_t>{7, 7}));             // no <0x7A>: unk each
   s.fuse_unk = true;
   m = BpeModel::Create(s, "test.json");
   ASSERT_TRUE(m.ok());

@@ -14,8 +14,8 @@ StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(BpeTokenizerSpec sp
   t->decoder_ = std::make_unique<TokenDecoder>(spec.decoder, spec.has_decoder);
   int32_t max_id = t->model_->max_id();
   for (const AddedTokenSpec& a : spec.added_tokens) {
-    if (a.id < 0) return InvalidArgument("{}: added token '{}' has a negative id", spec.source,
-                                         a.content);
+    if (a.id < 0)
+      return InvalidArgument("{}: added token '{}' has a negative id", spec.source, a.content);
     if (a.content.empty()) {
       return InvalidArgument("{}: added token {} has empty content", spec.source, a.id);
     }
@@ -27,12 +27,12 @@ StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(BpeTokenizerSpec sp
   t->added_ = std::make_unique<AddedVocabulary>(spec.added_tokens);
   t->vocab_size_ = max_id + 1;
   for (int32_t id : spec.post_prefix) {
-    if (id < 0 || id > max_id) return InvalidArgument("{}: post-processor id {} out of range",
-                                                      spec.source, id);
+    if (id < 0 || id > max_id)
+      return InvalidArgument("{}: post-processor id {} out of range", spec.source, id);
   }
   for (int32_t id : spec.post_suffix) {
-    if (id < 0 || id > max_id) return InvalidArgument("{}: post-processor id {} out of range",
-                                                      spec.source, id);
+    if (id < 0 || id > max_id)
+      return InvalidArgument("{}: post-processor id {} out of range", spec.source, id);
   }
   t->post_prefix_ = std::move(spec.post_prefix);
   t->post_suffix_ = std::move(spec.post_suffix);

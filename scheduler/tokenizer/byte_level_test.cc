@@ -1,8 +1,8 @@
 #include "scheduler/tokenizer/byte_level.h"
 
-#include <set>
-
 #include <gtest/gtest.h>
+
+#include <set>
 
 namespace ite {
 namespace {

@@ -17,9 +17,11 @@ constexpr int64_t kTypeUserDefined = 4;
 
 // The split regexes of the HF tokenizer.json files these GGUF pre-tokenizer names come from.
 constexpr const char* kLlama3Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3})"
+    R"(| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr const char* kQwen2Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N})"
+    R"(| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 DecoderStep Decoder(DecoderStep::Kind kind, std::string pattern = "", std::string content = "") {
   DecoderStep d;
@@ -147,8 +149,8 @@ StatusOr<BpeTokenizerSpec> SpecFromGguf(const GgufFile& f) {
   auto id_key = [&](const char* key) -> StatusOr<int32_t> {
     if (f.Find(key) == nullptr) return -1;
     ITE_ASSIGN_OR_RETURN(const int64_t v, f.GetInt(key));
-    if (v < 0 || v >= n) return InvalidArgument("{}: {} = {} is out of range [0, {})", source,
-                                                key, v, n);
+    if (v < 0 || v >= n)
+      return InvalidArgument("{}: {} = {} is out of range [0, {})", source, key, v, n);
     return static_cast<int32_t>(v);
   };
   ITE_ASSIGN_OR_RETURN(const int32_t bos, id_key("tokenizer.ggml.bos_token_id"));
@@ -161,8 +163,8 @@ StatusOr<BpeTokenizerSpec> SpecFromGguf(const GgufFile& f) {
     return Unimplemented("{}: tokenizer.ggml.model '{}' is not supported (gpt2, llama)", source,
                          model);
   }
-  ITE_ASSIGN_OR_RETURN(const bool add_bos, Optional<bool>(f, "tokenizer.ggml.add_bos_token", spm,
-                                                          &GgufFile::GetBool));
+  ITE_ASSIGN_OR_RETURN(const bool add_bos,
+                       Optional<bool>(f, "tokenizer.ggml.add_bos_token", spm, &GgufFile::GetBool));
   ITE_ASSIGN_OR_RETURN(const bool add_eos, Optional<bool>(f, "tokenizer.ggml.add_eos_token", false,
                                                           &GgufFile::GetBool));
 
@@ -193,9 +195,9 @@ StatusOr<BpeTokenizerSpec> SpecFromGguf(const GgufFile& f) {
       if (types[i] == kTypeUnknown) unk_id = i;
     }
     if (unk_id >= 0) spec.model.unk_token = tokens[unk_id];
-    ITE_ASSIGN_OR_RETURN(const bool add_space_prefix,
-                         Optional<bool>(f, "tokenizer.ggml.add_space_prefix", true,
-                                        &GgufFile::GetBool));
+    ITE_ASSIGN_OR_RETURN(
+        const bool add_space_prefix,
+        Optional<bool>(f, "tokenizer.ggml.add_space_prefix", true, &GgufFile::GetBool));
     if (add_space_prefix) {
       spec.normalizer.push_back(Normalize(NormalizerStep::Kind::kPrepend, "\u2581"));
     }

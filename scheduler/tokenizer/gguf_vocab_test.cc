@@ -3,9 +3,9 @@
 // by tests/tokenizer/compare_hf.py.
 #include "scheduler/tokenizer/gguf_vocab.h"
 
-#include <cstring>
-
 #include <gtest/gtest.h>
+
+#include <cstring>
 
 #include "scheduler/tokenizer/bpe_tokenizer.h"
 
@@ -90,10 +90,10 @@ struct Piece {
 
 const std::vector<Piece>& SpmPieces() {
   static const std::vector<Piece> pieces = {
-      {"<unk>", 0, 2},     {"<s>", 0, 3},      {"</s>", 0, 3},     {"<0x21>", 0, 6},
-      {"\u2581", -50, 1},  {"h", -60, 1},      {"e", -60, 1},      {"l", -60, 1},
-      {"o", -60, 1},       {"w", -60, 1},      {"r", -60, 1},      {"d", -60, 1},
-      {"\u2581h", -1, 1},  {"ll", -2, 1},      {"he", -3, 1},      {"llo", -4, 1},
+      {"<unk>", 0, 2},     {"<s>", 0, 3},          {"</s>", 0, 3}, {"<0x21>", 0, 6},
+      {"\u2581", -50, 1},  {"h", -60, 1},          {"e", -60, 1},  {"l", -60, 1},
+      {"o", -60, 1},       {"w", -60, 1},          {"r", -60, 1},  {"d", -60, 1},
+      {"\u2581h", -1, 1},  {"ll", -2, 1},          {"he", -3, 1},  {"llo", -4, 1},
       {"\u2581he", -5, 1}, {"\u2581hello", -6, 1},
   };
   return pieces;

@@ -1,8 +1,8 @@
 #include "scheduler/tokenizer/normalizer.h"
 
-#include <cstdlib>
-
 #include <utf8proc.h>
+
+#include <cstdlib>
 
 #include "scheduler/tokenizer/utf8_util.h"
 
@@ -12,17 +12,25 @@ namespace {
 std::string NormalForm(std::string_view text, NormalizerStep::Kind kind) {
   int options = UTF8PROC_STABLE;
   switch (kind) {
-    case NormalizerStep::Kind::kNfc: options |= UTF8PROC_COMPOSE; break;
-    case NormalizerStep::Kind::kNfd: options |= UTF8PROC_DECOMPOSE; break;
-    case NormalizerStep::Kind::kNfkc: options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-    case NormalizerStep::Kind::kNfkd: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
-    default: return std::string(text);
+    case NormalizerStep::Kind::kNfc:
+      options |= UTF8PROC_COMPOSE;
+      break;
+    case NormalizerStep::Kind::kNfd:
+      options |= UTF8PROC_DECOMPOSE;
+      break;
+    case NormalizerStep::Kind::kNfkc:
+      options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+      break;
+    case NormalizerStep::Kind::kNfkd:
+      options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+      break;
+    default:
+      return std::string(text);
   }
   utf8proc_uint8_t* out = nullptr;
-  const utf8proc_ssize_t n =
-      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
-                   static_cast<utf8proc_ssize_t>(text.size()), &out,
-                   static_cast<utf8proc_option_t>(options));
+  const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+                                          static_cast<utf8proc_ssize_t>(text.size()), &out,
+                                          static_cast<utf8proc_option_t>(options));
   // The input is valid UTF-8, so utf8proc only fails on allocation; keep the text unchanged then.
   if (n < 0) return std::string(text);
   std::string result(reinterpret_cast<const char*>(out), static_cast<size_t>(n));

@@ -22,16 +22,15 @@ TEST(PreTokenizerTest, SplitBehaviors) {
             (V{"the", "-", "final", "-", "-", "countdown"}));
   EXPECT_EQ(SplitWith(t, SplitBehavior::kMergedWithPrevious),
             (V{"the-", "final-", "-", "countdown"}));
-  EXPECT_EQ(SplitWith(t, SplitBehavior::kMergedWithNext),
-            (V{"the", "-final", "-", "-countdown"}));
+  EXPECT_EQ(SplitWith(t, SplitBehavior::kMergedWithNext), (V{"the", "-final", "-", "-countdown"}));
   EXPECT_EQ(SplitWith(t, SplitBehavior::kContiguous), (V{"the", "-", "final", "--", "countdown"}));
 }
 
 TEST(PreTokenizerTest, Llama3RegexWithUnicodeClasses) {
   PreTokenizerStep split;
   split.kind = PreTokenizerStep::Kind::kSplit;
-  split.pattern =
-      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  split.pattern = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3})"
+                  R"(| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
   auto pt = PreTokenizer::Create({split}, "test");
   ASSERT_TRUE(pt.ok()) << pt.status().ToString();
   std::vector<std::string> words;

@@ -7,13 +7,11 @@
 
 namespace ite {
 
-StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern,
-                                                std::string_view source) {
+StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, std::string_view source) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code =
-      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                    PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                   PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));

@@ -2,12 +2,12 @@
 // test data). libsentencepiece itself is the reference for plain text.
 #include "scheduler/tokenizer/sentencepiece_tokenizer.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include <gtest/gtest.h>
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
+
+#include <filesystem>
+#include <fstream>
 
 namespace ite {
 namespace {

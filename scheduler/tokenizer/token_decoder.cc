@@ -117,8 +117,7 @@ std::string TokenDecoder::Decode(std::vector<std::string> tokens) const {
       case DecoderStep::Kind::kMetaspace:
         for (size_t i = 0; i < tokens.size(); ++i) {
           std::string t = ReplaceAll(tokens[i], step.pattern, " ");
-          if (i == 0 && step.prepend_scheme != PrependScheme::kNever && !t.empty() &&
-              t[0] == ' ') {
+          if (i == 0 && step.prepend_scheme != PrependScheme::kNever && !t.empty() && t[0] == ' ') {
             t.erase(0, 1);
           }
           tokens[i] = std::move(t);

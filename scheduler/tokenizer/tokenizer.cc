@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/gguf_reader.h"
 #include "scheduler/tokenizer/bpe_tokenizer.h"
@@ -67,7 +66,8 @@ StatusOr<HfConfig> ReadHfConfig(const fs::path& dir, const Tokenizer& tok) {
   const std::string config_name = (dir / "tokenizer_config.json").string();
   auto lookup = [&](const std::string& token, const char* key) -> StatusOr<int32_t> {
     const auto id = tok.TokenToId(token);
-    if (!id) return InvalidArgument("{}: {} '{}' is not in the vocabulary", config_name, key, token);
+    if (!id)
+      return InvalidArgument("{}: {} '{}' is not in the vocabulary", config_name, key, token);
     return *id;
   };
   if (config.is_object()) {
@@ -205,7 +205,8 @@ std::string IncrementalDecoder::Push(int32_t id) {
 std::string IncrementalDecoder::Flush() {
   std::string text = tok_.Decode(ids_, skip_special_tokens_);
   std::string delta;
-  if (text.size() >= prefix_text_.size() && text.compare(0, prefix_text_.size(), prefix_text_) == 0) {
+  if (text.size() >= prefix_text_.size() &&
+      text.compare(0, prefix_text_.size(), prefix_text_) == 0) {
     delta = text.substr(prefix_text_.size());
   } else {
     delta = std::move(text);

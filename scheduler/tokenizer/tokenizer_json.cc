@@ -76,7 +76,8 @@ class Reader {
   const std::string& source_;
 };
 
-// Sequences nest; real files use one level. The limit keeps hostile files from exhausting the stack.
+// Sequences nest; real files use one level. The limit keeps hostile files from exhausting the
+// stack.
 constexpr int kMaxNesting = 16;
 
 StatusOr<PrependScheme> ParsePrependScheme(const Reader& r, const json& obj,
@@ -106,8 +107,8 @@ Status ParseNormalizer(const Reader& r, const json& obj, std::string_view where,
       return r.Error(fmt::format("{}.normalizers", where), "expected an array");
     }
     for (size_t i = 0; i < it->size(); ++i) {
-      ITE_RETURN_IF_ERROR(
-          ParseNormalizer(r, (*it)[i], fmt::format("{}.normalizers[{}]", where, i), out, depth + 1));
+      ITE_RETURN_IF_ERROR(ParseNormalizer(r, (*it)[i], fmt::format("{}.normalizers[{}]", where, i),
+                                          out, depth + 1));
     }
     return Status::Ok();
   } else if (type == "NFC") {
@@ -128,8 +129,7 @@ Status ParseNormalizer(const Reader& r, const json& obj, std::string_view where,
     ITE_RETURN_IF_ERROR(r.Pattern(obj, &step.pattern, &step.pattern_is_regex, where));
     ITE_RETURN_IF_ERROR(r.String(obj, "content", &step.content, where, true));
   } else {
-    return Unimplemented("{}: normalizer type '{}' is not supported", where,
-                         type);
+    return Unimplemented("{}: normalizer type '{}' is not supported", where, type);
   }
   out.push_back(std::move(step));
   return Status::Ok();
@@ -157,9 +157,8 @@ Status ParsePreTokenizer(const Reader& r, const json& obj, std::string_view wher
       return r.Error(fmt::format("{}.pretokenizers", where), "expected an array");
     }
     for (size_t i = 0; i < it->size(); ++i) {
-      ITE_RETURN_IF_ERROR(
-          ParsePreTokenizer(r, (*it)[i], fmt::format("{}.pretokenizers[{}]", where, i), out,
-                            depth + 1));
+      ITE_RETURN_IF_ERROR(ParsePreTokenizer(
+          r, (*it)[i], fmt::format("{}.pretokenizers[{}]", where, i), out, depth + 1));
     }
     return Status::Ok();
   } else if (type == "Split") {
@@ -193,8 +192,7 @@ Status ParsePreTokenizer(const Reader& r, const json& obj, std::string_view wher
     step.behavior = SplitBehavior::kRemoved;
     step.invert = true;
   } else {
-    return Unimplemented("{}: pre-tokenizer type '{}' is not supported", where,
-                         type);
+    return Unimplemented("{}: pre-tokenizer type '{}' is not supported", where, type);
   }
   out.push_back(std::move(step));
   return Status::Ok();
@@ -264,9 +262,8 @@ Status ParsePostProcessor(const Reader& r, const json& obj, std::string_view whe
       return r.Error(fmt::format("{}.processors", where), "expected an array");
     }
     for (size_t i = 0; i < it->size(); ++i) {
-      ITE_RETURN_IF_ERROR(
-          ParsePostProcessor(r, (*it)[i], fmt::format("{}.processors[{}]", where, i), spec,
-                             depth + 1));
+      ITE_RETURN_IF_ERROR(ParsePostProcessor(
+          r, (*it)[i], fmt::format("{}.processors[{}]", where, i), spec, depth + 1));
     }
     return Status::Ok();
   }
@@ -333,7 +330,8 @@ Status ParseModel(const Reader& r, const json& obj, BpeModelSpec& model) {
     return Unimplemented("model.type '{}' is not supported (only BPE)", type);
   }
   const auto vocab = obj.find("vocab");
-  if (vocab == obj.end() || !vocab->is_object()) return r.Error("model.vocab", "expected an object");
+  if (vocab == obj.end() || !vocab->is_object())
+    return r.Error("model.vocab", "expected an object");
   model.vocab.reserve(vocab->size());
   for (const auto& [token, id] : vocab->items()) {
     if (!id.is_number_integer()) {

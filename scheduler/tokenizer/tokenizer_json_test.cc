@@ -1,11 +1,11 @@
 // Error paths of tokenizer.json loading: every failure is a Status naming the file (and field).
 #include "scheduler/tokenizer/tokenizer_json.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "scheduler/tokenizer/bpe_tokenizer.h"
 #include "scheduler/tokenizer/tokenizer.h"
@@ -21,7 +21,8 @@ std::string WriteTemp(const std::string& name, const std::string& content) {
   return path.string();
 }
 
-const char* kModel = R"("model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]})";
+const char* kModel =
+    R"("model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]})";
 
 struct BadCase {
   const char* name;
@@ -38,15 +39,18 @@ TEST(TokenizerJsonTest, MalformedFilesGiveStatusNamingTheFile) {
       {"bad_merge_format.json",
        R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b c"]}})", "merges[0]"},
       {"merge_not_in_vocab.json",
-       R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "q"]]}})", "not in the vocab"},
+       R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "q"]]}})",
+       "not in the vocab"},
       {"unigram.json", R"({"model": {"type": "Unigram", "vocab": []}})", "Unigram"},
       {"bad_regex.json",
        std::string("{") + kModel +
-           R"(, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(["}, "behavior": "Isolated"}})",
+           R"(, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(["},)"
+           R"( "behavior": "Isolated"}})",
        "bad regex"},
       {"bad_behavior.json",
        std::string("{") + kModel +
-           R"(, "pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "behavior": "Sideways"}})",
+           R"(, "pre_tokenizer": {"type": "Split", "pattern": {"String": " "},)"
+           R"( "behavior": "Sideways"}})",
        "pre_tokenizer.behavior"},
       {"unknown_normalizer.json",
        std::string("{") + kModel + R"(, "normalizer": {"type": "BertNormalizer"}})",
@@ -56,7 +60,8 @@ TEST(TokenizerJsonTest, MalformedFilesGiveStatusNamingTheFile) {
        "added_tokens[0]"},
       {"bad_template.json",
        std::string("{") + kModel +
-           R"(, "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}], "special_tokens": {}}})",
+           R"(, "post_processor": {"type": "TemplateProcessing",)"
+           R"( "single": [{"SpecialToken": {"id": "<s>"}}], "special_tokens": {}}})",
        "<s>"},
       {"huge_id.json", R"({"model": {"type": "BPE", "vocab": {"a": 2147483647}}})", "out of range"},
   };
@@ -83,8 +88,9 @@ TEST(TokenizerJsonTest, MissingFileAndUnknownFormat) {
 
 TEST(TokenizerJsonTest, MinimalFileWorksBothMergeFormats) {
   for (const char* merges : {R"(["a b"])", R"([["a", "b"]])"}) {
-    const std::string json = std::string(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": )") +
-                             merges + "}}";
+    const std::string json =
+        std::string(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": )") +
+        merges + "}}";
     auto spec = ParseTokenizerJson(json, "mini.json");
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
     auto tok = BpeTokenizer::Create(std::move(spec).value());

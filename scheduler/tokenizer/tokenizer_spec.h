@@ -65,7 +65,7 @@ struct BpeModelSpec {
   // (token, id) pairs; ids need not be dense.
   std::vector<std::pair<std::string, int32_t>> vocab;
   std::vector<std::pair<std::string, std::string>> merges;  // by rank (first = applied first)
-  std::string unk_token;                                     // "" = none
+  std::string unk_token;                                    // "" = none
   bool byte_fallback = false;  // unknown characters become <0xXX> byte tokens
   bool fuse_unk = false;       // consecutive unknowns become one unk token
   bool ignore_merges = false;  // a word that is itself in the vocab is one token

@@ -2,10 +2,10 @@
 // variants, config-derived BOS/EOS, invalid UTF-8 handling and the IncrementalDecoder.
 #include "scheduler/tokenizer/tokenizer.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 #include "scheduler/tokenizer/utf8_util.h"
 
@@ -24,8 +24,8 @@ std::unique_ptr<Tokenizer> LoadOrNull(const std::string& path) {
   return tok.ok() ? std::move(tok).value() : nullptr;
 }
 
-#define LOAD_OR_SKIP(var, path)                                        \
-  auto var = LoadOrNull(path);                                         \
+#define LOAD_OR_SKIP(var, path) \
+  auto var = LoadOrNull(path);  \
   if (var == nullptr) GTEST_SKIP() << (path) << " is not available"
 
 TEST(TokenizerTest, Llama3JsonBasics) {
@@ -85,11 +85,15 @@ TEST(TokenizerTest, InvalidUtf8BecomesReplacementCharacter) {
 // add up to the full decode, for byte-level and SentencePiece (leading space) tokenizers.
 TEST(TokenizerTest, IncrementalDecoderMatchesFullDecode) {
   const std::string texts[] = {
-      "Hello world", " leading space and  two", "日本語のテキスト 😀 👨‍👩‍👧 done",
-      "emoji🔥🔥in words é e\xCC\x81", "<|im_start|>user\nHi<|im_end|> <s> x </s>", "\n\n  \t x",
+      "Hello world",
+      " leading space and  two",
+      "日本語のテキスト 😀 👨‍👩‍👧 done",
+      "emoji🔥🔥in words é e\xCC\x81",
+      "<|im_start|>user\nHi<|im_end|> <s> x </s>",
+      "\n\n  \t x",
   };
-  for (const char* name : {"llama3/tokenizer.json", "qwen3/tokenizer.json",
-                           "llama2/tokenizer.json"}) {
+  for (const char* name :
+       {"llama3/tokenizer.json", "qwen3/tokenizer.json", "llama2/tokenizer.json"}) {
     LOAD_OR_SKIP(tok, SharedTokenizer(name));
     for (bool skip : {false, true}) {
       for (const std::string& text : texts) {

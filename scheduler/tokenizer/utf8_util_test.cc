@@ -19,11 +19,11 @@ TEST(Utf8Test, SanitizeReplacesMaximalInvalidSubsequences) {
   const std::pair<std::string, std::string> cases[] = {
       {"\xFF", kFffd},
       {"a\x80z", "a" + kFffd + "z"},
-      {"\xE2\x82", kFffd},                       // truncated 3-byte char: one replacement
+      {"\xE2\x82", kFffd},  // truncated 3-byte char: one replacement
       {"\xE2\x82z", kFffd + "z"},
-      {"\xF0\x9F\x98", kFffd},                   // truncated 4-byte char
-      {"\xED\xA0\x80", kFffd + kFffd + kFffd},   // surrogate: each byte invalid
-      {"\xC0\xAF", kFffd + kFffd},               // overlong
+      {"\xF0\x9F\x98", kFffd},                              // truncated 4-byte char
+      {"\xED\xA0\x80", kFffd + kFffd + kFffd},              // surrogate: each byte invalid
+      {"\xC0\xAF", kFffd + kFffd},                          // overlong
       {"\xF4\x90\x80\x80", kFffd + kFffd + kFffd + kFffd},  // > U+10FFFF
       {"\xE2\x82\xAC\xE2", "\xE2\x82\xAC" + kFffd},
   };

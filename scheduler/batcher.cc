@@ -75,9 +75,12 @@ bool Batcher::BuildStep(int64_t step_id, StepRequest* request) {
   }
   request->release_seq_ids = std::move(pending_releases_);
   pending_releases_.clear();
-  InflightStep record{step_id, {}};
+  InflightStep record{step_id, {}, 0};
   for (const StepSequence& s : request->seqs) {
-    if (s.sample) record.sampled.emplace_back(s.seq_id, seqs_.at(s.seq_id)->epoch);
+    int32_t n = s.new_tokens.empty() ? 1 : static_cast<int32_t>(s.new_tokens.size());
+    record.seqs.push_back({s.seq_id, seqs_.at(s.seq_id)->epoch, s.start_pos + n, s.sample,
+                           !s.new_tokens.empty()});
+    if (s.sample) ++record.num_sampled;
   }
   inflight_.push_back(std::move(record));
   return true;
@@ -120,8 +123,6 @@ bool Batcher::ScheduleChunk(Sequence* seq, int32_t* budget, StepRequest* request
   if (sample) ++seq->inflight_samples;
   seq->last_step = request->step_id;
   *budget -= n;
-  // Long prompts become shareable chunk by chunk, not only when the request ends.
-  if (!feed_sampled && UsesCache(*seq)) CacheComputed(seq);
   return true;
 }
 
@@ -166,6 +167,7 @@ void Batcher::MatchPrefix(Sequence* seq, std::vector<BlockCopy>* copies) {
     matched += m.partial_tokens;
   }
   seq->num_scheduled = matched;
+  seq->num_computed = matched;
 }
 
 bool Batcher::Admit(Sequence* seq, int32_t* budget, StepRequest* request) {
@@ -192,7 +194,7 @@ bool Batcher::Admit(Sequence* seq, int32_t* budget, StepRequest* request) {
 }
 
 void Batcher::CacheComputed(Sequence* seq) {
-  int32_t computed = std::min(seq->num_scheduled, seq->known());
+  int32_t computed = std::min(seq->num_computed, seq->known());
   int32_t full = computed / block_size_;
   if (full == 0) return;
   RadixCache::Node* node =
@@ -210,6 +212,7 @@ void Batcher::DropKv(Sequence* seq, bool cache) {
   seq->locked = nullptr;
   blocks_.Release(&seq->blocks);
   seq->num_scheduled = 0;
+  seq->num_computed = 0;
 }
 
 void Batcher::Preempt(Sequence* seq) {
@@ -236,23 +239,31 @@ Status Batcher::OnStepResult(const StepResult& result, std::vector<OutEvent>* ev
   }
   InflightStep record = std::move(inflight_.front());
   inflight_.pop_front();
-  if (result.outputs.size() != record.sampled.size()) {
+  if (result.outputs.size() != record.num_sampled) {
     return Internal("step {}: {} outputs for {} sampled sequences", result.step_id,
-                    result.outputs.size(), record.sampled.size());
+                    result.outputs.size(), record.num_sampled);
   }
-  for (size_t i = 0; i < result.outputs.size(); ++i) {
-    const StepOutput& out = result.outputs[i];
-    auto [seq_id, epoch] = record.sampled[i];
-    if (out.seq_id != seq_id) {
-      return Internal("step {}: output {} is for seq {}, expected {}", result.step_id, i,
-                      out.seq_id, seq_id);
+  size_t next_output = 0;
+  for (const InflightSeq& entry : record.seqs) {
+    const StepOutput* out = nullptr;
+    if (entry.sample) {
+      out = &result.outputs[next_output++];
+      if (out->seq_id != entry.seq_id) {
+        return Internal("step {}: output {} is for seq {}, expected {}", result.step_id,
+                        next_output - 1, out->seq_id, entry.seq_id);
+      }
     }
-    auto it = seqs_.find(seq_id);
+    auto it = seqs_.find(entry.seq_id);
     if (it == seqs_.end()) continue;  // finished or cancelled meanwhile: a wasted token
     Sequence* seq = it->second.get();
-    if (seq->epoch != epoch) continue;  // preempted since: recomputed from its known tokens
-    --seq->inflight_samples;
-    OnToken(seq, out.sample, events);
+    if (seq->epoch != entry.epoch) continue;  // preempted since: recomputed from known tokens
+    seq->num_computed = std::max(seq->num_computed, entry.end);
+    // Long prompts become shareable chunk by chunk, not only when the request ends.
+    if (entry.prefill && UsesCache(*seq)) CacheComputed(seq);
+    if (out != nullptr) {
+      --seq->inflight_samples;
+      OnToken(seq, out->sample, events);
+    }
   }
   return Status::Ok();
 }

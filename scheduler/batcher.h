@@ -86,9 +86,17 @@ class Batcher {
   Status CheckConsistency() const;
 
  private:
+  struct InflightSeq {
+    int64_t seq_id;
+    uint32_t epoch;
+    int32_t end;   // KV positions written once the step has run
+    bool sample;
+    bool prefill;  // ran known tokens (worth offering to the prefix cache)
+  };
   struct InflightStep {
     int64_t step_id;
-    std::vector<std::pair<int64_t, uint32_t>> sampled;  // (seq_id, epoch) with sample=true
+    std::vector<InflightSeq> seqs;
+    size_t num_sampled;
   };
   using WaitKey = std::tuple<int32_t, uint64_t, int64_t>;  // (-priority, arrival, seq_id)
 

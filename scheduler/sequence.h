@@ -3,6 +3,9 @@
 // Positions and counters (P = prompt length):
 //   tokens            prompt + generated tokens known to the scheduler (results received)
 //   num_scheduled     KV positions handed to steps sent so far, in flight included
+//   num_computed      KV positions written by steps that have come back (<= num_scheduled);
+//                     only these are offered to the prefix cache, so a sequence never shares a
+//                     block that an earlier step in flight, or its own step, has yet to write
 //   inflight_samples  tokens sampled by steps in flight whose results have not come back
 // The next position to run is num_scheduled: its token is tokens[num_scheduled] if known,
 // otherwise the token an in-flight step is sampling, which the worker feeds itself (a decode
@@ -35,6 +38,7 @@ struct Sequence {
   std::vector<int32_t> tokens;
   int32_t num_prompt = 0;
   int32_t num_scheduled = 0;
+  int32_t num_computed = 0;  // positions whose step has come back: safe to share via the cache
   int32_t inflight_samples = 0;
   uint32_t epoch = 0;   // + 1 on each preemption; stale in-flight outputs are dropped
   bool joined = false;  // the worker holds sampler state for this epoch

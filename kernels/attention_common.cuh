@@ -9,27 +9,61 @@
 
 namespace ite::kernels {
 
-// cp.async of kRows consecutive cache positions [tile_start, tile_start + kRows) of one kv head
-// into a swizzled [kRows][kHeadDim] tile; rows at or past `end` are zero-filled and not read.
-// `tid`/`nthreads`: the loading threads (a warp or a block).
-template <typename T, int kRows, int kHeadDim>
-__device__ __forceinline__ void LoadPagedTile(T* tile, const T* __restrict__ cache,
-                                              const int32_t* __restrict__ block_table,
-                                              int block_size, int64_t slot_stride,
-                                              int64_t head_offset, int tile_start, int end,
-                                              int tid, int nthreads) {
-  constexpr int kChunks = kHeadDim / 8;
-  for (int idx = tid; idx < kRows * kChunks; idx += nthreads) {
-    const int r = idx / kChunks, c = idx % kChunks;
-    const int pos = tile_start + r;
-    const bool valid = pos < end;
+// Address math for the paged K/V rows one thread copies: rows first_row + i * row_step of a
+// tile, one 16-byte chunk each. The block ids are read one tile ahead (PrefetchBlocks) so the
+// cp.async issue never waits on a block-table load; block_shift >= 0 replaces the division by a
+// power-of-two block size.
+struct PagedGeometry {
+  const int32_t* block_table;
+  int block_size;
+  int block_shift;  // log2(block_size), or -1
+  int64_t slot_stride;
+  int64_t head_offset;
+};
+
+__device__ __forceinline__ int BlockOf(const PagedGeometry& g, int pos) {
+  return g.block_shift >= 0 ? pos >> g.block_shift : pos / g.block_size;
+}
+__device__ __forceinline__ int SlotOf(const PagedGeometry& g, int pos) {
+  return g.block_shift >= 0 ? pos & (g.block_size - 1) : pos % g.block_size;
+}
+
+template <int kRowsPerThread>
+__device__ __forceinline__ void PrefetchBlocks(int (&blocks)[kRowsPerThread],
+                                               const PagedGeometry& g, int tile_start, int end,
+                                               int first_row, int row_step) {
+#pragma unroll
+  for (int i = 0; i < kRowsPerThread; ++i) {
+    const int pos = tile_start + first_row + i * row_step;
+    blocks[i] = pos < end ? __ldg(g.block_table + BlockOf(g, pos)) : -1;
+  }
+}
+
+// cp.async of this thread's rows of the K or V tile at tile_start into a swizzled
+// [rows][kHeadDim] tile; rows at or past `end` are zero-filled and not read.
+template <typename T, int kHeadDim, int kRowsPerThread>
+__device__ __forceinline__ void IssuePagedRows(T* tile, const T* __restrict__ cache,
+                                               const int (&blocks)[kRowsPerThread],
+                                               const PagedGeometry& g, int tile_start,
+                                               int first_row, int row_step, int chunk) {
+#pragma unroll
+  for (int i = 0; i < kRowsPerThread; ++i) {
+    const int r = first_row + i * row_step;
+    const bool valid = blocks[i] >= 0;
     const T* src = cache;
     if (valid) {
-      const int64_t block = block_table[pos / block_size];
-      src = cache + (block * block_size + pos % block_size) * slot_stride + head_offset + c * 8;
+      src = cache + (int64_t{blocks[i]} * g.block_size + SlotOf(g, tile_start + r)) *
+                        g.slot_stride + g.head_offset + chunk * 8;
     }
-    CpAsync16(SmemAddr(tile + Swizzle<kHeadDim>(r, c)), src, valid);
+    CpAsync16(SmemAddr(tile + Swizzle<kHeadDim>(r, chunk)), src, valid);
   }
+}
+
+__host__ __forceinline__ int Log2IfPowerOfTwo(int x) {
+  if (x <= 0 || (x & (x - 1)) != 0) return -1;
+  int s = 0;
+  while ((1 << s) < x) ++s;
+  return s;
 }
 
 // S (16 x 8*kNTiles of fp32, C fragments) = A fragments of Q (kKSteps k-steps) times the

@@ -27,6 +27,9 @@ struct DecodeTraits {
   static constexpr int kRows = 16;  // query heads per block
   static constexpr int kOTiles = kHeadDim / 8;
   static constexpr int kTileElems = kTileN * kHeadDim;
+  static constexpr int kChunks = kHeadDim / 8;
+  static constexpr int kRowStep = 32 / kChunks;             // a warp copies its own tiles
+  static constexpr int kRowsPerLane = kTileN / kRowStep;
   static constexpr size_t kStageBytes = size_t{kWarps} * kStages * 2 * kTileElems * sizeof(T);
   // The merge reuses the stage buffers: m and l per warp and row, then O per warp.
   static constexpr size_t kMergeBytes = size_t{kWarps} * kRows * (kHeadDim + 2) * sizeof(float);
@@ -46,6 +49,7 @@ struct DecodeParams {
   float* partial_lse;  // [batch, num_heads, num_splits], log2 domain
   int max_blocks_per_seq;
   int block_size;
+  int block_shift;
   int num_heads;
   int group;
   int head_chunks;  // ceil(group / 16)
@@ -55,7 +59,7 @@ struct DecodeParams {
 };
 
 template <typename Traits>
-__global__ void __launch_bounds__(Traits::kThreads) DecodeAttentionKernel(const DecodeParams p) {
+__global__ void __launch_bounds__(Traits::kThreads, 3) DecodeAttentionKernel(const DecodeParams p) {
   using T = typename Traits::T;
   constexpr int D = Traits::kHeadDim, TN = Traits::kTileN, kWarps = Traits::kWarps;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -70,9 +74,9 @@ __global__ void __launch_bounds__(Traits::kThreads) DecodeAttentionKernel(const 
 
   const int kv_len = p.kv_lens[b];
   // Per-sequence split of [0, kv_len) into num_splits ranges of whole tiles.
-  const int chunk = ((kv_len + p.num_splits - 1) / p.num_splits + TN - 1) / TN * TN;
-  const int begin = split * chunk;
-  const int end = min(kv_len, begin + chunk);
+  const int split_len = ((kv_len + p.num_splits - 1) / p.num_splits + TN - 1) / TN * TN;
+  const int begin = split * split_len;
+  const int end = min(kv_len, begin + split_len);
   const int num_tiles = begin < end ? (end - begin + TN - 1) / TN : 0;
 
   // Q rows (heads) of this block; rows past the group are zero.
@@ -87,25 +91,29 @@ __global__ void __launch_bounds__(Traits::kThreads) DecodeAttentionKernel(const 
     }
   }
 
-  const int32_t* block_table = p.block_tables + int64_t{b} * p.max_blocks_per_seq;
+  const PagedGeometry geo{p.block_tables + int64_t{b} * p.max_blocks_per_seq, p.block_size,
+                          p.block_shift, p.slot_stride, int64_t{kvh} * D};
   const T* k_cache = static_cast<const T*>(p.k_cache);
   const T* v_cache = static_cast<const T*>(p.v_cache);
-  const int64_t head_offset = int64_t{kvh} * D;
   T* my_stages = reinterpret_cast<T*>(stage_raw) + warp * Traits::kStages * 2 * Traits::kTileElems;
-  auto load = [&](int tile, int stage) {
+  const int chunk = lane % Traits::kChunks, first_row = lane / Traits::kChunks;
+  int blocks[Traits::kRowsPerLane];
+  // Issues this warp's tile `tile` (block ids already in `blocks`) into `stage`, then reads the
+  // block ids of the warp's next tile so the next issue does not wait on them.
+  auto issue = [&](int tile, int stage) {
     if (tile < num_tiles) {
       T* sk = my_stages + stage * 2 * Traits::kTileElems;
       const int start = begin + tile * TN;
-      LoadPagedTile<T, TN, D>(sk, k_cache, block_table, p.block_size, p.slot_stride, head_offset,
-                              start, end, lane, 32);
-      LoadPagedTile<T, TN, D>(sk + Traits::kTileElems, v_cache, block_table, p.block_size,
-                              p.slot_stride, head_offset, start, end, lane, 32);
+      IssuePagedRows<T, D>(sk, k_cache, blocks, geo, start, first_row, Traits::kRowStep, chunk);
+      IssuePagedRows<T, D>(sk + Traits::kTileElems, v_cache, blocks, geo, start, first_row,
+                           Traits::kRowStep, chunk);
     }
     CpAsyncCommit();  // possibly empty: keeps the group count uniform for the waits below
+    PrefetchBlocks(blocks, geo, begin + (tile + kWarps) * TN, end, first_row, Traits::kRowStep);
   };
   // Warp w takes tiles w, w + kWarps, ...
-  load(warp, 0);
-  load(warp + kWarps, 1);
+  PrefetchBlocks(blocks, geo, begin + warp * TN, end, first_row, Traits::kRowStep);
+  for (int t = 0; t < Traits::kStages; ++t) issue(warp + t * kWarps, t);
   __syncthreads();  // sq written
 
   uint32_t qf[D / 16][4];
@@ -138,7 +146,7 @@ __global__ void __launch_bounds__(Traits::kThreads) DecodeAttentionKernel(const 
     OnlineSoftmax<TN / 8, Traits::kOTiles>(s, m, l, o, p.scale_log2);
     PvTile<T, D, TN / 8>(o, s, sk + Traits::kTileElems, lane);
     __syncwarp();  // every lane is done with this stage before it is refilled
-    load(tile + Traits::kStages * kWarps, stage);
+    issue(tile + Traits::kStages * kWarps, stage);
   }
   CpAsyncWait<0>();
   __syncthreads();  // stage buffers become the merge area
@@ -248,9 +256,9 @@ int32_t DecodeNumSplits(int32_t batch, int32_t num_heads, int32_t num_kv_heads, 
   const int group = std::max(1, num_heads / num_kv_heads);
   const int64_t blocks = int64_t{batch} * num_kv_heads * ((group + 15) / 16);
   // Shared memory allows about 3 blocks per multiprocessor at head_dim 128 (68 KB each), more
-  // at 64; aim for about two such waves so the tail wave is not a long idle stretch.
+  // at 64; aim for at least two such waves so the last, partial wave is a small share.
   const int per_sm = head_dim <= 64 ? 4 : 3;
-  const int64_t target = int64_t{std::max(1, num_multiprocessors)} * per_sm;
+  const int64_t target = 2 * int64_t{std::max(1, num_multiprocessors)} * per_sm;
   int64_t splits = (target + blocks - 1) / blocks;
   // A split shorter than one tile per warp (64 positions) costs more in merging than it gains.
   const int64_t max_by_len = std::max<int64_t>(1, max_kv_len / 64);
@@ -304,6 +312,7 @@ Status DecodeAttention(const DecodeAttentionArgs& a, cudaStream_t stream) {
                       partial_o ? partial_o + partial_entries * a.cache.head_dim : nullptr,
                       a.max_blocks_per_seq,
                       a.cache.block_size,
+                      Log2IfPowerOfTwo(a.cache.block_size),
                       a.num_heads,
                       group,
                       (group + 15) / 16,

@@ -8,6 +8,10 @@
 namespace ite::kernels {
 namespace {
 
+constexpr int kMaxVecsPerThread = 4;
+
+// Rows of at most kMaxVecsPerThread * blockDim.x vectors stay in registers between the sum and
+// the scaling, so each element is read once and written once.
 template <typename T>
 __global__ void RmsNormKernel(const T* __restrict__ x, T* residual, const T* __restrict__ weight,
                               T* out, int dim, float eps) {
@@ -16,22 +20,36 @@ __global__ void RmsNormKernel(const T* __restrict__ x, T* residual, const T* __r
   const T* xr = x + row * dim;
   T* rr = residual ? residual + row * dim : nullptr;
   T* outr = out + row * dim;
-  // Vector path only when every row start is 16-byte aligned.
-  const int nvec = dim % 8 == 0 ? dim / 8 : 0;
+  // Vector path only when every row start is 16-byte aligned and the row fits in registers.
+  const int nvec = dim % 8 == 0 && dim / 8 <= kMaxVecsPerThread * int(blockDim.x) ? dim / 8 : 0;
   float sumsq = 0.0f;
-  for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-    float f[8];
-    Unpack8<T>(reinterpret_cast<const uint4*>(xr)[i], f);
-    if (rr) {
-      float r[8];
+  uint4 vals[kMaxVecsPerThread];
+#pragma unroll
+  for (int k = 0; k < kMaxVecsPerThread; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (i < nvec) vals[k] = reinterpret_cast<const uint4*>(xr)[i];
+  }
+  if (rr) {
+#pragma unroll
+    for (int k = 0; k < kMaxVecsPerThread; ++k) {
+      const int i = threadIdx.x + k * blockDim.x;
+      if (i >= nvec) continue;
+      float f[8], r[8];
+      Unpack8<T>(vals[k], f);
       Unpack8<T>(reinterpret_cast<const uint4*>(rr)[i], r);
       for (int j = 0; j < 8; ++j) f[j] += r[j];
-      uint4 packed = Pack8<T>(f);
-      reinterpret_cast<uint4*>(rr)[i] = packed;
-      Unpack8<T>(packed, f);  // normalise what the next layer will read
+      vals[k] = Pack8<T>(f);  // what the next layer reads is also what is normalised
+      reinterpret_cast<uint4*>(rr)[i] = vals[k];
     }
+  }
+#pragma unroll
+  for (int k = 0; k < kMaxVecsPerThread; ++k) {
+    if (threadIdx.x + k * blockDim.x >= nvec) continue;
+    float f[8];
+    Unpack8<T>(vals[k], f);
     for (int j = 0; j < 8; ++j) sumsq += f[j] * f[j];
   }
+  // Scalar path (odd widths, very wide rows): two passes over global memory.
   for (int i = nvec * 8 + threadIdx.x; i < dim; i += blockDim.x) {
     float f = ToFloat(xr[i]);
     if (rr) {
@@ -42,14 +60,17 @@ __global__ void RmsNormKernel(const T* __restrict__ x, T* residual, const T* __r
     sumsq += f * f;
   }
   const float inv_rms = rsqrtf(BlockSum(sumsq, scratch) / dim + eps);
-  const T* src = rr ? rr : xr;
-  for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
+#pragma unroll
+  for (int k = 0; k < kMaxVecsPerThread; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (i >= nvec) continue;
     float f[8], w[8];
-    Unpack8<T>(reinterpret_cast<const uint4*>(src)[i], f);
+    Unpack8<T>(vals[k], f);
     Unpack8<T>(reinterpret_cast<const uint4*>(weight)[i], w);
     for (int j = 0; j < 8; ++j) f[j] = f[j] * inv_rms * w[j];
     reinterpret_cast<uint4*>(outr)[i] = Pack8<T>(f);
   }
+  const T* src = rr ? rr : xr;
   for (int i = nvec * 8 + threadIdx.x; i < dim; i += blockDim.x) {
     outr[i] = FromFloat<T>(ToFloat(src[i]) * inv_rms * ToFloat(weight[i]));
   }
@@ -69,7 +90,9 @@ Status Validate(const RmsNormArgs& a) {
 template <typename T>
 Status Launch(const RmsNormArgs& a, void* residual, cudaStream_t stream) {
   if (a.rows == 0) return Status::Ok();
-  const int work = a.dim % 8 == 0 ? a.dim / 8 : a.dim;
+  // About two vectors per thread: several 16-byte loads in flight per thread, and small
+  // blocks so that several rows share a multiprocessor.
+  const int work = a.dim % 8 == 0 ? (a.dim / 8 + 1) / 2 : a.dim;
   const int threads = std::min(1024, std::max(32, (work + 31) / 32 * 32));
   RmsNormKernel<T><<<a.rows, threads, 0, stream>>>(
       static_cast<const T*>(a.x), static_cast<T*>(residual), static_cast<const T*>(a.weight),

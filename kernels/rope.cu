@@ -18,6 +18,8 @@ Status ValidatePagedKvCache(const PagedKvCache& c, const char* what) {
 
 namespace {
 
+constexpr int kMaxHeadDim = 512;
+
 template <typename T>
 __global__ void RopeKvWriteKernel(T* qkv, const int32_t* __restrict__ positions,
                                   const int32_t* __restrict__ slots,
@@ -29,7 +31,15 @@ __global__ void RopeKvWriteKernel(T* qkv, const int32_t* __restrict__ positions,
   const int groups_per_head = half / 8;  // threads per rotated head
   const int row_width = (num_heads + 2 * num_kv_heads) * head_dim;
   T* row = qkv + t * row_width;
+  // cos/sin depend only on (position, pair): computed once per token, not once per head.
+  __shared__ float cos_s[kMaxHeadDim / 2], sin_s[kMaxHeadDim / 2];
   const float pos = static_cast<float>(positions[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    // Same fp32 angle as the CPU reference; sincosf (not the fast intrinsic) because the
+    // angle reaches tens of thousands of radians at long context.
+    sincosf(pos * inv_freq[i], &sin_s[i], &cos_s[i]);
+  }
+  __syncthreads();
   const int64_t slot = slots[t];
   const bool write = slot >= 0 && slot < num_slots;
   const int64_t kv_row = slot * num_kv_heads * head_dim;
@@ -41,14 +51,9 @@ __global__ void RopeKvWriteKernel(T* qkv, const int32_t* __restrict__ positions,
     float a[8], b[8];
     Unpack8<T>(*reinterpret_cast<const uint4*>(base + i0), a);
     Unpack8<T>(*reinterpret_cast<const uint4*>(base + half + i0), b);
-    const float4 f0 = *reinterpret_cast<const float4*>(inv_freq + i0);
-    const float4 f1 = *reinterpret_cast<const float4*>(inv_freq + i0 + 4);
-    const float freqs[8] = {f0.x, f0.y, f0.z, f0.w, f1.x, f1.y, f1.z, f1.w};
+#pragma unroll
     for (int j = 0; j < 8; ++j) {
-      // Same fp32 angle as the CPU reference; sincosf (not the fast intrinsic) because the
-      // angle reaches tens of thousands of radians at long context.
-      float s, c;
-      sincosf(pos * freqs[j], &s, &c);
+      const float c = cos_s[i0 + j], s = sin_s[i0 + j];
       const float x1 = a[j], x2 = b[j];
       a[j] = x1 * c - x2 * s;
       b[j] = x2 * c + x1 * s;
@@ -94,9 +99,9 @@ Status RopeKvWrite(const RopeKvWriteArgs& a, cudaStream_t stream) {
     return InvalidArgument("RopeKvWrite: bad shape tokens={} heads={} kv_heads={}", a.num_tokens,
                            a.num_heads, a.num_kv_heads);
   }
-  if (a.head_dim <= 0 || a.head_dim % 16 != 0) {
-    return InvalidArgument("RopeKvWrite: head_dim {} must be a positive multiple of 16",
-                           a.head_dim);
+  if (a.head_dim <= 0 || a.head_dim % 16 != 0 || a.head_dim > kMaxHeadDim) {
+    return InvalidArgument("RopeKvWrite: head_dim {} must be a multiple of 16 in [16, {}]",
+                           a.head_dim, kMaxHeadDim);
   }
   if (a.cache.num_kv_heads != a.num_kv_heads || a.cache.head_dim != a.head_dim) {
     return InvalidArgument("RopeKvWrite: cache has kv_heads={} head_dim={}, qkv has {} and {}",

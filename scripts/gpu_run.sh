@@ -2,7 +2,7 @@
 # Runs on the GPU host (the device tool): builds the CUDA kernels for sm_90a, runs every kernel
 # test binary, compute-sanitizer memcheck on the reference-size tests, then kernel_bench and the
 # torch SDPA peer script, and joins the numbers into kernels.json. Everything lands in $OUT
-# (at most 8 files). Stages: build test memcheck bench (default: all), e.g.
+# (at most 8 files). Stages: build test memcheck bench profile (default: all but profile), e.g.
 #   OUT=/tmp/out ITE_COMMIT=$(git rev-parse --short HEAD) scripts/gpu_run.sh build test
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -67,6 +67,22 @@ if has bench; then
     >"$out/peer.jsonl" 2>>"$out/env.txt" || status=1
   card="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
   python3 "$root/bench/kernels/collect_results.py" "$out/ours.jsonl" "$out/peer.jsonl" \
-    "$card" "${ITE_COMMIT:-unknown}" "$out/kernels.json" "$out/table.md" || status=1
+    "$card" "${ITE_COMMIT:-unknown}" "$out/kernels.json" || status=1
+fi
+
+if has profile; then
+  # One launch of each attention kernel under Nsight Compute (clocks left alone): with --quick,
+  # launch 130 of the prefill kernel is in the head_dim 128, seq 2k case and launch 1335 of the
+  # decode kernel in the batch 64, context 4k case (263 launches per decode case).
+  for k in PrefillAttention:130 DecodeAttention:1335; do
+    what=prefill
+    [[ $k == Decode* ]] && what=decode
+    timeout 180 ncu --clock-control none -k "regex:${k%%:*}Kernel" -s "${k##*:}" -c 1 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+      --section LaunchStats --section WarpStateStats \
+      "$build/bin/kernel_bench" --only=$what --quick >>"$out/profile.txt" 2>&1 || status=1
+  done
+  grep -E "Duration|Throughput|Achieved Occupancy|Registers|Stall|Memory \[%\]" \
+    "$out/profile.txt" | head -60
 fi
 exit $status

@@ -1,0 +1,191 @@
+// ite-scheduler: the public ite.v1.Generation service, driving ite-worker processes.
+//   ite-scheduler --model PATH --workers host:port[,host:port...] [--port 50051]
+//                 [--host 127.0.0.1] [--max-batch-tokens N] [--max-running N] [--no-prefix-cache]
+// Loads the tokenizer and chat template from the model path (not the weights: the workers hold
+// those). Waits for every worker to answer Info, then serves. SIGTERM/SIGINT: new requests get
+// UNAVAILABLE, running and queued ones finish (drain), then the process exits.
+// Exit codes: 0 clean shutdown, 1 failure (message on stderr), 2 usage error.
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "common/logging.h"
+#include "proto/grpc_server_runner.h"
+#include "scheduler/chat/chat_template.h"
+#include "scheduler/generation_service.h"
+#include "scheduler/grpc_worker_client.h"
+#include "scheduler/request_builder.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/tokenizer/tokenizer.h"
+
+namespace ite {
+namespace {
+
+struct SchedulerMainOptions {
+  std::string model;
+  std::string workers;
+  std::string host = "127.0.0.1";
+  int port = 50051;
+  std::string model_name;
+  std::string ready_file;
+  int32_t max_batch_tokens = 2048;
+  int32_t max_running = 256;
+  int32_t max_context = 0;
+  int32_t default_max_tokens = 256;
+  bool no_prefix_cache = false;
+  int32_t worker_wait_ms = 120000;
+  int32_t step_timeout_ms = 120000;
+  bool verbose = false;
+};
+
+std::vector<std::string> SplitCommas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// Waits until the worker answers Info (workers start in parallel with the scheduler and load
+// weights first).
+StatusOr<WorkerInfo> WaitForWorker(GrpcWorkerClient& client, int32_t wait_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  while (true) {
+    StatusOr<WorkerInfo> info = client.Info();
+    if (info.ok() || std::chrono::steady_clock::now() > deadline) return info;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+int Run(const SchedulerMainOptions& o) {
+  std::vector<std::string> addresses = SplitCommas(o.workers);
+  if (addresses.empty()) {
+    ITE_LOG_ERROR("--workers: give at least one host:port");
+    return 2;
+  }
+  StatusOr<std::unique_ptr<Tokenizer>> tokenizer_or = Tokenizer::FromFile(o.model);
+  if (!tokenizer_or.ok()) {
+    ITE_LOG_ERROR("tokenizer: {}", tokenizer_or.status().ToString());
+    return 1;
+  }
+  std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_or).value();
+  std::optional<ChatTemplate> chat_template;
+  StatusOr<ChatTemplate> tmpl = ChatTemplate::FromFile(o.model);
+  if (tmpl.ok()) {
+    chat_template = std::move(tmpl).value();
+  } else {
+    ITE_LOG_WARN("no chat template ({}); chat requests will be rejected",
+                 tmpl.status().ToString());
+  }
+
+  std::vector<std::unique_ptr<WorkerClient>> clients;
+  WorkerInfo first_info;
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    GrpcWorkerClientOptions co;
+    co.address = addresses[i];
+    co.step_timeout_ms = o.step_timeout_ms;
+    auto client = std::make_unique<GrpcWorkerClient>(co);
+    StatusOr<WorkerInfo> info = WaitForWorker(*client, o.worker_wait_ms);
+    if (!info.ok()) {
+      ITE_LOG_ERROR("worker {} did not answer within {} ms: {}", addresses[i], o.worker_wait_ms,
+                    info.status().ToString());
+      return 1;
+    }
+    ITE_LOG_INFO("worker {}: {} KV blocks of {} tokens on {}", addresses[i], info->num_blocks,
+                 info->block_size, info->device);
+    if (i == 0) first_info = *info;
+    clients.push_back(std::move(client));
+  }
+
+  SchedulerOptions so;
+  so.max_batch_tokens = o.max_batch_tokens;
+  so.max_running = o.max_running;
+  so.max_context = o.max_context;
+  so.enable_prefix_cache = !o.no_prefix_cache;
+  Scheduler scheduler(so, tokenizer, std::move(clients));
+  if (Status s = scheduler.Start(); !s.ok()) {
+    ITE_LOG_ERROR("scheduler: {}", s.ToString());
+    return 1;
+  }
+
+  RequestBuilderOptions bo;
+  bo.model_name = o.model_name;
+  if (bo.model_name.empty()) bo.model_name = first_info.config.name;
+  if (bo.model_name.empty()) bo.model_name = std::filesystem::path(o.model).stem().string();
+  bo.max_context = scheduler.max_context();
+  bo.vocab_size = scheduler.model_config().vocab_size;
+  bo.default_max_tokens = o.default_max_tokens;
+  auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
+  GenerationService service(&scheduler, tokenizer, std::move(builder), addresses,
+                            first_info.block_size);
+  ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name,
+               bo.max_context, addresses.size());
+
+  GrpcServerOptions server;
+  server.name = "ite-scheduler";
+  server.host = o.host;
+  server.port = o.port;
+  server.ready_file = o.ready_file;
+  Status s = RunGrpcServer(server, {&service}, [&] {
+    service.StopAccepting();
+    ITE_LOG_INFO("draining running requests");
+    scheduler.Shutdown(/*drain=*/true);
+  });
+  scheduler.Shutdown(false);
+  if (!s.ok()) {
+    ITE_LOG_ERROR("{}", s.ToString());
+    return 1;
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  BlockShutdownSignals();
+  SchedulerMainOptions o;
+  CLI::App app{"ite-scheduler: ite.v1.Generation service over ite-worker processes"};
+  app.add_option("--model", o.model, "model path (.gguf or HF folder): tokenizer, chat template")
+      ->required();
+  app.add_option("--workers", o.workers, "comma-separated worker addresses host:port")
+      ->required();
+  app.add_option("--host", o.host, "address to listen on (127.0.0.1: loopback only)")
+      ->capture_default_str();
+  app.add_option("--port", o.port, "port (0: pick a free one; see --ready-file)")
+      ->capture_default_str();
+  app.add_option("--model-name", o.model_name, "name clients may send (default: the model's)");
+  app.add_option("--ready-file", o.ready_file, "write the bound port here once serving");
+  app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
+      ->capture_default_str();
+  app.add_option("--max-running", o.max_running, "running sequences per worker")
+      ->capture_default_str();
+  app.add_option("--max-context", o.max_context, "context limit (0: the model's)")
+      ->capture_default_str();
+  app.add_option("--default-max-tokens", o.default_max_tokens, "when a request sets none")
+      ->capture_default_str();
+  app.add_flag("--no-prefix-cache", o.no_prefix_cache, "disable the radix prefix cache");
+  app.add_option("--worker-wait-ms", o.worker_wait_ms, "wait this long for workers at start")
+      ->capture_default_str();
+  app.add_option("--step-timeout-ms", o.step_timeout_ms, "a worker step slower than this fails")
+      ->capture_default_str();
+  app.add_flag("-v,--verbose", o.verbose, "debug logging");
+  app.footer("Exit codes: 0 clean shutdown, 1 failure, 2 usage error.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  InitLogging("ite-scheduler", o.verbose);
+  return Run(o);
+}
+
+}  // namespace
+}  // namespace ite
+
+int main(int argc, char** argv) { return ite::Main(argc, argv); }

@@ -64,7 +64,14 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   }
   wake_.notify_all();
   RunPart(0, parts);
-  while (pending_.load(std::memory_order_acquire) > 0) CpuRelax();
+  // Spin briefly, then yield: on a busy machine the workers may need this very core.
+  for (int i = 0; pending_.load(std::memory_order_acquire) > 0; ++i) {
+    if (i < kSpinRounds / 4) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 void ThreadPool::WorkerLoop(int index) {

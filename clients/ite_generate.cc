@@ -1,0 +1,180 @@
+// ite-generate: offline generation on the CPU backend, streaming text to stdout.
+//
+//   ite-generate --model PATH (--prompt TEXT | --chat --prompt TEXT) [--max-tokens N]
+//       [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]
+//       [--seed S] [--threads N] [--output text|ids] [--system TEXT]
+//
+// The tokenizer and chat template come from the same GGUF file, or from the HF folder's
+// tokenizer.json / tokenizer_config.json (--tokenizer overrides). A raw prompt is encoded with
+// the tokenizer's special tokens (BOS exactly when its config adds one); a chat prompt is the
+// rendered template encoded without them, as transformers' apply_chat_template does.
+// Exit codes: 0 ok, 1 runtime error (bad model, tokenizer, template), 2 bad command line.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "scheduler/chat/chat_template.h"
+#include "scheduler/tokenizer/tokenizer.h"
+#include "worker/backend/cpu/cpu_backend.h"
+#include "worker/engine/generator.h"
+#include "worker/model/model_loader.h"
+
+namespace {
+
+struct Args {
+  std::string model;
+  std::string tokenizer;
+  std::string prompt;
+  std::string system;
+  bool chat = false;
+  int max_tokens = 256;
+  ite::SamplingParams sampling;
+  int64_t seed = -1;
+  int threads = 0;
+  std::string output = "text";
+  std::string dtype = "f32";
+};
+
+int Fail(const std::string& what, const ite::Status& status) {
+  std::fprintf(stderr, "ite-generate: %s: %s\n", what.c_str(), status.ToString().c_str());
+  return 1;
+}
+
+bool IsGguf(const std::string& path) { return std::filesystem::path(path).extension() == ".gguf"; }
+
+int Run(const Args& args) {
+  ite::SamplingParams params = args.sampling;
+  if (args.seed >= 0) {
+    params.seed = static_cast<uint64_t>(args.seed);
+    params.has_seed = true;
+  }
+  if (ite::Status s = params.Validate(); !s.ok()) {
+    std::fprintf(stderr, "ite-generate: %s\n", s.message().c_str());
+    return 2;
+  }
+
+  const std::string tok_path = args.tokenizer.empty() ? args.model : args.tokenizer;
+  auto tokenizer = ite::Tokenizer::FromFile(tok_path);
+  if (!tokenizer.ok()) return Fail("tokenizer " + tok_path, tokenizer.status());
+  const ite::Tokenizer& tok = **tokenizer;
+
+  std::vector<int32_t> prompt;
+  if (args.chat) {
+    auto tmpl = IsGguf(tok_path) ? ite::ChatTemplate::FromGguf(tok_path)
+                                 : ite::ChatTemplate::FromTokenizerConfig(tok_path);
+    if (!tmpl.ok()) return Fail("chat template of " + tok_path, tmpl.status());
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    if (!args.system.empty()) messages.push_back({{"role", "system"}, {"content", args.system}});
+    messages.push_back({{"role", "user"}, {"content", args.prompt}});
+    auto text = tmpl->Render(messages, /*add_generation_prompt=*/true);
+    if (!text.ok()) return Fail("chat template", text.status());
+    prompt = tok.Encode(*text, /*add_special_tokens=*/false);
+  } else {
+    prompt = tok.Encode(args.prompt, /*add_special_tokens=*/true);
+  }
+  if (prompt.empty()) {
+    std::fprintf(stderr, "ite-generate: the prompt encodes to no tokens\n");
+    return 2;
+  }
+
+  ite::LoadOptions load;
+  load.dtype = args.dtype == "bf16" ? ite::DType::kBF16 : ite::DType::kF32;
+  auto model = ite::LoadModel(args.model, load);
+  if (!model.ok()) return Fail("model " + args.model, model.status());
+  std::vector<int32_t> stop_ids = tok.eos_ids();
+  for (int32_t id : model->config.eos_token_ids)
+    if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
+
+  // A KV pool just big enough for this one sequence.
+  ite::KvCacheOptions kv;
+  kv.block_size = 16;
+  int64_t positions =
+      std::min<int64_t>(prompt.size() + args.max_tokens, model->config.max_position);
+  kv.num_blocks = static_cast<int32_t>((positions + kv.block_size - 1) / kv.block_size);
+  int threads = args.threads > 0
+                    ? args.threads
+                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  auto backend = ite::CreateCpuBackend(std::move(model).value(), kv, threads);
+  if (!backend.ok()) return Fail("backend", backend.status());
+
+  ite::Generator generator(backend->get());
+  ite::GenerateOptions options;
+  options.max_new_tokens = args.max_tokens;
+  options.stop_ids = stop_ids;
+  const bool text = args.output == "text";
+  ite::IncrementalDecoder decoder(tok, /*skip_special_tokens=*/true);
+  auto result =
+      generator.Generate(prompt, params, options, [&](int, const ite::SampleResult& sample) {
+        if (text) {
+          std::string piece = decoder.Push(sample.token);
+          std::fwrite(piece.data(), 1, piece.size(), stdout);
+          std::fflush(stdout);
+        }
+        return true;
+      });
+  if (!result.ok()) return Fail("generate", result.status());
+  if (text) {
+    std::string rest = decoder.Flush();
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::fputc('\n', stdout);
+  } else {
+    std::printf("%s\n", nlohmann::json(result->tokens).dump().c_str());
+  }
+  size_t n = result->tokens.size();
+  std::fprintf(stderr,
+               "[%zu prompt tokens in %.2f s (%.1f tok/s); %zu generated, %.1f tok/s decode; "
+               "finish: %s]\n",
+               prompt.size(), result->prefill_us / 1e6,
+               prompt.size() / std::max(1e-9, result->prefill_us / 1e6), n,
+               n > 1 ? (n - 1) / std::max(1e-9, result->decode_us / 1e6) : 0.0,
+               result->finish_reason.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Generate text with the CPU backend"};
+  Args args;
+  app.add_option("--model", args.model, "HF folder or .gguf file")->required();
+  app.add_option("--tokenizer", args.tokenizer,
+                 "tokenizer.json / tokenizer.model / .gguf / HF folder (default: --model)");
+  app.add_option("--prompt", args.prompt, "prompt text (the user message with --chat)")->required();
+  app.add_flag("--chat", args.chat, "wrap the prompt in the model's chat template");
+  app.add_option("--system", args.system, "system message (with --chat)");
+  app.add_option("--max-tokens", args.max_tokens, "tokens to generate at most")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--temperature", args.sampling.temperature, "0 = greedy");
+  app.add_option("--top-k", args.sampling.top_k, "0 = off");
+  app.add_option("--top-p", args.sampling.top_p, "1 = off");
+  app.add_option("--min-p", args.sampling.min_p, "0 = off");
+  app.add_option("--repetition-penalty", args.sampling.repetition_penalty, "1 = off");
+  app.add_option("--presence-penalty", args.sampling.presence_penalty, "0 = off");
+  app.add_option("--frequency-penalty", args.sampling.frequency_penalty, "0 = off");
+  app.add_option("--seed", args.seed, "RNG seed (default: random)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", args.threads, "CPU threads (default: all cores)");
+  app.add_option("--output", args.output, "text (streamed) or ids (one JSON array)")
+      ->check(CLI::IsMember({"text", "ids"}));
+  app.add_option("--dtype", args.dtype, "weight dtype: f32 (reference) or bf16 (faster)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  if (!args.system.empty() && !args.chat) {
+    std::fprintf(stderr, "ite-generate: --system needs --chat\n");
+    return 2;
+  }
+  return Run(args);
+}

@@ -6,12 +6,17 @@
 // Special tokens written in the text are parsed as special (HF encode semantics); BOS/EOS are
 // added only with --add-special-tokens. A bad line stops the run with a message naming the line
 // and exit status 1; a tokenizer that fails to load gives exit status 2.
+//   --chat-template FILE (tokenizer_config.json, .gguf or .jinja; no --tokenizer needed): stdin has
+//   one JSON list of messages per line -> stdout the rendered prompt as one JSON string per line,
+//   with add_generation_prompt=true. A line may also be an object {"messages": [...], ...} whose
+//   other keys are template variables (tools, enable_thinking, add_generation_prompt, ...).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "scheduler/chat/chat_template.h"
 #include "scheduler/tokenizer/tokenizer.h"
 
 namespace {
@@ -52,6 +57,48 @@ bool ProcessLine(const ite::Tokenizer& tok, const std::string& line, size_t line
   return true;
 }
 
+// --chat-template mode. Key order is kept (ordered_json) because `tojson` output depends on it.
+int RenderChatLines(const std::string& template_path) {
+  using OJson = nlohmann::ordered_json;
+  auto tmpl = ite::ChatTemplate::FromFile(template_path);
+  if (!tmpl.ok()) {
+    std::cerr << "ite-tokenize: " << tmpl.status().ToString() << "\n";
+    return 2;
+  }
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(std::cin, line)) {
+    ++line_no;
+    OJson in = OJson::parse(line, nullptr, /*allow_exceptions=*/false);
+    OJson messages = in;
+    OJson extra = OJson::object();
+    bool add_generation_prompt = true;
+    if (in.is_object()) {
+      messages = in.contains("messages") ? in["messages"] : OJson();
+      for (auto it = in.begin(); it != in.end(); ++it) {
+        if (it.key() == "add_generation_prompt" && it->is_boolean()) {
+          add_generation_prompt = it->get<bool>();
+        } else if (it.key() != "messages") {
+          extra[it.key()] = *it;
+        }
+      }
+    }
+    if (in.is_discarded() || !messages.is_array()) {
+      std::cerr << "ite-tokenize: line " << line_no
+                << ": expected a JSON list of messages (or an object with \"messages\")\n";
+      return 1;
+    }
+    auto text = tmpl->Render(messages, add_generation_prompt, extra);
+    if (!text.ok()) {
+      std::cerr << "ite-tokenize: line " << line_no << ": " << text.status().message() << "\n";
+      return 1;
+    }
+    std::cout << json(*text).dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+  }
+  std::cout.flush();
+  return std::cout.good() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,16 +109,17 @@ int main(int argc, char** argv) {
   bool skip_special = false;
   std::string chat_template;
   app.add_option("--tokenizer", tokenizer_path,
-                 "tokenizer.json, tokenizer.model, a .gguf, or a HF model folder")
-      ->required();
+                 "tokenizer.json, tokenizer.model, a .gguf, or a HF model folder");
   app.add_flag("--add-special-tokens", add_special,
                "add BOS/EOS as the tokenizer's post-processor / config says");
   app.add_flag("--decode", decode, "read JSON arrays of ids, write JSON strings");
   app.add_flag("--skip-special-tokens", skip_special, "with --decode: leave special tokens out");
-  app.add_option("--chat-template", chat_template, "(not supported yet)");
+  app.add_option("--chat-template", chat_template,
+                 "render chat templates instead: tokenizer_config.json, .gguf or .jinja");
   CLI11_PARSE(app, argc, argv);
-  if (!chat_template.empty()) {
-    std::cerr << "ite-tokenize: --chat-template is not supported yet\n";
+  if (!chat_template.empty()) return RenderChatLines(chat_template);
+  if (tokenizer_path.empty()) {
+    std::cerr << "ite-tokenize: --tokenizer is required (unless --chat-template is given)\n";
     return 2;
   }
 

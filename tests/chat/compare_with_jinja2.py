@@ -130,6 +130,7 @@ def render_reference(env, source, tokens, case):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--render-bin", required=True)
+    ap.add_argument("--tokenize-bin", help="also check `ite-tokenize --chat-template` output")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
 
@@ -198,10 +199,31 @@ def main():
                 print(f"  transformers: {json.dumps(want, ensure_ascii=False)[:2000]}")
                 print(f"  ours:         {json.dumps(got, ensure_ascii=False)[:2000]}")
 
+    cli_checked = 0
+    if args.tokenize_bin:
+        # ite-tokenize renders with add_generation_prompt=true; a line object carries the extras.
+        for template in sorted({c["template"] for c in cases}):
+            picked = [(c, r) for c, r in zip(cases, ours)
+                      if c["template"] == template and c["add_generation_prompt"] and r["ok"]]
+            lines = "".join(json.dumps({"messages": c["messages"], **c["extra"]},
+                                       ensure_ascii=False) + "\n" for c, _ in picked)
+            proc = subprocess.run([args.tokenize_bin, "--chat-template", template], input=lines,
+                                  capture_output=True, text=True)
+            outs = [json.loads(line) for line in proc.stdout.split("\n") if line]
+            if proc.returncode != 0 or len(outs) != len(picked):
+                failures += 1
+                print(f"ite-tokenize failed on {template}: rc={proc.returncode} {proc.stderr}")
+                continue
+            for (c, r), text in zip(picked, outs):
+                cli_checked += 1
+                if text != r["text"]:
+                    failures += 1
+                    print(f"MISMATCH ite-tokenize {c['name']}")
+
     templates = sorted({c["template"] for c in cases})
     print(f"{len(cases)} cases over {len(templates)} templates: {len(cases) - failures} identical "
           f"({errors_both} error in both), {failures} mismatches; {golden_checked} transformers "
-          f"goldens checked")
+          f"goldens checked; {cli_checked} ite-tokenize outputs checked")
     return 1 if failures else 0
 
 

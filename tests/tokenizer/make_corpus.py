@@ -3,7 +3,8 @@
 ite-tokenize with Hugging Face `tokenizers`. Deterministic (fixed seed, no I/O besides the output),
 so re-running it reproduces the committed file byte for byte.
 
-Usage: make_corpus.py [OUT]   (default: corpus.jsonl beside this script)
+Usage: make_corpus.py [OUT]     (default: corpus.jsonl beside this script)
+       make_corpus.py --check   (exit 1 if the committed corpus.jsonl differs from the script's)
 """
 import json
 import os
@@ -158,8 +159,9 @@ def handwritten():
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__),
-                                                            "corpus.jsonl")
+    default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus.jsonl")
+    check = len(sys.argv) > 1 and sys.argv[1] == "--check"
+    out = sys.argv[1] if len(sys.argv) > 1 and not check else default
     rng = random.Random(20261126)
     strings = handwritten()
     for pool in (WORDS, SCRIPTS, EMOJI, CODE, PUNCT, SPECIALS, WHITESPACE):
@@ -169,11 +171,18 @@ def main():
     strings.extend(random_unicode(rng) for _ in range(250))
     while len(strings) < 2400:
         strings.append(random_string(rng))
+    text = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in strings)
+    if check:
+        with open(out, encoding="utf-8") as f:
+            same = f.read() == text
+        print(f"{out}: {'up to date' if same else 'DIFFERS from make_corpus.py output'} "
+              f"({len(strings)} strings)")
+        return 0 if same else 1
     with open(out, "w", encoding="utf-8") as f:
-        for s in strings:
-            f.write(json.dumps(s, ensure_ascii=False) + "\n")
+        f.write(text)
     print(f"wrote {len(strings)} strings to {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,9 @@
 // FlashAttention-2 prefill over the paged KV cache on tensor cores (mma.sync m16n8k16).
 //
-// A block owns kBlockM = 128 query rows of one (sequence, head); each of its 8 warps owns 16 rows
-// and keeps their Q fragments, scores, probabilities and output accumulator in registers. K and V
+// A block owns kBlockM = 128 query rows of one (sequence, head); each of its 4 warps owns 32 rows
+// (two m16 tiles, so every K/V fragment read from shared memory feeds two mma) and keeps their
+// scores, probabilities and output accumulator in registers; Q fragments are re-read from
+// shared memory per k-step (registers are full with two row tiles). K and V
 // tiles of kBlockN cache positions stream through a two-stage shared-memory ring with cp.async:
 // tile j + 2 is requested as soon as tile j is consumed, and its block ids were read one tile
 // earlier still, so the copies run a whole tile of compute ahead. 128 rows per block halve the
@@ -16,23 +18,30 @@
 namespace ite::kernels {
 namespace {
 
+// kBlockN: 32 at head_dim 128 keeps the two row tiles' scores, output accumulators and the
+// copy bookkeeping inside 255 registers without spills; 64 at head_dim 64.
 template <typename T_, int kHeadDim_>
 struct PrefillTraits {
   using T = T_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kWarps = 8;
+  static constexpr int kWarps = 4;
+  static constexpr int kMTiles = 2;  // m16 row tiles per warp
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kBlockM = 16 * kWarps;
-  static constexpr int kBlockN = 64;
+  static constexpr int kBlockM = 16 * kMTiles * kWarps;
+  static constexpr int kBlockN = kHeadDim_ == 128 ? 32 : 64;
   static constexpr int kNTiles = kBlockN / 8;   // n-tiles of S
   static constexpr int kOTiles = kHeadDim / 8;  // n-tiles of O
   static constexpr int kStages = 2;
-  static constexpr int kChunks = kHeadDim / 8;              // 16-byte chunks per row
-  static constexpr int kRowStep = kThreads / kChunks;       // rows between a thread's copies
-  static constexpr int kRowsPerThread = kBlockN / kRowStep;  // copies per thread per tile
+  static constexpr int kChunks = kHeadDim / 8;         // 16-byte chunks per row
+  static constexpr int kRowStep = kThreads / kChunks;  // Q rows between a thread's copies
+  // Each warp copies kWarpRows rows of every K/V tile; lane l holds the block id of its row
+  // l % kWarpRows.
+  static constexpr int kWarpRows = kBlockN / kWarps;
+  static constexpr int kLaneRowStep = 32 / kChunks;
+  static constexpr int kRowsPerLane = kWarpRows / kLaneRowStep;
+  static_assert(kWarpRows % kLaneRowStep == 0 && kWarpRows <= 32, "whole rows per lane");
   static constexpr size_t kSmemBytes =
       size_t{kBlockM + 2 * kStages * kBlockN} * kHeadDim * sizeof(T);
-  static_assert(kBlockN % kRowStep == 0, "whole rows per thread");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
   static_assert(kBlockN % 16 == 0, "P feeds whole k-steps of 16");
 };
@@ -94,33 +103,60 @@ __global__ void __launch_bounds__(Traits::kThreads)
   // Causal: the last query row of this block sees positions < kv_end.
   const int kv_end = min(kv_len, start_pos + min(q_len, m0 + BM));
   const int num_tiles = (kv_end + BN - 1) / BN;
-  int blocks[Traits::kRowsPerThread];
+  // Block id of row warp * kWarpRows + lane % kWarpRows of the next tile to issue, read a tile
+  // ahead so the copies never wait on the block table.
+  constexpr int WR = Traits::kWarpRows;
+  int next_block = -1;
+  auto prefetch = [&](int tile) {
+    const int pos = tile * BN + warp * WR + lane % WR;
+    next_block = pos < kv_len ? __ldg(geo.block_table + BlockOf(geo, pos)) : -1;
+  };
+  const int lane_chunk = lane % Traits::kChunks, lane_row = lane / Traits::kChunks;
   auto issue = [&](int tile) {  // K and V of `tile` into stage tile % kStages
     if (tile < num_tiles) {
       const int stage = tile % Traits::kStages;
-      IssuePagedRows<T, D>(sk + stage * BN * D, k_cache, blocks, geo, tile * BN, first_row,
-                           Traits::kRowStep, chunk);
-      IssuePagedRows<T, D>(sv + stage * BN * D, v_cache, blocks, geo, tile * BN, first_row,
-                           Traits::kRowStep, chunk);
+#pragma unroll
+      for (int i = 0; i < Traits::kRowsPerLane; ++i) {
+        const int rw = lane_row + i * Traits::kLaneRowStep;
+        const int block = __shfl_sync(0xffffffffu, next_block, rw);
+        const int r = warp * WR + rw;
+        const bool valid = block >= 0;
+        int64_t off = 0;
+        if (valid) {
+          off = (int64_t{block} * geo.block_size + SlotOf(geo, tile * BN + r)) * geo.slot_stride +
+                geo.head_offset + lane_chunk * 8;
+        }
+        const int dst = stage * BN * D + Swizzle<D>(r, lane_chunk);
+        CpAsync16(SmemAddr(sk + dst), k_cache + off, valid);
+        CpAsync16(SmemAddr(sv + dst), v_cache + off, valid);
+      }
     }
     CpAsyncCommit();  // possibly empty, so that every iteration waits on the same count
-    PrefetchBlocks(blocks, geo, (tile + 1) * BN, kv_len, first_row, Traits::kRowStep);
+    prefetch(tile + 1);
   };
-  PrefetchBlocks(blocks, geo, 0, kv_len, first_row, Traits::kRowStep);
+  prefetch(0);
   for (int t = 0; t < Traits::kStages; ++t) issue(t);
 
-  uint32_t qf[D / 16][4];
-  float o[Traits::kOTiles][4];
+  constexpr int MT = Traits::kMTiles, NT = Traits::kNTiles, OT = Traits::kOTiles;
+  float o[MT][OT][4];
 #pragma unroll
-  for (int n = 0; n < Traits::kOTiles; ++n) {
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) o[n][e] = 0.0f;
+    for (int n = 0; n < OT; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][n][e] = 0.0f;
+    }
   }
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  // Query positions of this thread's two rows, and the last one of the warp.
-  const int row_lo = m0 + warp * 16 + lane / 4;
-  const int qpos[2] = {start_pos + row_lo, start_pos + row_lo + 8};
-  const int warp_last_pos = start_pos + min(q_len - 1, m0 + warp * 16 + 15);
+  float m[MT][2], l[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+  }
+  const int warp_row0 = warp * 16 * MT;  // first row of this warp within the block
+  const int row_lo = m0 + warp_row0 + lane / 4;
+  const int warp_last_pos = start_pos + min(q_len - 1, m0 + warp_row0 + 16 * MT - 1);
+  const bool warp_has_rows = m0 + warp_row0 < q_len;
   const int first_masked = start_pos + m0;  // tiles ending past this need the causal mask
 
   for (int j = 0; j < num_tiles; ++j) {
@@ -128,22 +164,80 @@ __global__ void __launch_bounds__(Traits::kThreads)
     const int stage = j % Traits::kStages;
     CpAsyncWait<Traits::kStages - 1>();
     __syncthreads();  // tile j (and Q) landed for every thread's copies
-    if (j == 0) LoadQFragments<D>(qf, sq, warp * 16, lane);
-    if (tile_start <= warp_last_pos && m0 + warp * 16 < q_len) {
-      float s[Traits::kNTiles][4];
-      QkTile<T, D, Traits::kNTiles>(s, qf, sk + stage * BN * D, lane);
-      if (tile_start + BN > first_masked || tile_start + BN > kv_len) {
+    if (warp_has_rows && tile_start <= warp_last_pos) {
+      const T* skt = sk + stage * BN * D;
+      const T* svt = sv + stage * BN * D;
+      float s[MT][NT][4];
 #pragma unroll
-        for (int n = 0; n < Traits::kNTiles; ++n) {
+      for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int kv = tile_start + n * 8 + (lane % 4) * 2 + (e & 1);
-            if (kv > qpos[e / 2] || kv >= kv_len) s[n][e] = -INFINITY;
+        for (int n = 0; n < NT; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][n][e] = 0.0f;
+        }
+      }
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          LdMatrixX4(a[mt], SmemAddr(sq + Swizzle<D>(warp_row0 + mt * 16 + (lane & 7) +
+                                                         ((lane >> 3) & 1) * 8,
+                                                     ks * 2 + (lane >> 4))));
+        }
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          uint32_t b[4];
+          LdMatrixX4(b, SmemAddr(skt + Swizzle<D>(np * 16 + (lane & 7) + (lane >> 4) * 8,
+                                                  ks * 2 + ((lane >> 3) & 1))));
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            Mma16816<T>(s[mt][2 * np], a[mt], b[0], b[1]);
+            Mma16816<T>(s[mt][2 * np + 1], a[mt], b[2], b[3]);
           }
         }
       }
-      OnlineSoftmax<Traits::kNTiles, Traits::kOTiles>(s, m, l, o, p.scale_log2);
-      PvTile<T, D, Traits::kNTiles>(o, s, sv + stage * BN * D, lane);
+      if (tile_start + BN > first_masked || tile_start + BN > kv_len) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+          for (int n = 0; n < NT; ++n) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int kv = tile_start + n * 8 + (lane % 4) * 2 + (e & 1);
+              const int qpos = start_pos + row_lo + mt * 16 + (e / 2) * 8;
+              if (kv > qpos || kv >= kv_len) s[mt][n][e] = -INFINITY;
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        OnlineSoftmax<NT, OT>(s[mt], m[mt], l[mt], o[mt], p.scale_log2);
+      }
+#pragma unroll
+      for (int kk = 0; kk < NT / 2; ++kk) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          a[mt][0] = PackFloat2<T>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+          a[mt][1] = PackFloat2<T>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+          a[mt][2] = PackFloat2<T>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+          a[mt][3] = PackFloat2<T>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+        }
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t b[4];
+          LdMatrixX4Trans(b, SmemAddr(svt + Swizzle<D>(kk * 16 + (lane & 7) +
+                                                           ((lane >> 3) & 1) * 8,
+                                                       dp * 2 + (lane >> 4))));
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            Mma16816<T>(o[mt][2 * dp], a[mt], b[0], b[1]);
+            Mma16816<T>(o[mt][2 * dp + 1], a[mt], b[2], b[3]);
+          }
+        }
+      }
     }
     __syncthreads();  // every warp is done with this stage before it is refilled
     issue(j + Traits::kStages);
@@ -152,18 +246,21 @@ __global__ void __launch_bounds__(Traits::kThreads)
 
   T* out = static_cast<T*>(p.out) + int64_t{q_begin} * q_stride + int64_t{h} * D;
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    float sum = l[i];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    const int row = row_lo + 8 * i;
-    if (row >= q_len) continue;
-    T* dst = out + int64_t{row} * q_stride + (lane % 4) * 2;
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-    for (int n = 0; n < Traits::kOTiles; ++n) {
-      *reinterpret_cast<uint32_t*>(dst + n * 8) =
-          PackFloat2<T>(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
+    for (int i = 0; i < 2; ++i) {
+      float sum = l[mt][i];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+      const int row = row_lo + mt * 16 + 8 * i;
+      if (row >= q_len) continue;
+      T* dst = out + int64_t{row} * q_stride + (lane % 4) * 2;
+#pragma unroll
+      for (int n = 0; n < OT; ++n) {
+        *reinterpret_cast<uint32_t*>(dst + n * 8) =
+            PackFloat2<T>(o[mt][n][2 * i] * inv, o[mt][n][2 * i + 1] * inv);
+      }
     }
   }
 }

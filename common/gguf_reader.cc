@@ -14,20 +14,44 @@ constexpr size_t kDefaultAlignment = 32;
 
 // GGUF metadata value types.
 enum class ValueType : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 
 // Smallest encoded size of one value of `type`, so array counts can be bounded by the bytes left
 // before anything is allocated. 0 for unknown types.
 size_t MinValueSize(uint32_t type) {
   switch (static_cast<ValueType>(type)) {
-    case ValueType::kU8: case ValueType::kI8: case ValueType::kBool: return 1;
-    case ValueType::kU16: case ValueType::kI16: return 2;
-    case ValueType::kU32: case ValueType::kI32: case ValueType::kF32: return 4;
-    case ValueType::kU64: case ValueType::kI64: case ValueType::kF64: return 8;
-    case ValueType::kString: return 8;  // the length prefix
-    case ValueType::kArray: return 12;  // element type + count
+    case ValueType::kU8:
+    case ValueType::kI8:
+    case ValueType::kBool:
+      return 1;
+    case ValueType::kU16:
+    case ValueType::kI16:
+      return 2;
+    case ValueType::kU32:
+    case ValueType::kI32:
+    case ValueType::kF32:
+      return 4;
+    case ValueType::kU64:
+    case ValueType::kI64:
+    case ValueType::kF64:
+      return 8;
+    case ValueType::kString:
+      return 8;  // the length prefix
+    case ValueType::kArray:
+      return 12;  // element type + count
   }
   return 0;
 }
@@ -40,32 +64,60 @@ bool MulOverflows(uint64_t a, uint64_t b, uint64_t* out) {
 
 const char* GgmlTypeName(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: return "F32";
-    case GgmlType::F16: return "F16";
-    case GgmlType::Q4_0: return "Q4_0";
-    case GgmlType::Q4_1: return "Q4_1";
-    case GgmlType::Q5_0: return "Q5_0";
-    case GgmlType::Q5_1: return "Q5_1";
-    case GgmlType::Q8_0: return "Q8_0";
-    case GgmlType::Q8_1: return "Q8_1";
-    case GgmlType::Q2_K: return "Q2_K";
-    case GgmlType::Q3_K: return "Q3_K";
-    case GgmlType::Q4_K: return "Q4_K";
-    case GgmlType::Q5_K: return "Q5_K";
-    case GgmlType::Q6_K: return "Q6_K";
-    case GgmlType::Q8_K: return "Q8_K";
-    case GgmlType::BF16: return "BF16";
+    case GgmlType::F32:
+      return "F32";
+    case GgmlType::F16:
+      return "F16";
+    case GgmlType::Q4_0:
+      return "Q4_0";
+    case GgmlType::Q4_1:
+      return "Q4_1";
+    case GgmlType::Q5_0:
+      return "Q5_0";
+    case GgmlType::Q5_1:
+      return "Q5_1";
+    case GgmlType::Q8_0:
+      return "Q8_0";
+    case GgmlType::Q8_1:
+      return "Q8_1";
+    case GgmlType::Q2_K:
+      return "Q2_K";
+    case GgmlType::Q3_K:
+      return "Q3_K";
+    case GgmlType::Q4_K:
+      return "Q4_K";
+    case GgmlType::Q5_K:
+      return "Q5_K";
+    case GgmlType::Q6_K:
+      return "Q6_K";
+    case GgmlType::Q8_K:
+      return "Q8_K";
+    case GgmlType::BF16:
+      return "BF16";
   }
   return "?";
 }
 
 int64_t GgmlBlockSize(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: return 1;
-    case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
-    case GgmlType::Q8_0: case GgmlType::Q8_1: return 32;
-    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K:
-    case GgmlType::Q6_K: case GgmlType::Q8_K: return 256;
+    case GgmlType::F32:
+    case GgmlType::F16:
+    case GgmlType::BF16:
+      return 1;
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+    case GgmlType::Q8_0:
+    case GgmlType::Q8_1:
+      return 32;
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::Q8_K:
+      return 256;
   }
   return 0;
 }
@@ -73,28 +125,41 @@ int64_t GgmlBlockSize(GgmlType type) {
 // Bytes per block, from the ggml block layouts (scales are f16 unless noted).
 int64_t GgmlTypeSize(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: return 4;
-    case GgmlType::F16: return 2;
-    case GgmlType::BF16: return 2;
-    case GgmlType::Q4_0: return 2 + 16;           // d, 32 nibbles
-    case GgmlType::Q4_1: return 2 + 2 + 16;       // d, m, 32 nibbles
-    case GgmlType::Q5_0: return 2 + 4 + 16;       // d, high bits, nibbles
-    case GgmlType::Q5_1: return 2 + 2 + 4 + 16;   // d, m, high bits, nibbles
-    case GgmlType::Q8_0: return 2 + 32;           // d, 32 int8
-    case GgmlType::Q8_1: return 2 + 2 + 32;       // d, s, 32 int8
-    case GgmlType::Q2_K: return 16 + 64 + 2 + 2;  // scales, 2-bit quants, d, dmin
-    case GgmlType::Q3_K: return 32 + 64 + 12 + 2; // hmask, quants, scales, d
-    case GgmlType::Q4_K: return 2 + 2 + 12 + 128;
-    case GgmlType::Q5_K: return 2 + 2 + 12 + 32 + 128;
-    case GgmlType::Q6_K: return 128 + 64 + 16 + 2;
-    case GgmlType::Q8_K: return 4 + 256 + 32;     // f32 d, int8 quants, int16 block sums
+    case GgmlType::F32:
+      return 4;
+    case GgmlType::F16:
+      return 2;
+    case GgmlType::BF16:
+      return 2;
+    case GgmlType::Q4_0:
+      return 2 + 16;  // d, 32 nibbles
+    case GgmlType::Q4_1:
+      return 2 + 2 + 16;  // d, m, 32 nibbles
+    case GgmlType::Q5_0:
+      return 2 + 4 + 16;  // d, high bits, nibbles
+    case GgmlType::Q5_1:
+      return 2 + 2 + 4 + 16;  // d, m, high bits, nibbles
+    case GgmlType::Q8_0:
+      return 2 + 32;  // d, 32 int8
+    case GgmlType::Q8_1:
+      return 2 + 2 + 32;  // d, s, 32 int8
+    case GgmlType::Q2_K:
+      return 16 + 64 + 2 + 2;  // scales, 2-bit quants, d, dmin
+    case GgmlType::Q3_K:
+      return 32 + 64 + 12 + 2;  // hmask, quants, scales, d
+    case GgmlType::Q4_K:
+      return 2 + 2 + 12 + 128;
+    case GgmlType::Q5_K:
+      return 2 + 2 + 12 + 32 + 128;
+    case GgmlType::Q6_K:
+      return 128 + 64 + 16 + 2;
+    case GgmlType::Q8_K:
+      return 4 + 256 + 32;  // f32 d, int8 quants, int16 block sums
   }
   return 0;
 }
 
-bool GgmlTypeKnown(uint32_t raw_type) {
-  return GgmlTypeSize(static_cast<GgmlType>(raw_type)) != 0;
-}
+bool GgmlTypeKnown(uint32_t raw_type) { return GgmlTypeSize(static_cast<GgmlType>(raw_type)) != 0; }
 
 int64_t GgufTensorInfo::numel() const {
   int64_t n = 1;
@@ -138,8 +203,8 @@ Status GgufParser::ReadString(std::string* out, std::string_view what) {
   uint64_t len = 0;
   ITE_RETURN_IF_ERROR(Read(&len, what));
   if (len > size_ - pos_) {
-    return DataLoss("{}: {} has length {} but only {} bytes remain (offset {})", name_, what,
-                    len, size_ - pos_, pos_);
+    return DataLoss("{}: {} has length {} but only {} bytes remain (offset {})", name_, what, len,
+                    size_ - pos_, pos_);
   }
   out->assign(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
   pos_ += static_cast<size_t>(len);
@@ -148,12 +213,12 @@ Status GgufParser::ReadString(std::string* out, std::string_view what) {
 
 Status GgufParser::ReadScalarInt(uint32_t type, const std::string& key, int64_t* out) {
   switch (static_cast<ValueType>(type)) {
-#define ITE_GGUF_INT_CASE(tag, ctype)       \
-  case ValueType::tag: {                    \
-    ctype v{};                                \
-    ITE_RETURN_IF_ERROR(Read(&v, key));     \
-    *out = static_cast<int64_t>(v);         \
-    return Status::Ok();                    \
+#define ITE_GGUF_INT_CASE(tag, ctype)   \
+  case ValueType::tag: {                \
+    ctype v{};                          \
+    ITE_RETURN_IF_ERROR(Read(&v, key)); \
+    *out = static_cast<int64_t>(v);     \
+    return Status::Ok();                \
   }
     ITE_GGUF_INT_CASE(kU8, uint8_t)
     ITE_GGUF_INT_CASE(kI8, int8_t)
@@ -272,8 +337,14 @@ Status GgufParser::ReadValue(uint32_t type, const std::string& key, GgufValue* o
       *out = std::move(a);
       return Status::Ok();
     }
-    case ValueType::kU8: case ValueType::kI8: case ValueType::kU16: case ValueType::kI16:
-    case ValueType::kU32: case ValueType::kI32: case ValueType::kU64: case ValueType::kI64: {
+    case ValueType::kU8:
+    case ValueType::kI8:
+    case ValueType::kU16:
+    case ValueType::kI16:
+    case ValueType::kU32:
+    case ValueType::kI32:
+    case ValueType::kU64:
+    case ValueType::kI64: {
       int64_t v{};
       ITE_RETURN_IF_ERROR(ReadScalarInt(type, key, &v));
       *out = v;
@@ -390,8 +461,8 @@ StatusOr<std::unique_ptr<GgufFile>> GgufParser::Parse() {
     GgufTensorInfo& t = file->tensors_[i];
     uint64_t off = offsets[i];
     if (off % align != 0) {
-      return InvalidArgument("{}: tensor '{}': offset {} is not a multiple of alignment {}",
-                             name_, t.name, off, align);
+      return InvalidArgument("{}: tensor '{}': offset {} is not a multiple of alignment {}", name_,
+                             t.name, off, align);
     }
     size_t avail = size_ - data_start;
     if (off > avail || t.nbytes > avail - off) {

@@ -48,8 +48,8 @@ int64_t GgmlBlockSize(GgmlType type);
 int64_t GgmlTypeSize(GgmlType type);
 bool GgmlTypeKnown(uint32_t raw_type);
 
-using GgufArray = std::variant<std::vector<int64_t>, std::vector<double>,
-                               std::vector<std::string>, std::vector<bool>>;
+using GgufArray = std::variant<std::vector<int64_t>, std::vector<double>, std::vector<std::string>,
+                               std::vector<bool>>;
 // Integers of every width are widened to int64_t, f32/f64 to double.
 using GgufValue = std::variant<int64_t, double, bool, std::string, GgufArray>;
 

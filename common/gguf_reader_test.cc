@@ -1,17 +1,17 @@
 #include "common/gguf_reader.h"
 
-#include <filesystem>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include "common/gguf_test_writer.h"
 
 namespace ite {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::GgufTestWriter;
+using ::testing::HasSubstr;
 
 // Parses from an exact-size heap copy, so a read past the end is a real overread (caught by
 // ASan in the fuzz build) rather than a read of the caller's slack.
@@ -150,9 +150,9 @@ TEST(GgufReaderTest, RejectsHugeCounts) {
     EXPECT_THAT(key_len.status().message(), HasSubstr("key #0"));
   }
   GgufTestWriter w;
-  w.AddRaw("arr", GgufTestWriter::kArray,
-           GgufTestWriter::Pod(uint32_t{GgufTestWriter::kU32}) +
-               GgufTestWriter::Pod(uint64_t{1} << 61));
+  w.AddRaw(
+      "arr", GgufTestWriter::kArray,
+      GgufTestWriter::Pod(uint32_t{GgufTestWriter::kU32}) + GgufTestWriter::Pod(uint64_t{1} << 61));
   auto f = Parse(w.Build());
   EXPECT_EQ(f.status().code(), StatusCode::kDataLoss);
   EXPECT_THAT(f.status().message(), HasSubstr("'arr'"));
@@ -171,9 +171,9 @@ TEST(GgufReaderTest, RejectsBadValues) {
   unknown.AddRaw("k1", 99, "");
   expect_error(unknown, "k1");
   GgufTestWriter nested;
-  nested.AddRaw("k2", GgufTestWriter::kArray,
-                GgufTestWriter::Pod(uint32_t{GgufTestWriter::kArray}) +
-                    GgufTestWriter::Pod(uint64_t{0}));
+  nested.AddRaw(
+      "k2", GgufTestWriter::kArray,
+      GgufTestWriter::Pod(uint32_t{GgufTestWriter::kArray}) + GgufTestWriter::Pod(uint64_t{0}));
   expect_error(nested, "k2");
   GgufTestWriter bad_elem;
   bad_elem.AddRaw("k3", GgufTestWriter::kArray,

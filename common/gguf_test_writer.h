@@ -14,8 +14,19 @@ class GgufTestWriter {
  public:
   // GGUF metadata value type tags.
   enum Type : uint32_t {
-    kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8,
-    kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+    kU8 = 0,
+    kI8 = 1,
+    kU16 = 2,
+    kI16 = 3,
+    kU32 = 4,
+    kI32 = 5,
+    kF32 = 6,
+    kBool = 7,
+    kString = 8,
+    kArray = 9,
+    kU64 = 10,
+    kI64 = 11,
+    kF64 = 12,
   };
 
   void SetVersion(uint32_t v) { version_ = v; }
@@ -54,8 +65,8 @@ class GgufTestWriter {
   }
 
   std::string Build() const {
-    std::string out = Pod(uint32_t{0x46554747}) + Pod(version_) +
-                      Pod(uint64_t{tensors_.size()}) + Pod(uint64_t{kv_count_}) + kvs_;
+    std::string out = Pod(uint32_t{0x46554747}) + Pod(version_) + Pod(uint64_t{tensors_.size()}) +
+                      Pod(uint64_t{kv_count_}) + kvs_;
     uint64_t offset = 0;
     std::string data;
     for (const auto& t : tensors_) {

@@ -1,5 +1,8 @@
 #include "worker/model/config_parser.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 
 namespace ite {
@@ -20,7 +23,8 @@ StatusOr<int32_t> JsonInt(const json& j, const char* key, const std::string& pat
   }
   if (!it->is_number_integer()) return InvalidArgument("{}: '{}' is not an integer", path, key);
   int64_t v = it->get<int64_t>();
-  if (v < -1 || v > kMaxDim * 1024) return InvalidArgument("{}: '{}' = {} is out of range", path, key, v);
+  if (v < -1 || v > kMaxDim * 1024)
+    return InvalidArgument("{}: '{}' = {} is out of range", path, key, v);
   return static_cast<int32_t>(v);
 }
 
@@ -83,9 +87,8 @@ Status ParseHfRope(const json& config, const std::string& path, ModelConfig* c) 
                        JsonFloat(*params, "low_freq_factor", path, r.low_freq_factor));
   ITE_ASSIGN_OR_RETURN(r.high_freq_factor,
                        JsonFloat(*params, "high_freq_factor", path, r.high_freq_factor));
-  ITE_ASSIGN_OR_RETURN(r.original_max_position,
-                       JsonInt(*params, "original_max_position_embeddings", path,
-                               r.original_max_position));
+  ITE_ASSIGN_OR_RETURN(r.original_max_position, JsonInt(*params, "original_max_position_embeddings",
+                                                        path, r.original_max_position));
   if (!(r.factor >= 1.0f) || !(r.high_freq_factor > r.low_freq_factor) ||
       !(r.low_freq_factor > 0.0f) || r.original_max_position <= 0) {
     return InvalidArgument("{}: llama3 rope scaling parameters are inconsistent", path);
@@ -126,8 +129,8 @@ StatusOr<ModelConfig> ConfigFromHfJson(const json& config, const json& generatio
                                        const std::string& path) {
   if (!config.is_object()) return InvalidArgument("{}: config is not a JSON object", path);
   std::string arch;
-  if (auto it = config.find("architectures"); it != config.end() && it->is_array() &&
-                                              !it->empty() && (*it)[0].is_string()) {
+  if (auto it = config.find("architectures");
+      it != config.end() && it->is_array() && !it->empty() && (*it)[0].is_string()) {
     arch = (*it)[0].get<std::string>();
   } else if (auto mt = config.find("model_type"); mt != config.end() && mt->is_string()) {
     arch = mt->get<std::string>();
@@ -139,11 +142,13 @@ StatusOr<ModelConfig> ConfigFromHfJson(const json& config, const json& generatio
     c.arch = ModelArch::kQwen2;
     c.qkv_bias = true;
   } else {
-    return Unimplemented("{}: architecture '{}' is not supported (LlamaForCausalLM, "
-                         "Qwen2ForCausalLM are)", path, arch);
+    return Unimplemented(
+        "{}: architecture '{}' is not supported (LlamaForCausalLM, "
+        "Qwen2ForCausalLM are)",
+        path, arch);
   }
-  if (auto it = config.find("attention_bias"); it != config.end() && it->is_boolean() &&
-                                               it->get<bool>() && c.arch == ModelArch::kLlama) {
+  if (auto it = config.find("attention_bias");
+      it != config.end() && it->is_boolean() && it->get<bool>() && c.arch == ModelArch::kLlama) {
     return Unimplemented("{}: Llama with attention_bias=true is not supported", path);
   }
   c.name = std::filesystem::path(path).parent_path().filename().string();
@@ -158,8 +163,8 @@ StatusOr<ModelConfig> ConfigFromHfJson(const json& config, const json& generatio
     ITE_ASSIGN_OR_RETURN(c.head_dim, JsonInt(config, "head_dim", path));
   } else {
     if (c.hidden_size % c.num_heads != 0) {
-      return InvalidArgument("{}: hidden_size {} is not a multiple of num_attention_heads {}",
-                             path, c.hidden_size, c.num_heads);
+      return InvalidArgument("{}: hidden_size {} is not a multiple of num_attention_heads {}", path,
+                             c.hidden_size, c.num_heads);
     }
     c.head_dim = c.hidden_size / c.num_heads;
   }
@@ -200,6 +205,52 @@ StatusOr<float> GgufFloat(const GgufFile& f, const std::string& key, float fallb
   return static_cast<float>(v);
 }
 
+// Llama 3.1 frequency scaling: the per-frequency divisor for base frequency `inv_freq`.
+double Llama3Factor(double inv_freq, const RopeScaling& r) {
+  const double kPi = 3.14159265358979323846;
+  const double wavelen = 2 * kPi / inv_freq;
+  const double low_wavelen = r.original_max_position / r.low_freq_factor;
+  const double high_wavelen = r.original_max_position / r.high_freq_factor;
+  if (wavelen < high_wavelen) return 1.0;
+  if (wavelen > low_wavelen) return r.factor;
+  const double smooth = (r.original_max_position / wavelen - r.low_freq_factor) /
+                        (r.high_freq_factor - r.low_freq_factor);
+  return 1.0 / ((1.0 - smooth) / r.factor + smooth);
+}
+
+// llama.cpp's converter stores Llama 3.x RoPE scaling not as metadata but as the tensor
+// `rope_freqs.weight`: one divisor per frequency. ModelConfig describes scaling by parameters, so
+// the stored divisors are accepted when the released Llama 3.x parameters (low 1, high 4,
+// original context 8192, factor = the largest divisor) reproduce them, and rejected otherwise.
+Status RopeScalingFromFactors(const GgufFile& f, const GgufTensorInfo& t, ModelConfig* c) {
+  const int64_t n = c->head_dim / 2;
+  if (n <= 0 || n > kMaxDim)
+    return InvalidArgument("{}: head dim {} is out of range", f.path(), c->head_dim);
+  if (t.type != GgmlType::F32 || t.dims.size() != 1 || t.dims[0] != n) {
+    return InvalidArgument("{}: tensor 'rope_freqs.weight' must be F32 [{}]", f.path(), n);
+  }
+  std::vector<float> stored(static_cast<size_t>(n));
+  std::memcpy(stored.data(), t.data, stored.size() * sizeof(float));
+  RopeScaling r;
+  r.type = "llama3";
+  r.factor = *std::max_element(stored.begin(), stored.end());
+  r.low_freq_factor = 1.0f;
+  r.high_freq_factor = 4.0f;
+  r.original_max_position = 8192;
+  for (int64_t i = 0; i < n; ++i) {
+    const double inv_freq = std::pow(static_cast<double>(c->rope_theta), -2.0 * i / c->head_dim);
+    const double want = Llama3Factor(inv_freq, r);
+    if (!(std::fabs(stored[i] - want) <= 1e-3 * want)) {
+      return Unimplemented(
+          "{}: 'rope_freqs.weight'[{}] = {} does not match Llama 3 scaling "
+          "(expected {}); other precomputed RoPE factors are not supported",
+          f.path(), i, stored[i], want);
+    }
+  }
+  if (r.factor > 1.0f) c->rope_scaling = r;
+  return Status::Ok();
+}
+
 }  // namespace
 
 StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& f) {
@@ -229,8 +280,10 @@ StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& f) {
   ITE_ASSIGN_OR_RETURN(c.head_dim, GgufInt(f, p + "attention.key_length", default_head_dim));
   ITE_ASSIGN_OR_RETURN(int32_t rope_dim, GgufInt(f, p + "rope.dimension_count", c.head_dim));
   if (rope_dim != c.head_dim) {
-    return Unimplemented("{}: partial RoPE ({}rope.dimension_count {} != head dim {}) is not "
-                         "supported", f.path(), p, rope_dim, c.head_dim);
+    return Unimplemented(
+        "{}: partial RoPE ({}rope.dimension_count {} != head dim {}) is not "
+        "supported",
+        f.path(), p, rope_dim, c.head_dim);
   }
   ITE_ASSIGN_OR_RETURN(c.rms_norm_eps, GgufFloat(f, p + "attention.layer_norm_rms_epsilon", 1e-5f));
   ITE_ASSIGN_OR_RETURN(c.rope_theta, GgufFloat(f, p + "rope.freq_base", 10000.0f));
@@ -240,14 +293,13 @@ StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& f) {
       return Unimplemented("{}: '{}rope.scaling.type' = '{}' is not supported", f.path(), p, type);
     }
   }
-  if (f.FindTensor("rope_freqs.weight") != nullptr) {
-    // llama.cpp stores Llama 3.1 scaling as precomputed per-frequency factors.
-    return Unimplemented("{}: tensor 'rope_freqs.weight' (precomputed RoPE factors) is not "
-                         "supported", f.path());
+  if (const GgufTensorInfo* factors = f.FindTensor("rope_freqs.weight")) {
+    ITE_RETURN_IF_ERROR(RopeScalingFromFactors(f, *factors, &c));
   }
   // Vocabulary: the token list is authoritative; the embedding shape is checked against it.
   if (f.Find("tokenizer.ggml.tokens") != nullptr) {
-    ITE_ASSIGN_OR_RETURN(std::vector<std::string> tokens, f.GetStringArray("tokenizer.ggml.tokens"));
+    ITE_ASSIGN_OR_RETURN(std::vector<std::string> tokens,
+                         f.GetStringArray("tokenizer.ggml.tokens"));
     c.vocab_size = static_cast<int32_t>(std::min<size_t>(tokens.size(), INT32_MAX));
   } else if (f.Find(p + "vocab_size") != nullptr) {
     ITE_ASSIGN_OR_RETURN(c.vocab_size, GgufInt(f, p + "vocab_size"));

@@ -4,9 +4,8 @@
 // file and the key.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/gguf_reader.h"
 #include "common/status.h"

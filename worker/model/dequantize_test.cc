@@ -73,7 +73,7 @@ TEST(HalfTest, EveryHalfRoundTrips) {
   EXPECT_EQ(HalfToFloat(0xC000), -2.0f);
   EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
   EXPECT_EQ(HalfToFloat(0x7BFF), 65504.0f);
-  EXPECT_EQ(FloatToHalf(1e6f), 0x7C00);   // overflow -> inf
+  EXPECT_EQ(FloatToHalf(1e6f), 0x7C00);  // overflow -> inf
   EXPECT_EQ(FloatToHalf(65519.0f), 0x7BFF);
   EXPECT_EQ(FloatToHalf(65520.0f), 0x7C00);  // the tie rounds to even, which is inf
 }

@@ -2,10 +2,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "common/gguf_reader.h"
 #include "worker/model/config_parser.h"
@@ -22,21 +21,36 @@ using json = nlohmann::json;
 std::string GgufName(WeightKind kind, int l) {
   const std::string b = fmt::format("blk.{}.", l);
   switch (kind) {
-    case WeightKind::kEmbedding: return "token_embd.weight";
-    case WeightKind::kAttnNorm: return b + "attn_norm.weight";
-    case WeightKind::kQ: return b + "attn_q.weight";
-    case WeightKind::kK: return b + "attn_k.weight";
-    case WeightKind::kV: return b + "attn_v.weight";
-    case WeightKind::kQBias: return b + "attn_q.bias";
-    case WeightKind::kKBias: return b + "attn_k.bias";
-    case WeightKind::kVBias: return b + "attn_v.bias";
-    case WeightKind::kO: return b + "attn_output.weight";
-    case WeightKind::kFfnNorm: return b + "ffn_norm.weight";
-    case WeightKind::kGate: return b + "ffn_gate.weight";
-    case WeightKind::kUp: return b + "ffn_up.weight";
-    case WeightKind::kDown: return b + "ffn_down.weight";
-    case WeightKind::kFinalNorm: return "output_norm.weight";
-    case WeightKind::kLmHead: return "output.weight";
+    case WeightKind::kEmbedding:
+      return "token_embd.weight";
+    case WeightKind::kAttnNorm:
+      return b + "attn_norm.weight";
+    case WeightKind::kQ:
+      return b + "attn_q.weight";
+    case WeightKind::kK:
+      return b + "attn_k.weight";
+    case WeightKind::kV:
+      return b + "attn_v.weight";
+    case WeightKind::kQBias:
+      return b + "attn_q.bias";
+    case WeightKind::kKBias:
+      return b + "attn_k.bias";
+    case WeightKind::kVBias:
+      return b + "attn_v.bias";
+    case WeightKind::kO:
+      return b + "attn_output.weight";
+    case WeightKind::kFfnNorm:
+      return b + "ffn_norm.weight";
+    case WeightKind::kGate:
+      return b + "ffn_gate.weight";
+    case WeightKind::kUp:
+      return b + "ffn_up.weight";
+    case WeightKind::kDown:
+      return b + "ffn_down.weight";
+    case WeightKind::kFinalNorm:
+      return "output_norm.weight";
+    case WeightKind::kLmHead:
+      return "output.weight";
   }
   return "?";
 }
@@ -44,21 +58,36 @@ std::string GgufName(WeightKind kind, int l) {
 std::string HfName(WeightKind kind, int l) {
   const std::string b = fmt::format("model.layers.{}.", l);
   switch (kind) {
-    case WeightKind::kEmbedding: return "model.embed_tokens.weight";
-    case WeightKind::kAttnNorm: return b + "input_layernorm.weight";
-    case WeightKind::kQ: return b + "self_attn.q_proj.weight";
-    case WeightKind::kK: return b + "self_attn.k_proj.weight";
-    case WeightKind::kV: return b + "self_attn.v_proj.weight";
-    case WeightKind::kQBias: return b + "self_attn.q_proj.bias";
-    case WeightKind::kKBias: return b + "self_attn.k_proj.bias";
-    case WeightKind::kVBias: return b + "self_attn.v_proj.bias";
-    case WeightKind::kO: return b + "self_attn.o_proj.weight";
-    case WeightKind::kFfnNorm: return b + "post_attention_layernorm.weight";
-    case WeightKind::kGate: return b + "mlp.gate_proj.weight";
-    case WeightKind::kUp: return b + "mlp.up_proj.weight";
-    case WeightKind::kDown: return b + "mlp.down_proj.weight";
-    case WeightKind::kFinalNorm: return "model.norm.weight";
-    case WeightKind::kLmHead: return "lm_head.weight";
+    case WeightKind::kEmbedding:
+      return "model.embed_tokens.weight";
+    case WeightKind::kAttnNorm:
+      return b + "input_layernorm.weight";
+    case WeightKind::kQ:
+      return b + "self_attn.q_proj.weight";
+    case WeightKind::kK:
+      return b + "self_attn.k_proj.weight";
+    case WeightKind::kV:
+      return b + "self_attn.v_proj.weight";
+    case WeightKind::kQBias:
+      return b + "self_attn.q_proj.bias";
+    case WeightKind::kKBias:
+      return b + "self_attn.k_proj.bias";
+    case WeightKind::kVBias:
+      return b + "self_attn.v_proj.bias";
+    case WeightKind::kO:
+      return b + "self_attn.o_proj.weight";
+    case WeightKind::kFfnNorm:
+      return b + "post_attention_layernorm.weight";
+    case WeightKind::kGate:
+      return b + "mlp.gate_proj.weight";
+    case WeightKind::kUp:
+      return b + "mlp.up_proj.weight";
+    case WeightKind::kDown:
+      return b + "mlp.down_proj.weight";
+    case WeightKind::kFinalNorm:
+      return "model.norm.weight";
+    case WeightKind::kLmHead:
+      return "lm_head.weight";
   }
   return "?";
 }
@@ -173,7 +202,8 @@ StatusOr<LoadedModel> LoadHfFolder(const std::string& dir, const LoadOptions& op
     // The index promises where each tensor lives; a shard that lacks it means a broken download.
     for (const auto& [tensor, shard] : index["weight_map"].items()) {
       auto it = set.tensors.find(tensor);
-      if (it == set.tensors.end() || fs::path(it->second.file).filename() != shard.get<std::string>()) {
+      if (it == set.tensors.end() ||
+          fs::path(it->second.file).filename() != shard.get<std::string>()) {
         return NotFound("{}: tensor '{}' listed in the index is not in {}", index_path.string(),
                         tensor, shard.get<std::string>());
       }

@@ -1,10 +1,10 @@
 // Every malformed model input must come back as a Status naming the file and the tensor or key,
 // never a crash. Files are generated, then broken in one specific way each.
-#include <filesystem>
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/gguf_reader.h"
@@ -18,8 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::AllOf;
-using ::testing::HasSubstr;
 using testing::GgufTestWriter;
+using ::testing::HasSubstr;
 using testing::TinyModel;
 
 fs::path TempDir(const std::string& name) {
@@ -52,9 +52,8 @@ fs::path GgufWith(const std::string& name, const std::function<void(TinyModel*)>
 }
 
 TEST(GgufLoadErrorsTest, MissingTensorIsNamed) {
-  fs::path p = GgufWith("missing", [](TinyModel* m) {
-    m->tensors.erase("model.layers.1.mlp.up_proj.weight");
-  });
+  fs::path p = GgufWith(
+      "missing", [](TinyModel* m) { m->tensors.erase("model.layers.1.mlp.up_proj.weight"); });
   Status s = LoadStatus(p);
   EXPECT_EQ(s.code(), StatusCode::kNotFound);
   EXPECT_THAT(s.message(), AllOf(HasSubstr(p.string()), HasSubstr("blk.1.ffn_up.weight")));
@@ -193,7 +192,10 @@ TEST(HfLoadErrorsTest, BadConfigs) {
       {[](auto* c) { (*c)["num_attention_heads"] = "four"; }, "num_attention_heads"},
       {[](auto* c) { (*c)["num_key_value_heads"] = 3; }, "kv heads"},
       {[](auto* c) { (*c)["intermediate_size"] = -5; }, "intermediate"},
-      {[](auto* c) { (*c)["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }, "yarn"},
+      {[](auto* c) {
+         (*c)["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+       },
+       "yarn"},
       {[](auto* c) { (*c)["eos_token_id"] = "x"; }, "eos_token_id"},
       {[](auto* c) { (*c)["tie_word_embeddings"] = false; }, "lm_head.weight"},
       {[](auto* c) { (*c)["vocab_size"] = 65; }, "model.embed_tokens.weight"},
@@ -287,7 +289,9 @@ TEST(SafetensorsTest, RejectsMalformedFiles) {
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}})", data),
        "shape"},
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [4294967296, 4294967296],
-                            "data_offsets": [0, 16]}})", data), "shape"},
+                            "data_offsets": [0, 16]}})",
+                  data),
+       "shape"},
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0]}})", data),
        "data_offsets"},
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [-1, 15]}})", data),

@@ -2,14 +2,15 @@
 // load to the same fused tensors (model_weights.h layouts), in every output dtype.
 #include "worker/model/model_loader.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "common/gguf_test_writer.h"
 #include "worker/model/dequantize.h"
@@ -31,9 +32,12 @@ fs::path TempDir(const std::string& name) {
 
 float ReadElement(const Tensor& t, int64_t i) {
   switch (t.dtype) {
-    case DType::kF32: return t.as<float>()[i];
-    case DType::kF16: return HalfToFloat(t.as<uint16_t>()[i]);
-    case DType::kBF16: return Bf16ToFloat(t.as<uint16_t>()[i]);
+    case DType::kF32:
+      return t.as<float>()[i];
+    case DType::kF16:
+      return HalfToFloat(t.as<uint16_t>()[i]);
+    case DType::kBF16:
+      return Bf16ToFloat(t.as<uint16_t>()[i]);
   }
   return 0.0f;
 }
@@ -41,9 +45,12 @@ float ReadElement(const Tensor& t, int64_t i) {
 // What a stored float becomes after the round trip through `dtype`.
 float Rounded(float v, DType dtype) {
   switch (dtype) {
-    case DType::kF32: return v;
-    case DType::kF16: return HalfToFloat(FloatToHalf(v));
-    case DType::kBF16: return Bf16ToFloat(FloatToBf16(v));
+    case DType::kF32:
+      return v;
+    case DType::kF16:
+      return HalfToFloat(FloatToHalf(v));
+    case DType::kBF16:
+      return Bf16ToFloat(FloatToBf16(v));
   }
   return v;
 }
@@ -168,8 +175,9 @@ TEST_P(HfLoadTest, LoadsFolder) {
   auto m = LoadModel(dir.string(), {c.out, false});
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->format, "safetensors");
-  const DType storage = c.storage == "F32" ? DType::kF32
-                        : c.storage == "F16" ? DType::kF16 : DType::kBF16;
+  const DType storage = c.storage == "F32"   ? DType::kF32
+                        : c.storage == "F16" ? DType::kF16
+                                             : DType::kBF16;
   ExpectModel(*m, ref, storage);
 }
 
@@ -188,8 +196,11 @@ TEST(HfConfigTest, ReadsRopeScalingAndGenerationEos) {
   testing::WriteHfFolder(ref, dir.string(), "BF16", false);
   nlohmann::json cfg;
   std::ifstream(dir / "config.json") >> cfg;
-  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
-                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  cfg["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", 32.0},
+                         {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0},
+                         {"original_max_position_embeddings", 8192}};
   cfg["eos_token_id"] = {2, 5};
   cfg["head_dim"] = 16;
   std::ofstream(dir / "config.json") << cfg.dump();
@@ -201,6 +212,50 @@ TEST(HfConfigTest, ReadsRopeScalingAndGenerationEos) {
   EXPECT_FLOAT_EQ(m->config.rope_scaling.high_freq_factor, 4.0f);
   EXPECT_EQ(m->config.rope_scaling.original_max_position, 8192);
   EXPECT_EQ(m->config.eos_token_ids, (std::vector<int32_t>{7, 8, 9}));
+}
+
+// Llama 3 scaling as transformers computes it (rope_init_fn "llama3"): the ratio of the unscaled
+// to the scaled inverse frequency, which is what llama.cpp stores in rope_freqs.weight.
+std::vector<float> Llama3Divisors(const ModelConfig& c, double factor, double low, double high,
+                                  double orig) {
+  std::vector<float> out;
+  for (int i = 0; i < c.head_dim / 2; ++i) {
+    const double inv = std::pow(c.rope_theta, -2.0 * i / c.head_dim);
+    const double wavelen = 2 * M_PI / inv;
+    double scaled = wavelen > orig / low ? inv / factor : inv;
+    const double smooth = (orig / wavelen - low) / (high - low);
+    const bool medium = !(wavelen < orig / high) && !(wavelen > orig / low);
+    if (medium) scaled = (1 - smooth) * scaled / factor + smooth * scaled;
+    out.push_back(static_cast<float>(inv / scaled));
+  }
+  return out;
+}
+
+TEST(GgufConfigTest, RopeFreqsTensorBecomesLlama3Scaling) {
+  TinyModel ref = testing::MakeTinyModel(ModelArch::kLlama, true);
+  fs::path dir = TempDir("rope_freqs");
+  const std::vector<float> divisors = Llama3Divisors(ref.config, 32.0, 1.0, 4.0, 8192.0);
+  // The tiny model's frequencies cover all three regions: unscaled, smoothed, fully scaled.
+  EXPECT_EQ(divisors.front(), 1.0f);
+  EXPECT_EQ(divisors.back(), 32.0f);
+  EXPECT_GT(divisors[6], 1.0f);
+  EXPECT_LT(divisors[6], 32.0f);
+  testing::GgufTestWriter::WriteFile((dir / "a.gguf").string(), testing::BuildGguf(ref, divisors));
+  auto m = LoadModel((dir / "a.gguf").string(), {});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->config.rope_scaling.type, "llama3");
+  EXPECT_FLOAT_EQ(m->config.rope_scaling.factor, 32.0f);
+  EXPECT_FLOAT_EQ(m->config.rope_scaling.low_freq_factor, 1.0f);
+  EXPECT_FLOAT_EQ(m->config.rope_scaling.high_freq_factor, 4.0f);
+  EXPECT_EQ(m->config.rope_scaling.original_max_position, 8192);
+
+  // Divisors from other parameters cannot be described by the config: refuse, naming the tensor.
+  testing::GgufTestWriter::WriteFile(
+      (dir / "b.gguf").string(),
+      testing::BuildGguf(ref, Llama3Divisors(ref.config, 32.0, 2.0, 8.0, 4096.0 * 3)));
+  auto bad = LoadModel((dir / "b.gguf").string(), {});
+  EXPECT_EQ(bad.status().code(), StatusCode::kUnimplemented);
+  EXPECT_THAT(bad.status().message(), ::testing::HasSubstr("rope_freqs.weight"));
 }
 
 TEST(LoaderProgressTest, LogsEachLayerAndTheTotal) {

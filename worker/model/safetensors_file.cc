@@ -2,7 +2,6 @@
 
 #include <cstring>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 namespace ite {
@@ -56,7 +55,8 @@ StatusOr<std::unique_ptr<SafetensorsFile>> ParseSafetensorsBuffer(const uint8_t*
   const uint64_t body_size = size - 8 - header_len;
   for (const auto& [key, entry] : header.items()) {
     if (key == "__metadata__") continue;
-    if (!entry.is_object()) return InvalidArgument("{}: tensor '{}': entry is not an object", name, key);
+    if (!entry.is_object())
+      return InvalidArgument("{}: tensor '{}': entry is not an object", name, key);
     auto dtype_it = entry.find("dtype");
     auto shape_it = entry.find("shape");
     auto offsets_it = entry.find("data_offsets");

@@ -1,13 +1,13 @@
 // Loads the real SmolLM2-135M-Instruct Q4_1 GGUF ($ITE_MODEL_GGUF) and compares sampled weights
 // with what transformers' GGUF loader produces (tests/data/quant/smollm2_samples.json, made by
 // scripts/make_quant_goldens.py): dequantized Q4_1/Q8_0 values and Q/K rows back in HF order.
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "worker/model/dequantize.h"
@@ -23,15 +23,19 @@ std::string ModelPath() {
 
 nlohmann::json Goldens() {
   const char* src = std::getenv("ITE_SOURCE_DIR");
-  std::ifstream in(std::string(src != nullptr ? src : ".") + "/tests/data/quant/smollm2_samples.json");
+  std::ifstream in(std::string(src != nullptr ? src : ".") +
+                   "/tests/data/quant/smollm2_samples.json");
   return nlohmann::json::parse(in, nullptr, false);
 }
 
 float At(const Tensor& t, int64_t i) {
   switch (t.dtype) {
-    case DType::kF32: return t.as<float>()[i];
-    case DType::kF16: return HalfToFloat(t.as<uint16_t>()[i]);
-    case DType::kBF16: return Bf16ToFloat(t.as<uint16_t>()[i]);
+    case DType::kF32:
+      return t.as<float>()[i];
+    case DType::kF16:
+      return HalfToFloat(t.as<uint16_t>()[i]);
+    case DType::kBF16:
+      return Bf16ToFloat(t.as<uint16_t>()[i]);
   }
   return NAN;
 }
@@ -131,8 +135,8 @@ TEST_F(SmolLm2LoadTest, ConfigAndWeightsMatchTransformers) {
     const Tensor& wqkv = m->weights.layers[0].wqkv;
     int differing = 0;
     for (size_t i = 0; i < s["cols"].size(); ++i) {
-      differing += At(wqkv, 2 * wqkv.shape[1] + s["cols"][i].get<int64_t>()) !=
-                   s["values"][i].get<float>();
+      differing +=
+          At(wqkv, 2 * wqkv.shape[1] + s["cols"][i].get<int64_t>()) != s["values"][i].get<float>();
     }
     EXPECT_GT(differing, 20);
   }

@@ -2,9 +2,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
-
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "common/gguf_reader.h"
 #include "common/gguf_test_writer.h"
@@ -187,7 +186,7 @@ std::string GgufNameOf(const std::string& hf) {
   return hf;
 }
 
-std::string BuildGguf(const TinyModel& model) {
+std::string BuildGguf(const TinyModel& model, const std::vector<float>& rope_freqs) {
   const ModelConfig& c = model.config;
   const std::string arch = c.arch == ModelArch::kQwen2 ? "qwen2" : "llama";
   GgufTestWriter w;
@@ -209,13 +208,17 @@ std::string BuildGguf(const TinyModel& model) {
   w.AddU32("tokenizer.ggml.eos_token_id", c.eos_token_ids[0]);
   for (const auto& [name, t] : model.tensors) {
     std::vector<float> values = t.values;
-    const bool permute = c.arch == ModelArch::kLlama && t.shape.size() == 2 &&
-                         (name.find("q_proj") != std::string::npos ||
-                          name.find("k_proj") != std::string::npos);
+    const bool permute =
+        c.arch == ModelArch::kLlama && t.shape.size() == 2 &&
+        (name.find("q_proj") != std::string::npos || name.find("k_proj") != std::string::npos);
     if (permute) values = PermuteQk(t, c.head_dim);
     std::vector<uint64_t> dims(t.shape.rbegin(), t.shape.rend());
     w.AddTensor(GgufNameOf(name), static_cast<uint32_t>(GgmlType::F32), dims,
                 GgufTestWriter::F32Bytes(values));
+  }
+  if (!rope_freqs.empty()) {
+    w.AddTensor("rope_freqs.weight", static_cast<uint32_t>(GgmlType::F32),
+                {uint64_t{rope_freqs.size()}}, GgufTestWriter::F32Bytes(rope_freqs));
   }
   return w.Build();
 }

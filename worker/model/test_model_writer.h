@@ -38,8 +38,9 @@ std::string BuildSafetensors(const std::map<std::string, SafetensorsEntry>& tens
 void WriteHfFolder(const TinyModel& model, const std::string& dir, const std::string& dtype,
                    bool sharded);
 
-// The GGUF bytes of the model (F32 tensors), llama.cpp naming and permutation.
-std::string BuildGguf(const TinyModel& model);
+// The GGUF bytes of the model (F32 tensors), llama.cpp naming and permutation; a non-empty
+// `rope_freqs` is stored as the F32 tensor `rope_freqs.weight` (Llama 3 scaling divisors).
+std::string BuildGguf(const TinyModel& model, const std::vector<float>& rope_freqs = {});
 
 // A GGUF name -> HF name table entry list, for tests that drop or alter a tensor.
 std::string GgufNameOf(const std::string& hf_name);

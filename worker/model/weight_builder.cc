@@ -1,9 +1,9 @@
 #include "worker/model/weight_builder.h"
 
+#include <fmt/ranges.h>
+
 #include <chrono>
 #include <cstring>
-
-#include <fmt/ranges.h>
 
 #include "common/logging.h"
 #include "worker/model/dequantize.h"
@@ -74,8 +74,7 @@ class Builder {
   std::vector<float> scratch_;
 };
 
-StatusOr<const SourceTensor*> Builder::Get(WeightKind kind, int layer,
-                                           std::vector<int64_t> shape) {
+StatusOr<const SourceTensor*> Builder::Get(WeightKind kind, int layer, std::vector<int64_t> shape) {
   const std::string name = set_.name_of(kind, layer);
   auto it = set_.tensors.find(name);
   if (it == set_.tensors.end()) {
@@ -83,8 +82,8 @@ StatusOr<const SourceTensor*> Builder::Get(WeightKind kind, int layer,
   }
   const SourceTensor& t = it->second;
   if (t.shape != shape) {
-    return InvalidArgument("{}: tensor '{}' has shape [{}], the config implies [{}]", t.file,
-                           name, fmt::join(t.shape, ", "), fmt::join(shape, ", "));
+    return InvalidArgument("{}: tensor '{}' has shape [{}], the config implies [{}]", t.file, name,
+                           fmt::join(t.shape, ", "), fmt::join(shape, ", "));
   }
   if (!DequantizeSupported(t.type)) {
     return Unimplemented("{}: tensor '{}' has type {}, which the loader cannot convert", t.file,
@@ -94,8 +93,8 @@ StatusOr<const SourceTensor*> Builder::Get(WeightKind kind, int layer,
   const int64_t rows = shape.size() == 2 ? shape[0] : 1;
   if (cols % GgmlBlockSize(t.type) != 0 ||
       GgmlRowBytes(t.type, cols) * static_cast<size_t>(rows) != t.nbytes) {
-    return InvalidArgument("{}: tensor '{}': {} bytes do not match shape [{}] of {}", t.file,
-                           name, t.nbytes, fmt::join(shape, ", "), GgmlTypeName(t.type));
+    return InvalidArgument("{}: tensor '{}': {} bytes do not match shape [{}] of {}", t.file, name,
+                           t.nbytes, fmt::join(shape, ", "), GgmlTypeName(t.type));
   }
   return &t;
 }
@@ -104,8 +103,8 @@ Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_ve
   int64_t total_rows = 0;
   for (const Part& p : parts) total_rows += p.rows;
   void* out = nullptr;
-  std::vector<int64_t> shape = is_vector ? std::vector<int64_t>{cols}
-                                         : std::vector<int64_t>{total_rows, cols};
+  std::vector<int64_t> shape =
+      is_vector ? std::vector<int64_t>{cols} : std::vector<int64_t>{total_rows, cols};
   Tensor t = AllocTensor(opt_.dtype, std::move(shape), &out);
   scratch_.resize(static_cast<size_t>(cols));
   const size_t out_row_bytes = static_cast<size_t>(cols) * DTypeSize(opt_.dtype);
@@ -113,8 +112,8 @@ Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_ve
   for (const Part& p : parts) {
     const size_t src_row_bytes = GgmlRowBytes(p.src->type, cols);
     for (int64_t r = 0; r < p.rows; ++r) {
-      const uint8_t* src = p.src->data + static_cast<size_t>(SourceRow(r, p.head_dim)) *
-                                             src_row_bytes;
+      const uint8_t* src =
+          p.src->data + static_cast<size_t>(SourceRow(r, p.head_dim)) * src_row_bytes;
       if (opt_.dtype == DType::kF32) {
         DequantizeRow(p.src->type, src, reinterpret_cast<float*>(dst), cols);
       } else if (SameEncoding(p.src->type, opt_.dtype)) {

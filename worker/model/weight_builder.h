@@ -20,18 +20,31 @@ namespace ite {
 
 // One stored tensor, in any encoding DequantizeRow understands.
 struct SourceTensor {
-  std::string name;             // as in the file
-  std::string file;             // the file holding it, for errors
+  std::string name;  // as in the file
+  std::string file;  // the file holding it, for errors
   GgmlType type = GgmlType::F32;
-  std::vector<int64_t> shape;   // outermost first: [out, in] for matrices, [n] for vectors
+  std::vector<int64_t> shape;  // outermost first: [out, in] for matrices, [n] for vectors
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
   std::shared_ptr<const void> owner;  // keeps `data` valid (the file's mapping)
 };
 
 enum class WeightKind {
-  kEmbedding, kAttnNorm, kQ, kK, kV, kQBias, kKBias, kVBias, kO, kFfnNorm, kGate, kUp, kDown,
-  kFinalNorm, kLmHead,
+  kEmbedding,
+  kAttnNorm,
+  kQ,
+  kK,
+  kV,
+  kQBias,
+  kKBias,
+  kVBias,
+  kO,
+  kFfnNorm,
+  kGate,
+  kUp,
+  kDown,
+  kFinalNorm,
+  kLmHead,
 };
 
 struct TensorSet {

@@ -1,12 +1,12 @@
 // Runs the fuzz entry points over the committed seed corpus (tests/data/fuzz/{gguf,safetensors})
 // and over every truncation and a few byte flips of each seed, in the normal build, so the
 // fuzzers' code paths stay exercised by ctest.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "worker/model/fuzz/fuzz_entry.h"
 #include "worker/model/model_loader.h"

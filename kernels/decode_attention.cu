@@ -258,11 +258,24 @@ int32_t DecodeNumSplits(int32_t batch, int32_t num_heads, int32_t num_kv_heads, 
   // Shared memory allows about 3 blocks per multiprocessor at head_dim 128 (68 KB each), more
   // at 64; aim for at least two such waves so the last, partial wave is a small share.
   const int per_sm = head_dim <= 64 ? 4 : 3;
-  const int64_t target = 2 * int64_t{std::max(1, num_multiprocessors)} * per_sm;
-  int64_t splits = (target + blocks - 1) / blocks;
+  const int64_t slots = int64_t{std::max(1, num_multiprocessors)} * per_sm;
   // A split shorter than one tile per warp (64 positions) costs more in merging than it gains.
   const int64_t max_by_len = std::max<int64_t>(1, max_kv_len / 64);
-  splits = std::min<int64_t>({splits, max_by_len, 128});
+  const int64_t lo = std::min<int64_t>({(2 * slots + blocks - 1) / blocks, max_by_len, 128});
+  if (lo <= 1 && blocks >= 2 * slots) return 1;
+  // From there up to twice as many splits, take the count whose last wave is fullest
+  // (fraction of the occupied slot-waves doing work), preferring fewer splits on ties.
+  int64_t splits = std::max<int64_t>(1, lo);
+  double best = 0.0;
+  const int64_t hi = std::min<int64_t>({2 * lo, max_by_len, 128});
+  for (int64_t s = std::max<int64_t>(1, lo); s <= hi; ++s) {
+    const int64_t total = blocks * s;
+    const double used = double(total) / double((total + slots - 1) / slots * slots);
+    if (used > best + 0.02) {
+      best = used;
+      splits = s;
+    }
+  }
   return static_cast<int32_t>(std::max<int64_t>(1, splits));
 }
 

@@ -4,8 +4,8 @@
 // (two m16 tiles, so every K/V fragment read from shared memory feeds two mma) and keeps their
 // scores, probabilities and output accumulator in registers; Q fragments are re-read from
 // shared memory per k-step (registers are full with two row tiles). K and V
-// tiles of kBlockN cache positions stream through a two-stage shared-memory ring with cp.async:
-// tile j + 2 is requested as soon as tile j is consumed, and its block ids were read one tile
+// tiles of kBlockN cache positions stream through a three-stage shared-memory ring with cp.async:
+// tile j + 3 is requested as soon as tile j is consumed, and its block ids were read one tile
 // earlier still, so the copies run a whole tile of compute ahead. 128 rows per block halve the
 // K/V traffic from L2 per FLOP against 64 (at 64 rows that traffic nears the L2 bandwidth).
 // Only the diagonal tiles are masked; tiles above the diagonal are never loaded, and a warp whose
@@ -31,7 +31,7 @@ struct PrefillTraits {
   static constexpr int kBlockN = kHeadDim_ == 128 ? 32 : 64;
   static constexpr int kNTiles = kBlockN / 8;   // n-tiles of S
   static constexpr int kOTiles = kHeadDim / 8;  // n-tiles of O
-  static constexpr int kStages = 2;
+  static constexpr int kStages = 3;
   static constexpr int kChunks = kHeadDim / 8;         // 16-byte chunks per row
   static constexpr int kRowStep = kThreads / kChunks;  // Q rows between a thread's copies
   // Each warp copies kWarpRows rows of every K/V tile; lane l holds the block id of its row

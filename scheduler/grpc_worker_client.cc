@@ -92,6 +92,7 @@ Status GrpcWorkerClient::Clear() {
     return Status(st.code(), fmt::format("worker {}: Clear failed: {}", options_.address,
                                          st.message()));
   }
+  state_lost_ = false;
   return Status::Ok();
 }
 
@@ -141,6 +142,11 @@ void GrpcWorkerClient::ReaderLoop(Stream* s) {
     s->broken = true;
   }
   grpc::Status status = s->rw->Finish();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Ours to end only on shutdown; any other end may have taken the worker's state with it.
+    if (!stopping_) state_lost_ = true;
+  }
   std::deque<std::pair<Clock::time_point, Done>> failed;
   {
     std::lock_guard<std::mutex> lock(s->mu);
@@ -179,6 +185,18 @@ void GrpcWorkerClient::SenderLoop() {
       auto [request, done] = std::move(outbox_.front());
       outbox_.pop_front();
       lock.unlock();
+      if (state_lost_) {
+        // Fail after every step of the broken stream (joined in OpenStream-like fashion).
+        if (stream_ && stream_->reader.joinable()) {
+          stream_->context.TryCancel();
+          stream_->reader.join();
+        }
+        done(Unavailable("worker {}: connection lost; its sequence state is gone until the "
+                         "scheduler clears it",
+                         options_.address));
+        lock.lock();
+        continue;
+      }
       bool need_open = !stream_;
       if (stream_) {
         std::lock_guard<std::mutex> slock(stream_->mu);

@@ -7,13 +7,16 @@
 //
 // Failure: when the stream breaks (worker killed: the socket closes at once; worker hung:
 // keepalive or the step deadline notices) every step in flight completes with UNAVAILABLE, in
-// order. The next StepAsync opens a fresh stream; whether the worker is usable again is the
-// scheduler's business (it probes with Info and Clear). Reconnect backoff is capped low so a
-// restarted worker is found within about a second.
+// order. A stream that breaks while idle (a worker killed between requests, maybe restarted
+// already with an empty KV pool) is remembered too: every later step fails with UNAVAILABLE
+// until Clear() succeeds, so the scheduler never runs a step against KV blocks the worker lost.
+// (The scheduler probes a failed worker with Info and Clear, then takes it back.) Reconnect
+// backoff is capped low so a restarted worker is found within about a second.
 //
 // Threads: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -68,6 +71,9 @@ class GrpcWorkerClient final : public WorkerClient {
   std::condition_variable cv_;
   std::deque<std::pair<StepRequest, Done>> outbox_;  // guarded by mu_
   bool stopping_ = false;                            // guarded by mu_
+  // Set when a step stream ends abnormally: the worker's sequence state may be gone. Cleared by
+  // a successful Clear().
+  std::atomic<bool> state_lost_{false};
 
   std::unique_ptr<Stream> stream_;  // owned by the sender thread
   std::thread sender_;

@@ -126,6 +126,10 @@ TEST_F(GrpcWorkerClientTest, EngineErrorKeepsItsCodeAndTheNextStreamWorks) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().code(), StatusCode::kOk);
   EXPECT_FALSE(bad.status().message().empty());
+  // The failed stream may have lost sequence state: steps fail until the scheduler clears.
+  EXPECT_EQ(Send(*client, Join(2, 1, {4, 5}, {0})).get().status().code(),
+            StatusCode::kUnavailable);
+  ASSERT_TRUE(client->Clear().ok());
   StatusOr<StepResult> good = Send(*client, Join(2, 1, {4, 5}, {0})).get();
   ASSERT_TRUE(good.ok()) << good.status().ToString();
   EXPECT_EQ(good->outputs[0].sample.token, FakeModelGenerate(std::vector<int32_t>{4, 5}, 1,
@@ -152,8 +156,24 @@ TEST_F(GrpcWorkerClientTest, DeadWorkerFailsStepsFastWithUnavailable) {
     if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_TRUE(back);
+  ASSERT_TRUE(client->Clear().ok());
   StatusOr<StepResult> again = Send(*client, Join(3, 5, {7, 8}, {1})).get();
   ASSERT_TRUE(again.ok()) << again.status().ToString();
+}
+
+// A worker killed and restarted between two steps has an empty KV pool: the next step must not
+// run as if nothing happened (the scheduler's cached blocks would be garbage there).
+TEST_F(GrpcWorkerClientTest, WorkerRestartedWhileIdleIsNotUsedBeforeClear) {
+  auto client = MakeClient();
+  ASSERT_TRUE(Send(*client, Join(1, 1, {1, 2, 3}, {0})).get().ok());
+  StopServer();
+  StartServer();
+  ASSERT_TRUE(client->Info().ok());  // reachable again...
+  // ...but its state is gone: a decode of sequence 1 must fail, and fail as UNAVAILABLE.
+  StatusOr<StepResult> r = Send(*client, Decode(2, 1, 3, {0})).get();
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  ASSERT_TRUE(client->Clear().ok());
+  EXPECT_TRUE(Send(*client, Join(3, 2, {4, 5}, {1})).get().ok());
 }
 
 TEST_F(GrpcWorkerClientTest, NothingListeningFailsFast) {

@@ -1,0 +1,273 @@
+// ite-serve: the whole service on one host. Starts N ite-worker processes (on free loopback
+// ports) and one ite-scheduler in front of them, waits until they serve, and supervises them:
+//   ite-serve --model PATH [--host H] [--port 50051] [--device cpu|cuda] [--workers N]
+// SIGTERM/SIGINT: the scheduler drains running requests and exits, then the workers stop; every
+// child is reaped (and dies with ite-serve even if ite-serve is SIGKILLed). A worker that dies is
+// reported on stderr and restarted on its port (the scheduler takes it back); a scheduler that
+// dies ends ite-serve with exit code 1.
+// Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "common/logging.h"
+#include "scheduler/main/child_process.h"
+
+namespace ite {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct ServeOptions {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 50051;
+  std::string device = "cpu";
+  int workers = 1;
+  int threads = 0;  // per worker; 0: hardware threads / workers
+  int32_t kv_blocks = 0;
+  int32_t block_size = 16;
+  int64_t kv_mib = 512;
+  int32_t max_batch_tokens = 2048;
+  bool no_prefix_cache = false;
+  int32_t start_timeout_s = 300;
+  int32_t drain_timeout_s = 120;
+  int32_t max_restarts = 5;
+  std::string ready_file;
+  bool verbose = false;
+};
+
+sigset_t SupervisedSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGCHLD);
+  return set;
+}
+
+// Waits for a child's ready file (its bound port). Returns 0 on timeout, on the child's exit or
+// on a shutdown signal (`*stop` set).
+int WaitForPort(ChildProcess& child, const fs::path& file, int timeout_s, bool* stop) {
+  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  sigset_t set = SupervisedSignals();
+  timespec tick{0, 50 * 1000 * 1000};
+  while (Clock::now() < deadline) {
+    std::ifstream in(file);
+    int port = 0;
+    if (in >> port && port > 0) return port;
+    if (child.Exited()) {
+      ITE_LOG_ERROR("{} {} before serving", child.name(), child.exit_description());
+      return 0;
+    }
+    int sig = sigtimedwait(&set, nullptr, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+      *stop = true;
+      return 0;
+    }
+  }
+  ITE_LOG_ERROR("{} did not serve within {} s", child.name(), timeout_s);
+  return 0;
+}
+
+std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, int port,
+                                    const fs::path& ready, int threads) {
+  return {bin.string(),       "--model",     o.model,
+          "--host",           "127.0.0.1",   "--port",
+          std::to_string(port), "--ready-file", ready.string(),
+          "--device",         o.device,      "--threads",
+          std::to_string(threads), "--kv-blocks", std::to_string(o.kv_blocks),
+          "--block-size",     std::to_string(o.block_size), "--kv-mib",
+          std::to_string(o.kv_mib)};
+}
+
+int Serve(const ServeOptions& o) {
+  fs::path self = fs::read_symlink("/proc/self/exe");
+  fs::path worker_bin = self.parent_path() / "ite-worker";
+  fs::path scheduler_bin = self.parent_path() / "ite-scheduler";
+  for (const fs::path& p : {worker_bin, scheduler_bin}) {
+    if (!fs::exists(p)) {
+      ITE_LOG_ERROR("{} not found (ite-serve runs the binaries beside it)", p.string());
+      return 1;
+    }
+  }
+  std::string tmpl = (fs::temp_directory_path() / "ite-serve.XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    ITE_LOG_ERROR("cannot create a temporary directory");
+    return 1;
+  }
+  fs::path run_dir = tmpl;
+  int hw = static_cast<int>(std::thread::hardware_concurrency());
+  int threads = o.threads > 0 ? o.threads : std::max(1, hw / o.workers);
+
+  bool stop = false;
+  int rc = 0;
+  std::vector<std::unique_ptr<ChildProcess>> workers;
+  std::vector<int> worker_ports;
+  std::vector<int> restarts(o.workers, 0);
+  ChildProcess scheduler;
+  auto cleanup = [&] {
+    if (scheduler.running()) {
+      ITE_LOG_INFO("stopping ite-scheduler (draining, up to {} s)", o.drain_timeout_s);
+      scheduler.Stop(std::chrono::seconds(o.drain_timeout_s));
+      ITE_LOG_INFO("ite-scheduler {}", scheduler.exit_description());
+    }
+    for (auto& w : workers) {
+      if (w->running()) {
+        w->Stop(std::chrono::seconds(10));
+        ITE_LOG_INFO("{} {}", w->name(), w->exit_description());
+      }
+    }
+    std::error_code ec;
+    fs::remove_all(run_dir, ec);
+  };
+
+  // Workers load their weights in parallel.
+  for (int i = 0; i < o.workers; ++i) {
+    auto w = std::make_unique<ChildProcess>();
+    fs::path ready = run_dir / fmt::format("worker{}.port", i);
+    Status s = w->Start(fmt::format("worker {}", i), WorkerArgv(o, worker_bin, 0, ready, threads));
+    if (!s.ok()) {
+      ITE_LOG_ERROR("{}", s.ToString());
+      cleanup();
+      return 1;
+    }
+    workers.push_back(std::move(w));
+  }
+  for (int i = 0; i < o.workers; ++i) {
+    int port = WaitForPort(*workers[i], run_dir / fmt::format("worker{}.port", i),
+                           o.start_timeout_s, &stop);
+    if (port == 0) {
+      cleanup();
+      return stop ? 0 : 1;
+    }
+    worker_ports.push_back(port);
+    ITE_LOG_INFO("worker {} (pid {}) serving on 127.0.0.1:{}", i, workers[i]->pid(), port);
+  }
+
+  std::string addresses;
+  for (int p : worker_ports) {
+    addresses += (addresses.empty() ? "" : ",") + fmt::format("127.0.0.1:{}", p);
+  }
+  std::vector<std::string> sargv = {scheduler_bin.string(), "--model",   o.model,
+                                    "--workers",            addresses,  "--host",
+                                    o.host,                 "--port",   std::to_string(o.port),
+                                    "--ready-file",
+                                    (run_dir / "scheduler.port").string(),
+                                    "--max-batch-tokens", std::to_string(o.max_batch_tokens)};
+  if (o.no_prefix_cache) sargv.push_back("--no-prefix-cache");
+  if (o.verbose) sargv.push_back("--verbose");
+  if (Status s = scheduler.Start("ite-scheduler", sargv); !s.ok()) {
+    ITE_LOG_ERROR("{}", s.ToString());
+    cleanup();
+    return 1;
+  }
+  int port = WaitForPort(scheduler, run_dir / "scheduler.port", o.start_timeout_s, &stop);
+  if (port == 0) {
+    cleanup();
+    return stop ? 0 : 1;
+  }
+  ITE_LOG_INFO("ready: ite.v1.Generation on {}:{} ({} worker(s), device {})", o.host, port,
+               o.workers, o.device);
+  if (!o.ready_file.empty()) {
+    std::ofstream(o.ready_file + ".tmp") << port << "\n";
+    fs::rename(o.ready_file + ".tmp", o.ready_file);
+  }
+
+  // Supervise until a shutdown signal or the scheduler's death.
+  sigset_t set = SupervisedSignals();
+  timespec tick{0, 200 * 1000 * 1000};
+  while (!stop) {
+    int sig = sigtimedwait(&set, nullptr, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+      ITE_LOG_INFO("signal {} received: draining and shutting down", sig);
+      break;
+    }
+    if (scheduler.Exited()) {
+      ITE_LOG_ERROR("ite-scheduler {}; shutting down", scheduler.exit_description());
+      rc = 1;
+      break;
+    }
+    for (int i = 0; i < o.workers; ++i) {
+      ChildProcess& w = *workers[i];
+      // Only a worker that was running and has just exited; one left down stays skipped.
+      if (!w.running() || !w.Exited()) continue;
+      ITE_LOG_ERROR("worker {} (127.0.0.1:{}) {}", i, worker_ports[i], w.exit_description());
+      if (restarts[i] >= o.max_restarts) {
+        ITE_LOG_ERROR("worker {}: restarted {} times already; leaving it down", i, restarts[i]);
+        continue;
+      }
+      ++restarts[i];
+      fs::path ready = run_dir / fmt::format("worker{}.restart.port", i);
+      Status s = w.Start(fmt::format("worker {}", i),
+                         WorkerArgv(o, worker_bin, worker_ports[i], ready, threads));
+      if (s.ok()) {
+        ITE_LOG_INFO("worker {} restarted (pid {}) on port {}", i, w.pid(), worker_ports[i]);
+      } else {
+        ITE_LOG_ERROR("worker {}: restart failed: {}", i, s.ToString());
+      }
+    }
+  }
+  cleanup();
+  return rc;
+}
+
+int Main(int argc, char** argv) {
+  sigset_t set = SupervisedSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ServeOptions o;
+  CLI::App app{"ite-serve: runs ite-scheduler and N ite-worker processes on this host"};
+  app.add_option("--model", o.model, "model: .gguf file or Hugging Face folder")->required();
+  app.add_option("--host", o.host, "address the public service listens on")
+      ->capture_default_str();
+  app.add_option("--port", o.port, "port of the public service (0: any free port)")
+      ->capture_default_str();
+  app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--workers", o.workers, "worker processes (one per GPU)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--threads", o.threads, "CPU threads per worker (0: cores / workers)")
+      ->capture_default_str();
+  app.add_option("--kv-blocks", o.kv_blocks, "KV blocks per worker (0: from --kv-mib)")
+      ->capture_default_str();
+  app.add_option("--block-size", o.block_size, "tokens per KV block")->capture_default_str();
+  app.add_option("--kv-mib", o.kv_mib, "KV pool per worker in MiB")->capture_default_str();
+  app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
+      ->capture_default_str();
+  app.add_flag("--no-prefix-cache", o.no_prefix_cache, "disable the prefix cache");
+  app.add_option("--start-timeout-s", o.start_timeout_s, "give up if a child is not serving")
+      ->capture_default_str();
+  app.add_option("--drain-timeout-s", o.drain_timeout_s, "on SIGTERM, wait this long to drain")
+      ->capture_default_str();
+  app.add_option("--max-restarts", o.max_restarts, "restarts per worker before giving up")
+      ->capture_default_str();
+  app.add_option("--ready-file", o.ready_file, "write the public port here once serving");
+  app.add_flag("-v,--verbose", o.verbose, "debug logging");
+  app.footer("Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  InitLogging("ite-serve", o.verbose);
+  return Serve(o);
+}
+
+}  // namespace
+}  // namespace ite
+
+int main(int argc, char** argv) { return ite::Main(argc, argv); }

@@ -4,8 +4,8 @@
 // (two m16 tiles, so every K/V fragment read from shared memory feeds two mma) and keeps their
 // scores, probabilities and output accumulator in registers; Q fragments are re-read from
 // shared memory per k-step (registers are full with two row tiles). K and V
-// tiles of kBlockN cache positions stream through a three-stage shared-memory ring with cp.async:
-// tile j + 3 is requested as soon as tile j is consumed, and its block ids were read one tile
+// tiles of kBlockN cache positions stream through a two-stage shared-memory ring with cp.async:
+// tile j + 2 is requested as soon as tile j is consumed, and its block ids were read one tile
 // earlier still, so the copies run a whole tile of compute ahead. 128 rows per block halve the
 // K/V traffic from L2 per FLOP against 64 (at 64 rows that traffic nears the L2 bandwidth).
 // Only the diagonal tiles are masked; tiles above the diagonal are never loaded, and a warp whose
@@ -31,7 +31,7 @@ struct PrefillTraits {
   static constexpr int kBlockN = kHeadDim_ == 128 ? 32 : 64;
   static constexpr int kNTiles = kBlockN / 8;   // n-tiles of S
   static constexpr int kOTiles = kHeadDim / 8;  // n-tiles of O
-  static constexpr int kStages = 3;
+  static constexpr int kStages = 2;  // 3 measured no faster on an H200 (226.8 vs 229.8 TFLOP/s)
   static constexpr int kChunks = kHeadDim / 8;         // 16-byte chunks per row
   static constexpr int kRowStep = kThreads / kChunks;  // Q rows between a thread's copies
   // Each warp copies kWarpRows rows of every K/V tile; lane l holds the block id of its row
@@ -73,9 +73,11 @@ __global__ void __launch_bounds__(Traits::kThreads)
   T* sk = sq + BM * D;                        // [kStages][BN][D]
   T* sv = sk + Traits::kStages * BN * D;      // [kStages][BN][D]
 
-  const int b = blockIdx.z, h = blockIdx.y;
-  // Heaviest (most KV tiles) query blocks first, so the causal tail of the grid is short.
-  const int m_block = gridDim.x - 1 - blockIdx.x;
+  // Grid (head, sequence, query block), query blocks slowest and heaviest (most KV tiles)
+  // first: the grid's last wave holds the cheap blocks, and the query heads that share a KV head
+  // run side by side, so their K/V reads hit L2.
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int m_block = gridDim.z - 1 - blockIdx.z;
   const int q_begin = p.cu_seqlens_q[b];
   const int q_len = p.cu_seqlens_q[b + 1] - q_begin;
   const int m0 = m_block * BM;
@@ -272,7 +274,7 @@ Status Launch(const PrefillAttentionArgs& a, const PrefillParams& params, cudaSt
     ITE_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{Traits::kSmemBytes}));
   }
-  const dim3 grid((a.max_q_len + Traits::kBlockM - 1) / Traits::kBlockM, a.num_heads, a.batch);
+  const dim3 grid(a.num_heads, a.batch, (a.max_q_len + Traits::kBlockM - 1) / Traits::kBlockM);
   kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params);
   return LaunchStatus("PrefillAttentionKernel");
 }
@@ -305,7 +307,10 @@ Status PrefillAttention(const PrefillAttentionArgs& a, cudaStream_t stream) {
     return InvalidArgument("PrefillAttention: bad batch={} max_q_len={} max_blocks_per_seq={}",
                            a.batch, a.max_q_len, a.max_blocks_per_seq);
   }
-  if (a.batch > 65535) return InvalidArgument("PrefillAttention: batch {} > 65535", a.batch);
+  if (a.batch > 65535 || a.max_q_len > 65535 * 128) {
+    return InvalidArgument("PrefillAttention: batch {} or max_q_len {} over the grid limits",
+                           a.batch, a.max_q_len);
+  }
   if (a.batch == 0 || a.max_q_len == 0) return Status::Ok();
   PrefillParams params{a.q,
                        a.out,

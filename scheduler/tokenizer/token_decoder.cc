@@ -115,12 +115,11 @@ std::string TokenDecoder::Decode(std::vector<std::string> tokens) const {
         for (std::string& t : tokens) t = StripChars(t, step.content, step.start, step.stop);
         break;
       case DecoderStep::Kind::kMetaspace:
+        // As HF: in the first token every replacement character is dropped (not only the
+        // leading one); elsewhere each becomes a space.
         for (size_t i = 0; i < tokens.size(); ++i) {
-          std::string t = ReplaceAll(tokens[i], step.pattern, " ");
-          if (i == 0 && step.prepend_scheme != PrependScheme::kNever && !t.empty() && t[0] == ' ') {
-            t.erase(0, 1);
-          }
-          tokens[i] = std::move(t);
+          const bool drop = i == 0 && step.prepend_scheme != PrependScheme::kNever;
+          tokens[i] = ReplaceAll(tokens[i], step.pattern, drop ? "" : " ");
         }
         break;
     }

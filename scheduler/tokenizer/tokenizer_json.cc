@@ -1,5 +1,8 @@
 #include "scheduler/tokenizer/tokenizer_json.h"
 
+#include <algorithm>
+#include <unordered_map>
+
 #include <nlohmann/json.hpp>
 
 namespace ite {
@@ -400,6 +403,29 @@ Status ParseAddedTokens(const Reader& r, const json& root, BpeTokenizerSpec& spe
   return Status::Ok();
 }
 
+// HF tokenizers does not trust the ids written in added_tokens: it re-adds the tokens in order,
+// giving a token already in the vocab (or added before) that id and every other token the next
+// id after the vocab and earlier added tokens. Real files agree with this; edited ones may not.
+void AssignAddedTokenIds(BpeTokenizerSpec& spec) {
+  std::unordered_map<std::string, int32_t> known;
+  known.reserve(spec.model.vocab.size() + spec.added_tokens.size());
+  for (const auto& [token, id] : spec.model.vocab) known.emplace(token, id);
+  const auto vocab_count = static_cast<int32_t>(spec.model.vocab.size());
+  int32_t max_added = -1;
+  for (AddedTokenSpec& t : spec.added_tokens) {
+    const auto it = known.find(t.content);
+    if (it != known.end()) {
+      t.id = it->second;
+    } else {
+      t.id = max_added < 0 ? vocab_count
+                           : (max_added >= vocab_count || vocab_count == 0 ? max_added + 1
+                                                                           : vocab_count);
+      known.emplace(t.content, t.id);
+    }
+    max_added = std::max(max_added, t.id);
+  }
+}
+
 StatusOr<BpeTokenizerSpec> Parse(const json& root, const std::string& source) {
   const Reader r(source);
   if (!root.is_object()) return r.Error("(root)", "expected a JSON object");
@@ -414,6 +440,7 @@ StatusOr<BpeTokenizerSpec> Parse(const json& root, const std::string& source) {
   };
   Status s = ParseModel(r, *model, spec.model);
   if (s.ok()) s = ParseAddedTokens(r, root, spec);
+  if (s.ok()) AssignAddedTokenIds(spec);
   if (s.ok()) s = ParseNormalizer(r, field("normalizer"), "normalizer", spec.normalizer);
   if (s.ok()) s = ParsePreTokenizer(r, field("pre_tokenizer"), "pre_tokenizer", spec.pre_tokenizer);
   if (s.ok()) s = ParsePostProcessor(r, field("post_processor"), "post_processor", spec);

@@ -7,6 +7,13 @@ counts per tokenizer and the first mismatches; exits 1 on any mismatch.
 
   compare_hf.py --bin build/bin/ite-tokenize --json NAME=PATH/tokenizer.json ... --gguf NAME=FILE
 
+Variants (--variant KIND=BASE_tokenizer.json) edit a real file to cover what the shipped files do
+not use, write it to a temp dir, and compare the same way on the corpus plus extra strings:
+  added_flags:  added tokens with lstrip / rstrip / single_word / normalized=true (on qwen3: NFC)
+  metaspace:    Llama 2 in the newer layout: no normalizer, Metaspace pre-tokenizer
+                (prepend_scheme "first", split false) and Metaspace decoder
+  bos_eos:      post-processor Sequence[ByteLevel, TemplateProcessing(BOS $A EOS)] (Llama 3 style)
+
 GGUF reference: the GGUF's tokens / merges / token types are read with the small reader below
 (no `gguf` package needed) and turned into a `tokenizers` BPE with the pre-tokenizer of SmolLM2's
 tokenizer.json (Digits(individual_digits) + ByteLevel(use_regex)), control tokens (type 3) as
@@ -19,7 +26,9 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import time
+import unicodedata
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
@@ -90,6 +99,61 @@ def hf_from_gguf(path):
     return tok
 
 
+def make_variant(kind, base_path, out_dir):
+    """Writes an edited copy of base_path; returns (path, extra strings to test)."""
+    with open(base_path, encoding="utf-8") as f:
+        j = json.load(f)
+    extra = []
+    if kind == "added_flags":
+        next_id = max(max(j["model"]["vocab"].values()),
+                      max(a["id"] for a in j["added_tokens"])) + 1
+        flags = [("<mask>", dict(lstrip=True, special=True, normalized=False)),
+                 ("[SEP]", dict(rstrip=True, special=True, normalized=False)),
+                 ("<both>", dict(lstrip=True, rstrip=True, special=False, normalized=False)),
+                 ("hello", dict(single_word=True, special=False, normalized=True)),
+                 ("caf\u00e9", dict(special=False, normalized=True)),  # NFC form, matched after NFC
+                 ("wor", dict(single_word=True, special=False, normalized=False))]
+        for i, (content, f) in enumerate(flags):
+            tok = dict(id=next_id + i, content=content, single_word=False, lstrip=False,
+                       rstrip=False, normalized=False, special=False)
+            tok.update(f)
+            j["added_tokens"].append(tok)
+        pieces = ["<mask>", "[SEP]", "<both>", "hello", "Hello", "caf\u00e9",
+                  unicodedata.normalize("NFD", "caf\u00e9"), "wor", "world", "sword", "<|im_end|>"]
+        seps = ["", " ", "  ", "\t", "\n", " \n ", "x", "_", "1", "\u00e9", "\u3000"]
+        for a in pieces:
+            for b in pieces:
+                for s in seps:
+                    extra.append(f"{s}{a}{s}{b}{s}")
+    elif kind == "metaspace":
+        j["normalizer"] = None
+        j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                              "prepend_scheme": "first", "split": False}
+        j["decoder"] = {"type": "Sequence", "decoders": [
+            {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+             "split": False},
+            {"type": "ByteFallback"}, {"type": "Fuse"}]}
+    elif kind == "bos_eos":
+        bos, eos = "<|begin_of_text|>", "<|end_of_text|>"
+        ids = {a["content"]: a["id"] for a in j["added_tokens"]}
+        j["post_processor"] = {"type": "Sequence", "processors": [
+            j["post_processor"],
+            {"type": "TemplateProcessing",
+             "single": [{"SpecialToken": {"id": bos, "type_id": 0}},
+                        {"Sequence": {"id": "A", "type_id": 0}},
+                        {"SpecialToken": {"id": eos, "type_id": 0}}],
+             "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                      {"Sequence": {"id": "B", "type_id": 1}}],
+             "special_tokens": {bos: {"id": bos, "ids": [ids[bos]], "tokens": [bos]},
+                                eos: {"id": eos, "ids": [ids[eos]], "tokens": [eos]}}}]}
+    else:
+        raise ValueError(f"unknown variant {kind}")
+    path = os.path.join(out_dir, f"{kind}.tokenizer.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False)
+    return path, extra
+
+
 def run_tool(binary, tokenizer, lines, extra):
     t0 = time.perf_counter()
     p = subprocess.run([binary, "--tokenizer", tokenizer] + extra, input="\n".join(lines) + "\n",
@@ -156,6 +220,7 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(os.path.dirname(__file__), "corpus.jsonl"))
     ap.add_argument("--json", action="append", default=[], help="NAME=tokenizer.json")
     ap.add_argument("--gguf", action="append", default=[], help="NAME=model.gguf")
+    ap.add_argument("--variant", action="append", default=[], help="KIND=base tokenizer.json")
     args = ap.parse_args()
     with open(args.corpus, encoding="utf-8") as f:
         corpus = [json.loads(l) for l in f]
@@ -163,6 +228,12 @@ def main():
     for item in args.json:
         name, path = item.split("=", 1)
         all_ok &= compare(name, path, Tokenizer.from_file(path), args.bin, corpus)
+    with tempfile.TemporaryDirectory() as tmp:
+        for item in args.variant:
+            kind, base = item.split("=", 1)
+            path, extra = make_variant(kind, base, tmp)
+            all_ok &= compare(f"variant-{kind}", path, Tokenizer.from_file(path), args.bin,
+                              corpus + extra)
     for item in args.gguf:
         name, path = item.split("=", 1)
         if not os.path.exists(path):

@@ -52,6 +52,7 @@ int32_t Batcher::PeekCachedPrefix(std::span<const int32_t> tokens) const {
 bool Batcher::BuildStep(int64_t step_id, StepRequest* request) {
   if (!CanSendStep()) return false;
   request->step_id = step_id;
+  request->seqs.reserve(running_.size() + 8);
   int32_t budget = options_.max_batch_tokens;
   // Decodes first (one token each: they keep every running stream moving), then prefill chunks.
   std::vector<Sequence*> order = running_;  // preemption edits running_
@@ -76,10 +77,14 @@ bool Batcher::BuildStep(int64_t step_id, StepRequest* request) {
   request->release_seq_ids = std::move(pending_releases_);
   pending_releases_.clear();
   InflightStep record{step_id, {}, 0};
+  record.seqs.reserve(request->seqs.size());
   for (const StepSequence& s : request->seqs) {
     int32_t n = s.new_tokens.empty() ? 1 : static_cast<int32_t>(s.new_tokens.size());
-    record.seqs.push_back({s.seq_id, seqs_.at(s.seq_id)->epoch, s.start_pos + n, s.sample,
-                           !s.new_tokens.empty()});
+    const Sequence& seq = *seqs_.at(s.seq_id);
+    // Prompt chunks are offered to the cache as they complete (long prompts become shareable
+    // early); generated tokens only when the sequence ends or is preempted.
+    record.seqs.push_back({s.seq_id, seq.epoch, s.start_pos + n, s.sample,
+                           !s.new_tokens.empty() && s.start_pos < seq.num_prompt});
     if (s.sample) ++record.num_sampled;
   }
   inflight_.push_back(std::move(record));
@@ -196,7 +201,8 @@ bool Batcher::Admit(Sequence* seq, int32_t* budget, StepRequest* request) {
 void Batcher::CacheComputed(Sequence* seq) {
   int32_t computed = std::min(seq->num_computed, seq->known());
   int32_t full = computed / block_size_;
-  if (full == 0) return;
+  if (full <= seq->cached_blocks) return;  // nothing new since the last insert
+  seq->cached_blocks = full;
   RadixCache::Node* node =
       cache_.Insert(std::span<const int32_t>(seq->tokens.data(), full * block_size_),
                     std::span<const int32_t>(seq->blocks.ids().data(), full));
@@ -213,6 +219,7 @@ void Batcher::DropKv(Sequence* seq, bool cache) {
   blocks_.Release(&seq->blocks);
   seq->num_scheduled = 0;
   seq->num_computed = 0;
+  seq->cached_blocks = 0;
 }
 
 void Batcher::Preempt(Sequence* seq) {
@@ -273,7 +280,9 @@ void Batcher::OnToken(Sequence* seq, const SampleResult& sample, std::vector<Out
   seq->tokens.push_back(token);
   GenerationEvent ev;
   ev.tokens.push_back(token);
-  ev.samples.push_back(sample);
+  if (seq->request.sampling.logprobs || seq->request.sampling.top_logprobs > 0) {
+    ev.samples.push_back(sample);
+  }
   const GenerationRequest& req = seq->request;
   FinishReason reason = FinishReason::kNone;
   bool stop_id = (!req.ignore_eos &&

@@ -50,7 +50,9 @@ struct Usage {
 // Delivered in order, on the scheduler thread; keep the callback cheap.
 struct GenerationEvent {
   std::vector<int32_t> tokens;         // new tokens since the last event (EOS/stop ids included)
-  std::vector<SampleResult> samples;   // same length as tokens (logprobs when asked)
+  // One per token when the request asked for logprobs (sampling.logprobs or top_logprobs > 0),
+  // otherwise empty (saves an allocation per token on the hot path).
+  std::vector<SampleResult> samples;
   std::string text;                    // newly final text (UTF-8 complete; stop string excluded)
   FinishReason finish = FinishReason::kNone;
   Usage usage;                         // filled on the final event

@@ -47,6 +47,7 @@ struct Sequence {
 
   BlockTable blocks;
   RadixCache::Node* locked = nullptr;  // prefix-cache node pinned while the blocks are used
+  int32_t cached_blocks = 0;           // full blocks offered to the cache so far (this epoch)
   int32_t cached_tokens = -1;          // prompt tokens from the cache at first admission
 
   StopChecker stop{nullptr, {}};

@@ -104,3 +104,49 @@ TEST(TokenizerJsonTest, MinimalFileWorksBothMergeFormats) {
 
 }  // namespace
 }  // namespace ite
+
+namespace ite {
+namespace {
+
+// A HF folder: tokenizer_config.json names BOS/EOS and add_bos_token; generation_config.json adds
+// a list of EOS ids.
+TEST(TokenizerJsonTest, HfFolderConfigs) {
+  const auto dir = std::filesystem::temp_directory_path() / "ite_tokenizer_folder_test";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << R"({
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]},
+    "added_tokens": [
+      {"id": 3, "content": "<bos>", "special": true, "normalized": false},
+      {"id": 4, "content": "<eos>", "special": true, "normalized": false},
+      {"id": 5, "content": "<eot>", "special": true, "normalized": false}]})";
+  std::ofstream(dir / "tokenizer_config.json")
+      << R"({"bos_token": {"content": "<bos>"}, "eos_token": "<eos>", "add_bos_token": true,
+            "add_eos_token": true})";
+  std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": [4, 5]})";
+
+  auto folder = Tokenizer::FromFile(dir.string());
+  ASSERT_TRUE(folder.ok()) << folder.status().ToString();
+  EXPECT_EQ((*folder)->bos_id(), 3);
+  EXPECT_EQ((*folder)->eos_ids(), (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ((*folder)->Encode("ab", true), (std::vector<int32_t>{3, 2, 4}));
+  EXPECT_EQ((*folder)->Encode("<eot>ab", false), (std::vector<int32_t>{5, 2}));
+
+  // The file alone keeps its own post-processor (none) but still learns BOS/EOS from the configs.
+  auto file = Tokenizer::FromFile((dir / "tokenizer.json").string());
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  EXPECT_EQ((*file)->Encode("ab", true), (std::vector<int32_t>{2}));
+  EXPECT_EQ((*file)->bos_id(), 3);
+
+  std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": [4, 99]})";
+  auto bad = Tokenizer::FromFile(dir.string());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("generation_config.json"), std::string::npos);
+  std::ofstream(dir / "generation_config.json") << "{}";
+  std::ofstream(dir / "tokenizer_config.json") << R"({"eos_token": "<nope>"})";
+  bad = Tokenizer::FromFile(dir.string());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("tokenizer_config.json"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ite

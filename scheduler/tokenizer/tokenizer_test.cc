@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "scheduler/tokenizer/utf8_util.h"
 
@@ -137,6 +139,38 @@ TEST(TokenizerTest, IncrementalDecoderFlushesIncompleteTail) {
   for (size_t i = 0; i + 1 < ids.size(); ++i) out += dec.Push(ids[i]);  // drop the last byte
   EXPECT_EQ(out, "a");
   EXPECT_EQ(dec.Flush(), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // HF: one U+FFFD per byte
+}
+
+}  // namespace
+}  // namespace ite
+
+namespace ite {
+namespace {
+
+// Encode/Decode are const and may run on several threads at once (shared word cache).
+TEST(TokenizerTest, ConcurrentEncodeMatchesSerial) {
+  LOAD_OR_SKIP(tok, SharedTokenizer("llama3/tokenizer.json"));
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) {
+    texts.push_back("thread test " + std::to_string(i * 7919) + " words w" + std::to_string(i) +
+                    " \xE6\x97\xA5\xE6\x9C\xAC " + std::string(i % 13, ' ') + "end");
+  }
+  std::vector<std::vector<int32_t>> want;
+  for (const auto& t : texts) want.push_back(tok->Encode(t, false));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int th = 0; th < 4; ++th) {
+    threads.emplace_back([&, th] {
+      for (int rep = 0; rep < 5; ++rep) {
+        for (size_t i = th; i < texts.size(); i += 1) {
+          if (tok->Encode(texts[i], false) != want[i]) ++mismatches;
+          if (tok->Decode(want[i], false) != texts[i]) ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 }  // namespace

@@ -202,11 +202,11 @@ Memory MeasureMemory(int queued, int prompt_len, int64_t cache_tokens) {
   workers.push_back(std::move(worker));
   Scheduler s(o, nullptr, std::move(workers));
   if (!s.Start().ok()) std::abort();
-  // Fill the prefix cache: distinct 1,000-token prompts, one token each.
+  // Fill the prefix cache: distinct 1,009-token prompts (63 full blocks each), one token each.
   std::atomic<int> done{0};
   int fills = static_cast<int>(cache_tokens / 1000);
   for (int i = 0; i < fills; ++i) {
-    if (!s.Submit(Request("fill" + std::to_string(i), Prompt(100000 + i, 1001), 1),
+    if (!s.Submit(Request("fill" + std::to_string(i), Prompt(100000 + i, 1009), 1),
                   [&done](const GenerationEvent& e) {
                     if (e.finish != FinishReason::kNone) ++done;
                   })

@@ -17,16 +17,17 @@ inline void CpuRelax() {
 #endif
 }
 
-// Spinning this many rounds (tens of microseconds) before sleeping keeps the wake-up latency of
-// back-to-back loops (one per matmul of a decode step) far below a futex wake.
-constexpr int kSpinRounds = 20000;
+// Spinning this many rounds (microseconds) before sleeping catches back-to-back loops (one per
+// matmul of a decode step) without a futex wake; longer spins only burn the CPU time that other
+// processes on a busy machine need.
+constexpr int kSpinRounds = 2000;
 
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   int extra = std::max(num_threads, 1) - 1;
   workers_.reserve(extra);
-  for (int i = 0; i < extra; ++i) workers_.emplace_back([this, i] { WorkerLoop(i + 1); });
+  for (int i = 0; i < extra; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -39,33 +40,49 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::RunPart(int part, int parts) {
-  int64_t begin = job_n_ * part / parts;
-  int64_t end = job_n_ * (part + 1) / parts;
-  if (begin < end) (*job_)(begin, end);
+int64_t ThreadPool::RunChunks(const Job& job) {
+  int64_t ran = 0;
+  uint64_t cur = cursor_.load(std::memory_order_acquire);
+  while (true) {
+    if (static_cast<uint32_t>(cur >> 32) != job.generation) break;
+    uint32_t chunk = static_cast<uint32_t>(cur);
+    if (chunk >= job.chunks) break;
+    if (!cursor_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel)) continue;
+    int64_t begin = static_cast<int64_t>(chunk) * job.grain;
+    int64_t end = std::min(job.n, begin + job.grain);
+    (*job.fn)(begin, end);
+    ran += end - begin;
+    cur = cursor_.load(std::memory_order_acquire);
+  }
+  return ran;
 }
 
 void ThreadPool::ParallelFor(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  int64_t max_parts = std::max<int64_t>(1, n / std::max<int64_t>(grain, 1));
-  int parts = static_cast<int>(std::min<int64_t>(num_threads(), max_parts));
-  if (parts == 1) {
+  grain = std::max<int64_t>(grain, 1);
+  if (workers_.empty() || n <= grain) {
     fn(0, n);
     return;
   }
+  Job job;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    job_parts_ = parts;
-    pending_.store(parts - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    job.fn = &fn;
+    job.n = n;
+    job.grain = grain;
+    job.chunks = static_cast<uint32_t>((n + grain - 1) / grain);
+    job.generation = generation_.load(std::memory_order_relaxed) + 1;
+    job_ = job;
+    done_.store(0, std::memory_order_relaxed);
+    cursor_.store(static_cast<uint64_t>(job.generation) << 32, std::memory_order_release);
+    generation_.store(job.generation, std::memory_order_release);
   }
   wake_.notify_all();
-  RunPart(0, parts);
-  // Spin briefly, then yield: on a busy machine the workers may need this very core.
-  for (int i = 0; pending_.load(std::memory_order_acquire) > 0; ++i) {
+  int64_t mine = RunChunks(job);
+  // Wait only for chunks other threads claimed: spin briefly, then yield, since on a busy
+  // machine the worker finishing one may need this very core.
+  for (int i = 0; done_.load(std::memory_order_acquire) + mine < n; ++i) {
     if (i < kSpinRounds / 4) {
       CpuRelax();
     } else {
@@ -74,32 +91,22 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   }
 }
 
-void ThreadPool::WorkerLoop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::WorkerLoop() {
+  uint32_t seen = 0;
   while (true) {
-    uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int i = 0; i < kSpinRounds && gen == seen; ++i) {
+    for (int i = 0; i < kSpinRounds && generation_.load(std::memory_order_acquire) == seen; ++i)
       CpuRelax();
-      gen = generation_.load(std::memory_order_acquire);
-    }
-    if (gen == seen) {
+    Job job;
+    {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-    }
-    int parts;
-    {
-      // The generation and the job are read together under the lock, so a worker that was slow
-      // to wake runs only the current job, and only once.
-      std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
-      seen = generation_.load(std::memory_order_acquire);
-      parts = job_parts_;
+      job = job_;
+      seen = job.generation;
     }
-    // Workers whose index is past this job's part count have nothing to do this round.
-    if (index < parts) {
-      RunPart(index, parts);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
-    }
+    int64_t ran = RunChunks(job);
+    // The caller cannot finish (and invalidate job.fn) before this count includes our chunks.
+    if (ran > 0) done_.fetch_add(ran, std::memory_order_acq_rel);
   }
 }
 

@@ -9,10 +9,9 @@
 
 namespace ite::kernels {
 
-// Address math for the paged K/V rows one thread copies: rows first_row + i * row_step of a
-// tile, one 16-byte chunk each. The block ids are read one tile ahead (PrefetchBlocks) so the
-// cp.async issue never waits on a block-table load; block_shift >= 0 replaces the division by a
-// power-of-two block size.
+// Address math for paged K/V rows: position p lives in block block_table[p / block_size] at slot
+// p % block_size; block_shift >= 0 replaces the division by a power-of-two block size. (The
+// kernels read block ids a tile ahead of the copies that need them.)
 struct PagedGeometry {
   const int32_t* block_table;
   int block_size;
@@ -28,37 +27,6 @@ __device__ __forceinline__ int SlotOf(const PagedGeometry& g, int pos) {
   return g.block_shift >= 0 ? pos & (g.block_size - 1) : pos % g.block_size;
 }
 
-template <int kRowsPerThread>
-__device__ __forceinline__ void PrefetchBlocks(int (&blocks)[kRowsPerThread],
-                                               const PagedGeometry& g, int tile_start, int end,
-                                               int first_row, int row_step) {
-#pragma unroll
-  for (int i = 0; i < kRowsPerThread; ++i) {
-    const int pos = tile_start + first_row + i * row_step;
-    blocks[i] = pos < end ? __ldg(g.block_table + BlockOf(g, pos)) : -1;
-  }
-}
-
-// cp.async of this thread's rows of the K or V tile at tile_start into a swizzled
-// [rows][kHeadDim] tile; rows at or past `end` are zero-filled and not read.
-template <typename T, int kHeadDim, int kRowsPerThread>
-__device__ __forceinline__ void IssuePagedRows(T* tile, const T* __restrict__ cache,
-                                               const int (&blocks)[kRowsPerThread],
-                                               const PagedGeometry& g, int tile_start,
-                                               int first_row, int row_step, int chunk) {
-#pragma unroll
-  for (int i = 0; i < kRowsPerThread; ++i) {
-    const int r = first_row + i * row_step;
-    const bool valid = blocks[i] >= 0;
-    const T* src = cache;
-    if (valid) {
-      src = cache + (int64_t{blocks[i]} * g.block_size + SlotOf(g, tile_start + r)) *
-                        g.slot_stride + g.head_offset + chunk * 8;
-    }
-    CpAsync16(SmemAddr(tile + Swizzle<kHeadDim>(r, chunk)), src, valid);
-  }
-}
-
 __host__ __forceinline__ int Log2IfPowerOfTwo(int x) {
   if (x <= 0 || (x & (x - 1)) != 0) return -1;
   int s = 0;
@@ -67,15 +35,22 @@ __host__ __forceinline__ int Log2IfPowerOfTwo(int x) {
 }
 
 // S (16 x 8*kNTiles of fp32, C fragments) = A fragments of Q (kKSteps k-steps) times the
-// K tile rows [0, 8*kNTiles) in shared memory.
-template <typename T, int kHeadDim, int kNTiles>
+// K tile rows [0, 8*kNTiles) in shared memory. With few n-tiles the k-steps would form one long
+// chain of dependent mma (each waits for the previous accumulator), so kAccSplit partial
+// accumulators take alternate k-steps and are added at the end.
+template <typename T, int kHeadDim, int kNTiles, int kAccSplit = 1>
 __device__ __forceinline__ void QkTile(float (&s)[kNTiles][4],
                                        const uint32_t (&qf)[kHeadDim / 16][4], const T* sk,
                                        int lane) {
+  static_assert((kHeadDim / 16) % kAccSplit == 0, "k-steps split evenly");
+  float acc[kAccSplit][kNTiles][4];
 #pragma unroll
-  for (int n = 0; n < kNTiles; ++n) {
+  for (int a = 0; a < kAccSplit; ++a) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
+    for (int n = 0; n < kNTiles; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[a][n][e] = 0.0f;
+    }
   }
 #pragma unroll
   for (int ks = 0; ks < kHeadDim / 16; ++ks) {
@@ -84,8 +59,18 @@ __device__ __forceinline__ void QkTile(float (&s)[kNTiles][4],
       uint32_t b[4];
       LdMatrixX4(b, SmemAddr(sk + Swizzle<kHeadDim>(np * 16 + (lane & 7) + (lane >> 4) * 8,
                                                     ks * 2 + ((lane >> 3) & 1))));
-      Mma16816<T>(s[2 * np], qf[ks], b[0], b[1]);
-      Mma16816<T>(s[2 * np + 1], qf[ks], b[2], b[3]);
+      Mma16816<T>(acc[ks % kAccSplit][2 * np], qf[ks], b[0], b[1]);
+      Mma16816<T>(acc[ks % kAccSplit][2 * np + 1], qf[ks], b[2], b[3]);
+    }
+  }
+#pragma unroll
+  for (int n = 0; n < kNTiles; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float v = acc[0][n][e];
+#pragma unroll
+      for (int a = 1; a < kAccSplit; ++a) v += acc[a][n][e];
+      s[n][e] = v;
     }
   }
 }
@@ -124,10 +109,13 @@ __device__ __forceinline__ void OnlineSoftmax(float (&s)[kNTiles][4], float (&m)
       sum += s[n][2 * i] + s[n][2 * i + 1];
     }
     l[i] = l[i] * corr + sum;
+    // Once the running max settles, corr is 1 for every row of the warp: skip the rescale.
+    if (__any_sync(0xffffffffu, corr != 1.0f)) {
 #pragma unroll
-    for (int n = 0; n < kOTiles; ++n) {
-      o[n][2 * i] *= corr;
-      o[n][2 * i + 1] *= corr;
+      for (int n = 0; n < kOTiles; ++n) {
+        o[n][2 * i] *= corr;
+        o[n][2 * i + 1] *= corr;
+      }
     }
   }
 }

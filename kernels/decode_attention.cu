@@ -97,22 +97,38 @@ __global__ void __launch_bounds__(Traits::kThreads, 3) DecodeAttentionKernel(con
   const T* v_cache = static_cast<const T*>(p.v_cache);
   T* my_stages = reinterpret_cast<T*>(stage_raw) + warp * Traits::kStages * 2 * Traits::kTileElems;
   const int chunk = lane % Traits::kChunks, first_row = lane / Traits::kChunks;
-  int blocks[Traits::kRowsPerLane];
-  // Issues this warp's tile `tile` (block ids already in `blocks`) into `stage`, then reads the
-  // block ids of the warp's next tile so the next issue does not wait on them.
+  // Lane l holds the block id of row l % 16 of the warp's next tile, read one tile ahead so the
+  // copies never wait on the block table; the copying lanes fetch it with a shuffle.
+  int next_block = -1;
+  auto prefetch = [&](int tile) {
+    const int pos = begin + tile * TN + (lane & 15);
+    next_block = pos < end ? __ldg(geo.block_table + BlockOf(geo, pos)) : -1;
+  };
+  // Issues this warp's tile `tile` into `stage`, then prefetches the block ids of its next one.
   auto issue = [&](int tile, int stage) {
     if (tile < num_tiles) {
       T* sk = my_stages + stage * 2 * Traits::kTileElems;
       const int start = begin + tile * TN;
-      IssuePagedRows<T, D>(sk, k_cache, blocks, geo, start, first_row, Traits::kRowStep, chunk);
-      IssuePagedRows<T, D>(sk + Traits::kTileElems, v_cache, blocks, geo, start, first_row,
-                           Traits::kRowStep, chunk);
+#pragma unroll
+      for (int i = 0; i < Traits::kRowsPerLane; ++i) {
+        const int r = first_row + i * Traits::kRowStep;
+        const int block = __shfl_sync(0xffffffffu, next_block, r);
+        const bool valid = block >= 0;
+        int64_t off = 0;
+        if (valid) {
+          off = (int64_t{block} * geo.block_size + SlotOf(geo, start + r)) * geo.slot_stride +
+                geo.head_offset + chunk * 8;
+        }
+        const int dst = Swizzle<D>(r, chunk);
+        CpAsync16(SmemAddr(sk + dst), k_cache + off, valid);
+        CpAsync16(SmemAddr(sk + Traits::kTileElems + dst), v_cache + off, valid);
+      }
     }
     CpAsyncCommit();  // possibly empty: keeps the group count uniform for the waits below
-    PrefetchBlocks(blocks, geo, begin + (tile + kWarps) * TN, end, first_row, Traits::kRowStep);
+    prefetch(tile + kWarps);
   };
   // Warp w takes tiles w, w + kWarps, ...
-  PrefetchBlocks(blocks, geo, begin + warp * TN, end, first_row, Traits::kRowStep);
+  prefetch(warp);
   for (int t = 0; t < Traits::kStages; ++t) issue(warp + t * kWarps, t);
   __syncthreads();  // sq written
 
@@ -132,7 +148,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 3) DecodeAttentionKernel(con
     __syncwarp();
     const T* sk = my_stages + stage * 2 * Traits::kTileElems;
     float s[TN / 8][4];
-    QkTile<T, D, TN / 8>(s, qf, sk, lane);
+    QkTile<T, D, TN / 8, 4>(s, qf, sk, lane);
     const int start = begin + tile * TN;
     if (start + TN > end) {
 #pragma unroll

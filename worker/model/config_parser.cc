@@ -14,6 +14,14 @@ using json = nlohmann::json;
 // Upper bound for any single dimension: keeps products like q_dim * hidden far from overflow.
 constexpr int64_t kMaxDim = 1 << 20;
 
+// Narrows to float, refusing what float cannot hold (the cast itself would be undefined).
+StatusOr<float> ToFloat(double v, const std::string& path, std::string_view key) {
+  if (!std::isfinite(v) || std::fabs(v) > 3.0e38) {
+    return InvalidArgument("{}: '{}' = {} is not a finite float", path, key, v);
+  }
+  return static_cast<float>(v);
+}
+
 StatusOr<int32_t> JsonInt(const json& j, const char* key, const std::string& path,
                           std::optional<int32_t> fallback = std::nullopt) {
   auto it = j.find(key);
@@ -21,7 +29,10 @@ StatusOr<int32_t> JsonInt(const json& j, const char* key, const std::string& pat
     if (fallback) return *fallback;
     return InvalidArgument("{}: missing integer '{}'", path, key);
   }
-  if (!it->is_number_integer()) return InvalidArgument("{}: '{}' is not an integer", path, key);
+  if (!it->is_number_integer() ||
+      (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t{INT64_MAX})) {
+    return InvalidArgument("{}: '{}' is not an integer in range", path, key);
+  }
   int64_t v = it->get<int64_t>();
   if (v < -1 || v > kMaxDim * 1024)
     return InvalidArgument("{}: '{}' = {} is out of range", path, key, v);
@@ -32,7 +43,7 @@ StatusOr<float> JsonFloat(const json& j, const char* key, const std::string& pat
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   if (!it->is_number()) return InvalidArgument("{}: '{}' is not a number", path, key);
-  return it->get<float>();
+  return ToFloat(it->get<double>(), path, key);
 }
 
 // eos_token_id / bos_token_id may be an int, a list of ints, or null.
@@ -202,7 +213,7 @@ StatusOr<int32_t> GgufInt(const GgufFile& f, const std::string& key,
 StatusOr<float> GgufFloat(const GgufFile& f, const std::string& key, float fallback) {
   if (f.Find(key) == nullptr) return fallback;
   ITE_ASSIGN_OR_RETURN(double v, f.GetFloat(key));
-  return static_cast<float>(v);
+  return ToFloat(v, f.path(), key);
 }
 
 // Llama 3.1 frequency scaling: the per-frequency divisor for base frequency `inv_freq`.

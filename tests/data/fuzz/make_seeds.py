@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpus for the GGUF and safetensors fuzz targets (and their ctest).
+The hf_config/ seeds are hand-written config.json files (smollm2.json as saved by transformers).
 
 GGUF seeds come from gguf-py's GGUFWriter, an implementation independent of ours.
 Run with the reference environment: /opt/refpy/bin/python tests/data/fuzz/make_seeds.py

@@ -1,4 +1,4 @@
-// Runs the fuzz entry points over the committed seed corpus (tests/data/fuzz/{gguf,safetensors})
+// Runs the fuzz entry points over the committed seed corpus (tests/data/fuzz/{gguf,safetensors,hf_config})
 // and over every truncation and a few byte flips of each seed, in the normal build, so the
 // fuzzers' code paths stay exercised by ctest.
 #include <gtest/gtest.h>
@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
+#include "worker/model/config_parser.h"
 #include "worker/model/fuzz/fuzz_entry.h"
 #include "worker/model/model_loader.h"
 
@@ -56,6 +59,16 @@ TEST(FuzzCorpusTest, Safetensors) {
   auto corpus = Corpus("safetensors");
   ASSERT_GE(corpus.size(), 3u);
   RunAll(corpus, FuzzSafetensors);
+}
+
+TEST(FuzzCorpusTest, HfConfig) {
+  auto corpus = Corpus("hf_config");
+  ASSERT_GE(corpus.size(), 3u);
+  for (const std::string& seed : corpus) {  // every seed is a valid config, so fuzzing starts deep
+    auto c = ConfigFromHfJson(nlohmann::json::parse(seed), nullptr, "seed");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+  }
+  RunAll(corpus, FuzzHfConfig);
 }
 
 // The model seeds (written by gguf-py) must load, or the fuzzer would never reach the builder.

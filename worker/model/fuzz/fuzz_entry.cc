@@ -2,7 +2,10 @@
 
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/gguf_reader.h"
+#include "worker/model/config_parser.h"
 #include "worker/model/dequantize.h"
 #include "worker/model/model_loader.h"
 #include "worker/model/safetensors_file.h"
@@ -58,6 +61,16 @@ int FuzzSafetensors(const uint8_t* data, size_t size) {
     const int64_t n = static_cast<int64_t>(t.nbytes / static_cast<size_t>(GgmlTypeSize(t.type)));
     Decode(t.type, t.data, t.nbytes, n);
   }
+  return 0;
+}
+
+int FuzzHfConfig(const uint8_t* data, size_t size) {
+  const char* text = reinterpret_cast<const char*>(data);
+  nlohmann::json config = nlohmann::json::parse(text, text + size, nullptr, false);
+  if (config.is_discarded()) return 0;
+  // The same document doubles as generation_config.json, whose eos_token_id overrides.
+  auto c = ConfigFromHfJson(config, config, "fuzz/config.json");
+  if (c.ok()) g_sink = g_sink + static_cast<float>(c->qkv_dim());
   return 0;
 }
 

@@ -14,4 +14,7 @@ int FuzzGguf(const uint8_t* data, size_t size);
 // Parses `data` as safetensors; when it parses, decodes every tensor's bytes.
 int FuzzSafetensors(const uint8_t* data, size_t size);
 
+// Parses `data` as a Hugging Face config.json and derives a ModelConfig from it.
+int FuzzHfConfig(const uint8_t* data, size_t size);
+
 }  // namespace ite::fuzz

@@ -110,11 +110,12 @@ void DotTile(const float* x, const W* w, int32_t k, float* out, int32_t ldo) {
     for (int j = 0; j < NR; ++j) out[static_cast<int64_t>(i) * ldo + j] = acc[i][j];
 }
 
-// Rows [m0, m0 + mr) of x against weight rows [n0, n0 + nr), any mr <= 2, nr <= 4.
+// Rows [m0, m0 + mr) of x against weight rows [n0, n0 + nr), any mr <= 2, nr <= 8.
 template <typename W>
 void DotTileAny(const float* x, const W* w, int32_t mr, int32_t nr, int32_t k, float* out,
                 int32_t ldo) {
   if (mr == 2 && nr == 4) return DotTile<W, 2, 4>(x, w, k, out, ldo);
+  if (mr == 1 && nr == 8) return DotTile<W, 1, 8>(x, w, k, out, ldo);
   if (mr == 1 && nr == 4) return DotTile<W, 1, 4>(x, w, k, out, ldo);
   for (int32_t i = 0; i < mr; ++i)
     for (int32_t j = 0; j < nr; ++j)
@@ -138,8 +139,10 @@ void MatMulImpl(const float* x, const W* w, const float* bias, int32_t m, int32_
       int32_t n1 = std::min(n, n0 + kBlockRows);
       for (int32_t i = 0; i < m; i += kTileM) {
         int32_t mr = std::min(kTileM, m - i);
-        for (int32_t j = n0; j < n1; j += kTileN) {
-          int32_t nr = std::min(kTileN, n1 - j);
+        // A single row (batch-1 decode) reads 8 weight rows at once: more loads in flight.
+        const int32_t tile_n = mr == 1 ? 2 * kTileN : kTileN;
+        for (int32_t j = n0; j < n1; j += tile_n) {
+          int32_t nr = std::min(tile_n, n1 - j);
           DotTileAny<W>(x + static_cast<int64_t>(i) * k, w + static_cast<int64_t>(j) * k, mr, nr, k,
                         out + static_cast<int64_t>(i) * n + j, n);
         }

@@ -507,6 +507,45 @@ TEST(SchedulerTest, TwoWorkersRouteByCachedPrefixAndSurviveOneFailing) {
   (void)first;
 }
 
+TEST(SchedulerTest, WaitingRequestsOfAFailedWorkerMoveToAHealthyOne) {
+  SchedulerOptions o;
+  o.max_running = 1;  // one request runs per worker, the others wait in its queue
+  o.probe_interval_ms = 1000000;
+  Harness h(o, {FakeWorkerOptions{}, FakeWorkerOptions{}});
+  h.fakes[0]->Pause();
+  h.fakes[1]->Pause();
+  std::vector<std::unique_ptr<Collector>> cs;
+  std::vector<Tokens> prompts;
+  for (int i = 0; i < 6; ++i) {
+    prompts.push_back({100 + i, 7, 8});
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(h.scheduler->Submit(Greedy("r" + std::to_string(i), prompts[i], 6),
+                                    cs[i]->Callback())
+                    .ok());
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    SchedulerStats s = h.scheduler->Stats();
+    return s.running == 2 && s.waiting == 4;
+  }));
+  int waiting_on_0 = h.scheduler->Stats().workers[0].waiting;
+  ASSERT_GT(waiting_on_0, 0);
+  h.fakes[0]->Fail(Unavailable("worker 0 lost"));
+  h.fakes[0]->Resume();
+  h.fakes[1]->Resume();
+  int failed = 0;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(cs[i]->Wait());
+    if (cs[i]->finish() == FinishReason::kError) {
+      ++failed;
+      EXPECT_EQ(cs[i]->error().code(), StatusCode::kUnavailable);
+    } else {
+      EXPECT_EQ(cs[i]->tokens(), FakeModelGenerate(prompts[i], 6, kVocab));
+    }
+  }
+  // Only the request that was running on worker 0 fails; its queue moved to worker 1.
+  EXPECT_EQ(failed, 1);
+}
+
 TEST(SchedulerTest, ShutdownDrainsOrCancels) {
   for (bool drain : {true, false}) {
     Harness h({});

@@ -1,5 +1,8 @@
 #include "worker/service/worker_engine.h"
 
+#include <chrono>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "worker/service/fake_backend.h"
@@ -163,6 +166,21 @@ TEST_F(WorkerEngineTest, RejectsBadRequestsWithoutChangingState) {
 
   ASSERT_TRUE(engine_->Clear().ok());
   expect_invalid(d, "unknown seq 1");
+}
+
+TEST_F(WorkerEngineTest, MeasuresIdleTimeBetweenSteps) {
+  StepRequest r;
+  r.seqs.push_back(Join(1, {1, 2, 3}, {0}));
+  auto first = engine_->Step(r);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->idle_us, 0);  // nothing before the first step
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  StepRequest d;
+  d.seqs.push_back(Decode(1, 3, {0}));
+  auto second = engine_->Step(d);
+  ASSERT_TRUE(second.ok());
+  EXPECT_GE(second->idle_us, 25000);
+  EXPECT_GE(second->forward_us, 0);
 }
 
 TEST_F(WorkerEngineTest, InfoDescribesThePool) {

@@ -1,7 +1,8 @@
 // ite_chat_render: renders chat-template cases for the jinja2 comparison test.
 //
 //   ite_chat_render CASES.json       -> one JSON object per case and line:
-//                                       {"ok": true, "text": "..."} or {"ok": false, "error": "..."}
+//                                       {"ok": true, "text": "..."} or {"ok": false, "error":
+//                                       "..."}
 //   ite_chat_render --dump FILE      -> {"source": "...", "special_tokens": {...}}
 //
 // A case: {"template": FILE (.gguf, tokenizer_config.json, .jinja), "messages": [...],
@@ -10,10 +11,9 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "scheduler/chat/chat_template.h"
 

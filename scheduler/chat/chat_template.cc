@@ -33,7 +33,8 @@ StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 bool EndsWith(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // A special token in tokenizer_config.json: a string, or an AddedToken dict {"content": ...}.
@@ -75,9 +76,8 @@ StatusOr<ChatTemplate> ChatTemplate::FromString(std::string source, std::string 
 StatusOr<ChatTemplate> ChatTemplate::FromTokenizerConfig(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  std::string config_path = fs::is_directory(path, ec) ? (fs::path(path) / "tokenizer_config.json")
-                                                             .string()
-                                                       : path;
+  std::string config_path =
+      fs::is_directory(path, ec) ? (fs::path(path) / "tokenizer_config.json").string() : path;
   ITE_ASSIGN_OR_RETURN(std::string text, ReadFile(config_path));
   nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) {
@@ -99,8 +99,10 @@ StatusOr<ChatTemplate> ChatTemplate::FromTokenizerConfig(const std::string& path
     for (const auto& entry : *tmpl) {
       if (!entry.is_object() || !entry.contains("name") || !entry["name"].is_string() ||
           !entry.contains("template") || !entry["template"].is_string()) {
-        return InvalidArgument("{}: field 'chat_template' entries need string 'name' and "
-                               "'template'", config_path);
+        return InvalidArgument(
+            "{}: field 'chat_template' entries need string 'name' and "
+            "'template'",
+            config_path);
       }
       sources[entry["name"].get<std::string>()] = entry["template"].get<std::string>();
     }
@@ -178,8 +180,9 @@ template <typename Json>
 StatusOr<jinja::Value> NormalizeMessages(const Json& messages) {
   if (!messages.is_array()) return InvalidArgument("messages must be a JSON array");
   if (messages.empty()) {
-    return InvalidArgument("Cannot apply chat template to an empty conversation. Provide at least "
-                           "one message.");
+    return InvalidArgument(
+        "Cannot apply chat template to an empty conversation. Provide at least "
+        "one message.");
   }
   jinja::Value::List out;
   for (size_t i = 0; i < messages.size(); ++i) {

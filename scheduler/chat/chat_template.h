@@ -20,9 +20,8 @@
 
 #include <map>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/status.h"
 
@@ -48,9 +47,9 @@ class ChatTemplate {
   // messages: JSON array of {role, content, ...}; extra: more variables (tools, date_string, ...)
   StatusOr<std::string> Render(const nlohmann::json& messages, bool add_generation_prompt,
                                const nlohmann::json& extra = nlohmann::json::object()) const;
-  StatusOr<std::string> Render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
-                               const nlohmann::ordered_json& extra =
-                                   nlohmann::ordered_json::object()) const;
+  StatusOr<std::string> Render(
+      const nlohmann::ordered_json& messages, bool add_generation_prompt,
+      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
 
   // The default template's source, and the named special tokens passed to it.
   const std::string& source() const;

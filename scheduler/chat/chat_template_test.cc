@@ -1,10 +1,10 @@
 #include "scheduler/chat/chat_template.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 namespace ite {
 namespace {
@@ -46,13 +46,12 @@ TEST(ChatTemplateTest, NormalizesMessagesLikeTransformers) {
   auto t = ChatTemplate::FromString("{% for m in messages %}{{ m|tojson }}{% endfor %}", "", "");
   ASSERT_TRUE(t.ok());
   // None-valued keys are dropped; reasoning is aliased to thinking and reasoning_content.
-  OJson messages = OJson::parse(
-      R"([{"role":"assistant","content":"x","tool_calls":null,"reasoning":"r"}])");
+  OJson messages =
+      OJson::parse(R"([{"role":"assistant","content":"x","tool_calls":null,"reasoning":"r"}])");
   auto out = t->Render(messages, false);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
-  EXPECT_EQ(*out,
-            R"({"thinking": "r", "role": "assistant", "content": "x", "reasoning": "r", )"
-            R"("reasoning_content": "r"})");
+  EXPECT_EQ(*out, R"({"thinking": "r", "role": "assistant", "content": "x", "reasoning": "r", )"
+                  R"("reasoning_content": "r"})");
 }
 
 TEST(ChatTemplateTest, ExtraVariablesToolsAndErrors) {
@@ -87,8 +86,8 @@ TEST(ChatTemplateTest, MalformedTemplateIsAnError) {
   EXPECT_NE(at_compile.status().message().find("No filter named 'nosuchfilter'"),
             std::string::npos);
   // Inside an if, jinja2 (and we) fail only when the filter runs.
-  auto unknown = ChatTemplate::FromString("{% if messages %}{{ messages|nosuchfilter }}{% endif %}",
-                                          "", "");
+  auto unknown =
+      ChatTemplate::FromString("{% if messages %}{{ messages|nosuchfilter }}{% endif %}", "", "");
   ASSERT_TRUE(unknown.ok());
   auto out = unknown->Render(OJson::parse(R"([{"role":"user","content":"x"}])"), true);
   ASSERT_FALSE(out.ok());

@@ -58,7 +58,7 @@ struct Stmt {
     kMacro,     // macro name(params = defaults): bodies[0]
     kBreak,
     kContinue,
-    kScope,     // a transparent block ({% generation %}): bodies[0]
+    kScope,        // a transparent block ({% generation %}): bodies[0]
     kFilterBlock,  // {% filter name(args) %}: expr is a kFilter whose operand is empty
   };
   Kind kind;

@@ -37,7 +37,8 @@ StatusOr<Value::List> Iterate(const Value& v);
 // Reads a builtin's arguments by position or keyword, and rejects unknown ones.
 class ArgReader {
  public:
-  ArgReader(const CallArgs& args, std::string_view fn, std::initializer_list<std::string_view> names)
+  ArgReader(const CallArgs& args, std::string_view fn,
+            std::initializer_list<std::string_view> names)
       : args_(args), fn_(fn), names_(names) {}
   const Value* Get(size_t i) const;  // nullptr if not passed
   Status Check() const;              // too many positional or unknown keyword arguments

@@ -193,11 +193,12 @@ StatusOr<Value> RoundFilter(const Value& input, const CallArgs& args) {
     // Python's round() rounds the exact binary value half-to-even in decimal (2.675 -> 2.67);
     // printf's %.Nf does the same correctly rounded conversion.
     std::vector<char> text(400);
-    std::snprintf(text.data(), text.size(), "%.*f", static_cast<int>(precision),
-                  input.as_double());
+    std::snprintf(text.data(), text.size(), "%.*f", static_cast<int>(precision), input.as_double());
     return Value(std::strtod(text.data(), nullptr));
   }
-  double r = method == "ceil" ? std::ceil(x) : method == "floor" ? std::floor(x) : std::nearbyint(x);
+  double r = method == "ceil"    ? std::ceil(x)
+             : method == "floor" ? std::floor(x)
+                                 : std::nearbyint(x);
   return Value(r / scale);
 }
 
@@ -305,11 +306,16 @@ StatusOr<Value> UniqueFilter(const Value& input, const CallArgs& args) {
 
 StatusOr<Value> Length(const Value& input) {
   switch (input.kind()) {
-    case Value::Kind::kUndefined: return Value(int64_t{0});
-    case Value::Kind::kString: return Value(static_cast<int64_t>(CodePointCount(input.as_string())));
-    case Value::Kind::kList: return Value(static_cast<int64_t>(input.as_list().size()));
-    case Value::Kind::kDict: return Value(static_cast<int64_t>(input.as_dict().size()));
-    default: return InvalidArgument("object of type '{}' has no len()", TypeName(input));
+    case Value::Kind::kUndefined:
+      return Value(int64_t{0});
+    case Value::Kind::kString:
+      return Value(static_cast<int64_t>(CodePointCount(input.as_string())));
+    case Value::Kind::kList:
+      return Value(static_cast<int64_t>(input.as_list().size()));
+    case Value::Kind::kDict:
+      return Value(static_cast<int64_t>(input.as_dict().size()));
+    default:
+      return InvalidArgument("object of type '{}' has no len()", TypeName(input));
   }
 }
 
@@ -317,12 +323,23 @@ std::string HtmlEscape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -344,17 +361,22 @@ std::string TitleFilter(const std::string& s) {
 }
 
 constexpr std::string_view kKnownFilters[] = {
-    "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e",
-    "escape", "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent",
-    "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min", "pprint",
-    "random", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
-    "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "tojson", "trim",
-    "truncate", "unique", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr"};
+    "abs",    "attr",       "batch",       "capitalize", "center",   "count",
+    "d",      "default",    "dictsort",    "e",          "escape",   "filesizeformat",
+    "first",  "float",      "forceescape", "format",     "groupby",  "indent",
+    "int",    "items",      "join",        "last",       "length",   "list",
+    "lower",  "map",        "max",         "min",        "pprint",   "random",
+    "reject", "rejectattr", "replace",     "reverse",    "round",    "safe",
+    "select", "selectattr", "slice",       "sort",       "string",   "striptags",
+    "sum",    "title",      "tojson",      "trim",       "truncate", "unique",
+    "upper",  "urlencode",  "urlize",      "wordcount",  "wordwrap", "xmlattr"};
 constexpr std::string_view kKnownTests[] = {
-    "!=", "<", "<=", "==", ">", ">=", "boolean", "callable", "defined", "divisibleby", "eq",
-    "equalto", "escaped", "even", "false", "filter", "float", "ge", "greaterthan", "gt", "in",
-    "integer", "iterable", "le", "lessthan", "lower", "lt", "mapping", "ne", "none", "number",
-    "odd", "sameas", "sequence", "string", "test", "true", "undefined", "upper"};
+    "!=",       "<",        "<=",          "==",       ">",           ">=",       "boolean",
+    "callable", "defined",  "divisibleby", "eq",       "equalto",     "escaped",  "even",
+    "false",    "filter",   "float",       "ge",       "greaterthan", "gt",       "in",
+    "integer",  "iterable", "le",          "lessthan", "lower",       "lt",       "mapping",
+    "ne",       "none",     "number",      "odd",      "sameas",      "sequence", "string",
+    "test",     "true",     "undefined",   "upper"};
 
 }  // namespace
 
@@ -380,7 +402,8 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& input, const Cal
     ITE_RETURN_IF_ERROR(a.Check());
     const Value* chars = a.Get(0);
     std::string chars_s = chars && !chars->is_none() ? PyStr(*chars) : "";
-    return Value(PyStrip(PyStr(input), chars && !chars->is_none() ? &chars_s : nullptr, true, true));
+    return Value(
+        PyStrip(PyStr(input), chars && !chars->is_none() ? &chars_s : nullptr, true, true));
   }
   if (name == "length" || name == "count") {
     ITE_RETURN_IF_ERROR(no_args());
@@ -416,7 +439,8 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& input, const Cal
   if (name == "first" || name == "last") {
     ITE_RETURN_IF_ERROR(no_args());
     ITE_ASSIGN_OR_RETURN(Value::List items, Iterate(input));
-    if (items.empty()) return Value::Undefined(fmt::format("No {} item, sequence was empty.", name));
+    if (items.empty())
+      return Value::Undefined(fmt::format("No {} item, sequence was empty.", name));
     return name == "first" ? items.front() : items.back();
   }
   if (name == "join") {
@@ -449,7 +473,8 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& input, const Cal
   if (name == "dictsort") {
     ArgReader a(args, "dictsort", {"case_sensitive", "by", "reverse"});
     ITE_RETURN_IF_ERROR(a.Check());
-    if (!input.is_dict()) return InvalidArgument("dictsort: '{}' is not a mapping", TypeName(input));
+    if (!input.is_dict())
+      return InvalidArgument("dictsort: '{}' is not a mapping", TypeName(input));
     bool by_value = a.Get(1) && a.Get(1)->is_string() && a.Get(1)->as_string() == "value";
     CallArgs sort_args;
     sort_args.kwargs.emplace_back("reverse", a.Get(2) ? *a.Get(2) : Value(false));
@@ -518,8 +543,8 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& input, const Cal
     if (input.is_dict()) {
       Value v = GetAttr(input, a.Get(0)->as_string());
       if (v.kind() == Value::Kind::kFunction) return v;
-      return Value::Undefined(fmt::format("'dict object' has no attribute '{}'",
-                                          a.Get(0)->as_string()));
+      return Value::Undefined(
+          fmt::format("'dict object' has no attribute '{}'", a.Get(0)->as_string()));
     }
     return GetAttr(input, a.Get(0)->as_string());
   }
@@ -594,9 +619,8 @@ StatusOr<bool> ApplyTest(std::string_view name, const Value& v, const CallArgs& 
     }
     return false;
   }
-  if (name == "lt" || name == "le" || name == "gt" || name == "ge" || name == "<" ||
-      name == "<=" || name == ">" || name == ">=" || name == "lessthan" ||
-      name == "greaterthan") {
+  if (name == "lt" || name == "le" || name == "gt" || name == "ge" || name == "<" || name == "<=" ||
+      name == ">" || name == ">=" || name == "lessthan" || name == "greaterthan") {
     ITE_ASSIGN_OR_RETURN(Value other, arg0());
     ITE_ASSIGN_OR_RETURN(int c, PyCompare(v, other, name));
     if (name == "lt" || name == "<" || name == "lessthan") return c < 0;
@@ -614,8 +638,8 @@ StatusOr<bool> ApplyTest(std::string_view name, const Value& v, const CallArgs& 
     return std::any_of(items.begin(), items.end(), [&](const Value& x) { return PyEquals(x, v); });
   }
   if (name == "filter" || name == "test") {
-    return v.is_string() && (name == "filter" ? IsKnownFilter(v.as_string())
-                                              : IsKnownTest(v.as_string()));
+    return v.is_string() &&
+           (name == "filter" ? IsKnownFilter(v.as_string()) : IsKnownTest(v.as_string()));
   }
   return InvalidArgument("No test named '{}'.", name);
 }

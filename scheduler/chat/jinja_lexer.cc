@@ -63,17 +63,38 @@ StatusOr<std::string> Unescape(std::string_view body, int line) {
     }
     char e = body[++i];
     switch (e) {
-      case '\n': break;  // line continuation
-      case '\\': out.push_back('\\'); break;
-      case '\'': out.push_back('\''); break;
-      case '"': out.push_back('"'); break;
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
+      case '\n':
+        break;  // line continuation
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '\'':
+        out.push_back('\'');
+        break;
+      case '"':
+        out.push_back('"');
+        break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
       case 'x':
       case 'u':
       case 'U': {
@@ -174,8 +195,7 @@ std::string StripUnderscores(std::string_view s) {
 
 class Lexer {
  public:
-  Lexer(std::string source, const LexOptions& options)
-      : s_(std::move(source)), options_(options) {}
+  Lexer(std::string source, const LexOptions& options) : s_(std::move(source)), options_(options) {}
 
   StatusOr<std::vector<Token>> Run() {
     while (pos_ < s_.size()) {
@@ -360,8 +380,8 @@ class Lexer {
       for (auto two : kTwoChar) {
         if (s_.compare(p, 2, two) == 0) op = std::string(two);
       }
-      if (op.empty() && std::string_view("+-/*%~[](){}=.:|,;<>").find(s_[p]) !=
-                            std::string_view::npos) {
+      if (op.empty() &&
+          std::string_view("+-/*%~[](){}=.:|,;<>").find(s_[p]) != std::string_view::npos) {
         op = std::string(1, s_[p]);
       }
       if (op.empty()) {
@@ -380,8 +400,10 @@ class Lexer {
       Emit(Token::Type::kOperator, op);
       Advance(p + op.size());
     }
-    return InvalidArgument("line {}: unexpected end of template, missing '{}' for the tag opened "
-                           "at offset {}", line_, block ? "%}" : "}}", q);
+    return InvalidArgument(
+        "line {}: unexpected end of template, missing '{}' for the tag opened "
+        "at offset {}",
+        line_, block ? "%}" : "}}", q);
   }
 
   std::string s_;
@@ -417,17 +439,28 @@ StatusOr<std::vector<Token>> Lex(std::string_view source, const LexOptions& opti
 
 const char* TokenTypeName(Token::Type type) {
   switch (type) {
-    case Token::Type::kText: return "text";
-    case Token::Type::kVarBegin: return "'{{'";
-    case Token::Type::kVarEnd: return "'}}'";
-    case Token::Type::kBlockBegin: return "'{%'";
-    case Token::Type::kBlockEnd: return "'%}'";
-    case Token::Type::kName: return "name";
-    case Token::Type::kString: return "string";
-    case Token::Type::kInteger: return "integer";
-    case Token::Type::kFloat: return "float";
-    case Token::Type::kOperator: return "operator";
-    case Token::Type::kEnd: return "end of template";
+    case Token::Type::kText:
+      return "text";
+    case Token::Type::kVarBegin:
+      return "'{{'";
+    case Token::Type::kVarEnd:
+      return "'}}'";
+    case Token::Type::kBlockBegin:
+      return "'{%'";
+    case Token::Type::kBlockEnd:
+      return "'%}'";
+    case Token::Type::kName:
+      return "name";
+    case Token::Type::kString:
+      return "string";
+    case Token::Type::kInteger:
+      return "integer";
+    case Token::Type::kFloat:
+      return "float";
+    case Token::Type::kOperator:
+      return "operator";
+    case Token::Type::kEnd:
+      return "end of template";
   }
   return "token";
 }

@@ -20,10 +20,10 @@ struct Token {
     kBlockBegin,  // {%
     kBlockEnd,    // %}
     kName,
-    kString,      // value holds the unescaped string
-    kInteger,     // value holds the digits (underscores removed)
+    kString,   // value holds the unescaped string
+    kInteger,  // value holds the digits (underscores removed)
     kFloat,
-    kOperator,    // value holds the operator text, e.g. "==", "(", "|"
+    kOperator,  // value holds the operator text, e.g. "==", "(", "|"
     kEnd,
   };
   Type type;

@@ -21,14 +21,11 @@ TEST(JinjaLexerTest, TokenizesExpressionTag) {
   auto tokens = Lex("a{{ x.y[0] | trim ~ 'q\\n' }}b");
   ASSERT_TRUE(tokens.ok()) << tokens.status().ToString();
   std::vector<std::pair<Token::Type, std::string>> want = {
-      {Token::Type::kText, "a"},       {Token::Type::kVarBegin, "{{"},
-      {Token::Type::kName, "x"},       {Token::Type::kOperator, "."},
-      {Token::Type::kName, "y"},       {Token::Type::kOperator, "["},
-      {Token::Type::kInteger, "0"},    {Token::Type::kOperator, "]"},
-      {Token::Type::kOperator, "|"},   {Token::Type::kName, "trim"},
-      {Token::Type::kOperator, "~"},   {Token::Type::kString, "q\n"},
-      {Token::Type::kVarEnd, "}}"},    {Token::Type::kText, "b"},
-      {Token::Type::kEnd, ""}};
+      {Token::Type::kText, "a"},     {Token::Type::kVarBegin, "{{"}, {Token::Type::kName, "x"},
+      {Token::Type::kOperator, "."}, {Token::Type::kName, "y"},      {Token::Type::kOperator, "["},
+      {Token::Type::kInteger, "0"},  {Token::Type::kOperator, "]"},  {Token::Type::kOperator, "|"},
+      {Token::Type::kName, "trim"},  {Token::Type::kOperator, "~"},  {Token::Type::kString, "q\n"},
+      {Token::Type::kVarEnd, "}}"},  {Token::Type::kText, "b"},      {Token::Type::kEnd, ""}};
   ASSERT_EQ(tokens->size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ((*tokens)[i].type, want[i].first) << i;

@@ -16,9 +16,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Value::List messages{
       Value::MakeDict({{"role", Value("system")}, {"content", Value("Be brief.")}}),
       Value::MakeDict({{"role", Value("user")}, {"content", Value("Hi <b>\u00e9</b>")}}),
-      Value::MakeDict({{"role", Value("assistant")}, {"content", Value("")},
-                       {"tool_calls", Value::MakeList({Value::MakeDict(
-                            {{"name", Value("f")}, {"arguments", Value::MakeDict({})}})})}}),
+      Value::MakeDict(
+          {{"role", Value("assistant")},
+           {"content", Value("")},
+           {"tool_calls", Value::MakeList({Value::MakeDict(
+                              {{"name", Value("f")}, {"arguments", Value::MakeDict({})}})})}}),
   };
   Value::Dict vars{{"messages", Value::MakeList(std::move(messages))},
                    {"add_generation_prompt", Value(true)},

@@ -15,19 +15,32 @@ std::string Dump(const Expr* e) {
     return s;
   };
   switch (e->kind) {
-    case Expr::Kind::kLiteral: return PyRepr(e->literal);
-    case Expr::Kind::kName: return e->name;
-    case Expr::Kind::kList: return "(list" + kids(0) + ")";
-    case Expr::Kind::kTuple: return "(tuple" + kids(0) + ")";
-    case Expr::Kind::kDict: return "(dict" + kids(0) + ")";
-    case Expr::Kind::kGetAttr: return "(. " + Dump(e->children[0].get()) + " " + e->name + ")";
-    case Expr::Kind::kGetItem: return "([] " + kids(0).substr(1) + ")";
-    case Expr::Kind::kSlice: return "(slice" + kids(0) + ")";
-    case Expr::Kind::kCall: return "(call" + kids(0) + ")";
-    case Expr::Kind::kFilter: return "(|" + e->name + kids(0) + ")";
-    case Expr::Kind::kTest: return std::string("(is") + (e->negated ? "not " : " ") + e->name + kids(0) + ")";
-    case Expr::Kind::kUnary: return "(" + e->name + kids(0) + ")";
-    case Expr::Kind::kBinary: return "(" + e->name + kids(0) + ")";
+    case Expr::Kind::kLiteral:
+      return PyRepr(e->literal);
+    case Expr::Kind::kName:
+      return e->name;
+    case Expr::Kind::kList:
+      return "(list" + kids(0) + ")";
+    case Expr::Kind::kTuple:
+      return "(tuple" + kids(0) + ")";
+    case Expr::Kind::kDict:
+      return "(dict" + kids(0) + ")";
+    case Expr::Kind::kGetAttr:
+      return "(. " + Dump(e->children[0].get()) + " " + e->name + ")";
+    case Expr::Kind::kGetItem:
+      return "([] " + kids(0).substr(1) + ")";
+    case Expr::Kind::kSlice:
+      return "(slice" + kids(0) + ")";
+    case Expr::Kind::kCall:
+      return "(call" + kids(0) + ")";
+    case Expr::Kind::kFilter:
+      return "(|" + e->name + kids(0) + ")";
+    case Expr::Kind::kTest:
+      return std::string("(is") + (e->negated ? "not " : " ") + e->name + kids(0) + ")";
+    case Expr::Kind::kUnary:
+      return "(" + e->name + kids(0) + ")";
+    case Expr::Kind::kBinary:
+      return "(" + e->name + kids(0) + ")";
     case Expr::Kind::kCompare: {
       std::string s = "(cmp " + Dump(e->children[0].get());
       for (size_t i = 0; i < e->ops.size(); ++i) {
@@ -35,7 +48,8 @@ std::string Dump(const Expr* e) {
       }
       return s + ")";
     }
-    case Expr::Kind::kCondition: return "(if" + kids(0) + ")";
+    case Expr::Kind::kCondition:
+      return "(if" + kids(0) + ")";
   }
   return "?";
 }
@@ -138,7 +152,8 @@ TEST(JinjaParserTest, UnknownFiltersInsideIfFailOnlyWhenRun) {
   // As jinja2: an if statement or conditional expression defers the check to run time.
   EXPECT_TRUE(ParseTemplate("{% if false %}{{ x|nosuch }}{% endif %}").ok());
   EXPECT_TRUE(ParseTemplate("{{ x|nosuch if false else 1 }}").ok());
-  EXPECT_FALSE(ParseTemplate("{% if a %}{% for x in y %}{{ x|nosuch }}{% endfor %}{% endif %}").ok());
+  EXPECT_FALSE(
+      ParseTemplate("{% if a %}{% for x in y %}{{ x|nosuch }}{% endfor %}{% endif %}").ok());
 }
 
 TEST(JinjaParserTest, DeepNestingIsRejectedNotACrash) {

@@ -76,7 +76,8 @@ StatusOr<Value> Arithmetic(const std::string& op, const Value& a, const Value& b
     }
     if (ints) {
       int64_t r;
-      if (__builtin_add_overflow(a.as_int(), b.as_int(), &r)) return InvalidArgument("integer overflow");
+      if (__builtin_add_overflow(a.as_int(), b.as_int(), &r))
+        return InvalidArgument("integer overflow");
       return Value(r);
     }
     if (nums) return Value(a.as_double() + b.as_double());
@@ -271,8 +272,10 @@ class Renderer {
       return InvalidArgument("line {}: cannot assign attribute on non-namespace object", s.line);
     }
     if (s.attr[0] == '_') {
-      return InvalidArgument("Chat templates cannot store underscore-prefixed attributes on a "
-                             "namespace, but got '{}'", s.attr);
+      return InvalidArgument(
+          "Chat templates cannot store underscore-prefixed attributes on a "
+          "namespace, but got '{}'",
+          s.attr);
     }
     for (auto& [k, old] : ns->namespace_attrs()) {
       if (k == s.attr) {
@@ -304,18 +307,18 @@ class Renderer {
       ITE_RETURN_IF_ERROR(Step());
       Scope iteration{scope, {}};
       ITE_RETURN_IF_ERROR(Bind(s.targets, items[static_cast<size_t>(i)], &iteration, s.line));
-      Value::Dict loop{{"index", Value(i + 1)},     {"index0", Value(i)},
-                       {"revindex", Value(n - i)},  {"revindex0", Value(n - i - 1)},
-                       {"first", Value(i == 0)},    {"last", Value(i == n - 1)},
-                       {"length", Value(n)},        {"depth", Value(int64_t{1})},
+      Value::Dict loop{{"index", Value(i + 1)},      {"index0", Value(i)},
+                       {"revindex", Value(n - i)},   {"revindex0", Value(n - i - 1)},
+                       {"first", Value(i == 0)},     {"last", Value(i == n - 1)},
+                       {"length", Value(n)},         {"depth", Value(int64_t{1})},
                        {"depth0", Value(int64_t{0})}};
       if (i > 0) loop.emplace_back("previtem", items[static_cast<size_t>(i - 1)]);
       if (i + 1 < n) loop.emplace_back("nextitem", items[static_cast<size_t>(i + 1)]);
-      loop.emplace_back("cycle", Value::MakeFunction("loop.cycle", [i](const CallArgs& args)
-                                                                       -> StatusOr<Value> {
-        if (args.args.empty()) return InvalidArgument("no items for cycling given");
-        return args.args[static_cast<size_t>(i) % args.args.size()];
-      }));
+      loop.emplace_back(
+          "cycle", Value::MakeFunction("loop.cycle", [i](const CallArgs& args) -> StatusOr<Value> {
+            if (args.args.empty()) return InvalidArgument("no items for cycling given");
+            return args.args[static_cast<size_t>(i) % args.args.size()];
+          }));
       iteration.Set("loop", Value::MakeNamespace(std::move(loop)));
       ITE_RETURN_IF_ERROR(RenderBody(s.bodies[0], &iteration, out));
       if (control_ == Control::kBreak) {

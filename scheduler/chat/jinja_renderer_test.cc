@@ -63,13 +63,11 @@ TEST(JinjaRendererTest, LoopVariablesAndScoping) {
   EXPECT_EQ(R("{% set ns = namespace(n=0) %}{% for i in range(4) %}{% set ns.n = ns.n + i %}"
               "{% endfor %}{{ ns.n }}"),
             "6");
-  EXPECT_EQ(R("{% for x in [1,2,3,4] if x is even %}{{ x }}{{ loop.length }}{% endfor %}"),
-            "2242");
+  EXPECT_EQ(R("{% for x in [1,2,3,4] if x is even %}{{ x }}{{ loop.length }}{% endfor %}"), "2242");
   EXPECT_EQ(R("{% for x in range(10) %}{% if x == 3 %}{% break %}{% endif %}"
               "{% if x == 1 %}{% continue %}{% endif %}{{ x }}{% endfor %}"),
             "02");
-  EXPECT_EQ(R("{% for k, v in {'a': 1, 'b': 2}|items %}{{ k }}={{ v }},{% endfor %}"),
-            "a=1,b=2,");
+  EXPECT_EQ(R("{% for k, v in {'a': 1, 'b': 2}|items %}{{ k }}={{ v }},{% endfor %}"), "a=1,b=2,");
 }
 
 TEST(JinjaRendererTest, FiltersAndMethods) {
@@ -79,8 +77,10 @@ TEST(JinjaRendererTest, FiltersAndMethods) {
   EXPECT_EQ(R("{{ [3,1,2]|sort|join('-') }}|{{ [1,2]|map('string')|list }}|{{ []|first }}"),
             "1-2-3|['1', '2']|");
   EXPECT_EQ(R("{{ msgs|selectattr('role', 'equalto', 'user')|map(attribute='c')|join }}",
-              {{"msgs", {{{"role", "user"}, {"c", "A"}}, {{"role", "x"}, {"c", "B"}},
-                         {{"role", "user"}, {"c", "C"}}}}}),
+              {{"msgs",
+                {{{"role", "user"}, {"c", "A"}},
+                 {{"role", "x"}, {"c", "B"}},
+                 {{"role", "user"}, {"c", "C"}}}}}),
             "AC");
   EXPECT_EQ(R("{{ 'a\\nb'|indent(2, true) }}"), "  a\n  b");
   EXPECT_EQ(R("{{ 2.5|round }} {{ 2.567|round(2) }} {{ '3'|int + 1 }} {{ 'x'|int }}"),
@@ -117,8 +117,9 @@ TEST(JinjaRendererTest, GlobalsAndMacros) {
 }
 
 TEST(JinjaRendererTest, LimitsStopRunawayTemplates) {
-  auto program = ParseTemplate("{% for a in range(100000) %}{% for b in range(100000) %}"
-                               "{% endfor %}{% endfor %}");
+  auto program = ParseTemplate(
+      "{% for a in range(100000) %}{% for b in range(100000) %}"
+      "{% endfor %}{% endfor %}");
   ASSERT_TRUE(program.ok());
   RenderLimits limits;
   limits.max_steps = 100000;

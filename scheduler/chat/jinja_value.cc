@@ -1,17 +1,18 @@
 #include "scheduler/chat/jinja_value.h"
 
+#include <utf8proc.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 
-#include <utf8proc.h>
-
 #include "common/check.h"
 
 namespace ite::jinja {
 
-Value::Value(std::string s) : kind_(Kind::kString), str_(std::make_shared<std::string>(std::move(s))) {}
+Value::Value(std::string s)
+    : kind_(Kind::kString), str_(std::make_shared<std::string>(std::move(s))) {}
 
 Value Value::Undefined(std::string hint) {
   Value v;
@@ -122,16 +123,26 @@ bool Truthy(const Value& v) {
 
 std::string TypeName(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return "Undefined";
-    case Value::Kind::kNone: return "NoneType";
-    case Value::Kind::kBool: return "bool";
-    case Value::Kind::kInt: return "int";
-    case Value::Kind::kFloat: return "float";
-    case Value::Kind::kString: return "str";
-    case Value::Kind::kList: return v.is_tuple() ? "tuple" : "list";
-    case Value::Kind::kDict: return "dict";
-    case Value::Kind::kNamespace: return "Namespace";
-    case Value::Kind::kFunction: return "function";
+    case Value::Kind::kUndefined:
+      return "Undefined";
+    case Value::Kind::kNone:
+      return "NoneType";
+    case Value::Kind::kBool:
+      return "bool";
+    case Value::Kind::kInt:
+      return "int";
+    case Value::Kind::kFloat:
+      return "float";
+    case Value::Kind::kString:
+      return "str";
+    case Value::Kind::kList:
+      return v.is_tuple() ? "tuple" : "list";
+    case Value::Kind::kDict:
+      return "dict";
+    case Value::Kind::kNamespace:
+      return "Namespace";
+    case Value::Kind::kFunction:
+      return "function";
   }
   return "object";
 }
@@ -229,12 +240,18 @@ std::string PyRepr(const Value& v) {
 
 std::string PyStr(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return "";
-    case Value::Kind::kNone: return "None";
-    case Value::Kind::kBool: return v.as_bool() ? "True" : "False";
-    case Value::Kind::kInt: return std::to_string(v.as_int());
-    case Value::Kind::kFloat: return PyFloatRepr(v.as_double());
-    case Value::Kind::kString: return v.as_string();
+    case Value::Kind::kUndefined:
+      return "";
+    case Value::Kind::kNone:
+      return "None";
+    case Value::Kind::kBool:
+      return v.as_bool() ? "True" : "False";
+    case Value::Kind::kInt:
+      return std::to_string(v.as_int());
+    case Value::Kind::kFloat:
+      return PyFloatRepr(v.as_double());
+    case Value::Kind::kString:
+      return v.as_string();
     case Value::Kind::kList: {
       const auto& items = v.as_list();
       std::string out = v.is_tuple() ? "(" : "[";
@@ -328,8 +345,8 @@ StatusOr<int> PyCompare(const Value& a, const Value& b, std::string_view op) {
   if (a.is_undefined() || b.is_undefined()) {
     return InvalidArgument("{}", a.is_undefined() ? a.undefined_hint() : b.undefined_hint());
   }
-  return InvalidArgument("'{}' not supported between instances of '{}' and '{}'", op,
-                         TypeName(a), TypeName(b));
+  return InvalidArgument("'{}' not supported between instances of '{}' and '{}'", op, TypeName(a),
+                         TypeName(b));
 }
 
 namespace {
@@ -338,13 +355,27 @@ void DumpString(const std::string& s, bool ensure_ascii, std::string& out) {
   out.push_back('"');
   for (char32_t cp : DecodeUtf8(s)) {
     switch (cp) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (cp < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<uint32_t>(cp));
@@ -370,9 +401,15 @@ Status Dump(const Value& v, const JsonDumpOptions& o, int level, std::string& ou
     for (int i = 0; i < lvl; ++i) out += o.indent;
   };
   switch (v.kind()) {
-    case Value::Kind::kNone: out += "null"; return Status::Ok();
-    case Value::Kind::kBool: out += v.as_bool() ? "true" : "false"; return Status::Ok();
-    case Value::Kind::kInt: out += std::to_string(v.as_int()); return Status::Ok();
+    case Value::Kind::kNone:
+      out += "null";
+      return Status::Ok();
+    case Value::Kind::kBool:
+      out += v.as_bool() ? "true" : "false";
+      return Status::Ok();
+    case Value::Kind::kInt:
+      out += std::to_string(v.as_int());
+      return Status::Ok();
     case Value::Kind::kFloat: {
       double d = v.as_double();
       if (std::isnan(d)) {
@@ -384,7 +421,9 @@ Status Dump(const Value& v, const JsonDumpOptions& o, int level, std::string& ou
       }
       return Status::Ok();
     }
-    case Value::Kind::kString: DumpString(v.as_string(), o.ensure_ascii, out); return Status::Ok();
+    case Value::Kind::kString:
+      DumpString(v.as_string(), o.ensure_ascii, out);
+      return Status::Ok();
     case Value::Kind::kList: {
       const auto& items = v.as_list();
       if (items.empty()) {
@@ -482,9 +521,24 @@ size_t CodePointCount(std::string_view s) {
 
 bool IsPySpace(char32_t cp) {
   switch (cp) {
-    case ' ': case '\t': case '\n': case '\v': case '\f': case '\r':
-    case 0x1c: case 0x1d: case 0x1e: case 0x1f: case 0x85: case 0xa0: case 0x1680:
-    case 0x2028: case 0x2029: case 0x202f: case 0x205f: case 0x3000:
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\v':
+    case '\f':
+    case '\r':
+    case 0x1c:
+    case 0x1d:
+    case 0x1e:
+    case 0x1f:
+    case 0x85:
+    case 0xa0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202f:
+    case 0x205f:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200a;

@@ -11,12 +11,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 
@@ -171,9 +170,9 @@ struct JsonDumpOptions {
   bool ensure_ascii = false;
   bool sort_keys = false;
   bool has_indent = false;
-  std::string indent;           // the per-level indent string when has_indent
-  std::string item_separator;   // defaults: ", " (or "," with an indent)
-  std::string key_separator;    // ": "
+  std::string indent;          // the per-level indent string when has_indent
+  std::string item_separator;  // defaults: ", " (or "," with an indent)
+  std::string key_separator;   // ": "
 };
 StatusOr<std::string> PyJsonDumps(const Value& v, const JsonDumpOptions& options);
 

@@ -86,7 +86,9 @@ __device__ __forceinline__ float FastExp2(float x) {
 // Online softmax for one tile. `s` holds raw scores; on return it holds the unnormalised
 // probabilities exp2(s * scale_log2 - m). m, l: running max (log2 domain) and this thread's
 // partial row sums for rows g (index 0) and g + 8 (index 1); o is rescaled in place.
-template <int kNTiles, int kOTiles>
+// kSkipUnchanged: test (one warp vote per row) whether any row max moved before rescaling o;
+// pays off in decode, where the max settles after a few tiles, and measured slower in prefill.
+template <int kNTiles, int kOTiles, bool kSkipUnchanged = false>
 __device__ __forceinline__ void OnlineSoftmax(float (&s)[kNTiles][4], float (&m)[2], float (&l)[2],
                                               float (&o)[kOTiles][4], float scale_log2) {
 #pragma unroll
@@ -110,7 +112,7 @@ __device__ __forceinline__ void OnlineSoftmax(float (&s)[kNTiles][4], float (&m)
     }
     l[i] = l[i] * corr + sum;
     // Once the running max settles, corr is 1 for every row of the warp: skip the rescale.
-    if (__any_sync(0xffffffffu, corr != 1.0f)) {
+    if (!kSkipUnchanged || __any_sync(0xffffffffu, corr != 1.0f)) {
 #pragma unroll
       for (int n = 0; n < kOTiles; ++n) {
         o[n][2 * i] *= corr;

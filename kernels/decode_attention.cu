@@ -159,7 +159,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 3) DecodeAttentionKernel(con
         }
       }
     }
-    OnlineSoftmax<TN / 8, Traits::kOTiles>(s, m, l, o, p.scale_log2);
+    OnlineSoftmax<TN / 8, Traits::kOTiles, true>(s, m, l, o, p.scale_log2);
     PvTile<T, D, TN / 8>(o, s, sk + Traits::kTileElems, lane);
     __syncwarp();  // every lane is done with this stage before it is refilled
     issue(tile + Traits::kStages * kWarps, stage);

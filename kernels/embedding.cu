@@ -15,9 +15,17 @@ __global__ void EmbeddingKernel(const T* __restrict__ table, int vocab, int dim,
   const bool valid = id >= 0 && id < vocab;
   const T* src = table + int64_t{valid ? id : 0} * dim;
   if (dim % 8 == 0) {
+    // Two 16-byte loads in flight per thread before the stores.
     const uint4 zero = make_uint4(0, 0, 0, 0);
-    for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) {
-      reinterpret_cast<uint4*>(dst)[i] = valid ? reinterpret_cast<const uint4*>(src)[i] : zero;
+    const uint4* s4 = reinterpret_cast<const uint4*>(src);
+    uint4* d4 = reinterpret_cast<uint4*>(dst);
+    const int nvec = dim / 8;
+    for (int i = threadIdx.x; i < nvec; i += 2 * blockDim.x) {
+      const int j = i + blockDim.x;
+      const uint4 a = valid ? s4[i] : zero;
+      const uint4 b = valid && j < nvec ? s4[j] : zero;
+      d4[i] = a;
+      if (j < nvec) d4[j] = b;
     }
   } else {
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
@@ -37,7 +45,7 @@ Status Embedding(DType dtype, const void* table, int32_t vocab, int32_t dim, con
     return InvalidArgument("Embedding: bad shape vocab={} dim={} n={}", vocab, dim, n);
   }
   if (n == 0) return Status::Ok();
-  const int work = dim % 8 == 0 ? dim / 8 : dim;
+  const int work = dim % 8 == 0 ? (dim / 8 + 1) / 2 : dim;
   const int threads = std::min(1024, std::max(32, (work + 31) / 32 * 32));
   if (dtype == DType::kF16) {
     EmbeddingKernel<__half><<<n, threads, 0, stream>>>(static_cast<const __half*>(table), vocab,

@@ -16,9 +16,12 @@
 namespace ite {
 namespace {
 
+// $ITE_MODEL_GGUF, else the default location scripts/fetch_model.sh downloads to.
 std::string ModelPath() {
   const char* p = std::getenv("ITE_MODEL_GGUF");
-  return p != nullptr ? p : "";
+  if (p != nullptr && *p != '\0') return p;
+  const char* src = std::getenv("ITE_SOURCE_DIR");
+  return std::string(src != nullptr ? src : ".") + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
 nlohmann::json Goldens() {

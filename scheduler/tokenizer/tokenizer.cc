@@ -175,10 +175,14 @@ std::string IncrementalDecoder::Push(int32_t id) {
   std::string text = tok_.Decode(ids_, skip_special_tokens_);
   // A trailing U+FFFD may be a character whose remaining bytes are in the next ids: hold it.
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
+  static constexpr int kMaxHeld = 8;  // a character is at most 4 bytes, so 4 byte tokens
   if (text.size() >= kReplacement.size() &&
-      text.compare(text.size() - kReplacement.size(), kReplacement.size(), kReplacement) == 0) {
+      text.compare(text.size() - kReplacement.size(), kReplacement.size(), kReplacement) == 0 &&
+      held_ < kMaxHeld) {
+    ++held_;
     return {};
   }
+  held_ = 0;
   if (text.size() < prefix_text_.size() || text.compare(0, prefix_text_.size(), prefix_text_)) {
     // Decoding is not prefix-stable here (should not happen with the supported decoders): emit
     // nothing new rather than repeating or garbling text; Flush settles the rest.
@@ -214,6 +218,7 @@ std::string IncrementalDecoder::Flush() {
   ids_.clear();
   prefix_text_.clear();
   prefix_len_ = 0;
+  held_ = 0;
   return delta;
 }
 

@@ -41,7 +41,10 @@ class Tokenizer {
 
 // Streams text for ids one at a time, never emitting half a UTF-8 character and handling
 // SentencePiece leading-space rules like a full Decode of the prefix would: the concatenation of
-// every Push() and the final Flush() equals tok.Decode(all ids). Not thread-safe (one per stream).
+// every Push() and the final Flush() equals tok.Decode(all ids). A trailing U+FFFD is held back
+// (it may be the first bytes of a character), but at most 8 pushes in a row, so a model emitting
+// invalid bytes still streams; only then can the stream differ from the full decode. Not
+// thread-safe (one per stream).
 class IncrementalDecoder {
  public:
   explicit IncrementalDecoder(const Tokenizer& tok, bool skip_special_tokens = true);
@@ -54,6 +57,7 @@ class IncrementalDecoder {
   std::vector<int32_t> ids_;  // ids since the last context token
   size_t prefix_len_ = 0;     // ids_[0, prefix_len_) were emitted already (context for the rest)
   std::string prefix_text_;   // Decode(ids_[0, prefix_len_))
+  int held_ = 0;              // pushes in a row held back for a trailing U+FFFD
 };
 
 }  // namespace ite

@@ -175,3 +175,28 @@ TEST(TokenizerTest, ConcurrentEncodeMatchesSerial) {
 
 }  // namespace
 }  // namespace ite
+
+namespace ite {
+namespace {
+
+// A model emitting invalid bytes still streams: a trailing U+FFFD is held at most 8 pushes.
+TEST(TokenizerTest, IncrementalDecoderDoesNotHoldInvalidBytesForever) {
+  LOAD_OR_SKIP(tok, SharedTokenizer("llama2/tokenizer.json"));
+  const auto ff = tok->TokenToId("<0xFF>");
+  ASSERT_TRUE(ff.has_value());
+  IncrementalDecoder dec(*tok);
+  std::string streamed;
+  int first_output = -1;
+  for (int i = 0; i < 20; ++i) {
+    const std::string chunk = dec.Push(*ff);
+    if (!chunk.empty() && first_output < 0) first_output = i;
+    streamed += chunk;
+  }
+  EXPECT_EQ(first_output, 8);
+  streamed += dec.Flush();
+  const std::vector<int32_t> ids(20, *ff);
+  EXPECT_EQ(streamed, tok->Decode(ids, true));
+}
+
+}  // namespace
+}  // namespace ite

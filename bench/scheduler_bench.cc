@@ -26,7 +26,10 @@ namespace {
 // sequence. Pausable, so requests can be held in the queue.
 class ZeroLatencyWorker : public WorkerClient {
  public:
-  ZeroLatencyWorker(int32_t num_blocks, int32_t max_position) {
+  // step_us > 0 makes each step take that long (a sleep: a stand-in for the GPU's forward, which
+  // leaves the CPU free), and the worker reports its idle time between steps as a real one does.
+  ZeroLatencyWorker(int32_t num_blocks, int32_t max_position, int64_t step_us = 0)
+      : step_us_(step_us) {
     info_.config.name = "zero-latency";
     info_.config.vocab_size = 32000;
     info_.config.max_position = max_position;
@@ -75,6 +78,12 @@ class ZeroLatencyWorker : public WorkerClient {
       }
       StepResult r;
       r.step_id = next.first.step_id;
+      auto begin = std::chrono::steady_clock::now();
+      if (has_stepped_) {
+        r.idle_us =
+            std::chrono::duration_cast<std::chrono::microseconds>(begin - last_end_).count();
+      }
+      if (step_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(step_us_));
       for (const StepSequence& s : next.first.seqs) {
         if (!s.sample) continue;
         StepOutput out;
@@ -82,11 +91,18 @@ class ZeroLatencyWorker : public WorkerClient {
         out.sample.token = 7;
         r.outputs.push_back(std::move(out));
       }
+      last_end_ = std::chrono::steady_clock::now();
+      has_stepped_ = true;
+      r.forward_us =
+          std::chrono::duration_cast<std::chrono::microseconds>(last_end_ - begin).count();
       next.second(std::move(r));
     }
   }
 
   WorkerInfo info_;
+  int64_t step_us_;
+  std::chrono::steady_clock::time_point last_end_;
+  bool has_stepped_ = false;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<StepRequest, std::function<void(StatusOr<StepResult>)>>> queue_;
@@ -130,14 +146,18 @@ struct StepCost {
   double steps_per_s = 0;
   double tokens_per_s = 0;
   int64_t steps = 0;
+  double worker_idle_us_per_step = 0;
 };
 
 // Closed loop: `running` requests of prompt_len -> output_len tokens; each finished request is
 // replaced at once (from its final event), so the running set stays full at realistic lengths.
-StepCost MeasureSteps(int running, int prompt_len, int output_len, double seconds) {
+StepCost MeasureSteps(int running, int prompt_len, int output_len, double seconds,
+                      int64_t step_us = 0, int32_t depth = 2) {
   auto worker = std::make_unique<ZeroLatencyWorker>(
-      /*num_blocks=*/running * ((prompt_len + output_len) / 16 + 2), /*max_position=*/8192);
+      /*num_blocks=*/running * ((prompt_len + output_len) / 16 + 2), /*max_position=*/8192,
+      step_us);
   SchedulerOptions o;
+  o.max_inflight_steps = depth;
   o.max_running = running;
   o.max_batch_tokens = 2048;
   std::vector<std::unique_ptr<WorkerClient>> workers;
@@ -181,6 +201,8 @@ StepCost MeasureSteps(int running, int prompt_len, int output_len, double second
   c.us_per_step = c.steps > 0 ? double(b.loop_cpu_us - a.loop_cpu_us) / c.steps : 0;
   c.steps_per_s = c.steps / wall;
   c.tokens_per_s = (tokens_b - tokens_a) / wall;
+  int64_t idle = b.workers[0].worker_idle_us - a.workers[0].worker_idle_us;
+  c.worker_idle_us_per_step = c.steps > 0 ? double(idle) / c.steps : 0;
   return c;
 }
 
@@ -262,6 +284,20 @@ int main(int argc, char** argv) {
                             {"steps_per_s", c.steps_per_s},
                             {"tokens_per_s", c.tokens_per_s},
                             {"steps", c.steps}});
+  }
+  // Worker idle time between steps when a step takes 2 ms (a stand-in for a GPU forward):
+  // without pipelining the worker waits for the scheduler's turnaround after every step.
+  std::printf("\n%-34s %16s %12s\n", "2 ms steps, 256 running", "worker idle/step", "steps/s");
+  for (int depth : {1, 2}) {
+    ite::StepCost c = ite::MeasureSteps(256, 128, 512, seconds, /*step_us=*/2000, depth);
+    std::printf("%-34s %13.1f us %12.0f\n",
+                depth == 1 ? "1 step in flight (no pipelining)" : "2 steps in flight",
+                c.worker_idle_us_per_step, c.steps_per_s);
+    out["idle"].push_back({{"running", 256},
+                           {"step_us", 2000},
+                           {"inflight_steps", depth},
+                           {"worker_idle_us_per_step", c.worker_idle_us_per_step},
+                           {"steps_per_s", c.steps_per_s}});
   }
   if (!memory) return 0;
   ite::Memory m = ite::MeasureMemory(/*queued=*/1000, /*prompt_len=*/512, /*cache=*/100000);

@@ -109,13 +109,28 @@ StatusOr<ChatTemplate> ChatTemplate::FromTokenizerConfig(const std::string& path
   } else if (tmpl != config.end() && !tmpl->is_null()) {
     return InvalidArgument("{}: field 'chat_template' must be a string or a list", config_path);
   } else {
-    // transformers >= 4.43 saves the template beside the config.
-    fs::path jinja_path = fs::path(config_path).parent_path() / "chat_template.jinja";
-    if (!fs::exists(jinja_path, ec)) {
-      return NotFound("{}: no field 'chat_template' and no chat_template.jinja beside it",
-                      config_path);
+    // Newer transformers save the template beside the config: chat_template.jinja, or
+    // chat_template.json ({"chat_template": "..."}, as processors of multimodal models do).
+    fs::path dir = fs::path(config_path).parent_path();
+    fs::path jinja_path = dir / "chat_template.jinja";
+    fs::path json_path = dir / "chat_template.json";
+    if (fs::exists(jinja_path, ec)) {
+      ITE_ASSIGN_OR_RETURN(sources["default"], ReadFile(jinja_path.string()));
+    } else if (fs::exists(json_path, ec)) {
+      ITE_ASSIGN_OR_RETURN(std::string json_text, ReadFile(json_path.string()));
+      nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("chat_template") ||
+          !j["chat_template"].is_string()) {
+        return InvalidArgument("{}: expected an object with a string field 'chat_template'",
+                               json_path.string());
+      }
+      sources["default"] = j["chat_template"].get<std::string>();
+    } else {
+      return NotFound(
+          "{}: no field 'chat_template', and no chat_template.jinja or chat_template.json beside "
+          "it",
+          config_path);
     }
-    ITE_ASSIGN_OR_RETURN(sources["default"], ReadFile(jinja_path.string()));
   }
   return Build(std::move(sources), std::move(tokens), config_path);
 }

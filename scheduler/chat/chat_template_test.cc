@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace ite {
 namespace {
@@ -122,6 +123,45 @@ TEST(ChatTemplateTest, TokenizerConfigFiles) {
   auto out = q->Render(user, true, OJson{{"enable_thinking", false}});
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ(*out, "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+}
+
+TEST(ChatTemplateTest, TemplateFileBesideConfig) {
+  auto dir = std::filesystem::temp_directory_path() / "ite_chat_template_test" / "beside";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "tokenizer_config.json") << R"({"eos_token": "<e>"})";
+  std::ofstream(dir / "chat_template.json") << R"({"chat_template": "J{{ eos_token }}"})";
+  OJson user = OJson::parse(R"([{"role":"user","content":"x"}])");
+  auto from_json = ChatTemplate::FromTokenizerConfig(dir.string());
+  ASSERT_TRUE(from_json.ok()) << from_json.status().ToString();
+  EXPECT_EQ(*from_json->Render(user, false), "J<e>");
+  std::ofstream(dir / "chat_template.jinja") << "K{{ eos_token }}\n";
+  auto from_jinja = ChatTemplate::FromFile((dir / "tokenizer_config.json").string());
+  ASSERT_TRUE(from_jinja.ok()) << from_jinja.status().ToString();
+  EXPECT_EQ(*from_jinja->Render(user, false), "K<e>");  // jinja2 drops one trailing newline
+}
+
+TEST(ChatTemplateTest, ConcurrentRendersShareOneTemplate) {
+  auto t = ChatTemplate::FromString(
+      "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}"
+      "{{ m.content }}{% endfor %}{{ ns.n }}",
+      "", "");
+  ASSERT_TRUE(t.ok());
+  std::vector<std::string> outputs(8);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      OJson messages = OJson::array();
+      for (int k = 0; k <= i; ++k) messages.push_back({{"role", "user"}, {"content", "m"}});
+      for (int rep = 0; rep < 200; ++rep) {
+        auto out = t->Render(messages, true);
+        outputs[i] = out.ok() ? *out : out.status().message();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(outputs[i], std::string(i + 1, 'm') + std::to_string(i + 1));
 }
 
 TEST(ChatTemplateTest, GgufTemplateMatchesGguflibExtraction) {

@@ -70,8 +70,7 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const BpeModelSpec& spec,
 }
 
 std::optional<int32_t> BpeModel::TokenToId(std::string_view token) const {
-  // Heterogeneous lookup needs C++20 transparent hashing; a temporary string is cheap here.
-  const auto it = token_to_id_.find(std::string(token));
+  const auto it = token_to_id_.find(token);
   if (it == token_to_id_.end()) return std::nullopt;
   return it->second;
 }
@@ -92,7 +91,7 @@ void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>& out) const 
   const bool cacheable = word.size() <= kMaxCachedWordBytes;
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mu_);
-    const auto it = cache_.find(std::string(word));
+    const auto it = cache_.find(word);
     if (it != cache_.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;

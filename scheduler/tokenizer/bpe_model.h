@@ -18,6 +18,14 @@
 
 namespace ite {
 
+// Hash for string maps looked up by string_view without building a std::string.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+template <typename V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
 class BpeModel {
  public:
   // Fails with a message naming `source` when a merge or the unk token is not in the vocab.
@@ -42,7 +50,7 @@ class BpeModel {
   void MergeWord(std::string_view word, std::vector<int32_t>& out) const;
 
   BpeModelSpec options_;  // flags and prefixes; vocab/merges moved into the maps below
-  std::unordered_map<std::string, int32_t> token_to_id_;
+  StringMap<int32_t> token_to_id_;
   std::vector<std::string> id_to_token_;
   std::vector<bool> has_id_;
   std::unordered_map<uint64_t, Merge> merges_;
@@ -53,7 +61,7 @@ class BpeModel {
   static constexpr size_t kCacheCapacity = 1 << 16;
   static constexpr size_t kMaxCachedWordBytes = 256;
   mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+  mutable StringMap<std::vector<int32_t>> cache_;
 };
 
 }  // namespace ite

@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -263,8 +264,9 @@ TEST(GgufReaderTest, RejectsBadTensors) {
 }
 
 TEST(GgufReaderTest, OpenReadsAFileAndNamesMissingOnes) {
-  const std::string path =
-      (std::filesystem::temp_directory_path() / "ite_gguf_reader_test.gguf").string();
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("ite_gguf_reader_test_" + std::to_string(::getpid()) + ".gguf"))
+                               .string();
   GgufTestWriter::WriteFile(path, SampleWriter().Build());
   auto f = GgufFile::Open(path);
   ASSERT_TRUE(f.ok()) << f.status().ToString();

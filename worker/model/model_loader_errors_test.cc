@@ -2,6 +2,7 @@
 // never a crash. Files are generated, then broken in one specific way each.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -22,10 +23,27 @@ using testing::GgufTestWriter;
 using ::testing::HasSubstr;
 using testing::TinyModel;
 
+// Directories made by TempDir, removed when the test program ends.
+class TempDirCleanup : public ::testing::Environment {
+ public:
+  static std::vector<fs::path>& Dirs() {
+    static std::vector<fs::path> dirs;
+    return dirs;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    for (const fs::path& d : Dirs()) fs::remove_all(d, ec);
+  }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempDirCleanup);
+
 fs::path TempDir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("ite_loader_errors_" + name);
+  // Per process: ctest -j runs test cases (separate processes) concurrently.
+  fs::path p =
+      fs::temp_directory_path() / ("ite_loader_errors_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(p);
   fs::create_directories(p);
+  TempDirCleanup::Dirs().push_back(p);
   return p;
 }
 

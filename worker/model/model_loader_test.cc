@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -23,10 +24,27 @@ namespace fs = std::filesystem;
 using testing::HostTensor;
 using testing::TinyModel;
 
+// Directories made by TempDir, removed when the test program ends.
+class TempDirCleanup : public ::testing::Environment {
+ public:
+  static std::vector<fs::path>& Dirs() {
+    static std::vector<fs::path> dirs;
+    return dirs;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    for (const fs::path& d : Dirs()) fs::remove_all(d, ec);
+  }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempDirCleanup);
+
 fs::path TempDir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("ite_loader_test_" + name);
+  // Per process: ctest -j runs test cases (separate processes) concurrently.
+  fs::path p =
+      fs::temp_directory_path() / ("ite_loader_test_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(p);
   fs::create_directories(p);
+  TempDirCleanup::Dirs().push_back(p);
   return p;
 }
 
@@ -130,6 +148,13 @@ struct Case {
   DType out;
 };
 
+std::string ArchName(ModelArch a) { return a == ModelArch::kQwen2 ? "Qwen2" : "Llama"; }
+
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  return ArchName(info.param.arch) + (info.param.tied ? "Tied" : "Untied") + "To" +
+         DTypeName(info.param.out);
+}
+
 class GgufLoadTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(GgufLoadTest, MatchesHfWeightsAfterUndoingThePermutation) {
@@ -156,7 +181,8 @@ INSTANTIATE_TEST_SUITE_P(Variants, GgufLoadTest,
                                            Case{ModelArch::kLlama, true, DType::kBF16},
                                            Case{ModelArch::kLlama, false, DType::kF16},
                                            Case{ModelArch::kQwen2, false, DType::kF32},
-                                           Case{ModelArch::kQwen2, true, DType::kBF16}));
+                                           Case{ModelArch::kQwen2, true, DType::kBF16}),
+                         CaseName);
 
 struct HfCase {
   ModelArch arch;
@@ -164,6 +190,11 @@ struct HfCase {
   bool sharded;
   DType out;
 };
+
+std::string HfCaseName(const ::testing::TestParamInfo<HfCase>& info) {
+  return ArchName(info.param.arch) + info.param.storage +
+         (info.param.sharded ? "ShardedTied" : "Single") + "To" + DTypeName(info.param.out);
+}
 
 class HfLoadTest : public ::testing::TestWithParam<HfCase> {};
 
@@ -188,7 +219,8 @@ INSTANTIATE_TEST_SUITE_P(Variants, HfLoadTest,
                                            HfCase{ModelArch::kLlama, "F16", false, DType::kF16},
                                            HfCase{ModelArch::kLlama, "F16", true, DType::kBF16},
                                            HfCase{ModelArch::kQwen2, "BF16", false, DType::kF32},
-                                           HfCase{ModelArch::kQwen2, "F32", true, DType::kF16}));
+                                           HfCase{ModelArch::kQwen2, "F32", true, DType::kF16}),
+                         HfCaseName);
 
 TEST(HfConfigTest, ReadsRopeScalingAndGenerationEos) {
   TinyModel ref = testing::MakeTinyModel(ModelArch::kLlama, true);

@@ -124,8 +124,10 @@ int Run(const Args& args) {
     std::string rest = decoder.Flush();
     std::fwrite(rest.data(), 1, rest.size(), stdout);
     std::fputc('\n', stdout);
+    std::fflush(stdout);  // before the stats line on stderr
   } else {
     std::printf("%s\n", nlohmann::json(result->tokens).dump().c_str());
+    std::fflush(stdout);
   }
   size_t n = result->tokens.size();
   std::fprintf(stderr,

@@ -65,26 +65,37 @@ int32_t SequenceSampler::Draw(const std::vector<float>& x) {
   auto better = [&x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
   order_.resize(vocab);
   std::iota(order_.begin(), order_.end(), 0);
-  bool sorted = false;
+  const float mx = *std::max_element(x.begin(), x.end());
+  if (!std::isfinite(mx)) {  // every logit -inf (or a +inf): fall back to the best one
+    return *std::min_element(order_.begin(), order_.end(), better);
+  }
+  double total = 0.0;  // unnormalised mass of the candidates top-p is measured against
   if (params_.top_k > 0 && params_.top_k < vocab) {
     std::nth_element(order_.begin(), order_.begin() + params_.top_k, order_.end(), better);
     order_.resize(params_.top_k);
     std::sort(order_.begin(), order_.end(), better);
-    sorted = true;
+    for (int32_t t : order_) total += std::exp(x[t] - mx);
   } else if (params_.top_p < 1.0f) {
-    std::sort(order_.begin(), order_.end(), better);
-    sorted = true;
-  }
-  float mx = sorted ? x[order_[0]] : *std::max_element(x.begin(), x.end());
-  if (!std::isfinite(mx)) {  // every logit -inf (or a +inf): fall back to the best one
-    return *std::min_element(order_.begin(), order_.end(), better);
+    // Only the most likely tokens can be in the nucleus: sort a growing best-first prefix until
+    // it holds top_p of the whole mass, instead of sorting the whole vocabulary every token.
+    for (float v : x) total += std::exp(v - mx);
+    const double limit = static_cast<double>(params_.top_p) * total;
+    size_t k = std::min<size_t>(64, order_.size());
+    while (true) {
+      if (k < order_.size())
+        std::nth_element(order_.begin(), order_.begin() + k, order_.end(), better);
+      std::sort(order_.begin(), order_.begin() + k, better);
+      double mass = 0.0;
+      for (size_t i = 0; i < k; ++i) mass += std::exp(x[order_[i]] - mx);
+      if (mass >= limit || k == order_.size()) break;
+      k = std::min(order_.size(), 4 * k);
+    }
+    order_.resize(k);
+  } else {
+    for (float v : x) total += std::exp(v - mx);
   }
   probs_.resize(order_.size());
-  double total = 0.0;
-  for (size_t i = 0; i < order_.size(); ++i) {
-    probs_[i] = std::exp(x[order_[i]] - mx);
-    total += probs_[i];
-  }
+  for (size_t i = 0; i < order_.size(); ++i) probs_[i] = std::exp(x[order_[i]] - mx);
   size_t keep = order_.size();
   if (params_.top_p < 1.0f) {
     // Keep tokens while the mass before them is below top_p: the smallest prefix reaching it.

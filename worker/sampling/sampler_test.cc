@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <random>
+#include <set>
 
 namespace ite {
 namespace {
@@ -121,6 +123,39 @@ TEST(SequenceSamplerTest, TopPKeepsTheSmallestSetReachingP) {
   q.top_p = 0.39f;
   SequenceSampler sq(q, {});
   for (int i = 0; i < 200; ++i) ASSERT_EQ(sq.Sample(logits).token, 3);
+}
+
+TEST(SequenceSamplerTest, TopPOnALargeVocabularyMatchesABruteForceNucleus) {
+  // 20000 tokens with a long tail: the nucleus of .95 spans hundreds of tokens, more than the
+  // sampler's first 64-token guess, so its growing prefix is exercised.
+  std::mt19937 rng(12);
+  std::normal_distribution<float> dist(0, 1.5f);
+  std::vector<float> logits(20000);
+  for (float& v : logits) v = dist(rng);
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  double z = 0;
+  for (float v : logits) z += std::exp(static_cast<double>(v));
+  std::set<int32_t> nucleus;
+  double before = 0;
+  for (int32_t t : order) {
+    if (before >= 0.95 * z) break;
+    nucleus.insert(t);
+    before += std::exp(static_cast<double>(logits[t]));
+  }
+  ASSERT_GT(nucleus.size(), 64u);
+  SamplingParams p = Seeded(13);
+  p.top_p = 0.95f;
+  SequenceSampler s(p, {});
+  std::set<int32_t> drawn;
+  for (int i = 0; i < 3000; ++i) {
+    int32_t t = s.Sample(logits).token;
+    ASSERT_TRUE(nucleus.count(t)) << t;
+    drawn.insert(t);
+  }
+  EXPECT_GT(drawn.size(), 64u);  // draws reach past the first guess
 }
 
 TEST(SequenceSamplerTest, MinPDropsTokensBelowAFractionOfTheBest) {

@@ -224,9 +224,20 @@ class Renderer {
         return Status::Ok();
       }
       case Stmt::Kind::kMacro: {
+        // A macro defined inside loops sees the loop variables as they are now (jinja2 closes
+        // over them); top-level variables are looked up when it runs.
+        Value::Dict closure;
+        for (const Scope* sc = scope; sc && sc != &root_; sc = sc->parent) {
+          for (const auto& [k, v] : sc->vars) {
+            bool shadowed = false;
+            for (const auto& [ck, cv] : closure) shadowed = shadowed || ck == k;
+            if (!shadowed) closure.emplace_back(k, v);
+          }
+        }
         const Stmt* macro = &s;
-        scope->Set(s.name, Value::MakeFunction(s.name, [this, macro](const CallArgs& args) {
-                     return CallMacro(*macro, args);
+        scope->Set(s.name, Value::MakeFunction(s.name, [this, macro, closure = std::move(closure)](
+                                                           const CallArgs& args) {
+                     return CallMacro(*macro, closure, args);
                    }));
         return Status::Ok();
       }
@@ -331,7 +342,7 @@ class Renderer {
     return Status::Ok();
   }
 
-  StatusOr<Value> CallMacro(const Stmt& macro, const CallArgs& args) {
+  StatusOr<Value> CallMacro(const Stmt& macro, const Value::Dict& closure, const CallArgs& args) {
     if (call_depth_ >= limits_.max_call_depth) {
       return ResourceExhausted("macro calls nested deeper than {}", limits_.max_call_depth);
     }
@@ -344,7 +355,8 @@ class Renderer {
         return InvalidArgument("macro '{}' takes no keyword argument '{}'", macro.name, k);
       }
     }
-    Scope scope{&root_, {}};
+    Scope captured{&root_, closure};
+    Scope scope{&captured, {}};
     for (size_t i = 0; i < macro.params.size(); ++i) {
       const std::string& p = macro.params[i];
       const Value* given = i < args.args.size() ? &args.args[i] : nullptr;

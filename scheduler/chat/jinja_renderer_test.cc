@@ -110,6 +110,13 @@ TEST(JinjaRendererTest, GlobalsAndMacros) {
               "{{ greet('A') }}/{{ greet('B', p='Yo') }}"),
             "Hi A/Yo B");
   EXPECT_EQ(R("{{ range(3)|list }}{{ dict(a=1) }}"), "[0, 1, 2]{'a': 1}");
+  // Top-level names are read when the macro runs; loop variables when it was defined.
+  EXPECT_EQ(R("{% set a = 1 %}{% macro f() %}{{ a }}{% endmacro %}{% set a = 2 %}{{ f() }}"), "2");
+  EXPECT_EQ(R("{% for i in [1,2] %}{% set c = i %}{% macro g() %}{{ c }}{{ i }}{% endmacro %}"
+              "{{ g() }}{% endfor %}"),
+            "1122");
+  EXPECT_EQ(R("{% macro f(a, b) %}{{ a }}|{{ b }}|{{ b is defined }}{% endmacro %}{{ f(1) }}"),
+            "1||False");
   auto year = RenderWith("{{ strftime_now('%Y') }}", nlohmann::ordered_json::object());
   ASSERT_TRUE(year.ok());
   EXPECT_EQ(year->size(), 4u);

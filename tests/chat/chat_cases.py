@@ -33,8 +33,12 @@ SEARCH_TOOL = {
     "function": {
         "name": "search_web",
         "description": "Search the web. 検索",
-        "parameters": {"type": "object", "properties": {"query": {"type": "string"},
-                       "top_k": {"type": "integer"}}, "required": ["query"]},
+        "parameters": {"type": "object", "properties": {
+            "query": {"type": "string"}, "top_k": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+            "filters": {"type": "object", "properties": {"a": {"type": "integer"},
+                                                         "b": {"type": "string"}}},
+            "raw": {}}, "required": ["query"]},
     },
 }
 
@@ -188,5 +192,10 @@ def all_cases(gguf_path):
         dict(LLAMA_TOKENS, tools=[WEATHER_TOOL], tools_in_user_message=False),
         dict(LLAMA_TOKENS, builtin_tools=["get_current_weather", "code_interpreter"], **DATE),
         dict(LLAMA_TOKENS, custom_tools=[SEARCH_TOOL])))
+    add("hermes_style_tools", fixture("hermes_style_tools.jinja"), TOOLS,
+        extras=(dict(JINJA_TOKENS, tools=[WEATHER_TOOL, SEARCH_TOOL]), JINJA_TOKENS))
+    add("hermes_style_tools", fixture("hermes_style_tools.jinja"),
+        {k: PLAIN[k] for k in ("single_user", "multi_turn", "special_chars", "unicode")},
+        extras=(JINJA_TOKENS,))
     add("features", fixture("features.jinja"), PLAIN, extras=(JINJA_TOKENS,), prompts=(True,))
     return cases

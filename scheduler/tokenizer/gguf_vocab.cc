@@ -171,11 +171,13 @@ StatusOr<BpeTokenizerSpec> SpecFromGguf(const GgufFile& f) {
   for (int32_t i = 0; i < n; ++i) {
     spec.model.vocab.emplace_back(tokens[i], i);
     const int64_t type = types.empty() ? kTypeNormal : types[i];
-    if ((type == kTypeControl || type == kTypeUserDefined) && !tokens[i].empty()) {
+    // The unknown token is special too (HF's converted tokenizers and llama.cpp parse it).
+    if ((type == kTypeControl || type == kTypeUserDefined || type == kTypeUnknown) &&
+        !tokens[i].empty()) {
       AddedTokenSpec a;
       a.id = i;
       a.content = tokens[i];
-      a.special = type == kTypeControl;
+      a.special = type != kTypeUserDefined;
       spec.added_tokens.push_back(std::move(a));
     }
   }

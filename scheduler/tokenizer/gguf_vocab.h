@@ -2,8 +2,8 @@
 //   model "gpt2":  byte-level BPE (tokens + merges); tokenizer.ggml.pre names the split regex.
 //   model "llama": SentencePiece BPE (tokens + scores, "▁" for spaces, <0xXX> byte fallback);
 //                  merges are derived from the scores the way HF's SentencePiece converter does.
-// Control tokens (token_type 3) become special added tokens, user-defined ones (4) plain added
-// tokens. BOS/EOS ids and add_bos_token / add_eos_token come from the metadata.
+// Control and unknown tokens (token_type 3, 2) become special added tokens, user-defined ones (4)
+// plain added tokens. BOS/EOS ids and add_bos_token / add_eos_token come from the metadata.
 #pragma once
 
 #include "common/gguf_reader.h"

@@ -14,6 +14,11 @@ not use, write it to a temp dir, and compare the same way on the corpus plus ext
                 (prepend_scheme "first", split false) and Metaspace decoder
   bos_eos:      post-processor Sequence[ByteLevel, TemplateProcessing(BOS $A EOS)] (Llama 3 style)
 
+  spm_gguf:     the Llama 2 vocabulary written as a SentencePiece ("llama") GGUF: a piece's score
+                is minus the rank of the first merge that makes it (pieces no merge makes rank
+                below all), token types unknown/control/byte/normal; so our score-derived merges
+                are checked against HF loading the original tokenizer.json
+
 GGUF reference: the GGUF's tokens / merges / token types are read with the small reader below
 (no `gguf` package needed) and turned into a `tokenizers` BPE with the pre-tokenizer of SmolLM2's
 tokenizer.json (Digits(individual_digits) + ByteLevel(use_regex)), control tokens (type 3) as
@@ -97,6 +102,69 @@ def hf_from_gguf(path):
     if meta.get("tokenizer.ggml.add_bos_token", False):
         raise ValueError(f"{path}: add_bos_token GGUFs need a post-processor in this reference")
     return tok
+
+
+def write_gguf(path, kv):
+    """Writes a GGUF v3 file with metadata only. kv: list of (key, type, value); type is a GGUF
+    value type number, or (9, element_type) for arrays."""
+    fmt = {4: "<I", 5: "<i", 6: "<f", 7: "<?"}
+
+    def s(x):
+        b = x.encode("utf-8")
+        return struct.pack("<Q", len(b)) + b
+
+    out = bytearray(b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv)))
+    for key, typ, val in kv:
+        out += s(key)
+        if isinstance(typ, tuple):
+            out += struct.pack("<IIQ", 9, typ[1], len(val))
+            for v in val:
+                out += s(v) if typ[1] == 8 else struct.pack(fmt[typ[1]], v)
+        else:
+            out += struct.pack("<I", typ) + (s(val) if typ == 8 else struct.pack(fmt[typ], val))
+    out += b"\0" * (-len(out) % 32)
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def make_spm_gguf(base_path, out_dir):
+    with open(base_path, encoding="utf-8") as f:
+        j = json.load(f)
+    vocab = j["model"]["vocab"]
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    special = {a["content"] for a in j["added_tokens"] if a["special"]}
+    types = []
+    for t in tokens:
+        if t == j["model"]["unk_token"]:
+            types.append(2)
+        elif t in special:
+            types.append(3)
+        elif len(t) == 6 and t.startswith("<0x") and t.endswith(">"):
+            types.append(6)
+        else:
+            types.append(1)
+    first_rank = {}
+    for rank, m in enumerate(j["model"]["merges"]):
+        a, b = m.split(" ", 1) if isinstance(m, str) else m
+        first_rank.setdefault(a + b, rank)
+    scores = [float(-first_rank.get(t, 100000 + i)) if ty == 1 else 0.0
+              for i, (t, ty) in enumerate(zip(tokens, types))]
+    path = os.path.join(out_dir, "spm.gguf")
+    write_gguf(path, [
+        ("general.architecture", 8, "llama"),
+        ("tokenizer.ggml.model", 8, "llama"),
+        ("tokenizer.ggml.tokens", (9, 8), tokens),
+        ("tokenizer.ggml.scores", (9, 6), scores),
+        ("tokenizer.ggml.token_type", (9, 5), types),
+        ("tokenizer.ggml.bos_token_id", 4, vocab["<s>"]),
+        ("tokenizer.ggml.eos_token_id", 4, vocab["</s>"]),
+        ("tokenizer.ggml.unknown_token_id", 4, vocab[j["model"]["unk_token"]]),
+        ("tokenizer.ggml.add_bos_token", 7, True),
+        ("tokenizer.ggml.add_space_prefix", 7, True),
+    ])
+    return path
 
 
 def make_variant(kind, base_path, out_dir):
@@ -231,6 +299,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for item in args.variant:
             kind, base = item.split("=", 1)
+            if kind == "spm_gguf":
+                all_ok &= compare("variant-spm_gguf", make_spm_gguf(base, tmp),
+                                  Tokenizer.from_file(base), args.bin, corpus)
+                continue
             path, extra = make_variant(kind, base, tmp)
             all_ok &= compare(f"variant-{kind}", path, Tokenizer.from_file(path), args.bin,
                               corpus + extra)

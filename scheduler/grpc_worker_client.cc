@@ -134,8 +134,8 @@ void GrpcWorkerClient::ReaderLoop(Stream* s) {
     }
     done(DecodeStepResult(reply));
   }
-  // Unblocks a Write stuck on flow control, then fences off further writes before Finish.
-  s->context.TryCancel();
+  // Read failing means the call is over, so a Write in progress returns at once; fence off
+  // further writes before Finish. (No TryCancel here: it would mask the real status.)
   {
     std::lock_guard<std::mutex> wlock(s->write_mu);
     std::lock_guard<std::mutex> lock(s->mu);

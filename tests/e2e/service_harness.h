@@ -1,0 +1,80 @@
+// Test harness for the end-to-end service tests: starts REAL ite-serve / ite-worker /
+// ite-scheduler processes from ITE_BIN_DIR on kernel-chosen loopback ports (ready files, no port
+// guessing), with bounded waits, and kills every child when it goes out of scope.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "proto/ite/v1/generation.grpc.pb.h"
+#include "scheduler/main/child_process.h"
+
+namespace ite::e2e {
+
+struct Env {
+  std::string bin_dir;  // ITE_BIN_DIR
+  std::string model;    // ITE_MODEL_GGUF
+  // Empty when something is missing; the message says what (tests GTEST_SKIP with it).
+  std::string missing;
+};
+Env ReadEnv();
+
+// A scratch directory removed at destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Waits for a ready file written by one of our binaries; 0 on timeout or if `child` exited.
+int WaitForPortFile(const std::string& file, ChildProcess* child, std::chrono::seconds timeout);
+
+// ite-serve with N workers on a free port. Children of ite-serve die with it (PDEATHSIG).
+class ServeProcess {
+ public:
+  // `extra` flags are appended to ite-serve's command line.
+  bool Start(const Env& env, int workers, const std::vector<std::string>& extra = {});
+  ~ServeProcess();
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  ChildProcess& process() { return process_; }
+  // Pids of ite-serve's direct children (scheduler and workers), from /proc.
+  std::vector<int> ChildPids() const;
+  std::unique_ptr<ite::v1::Generation::Stub> Stub() const;
+
+ private:
+  TempDir dir_;
+  ChildProcess process_;
+  int port_ = 0;
+};
+
+// Result of one streamed Generate call.
+struct GenerateResult {
+  grpc::Status status;
+  std::string text;
+  std::vector<int32_t> tokens;
+  ite::v1::FinishReason finish = ite::v1::FINISH_REASON_UNSPECIFIED;
+  ite::v1::Usage usage;
+  int chunks = 0;
+};
+GenerateResult Generate(ite::v1::Generation::Stub& stub, const ite::v1::GenerateRequest& req,
+                        std::chrono::seconds deadline = std::chrono::seconds(120));
+
+// A greedy request for `prompt` with `max_tokens`.
+ite::v1::GenerateRequest Greedy(const std::string& prompt, int max_tokens);
+
+// Runs a shell command, returns its exit code and stdout (stderr passes through).
+int RunCommand(const std::string& command, std::string* out);
+
+// The process's comm name ("ite-worker"...) or "" when the pid does not exist (or is a zombie).
+std::string ProcessName(int pid);
+
+}  // namespace ite::e2e

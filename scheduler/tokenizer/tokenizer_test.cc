@@ -14,9 +14,16 @@
 namespace ite {
 namespace {
 
+// The environment wins; the configure-time paths are the fallback (ctest's gtest discovery may
+// not pass every variable of ITE_TEST_ENV).
 std::string SharedTokenizer(const std::string& name) {
   const char* dir = std::getenv("ITE_SHARED_DIR");
-  return std::string(dir ? dir : "../shared") + "/tokenizers/" + name;
+  return std::string(dir ? dir : ITE_TEST_SHARED_DIR) + "/tokenizers/" + name;
+}
+
+std::string ModelGguf() {
+  const char* path = std::getenv("ITE_MODEL_GGUF");
+  return path ? path : ITE_TEST_MODEL_GGUF;
 }
 
 std::unique_ptr<Tokenizer> LoadOrNull(const std::string& path) {
@@ -59,8 +66,7 @@ TEST(TokenizerTest, HfFolderReadsConfigs) {
 }
 
 TEST(TokenizerTest, GgufVocabulary) {
-  const char* gguf = std::getenv("ITE_MODEL_GGUF");
-  LOAD_OR_SKIP(tok, std::string(gguf ? gguf : ""));
+  LOAD_OR_SKIP(tok, ModelGguf());
   EXPECT_EQ(tok->vocab_size(), 49152);
   EXPECT_EQ(tok->bos_id(), 1);
   EXPECT_EQ(tok->eos_ids(), (std::vector<int32_t>{2}));

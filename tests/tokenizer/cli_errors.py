@@ -27,13 +27,14 @@ def main():
         (["--tokenizer", tok, "--decode"], "[1.5]\n", 1, "1.5 is not a token id", 0),
         (["--tokenizer", "/nonexistent/tokenizer.json"], '"x"\n', 2, "/nonexistent/tokenizer.json",
          0),
-        ([], "", 106, "--tokenizer is required", 0),  # CLI11's RequiredError exit code
+        ([], "", None, "--tokenizer is required", 0),  # None: any nonzero status
     ]
     failures = 0
     for args, stdin, want_rc, want_err, want_lines in cases:
         rc, out, err = run(binary, args, stdin)
         lines = len(out.splitlines())
-        ok = rc == want_rc and want_err in err and lines == want_lines
+        rc_ok = rc != 0 if want_rc is None else rc == want_rc
+        ok = rc_ok and want_err in err and lines == want_lines
         print(f"{'ok  ' if ok else 'FAIL'} {args[2:] or args} stdin={stdin!r}: rc={rc} "
               f"stdout_lines={lines} stderr={err.strip()!r}")
         failures += not ok

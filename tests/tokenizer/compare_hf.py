@@ -18,6 +18,9 @@ not use, write it to a temp dir, and compare the same way on the corpus plus ext
                 is minus the rank of the first merge that makes it (pieces no merge makes rank
                 below all), token types unknown/control/byte/normal; so our score-derived merges
                 are checked against HF loading the original tokenizer.json
+  gguf_PRE:     a byte-level tokenizer.json (llama3, qwen3) written as a "gpt2" GGUF with
+                tokenizer.ggml.pre = PRE (llama-bpe, qwen2): checks our pre-tokenizer choice for
+                that name against HF loading the original file
 
 GGUF reference: the GGUF's tokens / merges / token types are read with the small reader below
 (no `gguf` package needed) and turned into a `tokenizers` BPE with the pre-tokenizer of SmolLM2's
@@ -167,6 +170,31 @@ def make_spm_gguf(base_path, out_dir):
     return path
 
 
+def make_bpe_gguf(base_path, pre, out_dir):
+    with open(base_path, encoding="utf-8") as f:
+        j = json.load(f)
+    n = max(max(j["model"]["vocab"].values()), max(a["id"] for a in j["added_tokens"])) + 1
+    tokens = [f"[UNUSED_{i}]" for i in range(n)]  # holes never occur in the real files
+    types = [1] * n
+    for t, i in j["model"]["vocab"].items():
+        tokens[i] = t
+    for a in j["added_tokens"]:
+        tokens[a["id"]] = a["content"]
+        types[a["id"]] = 3 if a["special"] else 4
+    merges = [m if isinstance(m, str) else " ".join(m) for m in j["model"]["merges"]]
+    path = os.path.join(out_dir, f"bpe_{pre}.gguf")
+    write_gguf(path, [
+        ("general.architecture", 8, "llama"),
+        ("tokenizer.ggml.model", 8, "gpt2"),
+        ("tokenizer.ggml.pre", 8, pre),
+        ("tokenizer.ggml.tokens", (9, 8), tokens),
+        ("tokenizer.ggml.token_type", (9, 5), types),
+        ("tokenizer.ggml.merges", (9, 8), merges),
+        ("tokenizer.ggml.add_bos_token", 7, False),
+    ])
+    return path
+
+
 def make_variant(kind, base_path, out_dir):
     """Writes an edited copy of base_path; returns (path, extra strings to test)."""
     with open(base_path, encoding="utf-8") as f:
@@ -299,6 +327,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for item in args.variant:
             kind, base = item.split("=", 1)
+            if kind.startswith("gguf_"):
+                pre = kind[len("gguf_"):].replace("_", "-")
+                all_ok &= compare(f"variant-{kind}", make_bpe_gguf(base, pre, tmp),
+                                  Tokenizer.from_file(base), args.bin, corpus)
+                continue
             if kind == "spm_gguf":
                 all_ok &= compare("variant-spm_gguf", make_spm_gguf(base, tmp),
                                   Tokenizer.from_file(base), args.bin, corpus)

@@ -28,6 +28,8 @@ for b in "${bins[@]}"; do
   src="$build/bin/$b"
   [ -x "$src" ] || continue
   install -m 755 "$src" "$out/bin/$b"
+  # Debug info stays in the build tree; ITE_BUNDLE_KEEP_SYMBOLS=1 keeps it in the bundle too.
+  [ "${ITE_BUNDLE_KEEP_SYMBOLS:-0}" = 1 ] || strip --strip-debug "$out/bin/$b"
   patchelf --set-rpath '$ORIGIN/../lib' "$out/bin/$b"
   # ldd lists the whole closure (transitive dependencies included).
   while read -r name path; do

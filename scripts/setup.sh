@@ -28,4 +28,9 @@ if ! "$root/.venv/bin/python" -c "import tokenizers, jinja2, numpy" 2>/dev/null;
   "$root/.venv/bin/pip" install -q "tokenizers==0.23.*" "jinja2>=3.1" numpy
 fi
 
+# Test-only gRPC client (a binary wheel, no build) for tests/e2e/python_client_test.py.
+if ! "$root/.venv/bin/python" -c "import grpc, google.protobuf" 2>/dev/null; then
+  "$root/.venv/bin/pip" install -q "grpcio==1.*" "protobuf>=4.21,<6"
+fi
+
 "$root/scripts/fetch_model.sh"

@@ -320,6 +320,10 @@ def main():
     args = ap.parse_args()
     with open(args.corpus, encoding="utf-8") as f:
         corpus = [json.loads(l) for l in f]
+    # Long runs (built here to keep corpus.jsonl small): one huge word, whitespace runs that
+    # stress the (?!\S) / [\r\n] alternatives, digit runs, emoji, a long special-token chain.
+    corpus += [" " * 20000 + "x", "a" * 30000, "\n \t" * 10000, "1" * 20000,
+               "\U0001F600" * 5000, "<|im_start|><s>" * 2000 + "end"]
     all_ok = True
     for item in args.json:
         name, path = item.split("=", 1)

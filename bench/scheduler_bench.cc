@@ -7,15 +7,14 @@
 // 2. Resident memory with 1,000 requests queued and a prefix cache holding 100k tokens.
 //    Target: < 200 MB.
 // Prints one table and writes JSON (--json).
+#include <CLI/CLI.hpp>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <fstream>
 #include <mutex>
-#include <thread>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "scheduler/scheduler.h"
 
@@ -169,13 +168,12 @@ StepCost MeasureSteps(int running, int prompt_len, int output_len, double second
   std::atomic<bool> stop{false};
   std::function<void()> submit = [&] {
     int64_t i = next++;
-    Status st = s.Submit(Request("r" + std::to_string(i), Prompt(static_cast<uint32_t>(i),
-                                                                  prompt_len),
-                                 output_len),
-                         [&](const GenerationEvent& e) {
-                           tokens += static_cast<int64_t>(e.tokens.size());
-                           if (e.finish != FinishReason::kNone && !stop) submit();
-                         });
+    Status st = s.Submit(
+        Request("r" + std::to_string(i), Prompt(static_cast<uint32_t>(i), prompt_len), output_len),
+        [&](const GenerationEvent& e) {
+          tokens += static_cast<int64_t>(e.tokens.size());
+          if (e.finish != FinishReason::kNone && !stop) submit();
+        });
     if (!st.ok() && !stop) {
       std::fprintf(stderr, "submit: %s\n", st.ToString().c_str());
       std::abort();
@@ -301,10 +299,11 @@ int main(int argc, char** argv) {
   }
   if (!memory) return 0;
   ite::Memory m = ite::MeasureMemory(/*queued=*/1000, /*prompt_len=*/512, /*cache=*/100000);
-  std::printf("memory: %d requests queued (512-token prompts), %lld tokens cached: RSS %.1f MB "
-              "(%.1f MB before the scheduler)\n",
-              m.queued, static_cast<long long>(m.cached_tokens), m.rss_after_kb / 1024.0,
-              m.rss_before_kb / 1024.0);
+  std::printf(
+      "memory: %d requests queued (512-token prompts), %lld tokens cached: RSS %.1f MB "
+      "(%.1f MB before the scheduler)\n",
+      m.queued, static_cast<long long>(m.cached_tokens), m.rss_after_kb / 1024.0,
+      m.rss_before_kb / 1024.0);
   out["memory"] = {{"queued", m.queued},
                    {"cached_tokens", m.cached_tokens},
                    {"rss_mb", m.rss_after_kb / 1024.0},

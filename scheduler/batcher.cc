@@ -16,9 +16,9 @@ Batcher::Batcher(const BatcherOptions& options, const WorkerInfo& info)
       eos_ids_(info.config.eos_token_ids),
       blocks_(info.num_blocks),
       cache_(info.block_size, &blocks_) {
-  ITE_CHECK(options_.max_batch_tokens > 0 && options_.max_running > 0 &&
-                options_.max_inflight_steps > 0,
-            "bad batcher options");
+  ITE_CHECK(
+      options_.max_batch_tokens > 0 && options_.max_running > 0 && options_.max_inflight_steps > 0,
+      "bad batcher options");
 }
 
 Batcher::~Batcher() {
@@ -65,8 +65,9 @@ bool Batcher::BuildStep(int64_t step_id, StepRequest* request) {
       ScheduleChunk(seq, &budget, request, /*may_preempt=*/true);
     }
   }
-  while (!waiting_.empty() && budget > 0 &&
-         static_cast<int32_t>(running_.size()) < options_.max_running) {
+  // At most one decode per token of budget runs, so every running sequence decodes every step.
+  const int32_t max_running = std::min(options_.max_running, options_.max_batch_tokens);
+  while (!waiting_.empty() && budget > 0 && static_cast<int32_t>(running_.size()) < max_running) {
     Sequence* seq = seqs_.at(std::get<2>(*waiting_.begin())).get();
     if (!Admit(seq, &budget, request)) break;
   }
@@ -104,8 +105,8 @@ bool Batcher::ScheduleChunk(Sequence* seq, int32_t* budget, StepRequest* request
   if (sample && seq->generated() + seq->inflight_samples >= seq->request.max_tokens) return false;
 
   const int32_t first_block = start / block_size_;
-  const bool cow = first_block < seq->blocks.size() &&
-                   blocks_.ref_count(seq->blocks[first_block]) > 1;
+  const bool cow =
+      first_block < seq->blocks.size() && blocks_.ref_count(seq->blocks[first_block]) > 1;
   const int32_t new_blocks = std::max(0, CeilDiv(end, block_size_) - seq->blocks.size());
   if (!EnsureFree(new_blocks + (cow ? 1 : 0), seq, request->step_id, may_preempt)) return false;
   if (cow) ITE_CHECK(blocks_.MakeWritable(&seq->blocks, first_block, &request->copy_blocks));
@@ -131,8 +132,7 @@ bool Batcher::ScheduleChunk(Sequence* seq, int32_t* budget, StepRequest* request
   return true;
 }
 
-bool Batcher::EnsureFree(int32_t blocks_needed, Sequence* keep, int64_t step_id,
-                         bool may_preempt) {
+bool Batcher::EnsureFree(int32_t blocks_needed, Sequence* keep, int64_t step_id, bool may_preempt) {
   if (blocks_.num_free() >= blocks_needed) return true;
   cache_.Evict(blocks_needed - blocks_.num_free());
   while (may_preempt && blocks_.num_free() < blocks_needed) {
@@ -285,10 +285,10 @@ void Batcher::OnToken(Sequence* seq, const SampleResult& sample, std::vector<Out
   }
   const GenerationRequest& req = seq->request;
   FinishReason reason = FinishReason::kNone;
-  bool stop_id = (!req.ignore_eos &&
-                  std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end()) ||
-                 std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), token) !=
-                     req.stop_token_ids.end();
+  bool stop_id =
+      (!req.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end()) ||
+      std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), token) !=
+          req.stop_token_ids.end();
   if (!stop_id) {
     StopChecker::Result r = seq->stop.Push(token);
     ev.text = std::move(r.text);

@@ -89,7 +89,7 @@ class Batcher {
   struct InflightSeq {
     int64_t seq_id;
     uint32_t epoch;
-    int32_t end;   // KV positions written once the step has run
+    int32_t end;  // KV positions written once the step has run
     bool sample;
     bool prefill;  // ran known tokens (worth offering to the prefix cache)
   };

@@ -4,11 +4,11 @@
 // and every finished request must equal the model run alone.
 #include "scheduler/batcher.h"
 
+#include <gtest/gtest.h>
+
 #include <deque>
 #include <map>
 #include <random>
-
-#include <gtest/gtest.h>
 
 #include "worker/service/fake_backend.h"
 #include "worker/service/worker_engine.h"
@@ -29,9 +29,9 @@ struct Outcome {
 class Driver {
  public:
   Driver(BatcherOptions options, int32_t block_size, int32_t num_blocks)
-      : engine_(std::make_unique<FakeBackend>(FakeModelConfig(kVocab, 4096), block_size,
-                                              num_blocks),
-                "fake"),
+      : engine_(
+            std::make_unique<FakeBackend>(FakeModelConfig(kVocab, 4096), block_size, num_blocks),
+            "fake"),
         batcher_(options, engine_.Info()) {}
 
   void Submit(const std::string& id, Tokens prompt, int32_t max_tokens, int32_t priority,

@@ -1,8 +1,8 @@
 #include "scheduler/block_manager.h"
 
-#include <random>
-
 #include <gtest/gtest.h>
+
+#include <random>
 
 namespace ite {
 namespace {

@@ -9,8 +9,8 @@ FakeWorkerClient::FakeWorkerClient(const FakeWorkerOptions& options) {
   ModelConfig config = FakeModelConfig(options.vocab, options.max_position);
   config.eos_token_ids = options.eos_token_ids;
   auto backend = std::make_unique<FakeBackend>(config, options.block_size, options.num_blocks);
-  inner_ = MakeInProcessWorkerClient(
-      std::make_unique<WorkerEngine>(std::move(backend), options.device));
+  inner_ =
+      MakeInProcessWorkerClient(std::make_unique<WorkerEngine>(std::move(backend), options.device));
 }
 
 FakeWorkerClient::~FakeWorkerClient() {

@@ -26,11 +26,11 @@ struct FakeWorkerOptions {
 
 struct FakeWorkerCounters {
   int64_t steps = 0;
-  int64_t max_step_tokens = 0;       // most tokens run in one step (decodes count 1)
-  int64_t max_inflight = 0;          // most steps sent and not yet answered
+  int64_t max_step_tokens = 0;  // most tokens run in one step (decodes count 1)
+  int64_t max_inflight = 0;     // most steps sent and not yet answered
   int64_t decodes_without_tokens = 0;
   int64_t block_copies = 0;
-  int64_t joins = 0;                 // sequences that (re)joined with sampling params
+  int64_t joins = 0;  // sequences that (re)joined with sampling params
   int64_t clears = 0;
 };
 

@@ -31,8 +31,7 @@ class InProcessWorkerClient : public WorkerClient {
     return engine_->Info();
   }
 
-  void StepAsync(StepRequest request,
-                 std::function<void(StatusOr<StepResult>)> done) override {
+  void StepAsync(StepRequest request, std::function<void(StatusOr<StepResult>)> done) override {
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       queue_.push_back({std::move(request), std::move(done)});

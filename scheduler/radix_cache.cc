@@ -91,8 +91,8 @@ RadixCache::Match RadixCache::MatchPrefix(std::span<const int32_t> tokens) {
   std::span<const int32_t> rest = tokens.subspan(pos);
   for (const auto& [hash, child] : node->children) {
     size_t n = std::min(rest.size(), child->tokens.size());
-    size_t k = std::mismatch(rest.begin(), rest.begin() + n, child->tokens.begin()).first -
-               rest.begin();
+    size_t k =
+        std::mismatch(rest.begin(), rest.begin() + n, child->tokens.begin()).first - rest.begin();
     if (static_cast<int32_t>(k) > match.partial_tokens) {
       match.partial_tokens = static_cast<int32_t>(k);
       match.partial_block = child->block;
@@ -116,8 +116,8 @@ int32_t RadixCache::PeekPrefixLength(std::span<const int32_t> tokens) const {
   for (const auto& [hash, child] : node->children) {
     size_t n = std::min(rest.size(), child->tokens.size());
     best = std::max<size_t>(
-        best, std::mismatch(rest.begin(), rest.begin() + n, child->tokens.begin()).first -
-                  rest.begin());
+        best,
+        std::mismatch(rest.begin(), rest.begin() + n, child->tokens.begin()).first - rest.begin());
   }
   return static_cast<int32_t>(pos + best);
 }
@@ -273,7 +273,8 @@ Status RadixCache::CheckInvariants() const {
     }
   }
   if (nodes != num_nodes_) return Internal("{} nodes, counter says {}", nodes, num_nodes_);
-  if (locked != num_locked_nodes_) return Internal("{} locked, counter {}", locked, num_locked_nodes_);
+  if (locked != num_locked_nodes_)
+    return Internal("{} locked, counter {}", locked, num_locked_nodes_);
   if (evictable != evictable_.size()) return Internal("LRU set has stale entries");
   return Status::Ok();
 }

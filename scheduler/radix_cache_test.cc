@@ -1,9 +1,9 @@
 #include "scheduler/radix_cache.h"
 
+#include <gtest/gtest.h>
+
 #include <map>
 #include <random>
-
-#include <gtest/gtest.h>
 
 namespace ite {
 namespace {
@@ -16,8 +16,7 @@ struct Fixture {
   // A sequence that computed `tokens` into fresh blocks.
   BlockTable Compute(const Tokens& tokens) {
     BlockTable t;
-    int32_t n = (static_cast<int32_t>(tokens.size()) + cache.block_size() - 1) /
-                cache.block_size();
+    int32_t n = (static_cast<int32_t>(tokens.size()) + cache.block_size() - 1) / cache.block_size();
     EXPECT_TRUE(blocks.Append(&t, n));
     return t;
   }

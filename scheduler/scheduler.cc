@@ -22,11 +22,16 @@ namespace ite {
 
 const char* FinishReasonName(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kNone: return "none";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kError: return "error";
+    case FinishReason::kNone:
+      return "none";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kError:
+      return "error";
   }
   return "unknown";
 }
@@ -44,14 +49,14 @@ struct Message {
   enum class Kind { kSubmit, kCancel, kResult, kWorkerBack, kShutdown };
   explicit Message(Kind k) : kind(k) {}
   Kind kind;
-  std::unique_ptr<Sequence> seq;                  // kSubmit
-  std::string request_id;                         // kCancel
-  int worker = -1;                                // kResult, kWorkerBack
-  uint64_t generation = 0;                        // kResult
-  Status status;                                  // kResult: the step's outcome
-  StepResult result;                              // kResult, when status is OK
-  WorkerInfo info;                                // kWorkerBack
-  bool drain = false;                             // kShutdown
+  std::unique_ptr<Sequence> seq;  // kSubmit
+  std::string request_id;         // kCancel
+  int worker = -1;                // kResult, kWorkerBack
+  uint64_t generation = 0;        // kResult
+  Status status;                  // kResult: the step's outcome
+  StepResult result;              // kResult, when status is OK
+  WorkerInfo info;                // kWorkerBack
+  bool drain = false;             // kShutdown
 };
 
 // One worker as the loop sees it.
@@ -61,8 +66,8 @@ struct WorkerSlot {
   std::unique_ptr<Batcher> batcher;
   std::atomic<bool> up{true};
   std::atomic<bool> probe_posted{false};
-  uint64_t generation = 0;  // + 1 per failure; results of older generations are dropped
-  int32_t outstanding = 0;  // steps sent and not answered, any generation
+  uint64_t generation = 0;              // + 1 per failure; results of older generations are dropped
+  int32_t outstanding = 0;              // steps sent and not answered, any generation
   std::optional<WorkerInfo> back_info;  // came back while old steps were still outstanding
   int64_t steps = 0;
   int64_t forward_us = 0;
@@ -183,8 +188,8 @@ Status Scheduler::Start() {
         return InvalidArgument(
             "worker {} serves a different model than worker 0 (vocab {} vs {}, block_size {} vs "
             "{}, context {} vs {})",
-            i, info->config.vocab_size, first.config.vocab_size, info->block_size,
-            first.block_size, info->config.max_position, first.config.max_position);
+            i, info->config.vocab_size, first.config.vocab_size, info->block_size, first.block_size,
+            info->config.max_position, first.config.max_position);
       }
     }
     s.slots[i]->info = *info;
@@ -209,7 +214,8 @@ Status Scheduler::Start() {
 
 Status Scheduler::Impl::Validate(const GenerationRequest& r) const {
   if (r.prompt_tokens.empty()) return InvalidArgument("prompt_tokens is empty");
-  if (r.max_tokens < 1) return InvalidArgument("max_tokens must be at least 1, got {}", r.max_tokens);
+  if (r.max_tokens < 1)
+    return InvalidArgument("max_tokens must be at least 1, got {}", r.max_tokens);
   const int64_t total = static_cast<int64_t>(r.prompt_tokens.size()) + r.max_tokens;
   if (total > max_context) {
     return InvalidArgument(

@@ -49,22 +49,24 @@ struct Usage {
 
 // Delivered in order, on the scheduler thread; keep the callback cheap.
 struct GenerationEvent {
-  std::vector<int32_t> tokens;         // new tokens since the last event (EOS/stop ids included)
+  std::vector<int32_t> tokens;  // new tokens since the last event (EOS/stop ids included)
   // One per token when the request asked for logprobs (sampling.logprobs or top_logprobs > 0),
   // otherwise empty (saves an allocation per token on the hot path).
   std::vector<SampleResult> samples;
-  std::string text;                    // newly final text (UTF-8 complete; stop string excluded)
+  std::string text;  // newly final text (UTF-8 complete; stop string excluded)
   FinishReason finish = FinishReason::kNone;
-  Usage usage;                         // filled on the final event
-  Status error;                        // with finish == kError
+  Usage usage;   // filled on the final event
+  Status error;  // with finish == kError
 };
 
 struct SchedulerOptions {
   int32_t max_batch_tokens = 2048;  // tokens per step (decodes count 1 each)
-  int32_t max_running = 256;        // sequences per worker in the running set
-  int32_t max_context = 0;          // 0: the model's max_position
+  // Sequences per worker in the running set (never more than max_batch_tokens, so every
+  // running sequence can decode in every step).
+  int32_t max_running = 256;
+  int32_t max_context = 0;  // 0: the model's max_position
   bool enable_prefix_cache = true;
-  int32_t max_inflight_steps = 2;   // per worker; 1 disables pipelining
+  int32_t max_inflight_steps = 2;  // per worker; 1 disables pipelining
   // Cache-aware routing: a worker with a longer cached prefix wins unless its load (running +
   // waiting) exceeds the least loaded worker's by more than this.
   int32_t route_load_slack = 16;

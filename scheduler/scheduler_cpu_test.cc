@@ -2,13 +2,13 @@
 // and the prefix cache must not change a single greedy token compared with each prompt run
 // alone. Models: the tiny random Llama in tests/data/tiny-llama (always), and the real
 // SmolLM2-135M GGUF ($ITE_MODEL_GGUF, skipped when absent) with its own tokenizer.
+#include <gtest/gtest.h>
+
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <random>
-
-#include <gtest/gtest.h>
 
 #include "scheduler/scheduler.h"
 #include "scheduler/tokenizer/tokenizer.h"
@@ -74,8 +74,8 @@ std::unique_ptr<Scheduler> MakeScheduler(const std::string& model_path, Schedule
   EXPECT_TRUE(backend.ok()) << backend.status().ToString();
   if (!backend.ok()) return nullptr;
   std::vector<std::unique_ptr<WorkerClient>> workers;
-  workers.push_back(MakeInProcessWorkerClient(
-      std::make_unique<WorkerEngine>(std::move(*backend), "cpu")));
+  workers.push_back(
+      MakeInProcessWorkerClient(std::make_unique<WorkerEngine>(std::move(*backend), "cpu")));
   auto s = std::make_unique<Scheduler>(options, std::move(tokenizer), std::move(workers));
   Status st = s->Start();
   EXPECT_TRUE(st.ok()) << st.ToString();
@@ -110,9 +110,9 @@ std::vector<Result> RunTogether(Scheduler* s, const std::vector<Tokens>& prompts
   std::vector<Result> out(prompts.size());
   Waiter w;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    EXPECT_TRUE(
-        s->Submit(Greedy("together" + std::to_string(i), prompts[i], max_tokens), w.Callback(&out[i]))
-            .ok());
+    EXPECT_TRUE(s->Submit(Greedy("together" + std::to_string(i), prompts[i], max_tokens),
+                          w.Callback(&out[i]))
+                    .ok());
   }
   EXPECT_TRUE(w.WaitFor(static_cast<int>(prompts.size())));
   return out;

@@ -3,13 +3,13 @@
 // paging) also checks block tables, prefix sharing, copy-on-write and preemption.
 #include "scheduler/scheduler.h"
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <random>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "scheduler/fake_worker_client.h"
 #include "worker/service/fake_backend.h"
@@ -161,10 +161,10 @@ TEST(SchedulerTest, ConcurrentRequestsMatchRunningAlone) {
     prompts.push_back(RandomTokens(&rng, 1 + rng() % 60));
     lengths.push_back(1 + rng() % 30);
     cs.push_back(std::make_unique<Collector>());
-    ASSERT_TRUE(h.scheduler
-                    ->Submit(Greedy("r" + std::to_string(i), prompts[i], lengths[i]),
-                             cs[i]->Callback())
-                    .ok());
+    ASSERT_TRUE(
+        h.scheduler
+            ->Submit(Greedy("r" + std::to_string(i), prompts[i], lengths[i]), cs[i]->Callback())
+            .ok());
   }
   for (int i = 0; i < 40; ++i) {
     ASSERT_TRUE(cs[i]->Wait());
@@ -175,6 +175,31 @@ TEST(SchedulerTest, ConcurrentRequestsMatchRunningAlone) {
   EXPECT_LE(k.max_step_tokens, 64);
   EXPECT_LE(k.max_inflight, 2);
   EXPECT_GT(k.decodes_without_tokens, 0);  // decodes carry no token: the worker feeds its own
+}
+
+TEST(SchedulerTest, ABudgetSmallerThanMaxRunningCapsTheRunningSet) {
+  SchedulerOptions o;
+  o.max_batch_tokens = 4;  // fewer tokens per step than max_running (256)
+  Harness h(o);
+  h.fakes[0]->Pause();
+  std::vector<std::unique_ptr<Collector>> cs;
+  std::vector<Tokens> prompts;
+  for (int i = 0; i < 10; ++i) {
+    prompts.push_back({i + 1, 2});
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(
+        h.scheduler->Submit(Greedy("r" + std::to_string(i), prompts[i], 30), cs[i]->Callback())
+            .ok());
+  }
+  ASSERT_TRUE(
+      WaitFor([&] { return h.scheduler->Stats().waiting + h.scheduler->Stats().running == 10; }));
+  EXPECT_LE(h.scheduler->Stats().running, 4);
+  h.fakes[0]->Resume();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(cs[i]->Wait());
+    EXPECT_EQ(cs[i]->tokens(), FakeModelGenerate(prompts[i], 30, kVocab));
+  }
+  EXPECT_LE(h.fakes[0]->counters().max_step_tokens, 4);
 }
 
 TEST(SchedulerTest, PipelinesTwoStepsAheadOfResults) {
@@ -422,9 +447,9 @@ TEST(SchedulerTest, WorkerFailureFailsItsRequestsFastAndTheWorkerComesBack) {
   std::vector<std::unique_ptr<Collector>> cs;
   for (int i = 0; i < 4; ++i) {
     cs.push_back(std::make_unique<Collector>());
-    ASSERT_TRUE(h.scheduler->Submit(Greedy("r" + std::to_string(i), {1, 2, 3}, 3000),
-                                    cs[i]->Callback())
-                    .ok());
+    ASSERT_TRUE(
+        h.scheduler->Submit(Greedy("r" + std::to_string(i), {1, 2, 3}, 3000), cs[i]->Callback())
+            .ok());
   }
   ASSERT_TRUE(WaitFor([&] { return cs[3]->events() > 2; }));
   auto t0 = std::chrono::steady_clock::now();
@@ -479,9 +504,9 @@ TEST(SchedulerTest, TwoWorkersRouteByCachedPrefixAndSurviveOneFailing) {
   for (int i = 0; i < 8; ++i) {
     prompts.push_back(RandomTokens(&rng, 6));
     cs.push_back(std::make_unique<Collector>());
-    ASSERT_TRUE(h.scheduler->Submit(Greedy("u" + std::to_string(i), prompts[i], 50),
-                                    cs[i]->Callback())
-                    .ok());
+    ASSERT_TRUE(
+        h.scheduler->Submit(Greedy("u" + std::to_string(i), prompts[i], 50), cs[i]->Callback())
+            .ok());
   }
   for (int i = 0; i < 8; ++i) {
     ASSERT_TRUE(cs[i]->Wait());
@@ -519,9 +544,9 @@ TEST(SchedulerTest, WaitingRequestsOfAFailedWorkerMoveToAHealthyOne) {
   for (int i = 0; i < 6; ++i) {
     prompts.push_back({100 + i, 7, 8});
     cs.push_back(std::make_unique<Collector>());
-    ASSERT_TRUE(h.scheduler->Submit(Greedy("r" + std::to_string(i), prompts[i], 6),
-                                    cs[i]->Callback())
-                    .ok());
+    ASSERT_TRUE(
+        h.scheduler->Submit(Greedy("r" + std::to_string(i), prompts[i], 6), cs[i]->Callback())
+            .ok());
   }
   ASSERT_TRUE(WaitFor([&] {
     SchedulerStats s = h.scheduler->Stats();
@@ -552,8 +577,9 @@ TEST(SchedulerTest, ShutdownDrainsOrCancels) {
     std::vector<std::unique_ptr<Collector>> cs;
     for (int i = 0; i < 6; ++i) {
       cs.push_back(std::make_unique<Collector>());
-      ASSERT_TRUE(h.scheduler->Submit(Greedy("r" + std::to_string(i), {1, 2, i}, drain ? 20 : 3000),
-                                      cs[i]->Callback())
+      ASSERT_TRUE(h.scheduler
+                      ->Submit(Greedy("r" + std::to_string(i), {1, 2, i}, drain ? 20 : 3000),
+                               cs[i]->Callback())
                       .ok());
     }
     h.scheduler->Shutdown(drain);

@@ -30,7 +30,7 @@ using EventCallback = std::function<void(const GenerationEvent&)>;
 struct Sequence {
   enum class State { kWaiting, kRunning };
 
-  int64_t seq_id = 0;  // unique per scheduler; names the sequence on the worker
+  int64_t seq_id = 0;    // unique per scheduler; names the sequence on the worker
   uint64_t arrival = 0;  // FCFS order within a priority
   GenerationRequest request;
   std::shared_ptr<EventCallback> on_event;

@@ -64,16 +64,14 @@ TEST(StopCheckerTest, NoStopStringsStreamsEverything) {
 TEST(StopCheckerTest, StopStringAcrossThreeTokens) {
   RunTable({"</answer>"},
            {{0, "Hello", false},
-            {4, "", false},        // "</" could start the stop string: held
-            {5, "", false},        // "</answer" still could
-            {6, "", true}},        // completed: nothing after "Hello" is emitted
+            {4, "", false},  // "</" could start the stop string: held
+            {5, "", false},  // "</answer" still could
+            {6, "", true}},  // completed: nothing after "Hello" is emitted
            "");
 }
 
 TEST(StopCheckerTest, HeldTextIsReleasedWhenItStopsMatching) {
-  RunTable({"</answer>"},
-           {{4, "", false}, {7, "</x", false}, {0, "Hello", false}},
-           "");
+  RunTable({"</answer>"}, {{4, "", false}, {7, "</x", false}, {0, "Hello", false}}, "");
 }
 
 TEST(StopCheckerTest, DoubleNewlineFromTwoTokens) {

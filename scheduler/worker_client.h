@@ -24,8 +24,7 @@ class WorkerClient {
   // they were sent, and `done` is called once per step, in that order, on an internal thread
   // (never inside StepAsync). An error status means the worker failed: the scheduler fails that
   // worker's requests with UNAVAILABLE and marks it down until a later Info() succeeds again.
-  virtual void StepAsync(StepRequest request,
-                         std::function<void(StatusOr<StepResult>)> done) = 0;
+  virtual void StepAsync(StepRequest request, std::function<void(StatusOr<StepResult>)> done) = 0;
 
   virtual Status Health() = 0;
 

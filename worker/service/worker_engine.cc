@@ -50,8 +50,8 @@ Status WorkerEngine::Validate(const StepRequest& request) const {
   for (size_t i = 0; i < request.copy_blocks.size(); ++i) {
     auto [src, dst] = request.copy_blocks[i];
     if (src < 0 || src >= num_blocks || dst < 0 || dst >= num_blocks) {
-      return InvalidArgument("step {}: copy_blocks[{}] ({} -> {}) outside [0, {})",
-                             request.step_id, i, src, dst, num_blocks);
+      return InvalidArgument("step {}: copy_blocks[{}] ({} -> {}) outside [0, {})", request.step_id,
+                             i, src, dst, num_blocks);
     }
   }
   std::unordered_set<int64_t> released(request.release_seq_ids.begin(),

@@ -1,9 +1,9 @@
 #include "worker/service/worker_engine.h"
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "worker/service/fake_backend.h"
 
@@ -120,8 +120,7 @@ TEST_F(WorkerEngineTest, RejectsBadRequestsWithoutChangingState) {
     auto res = engine_->Step(r);
     ASSERT_FALSE(res.ok()) << needle;
     EXPECT_EQ(res.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(res.status().message().find(needle), std::string::npos)
-        << res.status().message();
+    EXPECT_NE(res.status().message().find(needle), std::string::npos) << res.status().message();
   };
   StepRequest r;
   r.seqs.push_back(Decode(99, 0, {0}));

@@ -571,6 +571,47 @@ TEST(SchedulerTest, WaitingRequestsOfAFailedWorkerMoveToAHealthyOne) {
   EXPECT_EQ(failed, 1);
 }
 
+// A worker that answers with results the scheduler did not ask for.
+class GarbledWorker : public WorkerClient {
+ public:
+  StatusOr<WorkerInfo> Info() override {
+    WorkerInfo info;
+    info.config = FakeModelConfig(kVocab, 512);
+    info.block_size = 4;
+    info.num_blocks = 64;
+    return info;
+  }
+  void StepAsync(StepRequest request, std::function<void(StatusOr<StepResult>)> done) override {
+    StepResult r;
+    r.step_id = request.step_id;
+    for (const StepSequence& s : request.seqs) {
+      StepOutput out;
+      out.seq_id = s.seq_id + 1000;  // not a sequence of this step
+      out.sample.token = 1;
+      r.outputs.push_back(out);
+    }
+    std::thread([done, r] { done(r); }).detach();
+  }
+  Status Health() override { return Status::Ok(); }
+  Status Clear() override { return Status::Ok(); }
+};
+
+TEST(SchedulerTest, AWorkerAnsweringNonsenseIsTreatedAsFailed) {
+  std::vector<std::unique_ptr<WorkerClient>> workers;
+  workers.push_back(std::make_unique<GarbledWorker>());
+  SchedulerOptions o;
+  o.probe_interval_ms = 1000000;
+  Scheduler s(o, nullptr, std::move(workers));
+  ASSERT_TRUE(s.Start().ok());
+  Collector c;
+  ASSERT_TRUE(s.Submit(Greedy("x", {1, 2, 3}, 5), c.Callback()).ok());
+  ASSERT_TRUE(c.Wait(milliseconds(2000)));
+  EXPECT_EQ(c.finish(), FinishReason::kError);
+  EXPECT_EQ(c.error().code(), StatusCode::kUnavailable);
+  EXPECT_NE(c.error().message().find("expected"), std::string::npos) << c.error().message();
+  EXPECT_FALSE(s.Stats().workers[0].up);
+}
+
 TEST(SchedulerTest, ShutdownDrainsOrCancels) {
   for (bool drain : {true, false}) {
     Harness h({});

@@ -1,8 +1,7 @@
 // silu(gate) * up: a grid-stride loop over 8-element vectors (scalar when inter % 8 != 0).
-#include "ite/kernels/activation.h"
-
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
+#include "ite/kernels/activation.h"
 
 namespace ite::kernels {
 namespace {
@@ -27,8 +26,8 @@ __global__ void SiluMulVecKernel(const T* __restrict__ gate_up, T* __restrict__ 
 }
 
 template <typename T>
-__global__ void SiluMulScalarKernel(const T* __restrict__ gate_up, T* __restrict__ out,
-                                    int inter, int64_t total) {
+__global__ void SiluMulScalarKernel(const T* __restrict__ gate_up, T* __restrict__ out, int inter,
+                                    int64_t total) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
        i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / inter;
@@ -46,10 +45,10 @@ Status Launch(const void* gate_up, int32_t rows, int32_t inter, void* out, cudaS
   const int64_t blocks = std::min<int64_t>((work + threads - 1) / threads, 65536);
   if (vec) {
     SiluMulVecKernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(gate_up),
-                                                         static_cast<T*>(out), inter, work);
+                                                        static_cast<T*>(out), inter, work);
   } else {
     SiluMulScalarKernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(gate_up),
-                                                            static_cast<T*>(out), inter, work);
+                                                           static_cast<T*>(out), inter, work);
   }
   return LaunchStatus("SiluMulKernel");
 }
@@ -61,7 +60,8 @@ Status SiluMul(DType dtype, const void* gate_up, int32_t rows, int32_t inter, vo
   if (gate_up == nullptr || out == nullptr) {
     return InvalidArgument("SiluMul: gate_up and out must be non-null");
   }
-  if (rows < 0 || inter <= 0) return InvalidArgument("SiluMul: bad shape rows={} inter={}", rows, inter);
+  if (rows < 0 || inter <= 0)
+    return InvalidArgument("SiluMul: bad shape rows={} inter={}", rows, inter);
   if (rows == 0) return Status::Ok();
   if (dtype == DType::kF16) return Launch<__half>(gate_up, rows, inter, out, stream);
   return Launch<__nv_bfloat16>(gate_up, rows, inter, out, stream);

@@ -137,9 +137,9 @@ __device__ __forceinline__ void PvTile(float (&o)[kHeadDim / 8][4], const float 
 #pragma unroll
     for (int dp = 0; dp < kHeadDim / 16; ++dp) {
       uint32_t b[4];
-      LdMatrixX4Trans(b, SmemAddr(sv + Swizzle<kHeadDim>(kk * 16 + (lane & 7) +
-                                                             ((lane >> 3) & 1) * 8,
-                                                         dp * 2 + (lane >> 4))));
+      LdMatrixX4Trans(b,
+                      SmemAddr(sv + Swizzle<kHeadDim>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
+                                                      dp * 2 + (lane >> 4))));
       Mma16816<T>(o[2 * dp], a, b[0], b[1]);
       Mma16816<T>(o[2 * dp + 1], a, b[2], b[3]);
     }

@@ -17,4 +17,5 @@ inline Status LaunchStatus(const char* kernel) { return CudaStatus(cudaGetLastEr
 
 }  // namespace ite::kernels
 
-#define ITE_CUDA_RETURN_IF_ERROR(expr) ITE_RETURN_IF_ERROR(::ite::kernels::CudaStatus((expr), #expr))
+#define ITE_CUDA_RETURN_IF_ERROR(expr) \
+  ITE_RETURN_IF_ERROR(::ite::kernels::CudaStatus((expr), #expr))

@@ -28,7 +28,7 @@ struct DecodeTraits {
   static constexpr int kOTiles = kHeadDim / 8;
   static constexpr int kTileElems = kTileN * kHeadDim;
   static constexpr int kChunks = kHeadDim / 8;
-  static constexpr int kRowStep = 32 / kChunks;             // a warp copies its own tiles
+  static constexpr int kRowStep = 32 / kChunks;  // a warp copies its own tiles
   static constexpr int kRowsPerLane = kTileN / kRowStep;
   static constexpr size_t kStageBytes = size_t{kWarps} * kStages * 2 * kTileElems * sizeof(T);
   // The merge reuses the stage buffers: m and l per warp and row, then O per warp.
@@ -167,9 +167,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 3) DecodeAttentionKernel(con
   CpAsyncWait<0>();
   __syncthreads();  // stage buffers become the merge area
 
-  float* sm = reinterpret_cast<float*>(stage_raw);   // [kWarps][kRows]
-  float* sl = sm + kWarps * Traits::kRows;           // [kWarps][kRows]
-  float* so = sl + kWarps * Traits::kRows;           // [kWarps][kRows][D]
+  float* sm = reinterpret_cast<float*>(stage_raw);  // [kWarps][kRows]
+  float* sl = sm + kWarps * Traits::kRows;          // [kWarps][kRows]
+  float* so = sl + kWarps * Traits::kRows;          // [kWarps][kRows][D]
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     float sum = l[i];

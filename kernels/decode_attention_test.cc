@@ -1,8 +1,8 @@
 // DecodeAttention against cpu::PagedAttention (one query token per sequence): mixed lengths up
 // to 32k, GQA ratios 1/4/7/8/20, head_dim 64/128, f16/bf16, split counts from the heuristic and
 // forced ones. Cache slots outside every sequence hold NaN.
-#include "test_util.h"
 #include "ite/kernels/attention.h"
+#include "test_util.h"
 #include "worker/backend/cpu/cpu_ops.h"
 
 namespace ite::kernels {
@@ -31,13 +31,13 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
   }
   int32_t sms = 132;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
-  const int32_t splits = c.splits > 0 ? c.splits
-                                      : DecodeNumSplits(c.batch, c.heads, c.kv_heads, c.head_dim,
-                                                        max_len, sms);
-  SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " batch=" << c.batch << " max_len="
-                                    << c.max_len << " heads=" << c.heads << "/" << c.kv_heads
-                                    << " hd=" << c.head_dim << " bs=" << c.block_size
-                                    << " splits=" << splits);
+  const int32_t splits =
+      c.splits > 0 ? c.splits
+                   : DecodeNumSplits(c.batch, c.heads, c.kv_heads, c.head_dim, max_len, sms);
+  SCOPED_TRACE(::testing::Message()
+               << DTypeName(dtype) << " batch=" << c.batch << " max_len=" << c.max_len
+               << " heads=" << c.heads << "/" << c.kv_heads << " hd=" << c.head_dim
+               << " bs=" << c.block_size << " splits=" << splits);
   testing::RandomPagedCache cache =
       testing::MakeRandomPagedCache(kv_lens, c.block_size, c.kv_heads, c.head_dim, dtype, rng);
   const size_t row = size_t(c.heads) * c.head_dim;
@@ -45,13 +45,13 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
   RoundTo(q, dtype);
   const float scale = 1.0f / std::sqrt(float(c.head_dim));
   std::vector<float> ref(q.size());
-  cpu::PagedKv view{cache.k.data(), cache.v.data(), cache.num_blocks, cache.block_size,
-                    cache.num_kv_heads, cache.head_dim};
+  cpu::PagedKv view{cache.k.data(),   cache.v.data(),     cache.num_blocks,
+                    cache.block_size, cache.num_kv_heads, cache.head_dim};
   for (int32_t b = 0; b < c.batch; ++b) {
     std::span<const int32_t> table(cache.block_tables.data() + size_t(b) * cache.max_blocks_per_seq,
                                    (kv_lens[b] + c.block_size - 1) / c.block_size);
-    cpu::PagedAttention(view, table, kv_lens[b] - 1, q.data() + size_t(b) * row, 1, c.heads,
-                        scale, ref.data() + size_t(b) * row);
+    cpu::PagedAttention(view, table, kv_lens[b] - 1, q.data() + size_t(b) * row, 1, c.heads, scale,
+                        ref.data() + size_t(b) * row);
   }
   auto dq = Upload16(q, dtype);
   auto dkv = UploadRaw(kv_lens), dbt = UploadRaw(cache.block_tables);
@@ -84,14 +84,14 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
 TEST(DecodeAttentionKernel, MatchesCpuReference) {
   ITE_SKIP_WITHOUT_GPU();
   const Case cases[] = {
-      {1, 1, 8, 8, 64, 16, 0},         // first token
-      {1, 4099, 32, 8, 128, 16, 0},    // GQA 4, heuristic splits
-      {3, 1000, 28, 4, 128, 16, 0},    // GQA 7, mixed lengths
-      {17, 777, 16, 2, 64, 7, 0},      // GQA 8, odd block size
-      {64, 600, 32, 8, 128, 16, 0},    // batch 64
-      {5, 2000, 40, 2, 128, 16, 0},    // group 20: two head chunks per kv head
-      {4, 1500, 8, 8, 128, 16, 1},     // forced single split (no combine pass)
-      {4, 1500, 32, 8, 64, 16, 37},    // forced many splits, some empty for short rows
+      {1, 1, 8, 8, 64, 16, 0},       // first token
+      {1, 4099, 32, 8, 128, 16, 0},  // GQA 4, heuristic splits
+      {3, 1000, 28, 4, 128, 16, 0},  // GQA 7, mixed lengths
+      {17, 777, 16, 2, 64, 7, 0},    // GQA 8, odd block size
+      {64, 600, 32, 8, 128, 16, 0},  // batch 64
+      {5, 2000, 40, 2, 128, 16, 0},  // group 20: two head chunks per kv head
+      {4, 1500, 8, 8, 128, 16, 1},   // forced single split (no combine pass)
+      {4, 1500, 32, 8, 64, 16, 37},  // forced many splits, some empty for short rows
   };
   std::mt19937 rng(14);
   for (DType dtype : {DType::kBF16, DType::kF16}) {

@@ -68,13 +68,19 @@ template <typename T>
 __device__ __forceinline__ void Unpack8(const uint4& v, float (&f)[8]) {
   float2 a = UnpackFloat2<T>(v.x), b = UnpackFloat2<T>(v.y), c = UnpackFloat2<T>(v.z),
          d = UnpackFloat2<T>(v.w);
-  f[0] = a.x; f[1] = a.y; f[2] = b.x; f[3] = b.y;
-  f[4] = c.x; f[5] = c.y; f[6] = d.x; f[7] = d.y;
+  f[0] = a.x;
+  f[1] = a.y;
+  f[2] = b.x;
+  f[3] = b.y;
+  f[4] = c.x;
+  f[5] = c.y;
+  f[6] = d.x;
+  f[7] = d.y;
 }
 template <typename T>
 __device__ __forceinline__ uint4 Pack8(const float (&f)[8]) {
-  return make_uint4(PackFloat2<T>(f[0], f[1]), PackFloat2<T>(f[2], f[3]),
-                    PackFloat2<T>(f[4], f[5]), PackFloat2<T>(f[6], f[7]));
+  return make_uint4(PackFloat2<T>(f[0], f[1]), PackFloat2<T>(f[2], f[3]), PackFloat2<T>(f[4], f[5]),
+                    PackFloat2<T>(f[6], f[7]));
 }
 
 // Block-wide sum of one float per thread; every thread gets the result. `scratch` holds 32 floats.

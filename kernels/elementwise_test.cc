@@ -30,8 +30,8 @@ TEST(ElementwiseKernel, SiluMulMatchesCpu) {
   std::mt19937 rng(4);
   for (DType dtype : {DType::kBF16, DType::kF16}) {
     for (const Shape& s : shapes) {
-      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " rows=" << s.rows
-                                        << " inter=" << s.inter);
+      SCOPED_TRACE(::testing::Message()
+                   << DTypeName(dtype) << " rows=" << s.rows << " inter=" << s.inter);
       std::vector<float> gu = RandomVector(size_t(s.rows) * 2 * s.inter, rng, -4.0f, 4.0f);
       RoundTo(gu, dtype);
       std::vector<float> ref(size_t(s.rows) * s.inter);
@@ -64,7 +64,8 @@ TEST(ElementwiseKernel, SoftmaxMatchesCpu) {
       const float* xr = x.data() + size_t(r) * s.n;
       double mx = *std::max_element(xr, xr + s.n), z = 0.0;
       for (int32_t i = 0; i < s.n; ++i) z += std::exp(double(xr[i]) - mx);
-      for (int32_t i = 0; i < s.n; ++i) ref[size_t(r) * s.n + i] = float(std::exp(double(xr[i]) - mx) / z);
+      for (int32_t i = 0; i < s.n; ++i)
+        ref[size_t(r) * s.n + i] = float(std::exp(double(xr[i]) - mx) / z);
     }
     std::vector<float> cpu_ref = x;
     cpu::Softmax(cpu_ref.data(), s.rows, s.n);
@@ -89,8 +90,8 @@ TEST(ElementwiseKernel, EmbeddingMatchesCpu) {
   std::mt19937 rng(6);
   for (DType dtype : {DType::kBF16, DType::kF16}) {
     for (const Shape& s : shapes) {
-      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " vocab=" << s.vocab
-                                        << " dim=" << s.dim << " n=" << s.n);
+      SCOPED_TRACE(::testing::Message()
+                   << DTypeName(dtype) << " vocab=" << s.vocab << " dim=" << s.dim << " n=" << s.n);
       std::vector<float> table = RandomVector(size_t(s.vocab) * s.dim, rng);
       RoundTo(table, dtype);
       std::vector<int32_t> ids(s.n);

@@ -1,8 +1,7 @@
 // Embedding gather: one block per token, 16-byte copies when dim % 8 == 0.
-#include "ite/kernels/embedding.h"
-
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
+#include "ite/kernels/embedding.h"
 
 namespace ite::kernels {
 namespace {
@@ -49,11 +48,11 @@ Status Embedding(DType dtype, const void* table, int32_t vocab, int32_t dim, con
   const int threads = std::min(1024, std::max(32, (work + 31) / 32 * 32));
   if (dtype == DType::kF16) {
     EmbeddingKernel<__half><<<n, threads, 0, stream>>>(static_cast<const __half*>(table), vocab,
-                                                        dim, ids, static_cast<__half*>(out));
+                                                       dim, ids, static_cast<__half*>(out));
   } else {
-    EmbeddingKernel<__nv_bfloat16><<<n, threads, 0, stream>>>(
-        static_cast<const __nv_bfloat16*>(table), vocab, dim, ids,
-        static_cast<__nv_bfloat16*>(out));
+    EmbeddingKernel<__nv_bfloat16>
+        <<<n, threads, 0, stream>>>(static_cast<const __nv_bfloat16*>(table), vocab, dim, ids,
+                                    static_cast<__nv_bfloat16*>(out));
   }
   return LaunchStatus("EmbeddingKernel");
 }

@@ -60,10 +60,10 @@ struct GemmRunner::Impl {
     const cudaDataType_t out = g.out_f32 ? CUDA_R_32F : in;
     ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-    ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-        plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
-    ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-        plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+    ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                          &trans_a, sizeof(trans_a)));
+    ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                          &trans_b, sizeof(trans_b)));
     if (g.bias) {
       const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
       ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
@@ -118,7 +118,8 @@ Status GemmRunner::Run(const GemmArgs& g, cudaStream_t stream) {
   if (g.m < 0 || g.n <= 0 || g.k <= 0) {
     return InvalidArgument("GEMM: bad shape m={} n={} k={}", g.m, g.n, g.k);
   }
-  if (g.bias && g.out_f32) return InvalidArgument("GEMM: bias is only supported with out_f32=false");
+  if (g.bias && g.out_f32)
+    return InvalidArgument("GEMM: bias is only supported with out_f32=false");
   if (g.m == 0) return Status::Ok();
   ITE_ASSIGN_OR_RETURN(Plan * plan, impl_->GetPlan(g));
   if (g.bias) {
@@ -127,9 +128,8 @@ Status GemmRunner::Run(const GemmArgs& g, cudaStream_t stream) {
   }
   const float alpha = 1.0f, beta = 0.0f;
   ITE_LT_RETURN_IF_ERROR(cublasLtMatmul(impl_->handle, plan->desc, &alpha, g.w, plan->a, g.x,
-                                        plan->b, &beta, g.out, plan->c, g.out, plan->c,
-                                        &plan->algo, impl_->workspace, impl_->workspace_bytes,
-                                        stream));
+                                        plan->b, &beta, g.out, plan->c, g.out, plan->c, &plan->algo,
+                                        impl_->workspace, impl_->workspace_bytes, stream));
   return Status::Ok();
 }
 

@@ -23,7 +23,7 @@ struct Shape {
 
 TEST(GemmKernel, MatchesCpuMatMul) {
   ITE_SKIP_WITHOUT_GPU();
-  const Shape shapes[] = {{1, 1024, 576, false, false},  {7, 1536, 576, true, false},
+  const Shape shapes[] = {{1, 1024, 576, false, false},   {7, 1536, 576, true, false},
                           {64, 2048, 1024, false, false}, {33, 100, 72, true, false},
                           {17, 5000, 576, false, true},   {1, 4096, 4096, false, false}};
   auto runner_or = GemmRunner::Create();
@@ -32,9 +32,8 @@ TEST(GemmKernel, MatchesCpuMatMul) {
   std::mt19937 rng(7);
   for (DType dtype : {DType::kBF16, DType::kF16}) {
     for (const Shape& s : shapes) {
-      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " m=" << s.m << " n=" << s.n
-                                        << " k=" << s.k << " bias=" << s.bias
-                                        << " out_f32=" << s.out_f32);
+      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " m=" << s.m << " n=" << s.n << " k="
+                                        << s.k << " bias=" << s.bias << " out_f32=" << s.out_f32);
       std::vector<float> x = RandomVector(size_t(s.m) * s.k, rng);
       std::vector<float> w = RandomVector(size_t(s.n) * s.k, rng, -0.1f, 0.1f);
       std::vector<float> bias = RandomVector(s.n, rng);
@@ -47,14 +46,14 @@ TEST(GemmKernel, MatchesCpuMatMul) {
       DeviceBuffer dout(ref.size() * (s.out_f32 ? 4 : 2));
       for (int rep = 0; rep < 2; ++rep) {  // the second run uses the cached plan
         dout.Poison();
-        GemmArgs args{dtype,    dx.get(), dw.get(), s.bias ? dbias.get() : nullptr,
-                      dout.get(), s.out_f32, s.m,     s.n,
+        GemmArgs args{dtype,      dx.get(),  dw.get(), s.bias ? dbias.get() : nullptr,
+                      dout.get(), s.out_f32, s.m,      s.n,
                       s.k};
         const Status st = runner.Run(args, nullptr);
         ASSERT_TRUE(st.ok()) << st.ToString();
         ITE_CUDA_OK(cudaDeviceSynchronize());
-        std::vector<float> out = s.out_f32 ? DownloadRaw<float>(dout, ref.size())
-                                           : Download16(dout, ref.size(), dtype);
+        std::vector<float> out =
+            s.out_f32 ? DownloadRaw<float>(dout, ref.size()) : Download16(dout, ref.size(), dtype);
         EXPECT_EQ(testing::CountNonFinite(out), 0u);
         EXPECT_LT(RelError(out, ref), Tolerance(dtype));
       }

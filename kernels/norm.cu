@@ -1,9 +1,8 @@
 // RMSNorm (+ residual add): one block per row, 16-byte vectors, fp32 sums.
 // The row is read twice; the second read hits L1/L2 since a row is at most a few tens of KB.
-#include "ite/kernels/norm.h"
-
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
+#include "ite/kernels/norm.h"
 
 namespace ite::kernels {
 namespace {

@@ -24,8 +24,8 @@ TEST(NormKernel, RmsNormMatchesCpu) {
   std::mt19937 rng(1);
   for (DType dtype : {DType::kBF16, DType::kF16}) {
     for (const Shape& s : kShapes) {
-      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " rows=" << s.rows
-                                        << " dim=" << s.dim);
+      SCOPED_TRACE(::testing::Message()
+                   << DTypeName(dtype) << " rows=" << s.rows << " dim=" << s.dim);
       std::vector<float> x = RandomVector(size_t(s.rows) * s.dim, rng, -2.0f, 2.0f);
       std::vector<float> w = RandomVector(s.dim, rng, 0.5f, 1.5f);
       RoundTo(x, dtype);
@@ -55,8 +55,8 @@ TEST(NormKernel, AddRmsNormMatchesCpu) {
   std::mt19937 rng(2);
   for (DType dtype : {DType::kBF16, DType::kF16}) {
     for (const Shape& s : kShapes) {
-      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " rows=" << s.rows
-                                        << " dim=" << s.dim);
+      SCOPED_TRACE(::testing::Message()
+                   << DTypeName(dtype) << " rows=" << s.rows << " dim=" << s.dim);
       std::vector<float> x = RandomVector(size_t(s.rows) * s.dim, rng, -2.0f, 2.0f);
       std::vector<float> res = RandomVector(x.size(), rng, -2.0f, 2.0f);
       std::vector<float> w = RandomVector(s.dim, rng, 0.5f, 1.5f);

@@ -10,10 +10,9 @@
 // K/V traffic from L2 per FLOP against 64 (at 64 rows that traffic nears the L2 bandwidth).
 // Only the diagonal tiles are masked; tiles above the diagonal are never loaded, and a warp whose
 // rows all precede a tile skips its math. The S x S matrix never exists in memory.
-#include "ite/kernels/attention.h"
-
 #include "attention_common.cuh"
 #include "cuda_check.h"
+#include "ite/kernels/attention.h"
 
 namespace ite::kernels {
 namespace {
@@ -64,14 +63,13 @@ struct PrefillParams {
 };
 
 template <typename Traits>
-__global__ void __launch_bounds__(Traits::kThreads)
-    PrefillAttentionKernel(const PrefillParams p) {
+__global__ void __launch_bounds__(Traits::kThreads) PrefillAttentionKernel(const PrefillParams p) {
   using T = typename Traits::T;
   constexpr int D = Traits::kHeadDim, BM = Traits::kBlockM, BN = Traits::kBlockN;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sq = reinterpret_cast<T*>(smem_raw);
-  T* sk = sq + BM * D;                        // [kStages][BN][D]
-  T* sv = sk + Traits::kStages * BN * D;      // [kStages][BN][D]
+  T* sk = sq + BM * D;                    // [kStages][BN][D]
+  T* sv = sk + Traits::kStages * BN * D;  // [kStages][BN][D]
 
   // Grid (head, sequence, query block), query blocks slowest and heaviest (most KV tiles)
   // first: the grid's last wave holds the cheap blocks, and the query heads that share a KV head
@@ -230,8 +228,7 @@ __global__ void __launch_bounds__(Traits::kThreads)
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
           uint32_t b[4];
-          LdMatrixX4Trans(b, SmemAddr(svt + Swizzle<D>(kk * 16 + (lane & 7) +
-                                                           ((lane >> 3) & 1) * 8,
+          LdMatrixX4Trans(b, SmemAddr(svt + Swizzle<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
                                                        dp * 2 + (lane >> 4))));
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt) {
@@ -292,8 +289,9 @@ Status PrefillAttention(const PrefillAttentionArgs& a, cudaStream_t stream) {
   ITE_RETURN_IF_ERROR(ValidatePagedKvCache(a.cache, "PrefillAttention"));
   if (a.q == nullptr || a.out == nullptr || a.cu_seqlens_q == nullptr || a.kv_lens == nullptr ||
       a.block_tables == nullptr) {
-    return InvalidArgument("PrefillAttention: q, out, cu_seqlens_q, kv_lens and block_tables "
-                           "must be non-null");
+    return InvalidArgument(
+        "PrefillAttention: q, out, cu_seqlens_q, kv_lens and block_tables "
+        "must be non-null");
   }
   if (a.cache.head_dim != 64 && a.cache.head_dim != 128) {
     return InvalidArgument("PrefillAttention: head_dim {} unsupported (64 or 128)",

@@ -1,8 +1,8 @@
 // PrefillAttention against cpu::PagedAttention: variable-length batches with cached prefixes,
 // GQA ratios 1/4/7/8, head_dim 64/128, f16/bf16, lengths off the 64-row tile grid, odd block
 // sizes. Cache slots outside every sequence hold NaN, so an out-of-range read shows.
-#include "test_util.h"
 #include "ite/kernels/attention.h"
+#include "test_util.h"
 #include "worker/backend/cpu/cpu_ops.h"
 
 namespace ite::kernels {
@@ -21,10 +21,10 @@ struct Case {
 };
 
 void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
-  SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " batch=" << c.batch << " max_q="
-                                    << c.max_q << " max_prefix=" << c.max_prefix << " heads="
-                                    << c.heads << "/" << c.kv_heads << " hd=" << c.head_dim
-                                    << " bs=" << c.block_size);
+  SCOPED_TRACE(::testing::Message()
+               << DTypeName(dtype) << " batch=" << c.batch << " max_q=" << c.max_q
+               << " max_prefix=" << c.max_prefix << " heads=" << c.heads << "/" << c.kv_heads
+               << " hd=" << c.head_dim << " bs=" << c.block_size);
   std::uniform_int_distribution<int32_t> qd(1, c.max_q), pd(0, c.max_prefix);
   std::vector<int32_t> q_lens(c.batch), kv_lens(c.batch), cu = {0};
   int32_t max_q_len = 0;
@@ -42,8 +42,8 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
   const float scale = 1.0f / std::sqrt(float(c.head_dim));
 
   std::vector<float> ref(q.size());
-  cpu::PagedKv view{cache.k.data(), cache.v.data(), cache.num_blocks, cache.block_size,
-                    cache.num_kv_heads, cache.head_dim};
+  cpu::PagedKv view{cache.k.data(),   cache.v.data(),     cache.num_blocks,
+                    cache.block_size, cache.num_kv_heads, cache.head_dim};
   for (int32_t b = 0; b < c.batch; ++b) {
     std::span<const int32_t> table(cache.block_tables.data() + size_t(b) * cache.max_blocks_per_seq,
                                    (kv_lens[b] + c.block_size - 1) / c.block_size);

@@ -1,9 +1,8 @@
 // RoPE + paged KV write: one block per token. A thread rotates 8 pairs (i, i + head_dim/2) with
 // two 16-byte loads, so each head is handled by head_dim/16 threads.
-#include "ite/kernels/rope.h"
-
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
+#include "ite/kernels/rope.h"
 
 namespace ite::kernels {
 
@@ -90,8 +89,7 @@ Status Launch(const RopeKvWriteArgs& a, cudaStream_t stream) {
 
 Status RopeKvWrite(const RopeKvWriteArgs& a, cudaStream_t stream) {
   ITE_RETURN_IF_ERROR(ValidatePagedKvCache(a.cache, "RopeKvWrite"));
-  if (a.qkv == nullptr || a.positions == nullptr || a.slots == nullptr ||
-      a.inv_freq == nullptr) {
+  if (a.qkv == nullptr || a.positions == nullptr || a.slots == nullptr || a.inv_freq == nullptr) {
     return InvalidArgument("RopeKvWrite: qkv, positions, slots and inv_freq must be non-null");
   }
   if (a.num_tokens < 0 || a.num_heads <= 0 || a.num_kv_heads <= 0 ||

@@ -24,14 +24,16 @@ struct Case {
 
 TEST(RopeKernel, RotatesQAndWritesPagedKv) {
   ITE_SKIP_WITHOUT_GPU();
-  const Case cases[] = {{1, 8, 8, 64, false},  {13, 32, 8, 128, true}, {64, 28, 4, 128, true},
-                        {37, 16, 2, 64, false}, {5, 7, 1, 128, true}};
+  const Case cases[] = {{1, 8, 8, 64, false},
+                        {13, 32, 8, 128, true},
+                        {64, 28, 4, 128, true},
+                        {37, 16, 2, 64, false},
+                        {5, 7, 1, 128, true}};
   std::mt19937 rng(3);
   for (DType dtype : {DType::kBF16, DType::kF16}) {
     for (const Case& c : cases) {
-      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " tokens=" << c.tokens
-                                        << " heads=" << c.heads << "/" << c.kv_heads
-                                        << " hd=" << c.head_dim);
+      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " tokens=" << c.tokens << " heads="
+                                        << c.heads << "/" << c.kv_heads << " hd=" << c.head_dim);
       ModelConfig config;
       config.head_dim = c.head_dim;
       config.rope_theta = 500000.0f;
@@ -84,8 +86,8 @@ TEST(RopeKernel, RotatesQAndWritesPagedKv) {
       args.num_heads = c.heads;
       args.num_kv_heads = c.kv_heads;
       args.head_dim = c.head_dim;
-      args.cache = PagedKvCache{dk.get(), dv.get(), dtype, num_blocks, block_size, c.kv_heads,
-                                c.head_dim};
+      args.cache =
+          PagedKvCache{dk.get(), dv.get(), dtype, num_blocks, block_size, c.kv_heads, c.head_dim};
       const Status st = RopeKvWrite(args, nullptr);
       ASSERT_TRUE(st.ok()) << st.ToString();
       ITE_CUDA_OK(cudaDeviceSynchronize());

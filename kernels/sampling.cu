@@ -5,10 +5,9 @@
 //     probability mass (top-p). No sort, no copy of the row.
 //  3. A Gumbel-max draw over the tokens at or above the threshold: argmax(x / T + g_i) is an
 //     exact sample of softmax(x / T) restricted to those tokens.
-#include "ite/kernels/sampling.h"
-
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
+#include "ite/kernels/sampling.h"
 
 namespace ite::kernels {
 namespace {
@@ -240,8 +239,9 @@ __global__ void PenaltyKernel(float* logits, int vocab, const int32_t* __restric
 Status ApplyPenalties(const PenaltyArgs& a, cudaStream_t stream) {
   if (a.logits == nullptr || a.offsets == nullptr || a.token_ids == nullptr ||
       a.output_counts == nullptr) {
-    return InvalidArgument("ApplyPenalties: logits, token_ids, output_counts and offsets must "
-                           "be non-null");
+    return InvalidArgument(
+        "ApplyPenalties: logits, token_ids, output_counts and offsets must "
+        "be non-null");
   }
   if (a.batch < 0 || a.vocab <= 0) {
     return InvalidArgument("ApplyPenalties: bad shape batch={} vocab={}", a.batch, a.vocab);
@@ -255,8 +255,9 @@ Status ApplyPenalties(const PenaltyArgs& a, cudaStream_t stream) {
 Status Sample(const SamplingArgs& a, cudaStream_t stream) {
   if (a.logits == nullptr || a.tokens == nullptr || a.temperature == nullptr ||
       a.seeds == nullptr || a.steps == nullptr) {
-    return InvalidArgument("Sample: logits, tokens, temperature, seeds and steps must be "
-                           "non-null (top_k, top_p, min_p and logprobs may be null)");
+    return InvalidArgument(
+        "Sample: logits, tokens, temperature, seeds and steps must be "
+        "non-null (top_k, top_p, min_p and logprobs may be null)");
   }
   if (a.batch < 0 || a.vocab <= 0) {
     return InvalidArgument("Sample: bad shape batch={} vocab={}", a.batch, a.vocab);
@@ -277,9 +278,8 @@ Status Argmax(const float* logits, int32_t batch, int32_t vocab, int32_t* tokens
     return InvalidArgument("Argmax: bad shape batch={} vocab={}", batch, vocab);
   }
   if (batch == 0) return Status::Ok();
-  SampleKernel<<<batch, kThreads, 0, stream>>>(SampleParams{logits, vocab, nullptr, nullptr,
-                                                            nullptr, nullptr, nullptr, nullptr,
-                                                            tokens, logprobs});
+  SampleKernel<<<batch, kThreads, 0, stream>>>(SampleParams{
+      logits, vocab, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, tokens, logprobs});
   return LaunchStatus("SampleKernel");
 }
 

@@ -83,9 +83,8 @@ SampleRun RunSample(const std::vector<float>& logits, int32_t vocab,
     seeds.push_back(p.seed);
     steps.push_back(p.step);
   }
-  auto dl = UploadRaw(logits), dt = UploadRaw(temp), dk = UploadRaw(top_k),
-       dp = UploadRaw(top_p), dm = UploadRaw(min_p), ds = UploadRaw(seeds),
-       dst = UploadRaw(steps);
+  auto dl = UploadRaw(logits), dt = UploadRaw(temp), dk = UploadRaw(top_k), dp = UploadRaw(top_p),
+       dm = UploadRaw(min_p), ds = UploadRaw(seeds), dst = UploadRaw(steps);
   DeviceBuffer dtok(batch * 4), dlp(batch * 4);
   dtok.Poison();
   dlp.Poison();
@@ -129,9 +128,8 @@ TEST(SamplingKernel, ArgmaxAndLogprob) {
     auto dx = UploadRaw(x);
     DeviceBuffer dtok(batch * 4), dlp(batch * 4);
     dtok.Poison();
-    ASSERT_TRUE(Argmax(dx.as<float>(), batch, vocab, dtok.as<int32_t>(), dlp.as<float>(),
-                       nullptr)
-                    .ok());
+    ASSERT_TRUE(
+        Argmax(dx.as<float>(), batch, vocab, dtok.as<int32_t>(), dlp.as<float>(), nullptr).ok());
     ITE_CUDA_OK(cudaDeviceSynchronize());
     auto tok = DownloadRaw<int32_t>(dtok, batch);
     auto lp = DownloadRaw<float>(dlp, batch);
@@ -256,9 +254,9 @@ TEST(SamplingKernel, PenaltiesMatchReference) {
   }
   auto dx = UploadRaw(x), di = UploadRaw(ids), dc = UploadRaw(counts), doff = UploadRaw(offsets),
        dr = UploadRaw(rep), dp = UploadRaw(pres), df = UploadRaw(freq);
-  PenaltyArgs args{dx.as<float>(),     batch,          vocab,          di.as<int32_t>(),
-                   dc.as<int32_t>(),   doff.as<int32_t>(), dr.as<float>(), dp.as<float>(),
-                   df.as<float>()};
+  PenaltyArgs args{
+      dx.as<float>(),     batch,          vocab,          di.as<int32_t>(), dc.as<int32_t>(),
+      doff.as<int32_t>(), dr.as<float>(), dp.as<float>(), df.as<float>()};
   ASSERT_TRUE(ApplyPenalties(args, nullptr).ok());
   ITE_CUDA_OK(cudaDeviceSynchronize());
   std::vector<float> out = DownloadRaw<float>(dx, x.size());

@@ -144,7 +144,8 @@ RandomPagedCache MakeRandomPagedCache(const std::vector<int32_t>& kv_lens, int32
     for (int32_t p = 0; p < kv_lens[b]; ++p) {
       const size_t base =
           (size_t(c.block_tables[b * c.max_blocks_per_seq + p / block_size]) * block_size +
-           p % block_size) * slot;
+           p % block_size) *
+          slot;
       for (size_t i = 0; i < slot; ++i) {
         c.k[base + i] = FromBits(ToBits(dist(rng), dtype), dtype);
         c.v[base + i] = FromBits(ToBits(dist(rng), dtype), dtype);

@@ -49,7 +49,9 @@ class DeviceBuffer {
 
   void* get() const { return ptr_; }
   template <typename T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
   size_t bytes() const { return bytes_; }
   // 0xFF in every byte: NaN in f16, bf16 and f32, -1 in int32.
   void Poison();

@@ -13,11 +13,10 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "ite/kernels/activation.h"
 #include "ite/kernels/attention.h"
@@ -31,24 +30,22 @@
 namespace ite::kernels {
 namespace {
 
-#define BENCH_CUDA(expr)                                                                 \
-  do {                                                                                   \
-    cudaError_t _e = (expr);                                                             \
-    if (_e != cudaSuccess) {                                                             \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr,                  \
-                   cudaGetErrorString(_e));                                              \
-      std::exit(1);                                                                      \
-    }                                                                                    \
+#define BENCH_CUDA(expr)                                                                         \
+  do {                                                                                           \
+    cudaError_t _e = (expr);                                                                     \
+    if (_e != cudaSuccess) {                                                                     \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(_e)); \
+      std::exit(1);                                                                              \
+    }                                                                                            \
   } while (0)
 
-#define BENCH_OK(expr)                                                                   \
-  do {                                                                                   \
-    Status _s = (expr);                                                                  \
-    if (!_s.ok()) {                                                                      \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr,                  \
-                   _s.ToString().c_str());                                               \
-      std::exit(1);                                                                      \
-    }                                                                                    \
+#define BENCH_OK(expr)                                                                          \
+  do {                                                                                          \
+    Status _s = (expr);                                                                         \
+    if (!_s.ok()) {                                                                             \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, _s.ToString().c_str()); \
+      std::exit(1);                                                                             \
+    }                                                                                           \
   } while (0)
 
 struct Buffer {
@@ -59,7 +56,9 @@ struct Buffer {
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   template <typename T>
-  T* as() const { return static_cast<T*>(p); }
+  T* as() const {
+    return static_cast<T*>(p);
+  }
 };
 
 // Fills a buffer with random 16-bit values in about [-1, 1] (bf16 or f16 bit patterns) or
@@ -119,8 +118,7 @@ double TimeMs(const std::function<void(int)>& fn, int iters) {
 
 void Emit(const std::string& name, const nlohmann::json& shape, double value,
           const std::string& unit, double ms) {
-  nlohmann::json j{{"name", name}, {"shape", shape}, {"value", value}, {"unit", unit},
-                   {"ms", ms}};
+  nlohmann::json j{{"name", name}, {"shape", shape}, {"value", value}, {"unit", unit}, {"ms", ms}};
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
 }
@@ -131,7 +129,8 @@ double CopyBandwidth() {
   const size_t bytes = size_t{1} << 30;
   Buffer a(bytes), b(bytes);
   BENCH_CUDA(cudaMemset(a.p, 1, bytes));
-  const double ms = TimeMs([&](int) { cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice); }, 10);
+  const double ms =
+      TimeMs([&](int) { cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice); }, 10);
   const double gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
   Emit("copy_bandwidth", {{"bytes", bytes}}, gbs, "GB/s", ms);
   return gbs;
@@ -202,12 +201,19 @@ void BenchPrefill(std::mt19937& rng, bool quick) {
       a.num_heads = heads;
       a.scale = 1.0f / std::sqrt(float(hd));
       BENCH_OK(PrefillAttention(a, nullptr));
-      const double ms = TimeMs([&](int) { PrefillAttention(a, nullptr).ok(); }, seq >= 8192 ? 5 : 20);
+      const double ms =
+          TimeMs([&](int) { PrefillAttention(a, nullptr).ok(); }, seq >= 8192 ? 5 : 20);
       // Causal FLOPs as FlashAttention counts them: 4 * S^2 * D * H / 2 per sequence.
       const double flops = 4.0 * batch * double(seq) * seq * hd * heads / 2.0;
-      Emit("prefill_attention", {{"batch", batch}, {"seq", seq}, {"head_dim", hd},
-                                 {"heads", heads}, {"kv_heads", kv_heads}, {"dtype", "bf16"},
-                                 {"block_size", block_size}, {"causal", true}},
+      Emit("prefill_attention",
+           {{"batch", batch},
+            {"seq", seq},
+            {"head_dim", hd},
+            {"heads", heads},
+            {"kv_heads", kv_heads},
+            {"dtype", "bf16"},
+            {"block_size", block_size},
+            {"causal", true}},
            flops / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
     }
   }
@@ -250,9 +256,15 @@ void BenchDecode(std::mt19937& rng, bool quick, int sms) {
       BENCH_OK(DecodeAttention(a, nullptr));
       const double ms = TimeMs(run, 50);
       const double bytes = 2.0 * batch * double(ctx) * kv_heads * hd * 2;
-      Emit("decode_attention", {{"batch", batch}, {"ctx", ctx}, {"head_dim", hd},
-                                {"heads", heads}, {"kv_heads", kv_heads}, {"dtype", "bf16"},
-                                {"block_size", block_size}, {"splits", splits}},
+      Emit("decode_attention",
+           {{"batch", batch},
+            {"ctx", ctx},
+            {"head_dim", hd},
+            {"heads", heads},
+            {"kv_heads", kv_heads},
+            {"dtype", "bf16"},
+            {"block_size", block_size},
+            {"splits", splits}},
            bytes / (ms * 1e-3) / 1e9, "GB/s", ms);
     }
   }
@@ -281,7 +293,8 @@ void BenchElementwise(std::mt19937& rng) {
   {
     Buffer gu(size_t(tokens) * 2 * inter * 2), out(size_t(tokens) * inter * 2);
     FillRandom16(gu, dt, rng);
-    const double ms = TimeMs([&](int) { SiluMul(dt, gu.p, tokens, inter, out.p, nullptr).ok(); }, 20);
+    const double ms =
+        TimeMs([&](int) { SiluMul(dt, gu.p, tokens, inter, out.p, nullptr).ok(); }, 20);
     Emit("silu_mul", {{"rows", tokens}, {"inter", inter}, {"dtype", "bf16"}},
          double(gu.bytes + out.bytes) / (ms * 1e-3) / 1e9, "GB/s", ms);
   }
@@ -311,8 +324,12 @@ void BenchElementwise(std::mt19937& rng) {
     const double ms = TimeMs([&](int) { RopeKvWrite(a, nullptr).ok(); }, 20);
     // Reads q, k, v; writes q back and k, v to the cache.
     const double bytes = 2.0 * qkv.bytes;
-    Emit("rope_kv_write", {{"tokens", tokens}, {"heads", heads}, {"kv_heads", kv_heads},
-                           {"head_dim", hd}, {"dtype", "bf16"}},
+    Emit("rope_kv_write",
+         {{"tokens", tokens},
+          {"heads", heads},
+          {"kv_heads", kv_heads},
+          {"head_dim", hd},
+          {"dtype", "bf16"}},
          bytes / (ms * 1e-3) / 1e9, "GB/s", ms);
   }
   {
@@ -323,7 +340,9 @@ void BenchElementwise(std::mt19937& rng) {
     for (int32_t& v : h) v = int32_t(rng() % vocab);
     BENCH_CUDA(cudaMemcpy(ids.p, h.data(), tokens * 4, cudaMemcpyHostToDevice));
     const double ms = TimeMs(
-        [&](int) { Embedding(dt, table.p, vocab, hidden, ids.as<int32_t>(), tokens, out.p, nullptr).ok(); },
+        [&](int) {
+          Embedding(dt, table.p, vocab, hidden, ids.as<int32_t>(), tokens, out.p, nullptr).ok();
+        },
         20);
     Emit("embedding", {{"tokens", tokens}, {"dim", hidden}, {"vocab", vocab}, {"dtype", "bf16"}},
          2.0 * out.bytes / (ms * 1e-3) / 1e9, "GB/s", ms);
@@ -332,7 +351,8 @@ void BenchElementwise(std::mt19937& rng) {
     const int32_t rows = 256, vocab = 128256;
     Buffer x(size_t(rows) * vocab * 4), out(size_t(rows) * vocab * 4);
     FillRandomF32(x, rng, 3.0f);
-    const double ms = TimeMs([&](int) { Softmax(x.as<float>(), rows, vocab, out.as<float>(), nullptr).ok(); }, 20);
+    const double ms = TimeMs(
+        [&](int) { Softmax(x.as<float>(), rows, vocab, out.as<float>(), nullptr).ok(); }, 20);
     Emit("softmax", {{"rows", rows}, {"n", vocab}, {"dtype", "f32"}},
          2.0 * x.bytes / (ms * 1e-3) / 1e9, "GB/s", ms);
     // Sampling with top-k 50, top-p 0.9, min-p 0.05 on every row.
@@ -348,14 +368,26 @@ void BenchElementwise(std::mt19937& rng) {
     BENCH_CUDA(cudaMemcpy(dtk.p, tk.data(), rows * 4, cudaMemcpyHostToDevice));
     BENCH_CUDA(cudaMemcpy(ds.p, seeds.data(), rows * 8, cudaMemcpyHostToDevice));
     BENCH_CUDA(cudaMemcpy(dst.p, steps.data(), rows * 8, cudaMemcpyHostToDevice));
-    SamplingArgs a{x.as<float>(), rows, vocab, dtemp.as<float>(), dtk.as<int32_t>(),
-                   dtp.as<float>(), dmp.as<float>(), ds.as<uint64_t>(), dst.as<uint64_t>(),
-                   tok.as<int32_t>(), lp.as<float>()};
+    SamplingArgs a{x.as<float>(),
+                   rows,
+                   vocab,
+                   dtemp.as<float>(),
+                   dtk.as<int32_t>(),
+                   dtp.as<float>(),
+                   dmp.as<float>(),
+                   ds.as<uint64_t>(),
+                   dst.as<uint64_t>(),
+                   tok.as<int32_t>(),
+                   lp.as<float>()};
     double ms2 = TimeMs([&](int) { Sample(a, nullptr).ok(); }, 20);
     Emit("sample_topk_topp_minp", {{"rows", rows}, {"vocab", vocab}}, ms2 * 1e3, "us", ms2);
-    ms2 = TimeMs([&](int) { Argmax(x.as<float>(), rows, vocab, tok.as<int32_t>(), lp.as<float>(), nullptr).ok(); }, 20);
-    Emit("argmax", {{"rows", rows}, {"vocab", vocab}}, double(x.bytes) / (ms2 * 1e-3) / 1e9,
-         "GB/s", ms2);
+    ms2 = TimeMs(
+        [&](int) {
+          Argmax(x.as<float>(), rows, vocab, tok.as<int32_t>(), lp.as<float>(), nullptr).ok();
+        },
+        20);
+    Emit("argmax", {{"rows", rows}, {"vocab", vocab}}, double(x.bytes) / (ms2 * 1e-3) / 1e9, "GB/s",
+         ms2);
   }
 }
 
@@ -385,8 +417,10 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string only;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
-    else if (std::strncmp(argv[i], "--only=", 7) == 0) only = argv[i] + 7;
+    if (std::strcmp(argv[i], "--quick") == 0)
+      quick = true;
+    else if (std::strncmp(argv[i], "--only=", 7) == 0)
+      only = argv[i] + 7;
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--only=copy|prefill|decode|elementwise|gemm]\n",
                    argv[0]);

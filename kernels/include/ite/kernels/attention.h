@@ -53,8 +53,7 @@ struct DecodeAttentionArgs {
 int32_t DecodeNumSplits(int32_t batch, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
                         int32_t max_kv_len, int32_t num_multiprocessors);
 
-size_t DecodeWorkspaceBytes(int32_t batch, int32_t num_heads, int32_t head_dim,
-                            int32_t num_splits);
+size_t DecodeWorkspaceBytes(int32_t batch, int32_t num_heads, int32_t head_dim, int32_t num_splits);
 
 Status DecodeAttention(const DecodeAttentionArgs& args, cudaStream_t stream);
 

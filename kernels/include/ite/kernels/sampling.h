@@ -44,8 +44,8 @@ struct SamplingArgs {
   const float* min_p = nullptr;
   const uint64_t* seeds = nullptr;
   const uint64_t* steps = nullptr;
-  int32_t* tokens = nullptr;   // [batch] out
-  float* logprobs = nullptr;   // [batch] out, optional: log softmax(logits)[token]
+  int32_t* tokens = nullptr;  // [batch] out
+  float* logprobs = nullptr;  // [batch] out, optional: log softmax(logits)[token]
 };
 
 Status Sample(const SamplingArgs& args, cudaStream_t stream);

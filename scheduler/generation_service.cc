@@ -24,6 +24,17 @@ ite::v1::FinishReason ToProto(FinishReason reason) {
   }
 }
 
+// Runs `f` (which returns a StatusOr) so that no exception from third-party code (JSON, the
+// template engine) crosses the gRPC edge: it becomes INTERNAL with the exception's text.
+template <typename F>
+auto NoThrow(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return Internal("unexpected exception: {}", e.what());
+  }
+}
+
 // Events of one request, handed from the scheduler thread to the call's handler thread. The
 // scheduler callback only copies and notifies, so it stays cheap.
 struct EventQueue {
@@ -61,7 +72,7 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* context,
   if (!accepting_) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down");
   }
-  StatusOr<GenerationRequest> built = builder_->Build(*request);
+  StatusOr<GenerationRequest> built = NoThrow([&] { return builder_->Build(*request); });
   if (!built.ok()) return ToGrpcStatus(built.status());
   GenerationRequest gen = std::move(built).value();
   gen.request_id = request->request_id().empty()
@@ -154,9 +165,11 @@ grpc::Status GenerationService::Tokenize(grpc::ServerContext*,
                                          ite::v1::TokenizeResponse* response) {
   bool add_special = request->has_add_special_tokens() ? request->add_special_tokens() : true;
   std::string rendered;
-  StatusOr<std::vector<int32_t>> tokens = builder_->PromptTokens(
-      request->has_chat() ? &request->chat() : nullptr,
-      request->has_text() ? &request->text() : nullptr, nullptr, add_special, &rendered);
+  StatusOr<std::vector<int32_t>> tokens = NoThrow([&] {
+    return builder_->PromptTokens(request->has_chat() ? &request->chat() : nullptr,
+                                  request->has_text() ? &request->text() : nullptr, nullptr,
+                                  add_special, &rendered);
+  });
   if (!tokens.ok()) return ToGrpcStatus(tokens.status());
   response->mutable_token_ids()->Assign(tokens->begin(), tokens->end());
   if (request->return_tokens()) {

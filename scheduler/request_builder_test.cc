@@ -15,6 +15,10 @@ class RequestBuilderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* path = std::getenv("ITE_MODEL_GGUF");
+#ifdef ITE_TEST_DEFAULT_MODEL_GGUF
+    // ctest passes only the first variable of ITE_TEST_ENV through gtest_discover_tests.
+    if (path == nullptr) path = ITE_TEST_DEFAULT_MODEL_GGUF;
+#endif
     if (path == nullptr || !std::filesystem::exists(path)) {
       GTEST_SKIP() << "ITE_MODEL_GGUF not set or missing (scripts/fetch_model.sh fetches it)";
     }

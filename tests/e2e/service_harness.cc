@@ -17,6 +17,13 @@ Env ReadEnv() {
   Env env;
   const char* bin = std::getenv("ITE_BIN_DIR");
   const char* model = std::getenv("ITE_MODEL_GGUF");
+  // Build-time defaults (tests/e2e/CMakeLists.txt says why); the environment wins.
+#ifdef ITE_E2E_DEFAULT_BIN_DIR
+  if (bin == nullptr) bin = ITE_E2E_DEFAULT_BIN_DIR;
+#endif
+#ifdef ITE_E2E_DEFAULT_MODEL_GGUF
+  if (model == nullptr) model = ITE_E2E_DEFAULT_MODEL_GGUF;
+#endif
   if (bin == nullptr || !fs::exists(fs::path(bin) / "ite-serve")) {
     env.missing = "ITE_BIN_DIR with ite-serve not set (run through ctest)";
   } else if (model == nullptr || !fs::exists(model)) {

@@ -1,17 +1,17 @@
 #include "clients/client_bench.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "clients/client_common.h"
 
@@ -96,8 +96,7 @@ class Bench {
         if (!line.empty()) text_prompts_.push_back(line);
       }
       if (text_prompts_.empty()) {
-        fmt::print(stderr, "ite-client bench: --prompts-file {} has no prompts\n",
-                   o_.prompts_file);
+        fmt::print(stderr, "ite-client bench: --prompts-file {} has no prompts\n", o_.prompts_file);
         return kExitUsage;
       }
       return kExitOk;
@@ -139,7 +138,9 @@ class Bench {
     auto start = Clock::now();
     auto last = start;
     bool first = true;
-    auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+    auto ms = [](Clock::duration d) {
+      return std::chrono::duration<double, std::milli>(d).count();
+    };
     r.status = StreamGenerate(*stub_, req, &ctx, [&](const ite::v1::GenerateResponse& chunk) {
       int n = chunk.token_ids_size();
       if (n == 0) {
@@ -219,13 +220,11 @@ class Bench {
     }
     Percentiles pt = Summarize(ttft), pi = Summarize(itl), pe = Summarize(e2e);
     std::string mode = o_.rate > 0 ? fmt::format("poisson rate {:.2f} req/s", o_.rate)
-                                   : fmt::format("concurrency {}", o_.concurrency > 0
-                                                                       ? o_.concurrency
-                                                                       : o_.requests);
+                                   : fmt::format("concurrency {}",
+                                                 o_.concurrency > 0 ? o_.concurrency : o_.requests);
     fmt::print("requests {} ok {} failed {} | {} | input {} output {} tokens/request\n",
                o_.requests, ok, o_.requests - ok, mode,
-               o_.prompts_file.empty() ? fmt::format("{}", o_.input_len) : "file",
-               o_.output_len);
+               o_.prompts_file.empty() ? fmt::format("{}", o_.input_len) : "file", o_.output_len);
     fmt::print("duration {:.2f} s | {:.3f} req/s | output {:.1f} tok/s | input {:.1f} tok/s\n",
                seconds, ok / seconds, out_tokens / seconds, in_tokens / seconds);
     fmt::print("{:<10} {:>10} {:>10} {:>10} {:>10}\n", "metric(ms)", "mean", "p50", "p90", "p99");

@@ -9,12 +9,12 @@ namespace ite::client {
 struct BenchOptions {
   std::string addr;
   int32_t requests = 500;
-  int32_t concurrency = 0;  // > 0: closed loop with this many requests in flight
-  double rate = 0;          // > 0: open loop, Poisson arrivals at this many requests per second
-  int32_t input_len = 512;  // prompt tokens (random ids), unless prompts_file is given
-  int32_t output_len = 256; // new tokens per request (EOS ignored, so every request makes them)
-  std::string prompts_file; // one prompt per line, sent as text, cycled
-  std::string json_path;    // also write the results as JSON here
+  int32_t concurrency = 0;   // > 0: closed loop with this many requests in flight
+  double rate = 0;           // > 0: open loop, Poisson arrivals at this many requests per second
+  int32_t input_len = 512;   // prompt tokens (random ids), unless prompts_file is given
+  int32_t output_len = 256;  // new tokens per request (EOS ignored, so every request makes them)
+  std::string prompts_file;  // one prompt per line, sent as text, cycled
+  std::string json_path;     // also write the results as JSON here
   uint64_t seed = 1;
   float temperature = 0.0f;
   bool ignore_eos = true;

@@ -25,9 +25,9 @@ std::shared_ptr<grpc::Channel> Connect(const std::string& addr, std::chrono::mil
   args.SetMaxReceiveMessageSize(64 << 20);
   auto channel = grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + timeout)) {
-    *status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                           "cannot connect to " + addr + " within " +
-                               std::to_string(timeout.count()) + " ms");
+    *status =
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "cannot connect to " + addr + " within " +
+                                                        std::to_string(timeout.count()) + " ms");
     return nullptr;
   }
   *status = grpc::Status::OK;

@@ -1,12 +1,12 @@
 // Shared pieces of ite-client: exit codes, channel set-up, and one streamed Generate call.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "proto/ite/v1/generation.grpc.pb.h"
 

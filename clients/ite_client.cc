@@ -4,12 +4,12 @@
 //   ite-client bench --addr HOST:PORT [...]                    serving benchmark
 // stdout carries only generated text (generate, chat) or the result table (bench); diagnostics go
 // to stderr. Exit codes: see kExitHelp.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <string>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
 
 #include "clients/client_bench.h"
 #include "clients/client_common.h"
@@ -29,7 +29,7 @@ struct GenerateOptions {
   float temperature = -1;  // < 0: server default
   float top_p = -1;        // < 0: server default
   int32_t top_k = 0;
-  int64_t seed = -1;       // < 0: random
+  int64_t seed = -1;  // < 0: random
   bool chat = false;
   bool ignore_eos = false;
   bool usage = false;
@@ -191,8 +191,9 @@ int Main(int argc, char** argv) {
   bench->add_option("--requests", bench_opts.requests, "number of requests")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  auto* conc = bench->add_option("--concurrency", bench_opts.concurrency,
-                                 "closed loop: requests in flight (default: all at once)")
+  auto* conc = bench
+                   ->add_option("--concurrency", bench_opts.concurrency,
+                                "closed loop: requests in flight (default: all at once)")
                    ->check(CLI::PositiveNumber);
   bench->add_option("--rate", bench_opts.rate, "open loop: Poisson arrivals, requests/s")
       ->check(CLI::PositiveNumber)
@@ -209,8 +210,9 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   bench->add_option("--temperature", bench_opts.temperature, "sampling temperature")
       ->capture_default_str();
-  bench->add_option("--connect-timeout-ms", bench_opts.connect_timeout_ms,
-                    "give up connecting after this")
+  bench
+      ->add_option("--connect-timeout-ms", bench_opts.connect_timeout_ms,
+                   "give up connecting after this")
       ->capture_default_str();
   bench->footer(kExitHelp);
 

@@ -1,11 +1,11 @@
 #include "proto/grpc_server_runner.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
 #include <csignal>
 #include <cstdio>
 #include <fstream>
-
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include "common/logging.h"
 

@@ -3,20 +3,20 @@
 // loopback; put TLS in front), graceful stop on SIGTERM/SIGINT.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "common/status.h"
 
 namespace ite {
 
 struct GrpcServerOptions {
-  std::string name;           // for logs: "ite-worker", "ite-scheduler"
+  std::string name;  // for logs: "ite-worker", "ite-scheduler"
   std::string host = "127.0.0.1";
-  int port = 0;               // 0: the kernel picks a free port (see ready_file)
+  int port = 0;  // 0: the kernel picks a free port (see ready_file)
   // When set, the bound port is written here (atomically, via rename) once the server serves:
   // a parent process waits for this file instead of guessing free ports.
   std::string ready_file;

@@ -58,8 +58,7 @@ struct EventQueue {
 GenerationService::GenerationService(Scheduler* scheduler,
                                      std::shared_ptr<const Tokenizer> tokenizer,
                                      std::unique_ptr<RequestBuilder> builder,
-                                     std::vector<std::string> worker_addresses,
-                                     int32_t block_size)
+                                     std::vector<std::string> worker_addresses, int32_t block_size)
     : scheduler_(scheduler),
       tokenizer_(std::move(tokenizer)),
       builder_(std::move(builder)),
@@ -75,9 +74,8 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* context,
   StatusOr<GenerationRequest> built = NoThrow([&] { return builder_->Build(*request); });
   if (!built.ok()) return ToGrpcStatus(built.status());
   GenerationRequest gen = std::move(built).value();
-  gen.request_id = request->request_id().empty()
-                       ? fmt::format("req-{}", next_request_id_++)
-                       : request->request_id();
+  gen.request_id = request->request_id().empty() ? fmt::format("req-{}", next_request_id_++)
+                                                 : request->request_id();
   const std::string request_id = gen.request_id;
   const bool want_logprobs = gen.sampling.logprobs;
 

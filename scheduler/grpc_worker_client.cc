@@ -22,7 +22,7 @@ struct GrpcWorkerClient::Stream {
   std::unique_ptr<grpc::ClientReaderWriter<ite::v1::StepRequest, ite::v1::StepResult>> rw;
   std::mutex mu;
   std::deque<std::pair<Clock::time_point, Done>> pending;  // guarded by mu, in write order
-  bool broken = false;                                      // guarded by mu
+  bool broken = false;                                     // guarded by mu
   // Held around every Write and around marking the stream broken, so no Write runs
   // concurrently with (or after) Finish, which gRPC does not allow.
   std::mutex write_mu;
@@ -89,8 +89,8 @@ Status GrpcWorkerClient::Clear() {
   grpc::Status s = rpc_->stub->Clear(&ctx, ite::v1::WorkerClearRequest(), &reply);
   if (!s.ok()) {
     Status st = FromGrpcStatus(s);
-    return Status(st.code(), fmt::format("worker {}: Clear failed: {}", options_.address,
-                                         st.message()));
+    return Status(st.code(),
+                  fmt::format("worker {}: Clear failed: {}", options_.address, st.message()));
   }
   state_lost_ = false;
   return Status::Ok();
@@ -159,8 +159,8 @@ void GrpcWorkerClient::ReaderLoop(Stream* s) {
     ITE_LOG_WARN("{}; failing {} step(s) in flight", msg, failed.size());
     // The engine's own errors (INVALID_ARGUMENT, ...) keep their code; transport trouble is
     // UNAVAILABLE either way.
-    StatusCode code = st.ok() || st.code() == StatusCode::kCancelled ? StatusCode::kUnavailable
-                                                                     : st.code();
+    StatusCode code =
+        st.ok() || st.code() == StatusCode::kCancelled ? StatusCode::kUnavailable : st.code();
     for (auto& [sent, done] : failed) done(Status(code, msg));
   }
 }
@@ -172,9 +172,8 @@ void GrpcWorkerClient::SenderLoop() {
     cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || !outbox_.empty(); });
     if (stream_) {
       std::lock_guard<std::mutex> slock(stream_->mu);
-      if (!stream_->pending.empty() &&
-          Clock::now() - stream_->pending.front().first >
-              std::chrono::milliseconds(options_.step_timeout_ms)) {
+      if (!stream_->pending.empty() && Clock::now() - stream_->pending.front().first >
+                                           std::chrono::milliseconds(options_.step_timeout_ms)) {
         ITE_LOG_ERROR("worker {}: step not answered in {} ms, dropping the stream",
                       options_.address, options_.step_timeout_ms);
         stream_->context.TryCancel();
@@ -191,9 +190,10 @@ void GrpcWorkerClient::SenderLoop() {
           stream_->context.TryCancel();
           stream_->reader.join();
         }
-        done(Unavailable("worker {}: connection lost; its sequence state is gone until the "
-                         "scheduler clears it",
-                         options_.address));
+        done(
+            Unavailable("worker {}: connection lost; its sequence state is gone until the "
+                        "scheduler clears it",
+                        options_.address));
         lock.lock();
         continue;
       }

@@ -30,8 +30,8 @@
 namespace ite {
 
 struct GrpcWorkerClientOptions {
-  std::string address;                 // host:port of the ite-worker
-  int32_t rpc_timeout_ms = 5000;       // Info, Health, Clear
+  std::string address;            // host:port of the ite-worker
+  int32_t rpc_timeout_ms = 5000;  // Info, Health, Clear
   // A step not answered within this is treated as a hung worker. Generous: a CPU prefill of a
   // full token budget can take seconds.
   int32_t step_timeout_ms = 120000;
@@ -64,7 +64,7 @@ class GrpcWorkerClient final : public WorkerClient {
   void ReaderLoop(Stream* stream);
 
   const GrpcWorkerClientOptions options_;
-  struct Rpc;                  // channel + stub (pimpl keeps gRPC headers out of this header)
+  struct Rpc;  // channel + stub (pimpl keeps gRPC headers out of this header)
   std::unique_ptr<Rpc> rpc_;
 
   std::mutex mu_;

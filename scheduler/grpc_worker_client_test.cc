@@ -4,10 +4,10 @@
 // UNAVAILABLE instead of hanging.
 #include "scheduler/grpc_worker_client.h"
 
-#include <future>
-
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+
+#include <future>
 
 #include "worker/service/fake_backend.h"
 #include "worker/service/grpc_worker_service.h"
@@ -127,13 +127,12 @@ TEST_F(GrpcWorkerClientTest, EngineErrorKeepsItsCodeAndTheNextStreamWorks) {
   EXPECT_NE(bad.status().code(), StatusCode::kOk);
   EXPECT_FALSE(bad.status().message().empty());
   // The failed stream may have lost sequence state: steps fail until the scheduler clears.
-  EXPECT_EQ(Send(*client, Join(2, 1, {4, 5}, {0})).get().status().code(),
-            StatusCode::kUnavailable);
+  EXPECT_EQ(Send(*client, Join(2, 1, {4, 5}, {0})).get().status().code(), StatusCode::kUnavailable);
   ASSERT_TRUE(client->Clear().ok());
   StatusOr<StepResult> good = Send(*client, Join(2, 1, {4, 5}, {0})).get();
   ASSERT_TRUE(good.ok()) << good.status().ToString();
-  EXPECT_EQ(good->outputs[0].sample.token, FakeModelGenerate(std::vector<int32_t>{4, 5}, 1,
-                                                             kVocab)[0]);
+  EXPECT_EQ(good->outputs[0].sample.token,
+            FakeModelGenerate(std::vector<int32_t>{4, 5}, 1, kVocab)[0]);
 }
 
 TEST_F(GrpcWorkerClientTest, DeadWorkerFailsStepsFastWithUnavailable) {

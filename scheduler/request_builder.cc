@@ -1,7 +1,6 @@
 #include "scheduler/request_builder.h"
 
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
 namespace ite {

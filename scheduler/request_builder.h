@@ -18,9 +18,9 @@
 namespace ite {
 
 struct RequestBuilderOptions {
-  std::string model_name;       // requests naming another model are rejected
-  int32_t max_context = 0;      // prompt + completion tokens; the prompt must leave room for 1
-  int32_t vocab_size = 0;       // bound for prompt_token_ids
+  std::string model_name;   // requests naming another model are rejected
+  int32_t max_context = 0;  // prompt + completion tokens; the prompt must leave room for 1
+  int32_t vocab_size = 0;   // bound for prompt_token_ids
   int32_t default_max_tokens = 256;
   int32_t max_top_logprobs = 20;
 };
@@ -34,10 +34,8 @@ class RequestBuilder {
   // The prompt tokens of a Generate input (also used by Tokenize). `rendered` gets the chat
   // template's output for chat inputs.
   StatusOr<std::vector<int32_t>> PromptTokens(const ite::v1::ChatMessages* chat,
-                                              const std::string* text,
-                                              const ite::v1::TokenIds* ids,
-                                              bool add_special_tokens,
-                                              std::string* rendered) const;
+                                              const std::string* text, const ite::v1::TokenIds* ids,
+                                              bool add_special_tokens, std::string* rendered) const;
 
   // Everything but request_id (the service assigns one when the client sends none).
   StatusOr<GenerationRequest> Build(const ite::v1::GenerateRequest& request) const;

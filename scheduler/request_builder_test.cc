@@ -3,10 +3,10 @@
 // chat template), which ctest passes in ITE_MODEL_GGUF.
 #include "scheduler/request_builder.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 namespace ite {
 namespace {
@@ -101,8 +101,8 @@ TEST_F(RequestBuilderTest, BadRequestsNameTheField) {
   ExpectInvalid(ite::v1::GenerateRequest(), "prompt");
   ExpectInvalid(Prompt(""), "prompt");
   ExpectInvalid(Prompt("ab\xff\xfe"), "UTF-8");
-  ExpectInvalid(Prompt("\xc0\xaf"), "UTF-8");        // overlong '/'
-  ExpectInvalid(Prompt("\xed\xa0\x80"), "UTF-8");    // surrogate
+  ExpectInvalid(Prompt("\xc0\xaf"), "UTF-8");      // overlong '/'
+  ExpectInvalid(Prompt("\xed\xa0\x80"), "UTF-8");  // surrogate
   std::string longp;
   for (int i = 0; i < 200; ++i) longp += " word";
   ExpectInvalid(Prompt(longp), "context");
@@ -151,9 +151,9 @@ TEST(Utf8Test, Validation) {
   EXPECT_TRUE(IsValidUtf8("plain ascii"));
   EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80"));
   EXPECT_FALSE(IsValidUtf8("\x80"));
-  EXPECT_FALSE(IsValidUtf8("\xc3"));                 // truncated
-  EXPECT_FALSE(IsValidUtf8("\xe0\x80\x80"));         // overlong
-  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));     // past U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\xc3"));              // truncated
+  EXPECT_FALSE(IsValidUtf8("\xe0\x80\x80"));      // overlong
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xf5\x80\x80\x80"));
 }
 

@@ -1,5 +1,6 @@
 #include "scheduler/main/child_process.h"
 
+#include <fmt/format.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,8 +9,6 @@
 #include <csignal>
 #include <cstring>
 #include <thread>
-
-#include <fmt/format.h>
 
 namespace ite {
 namespace {

@@ -5,13 +5,12 @@
 // those). Waits for every worker to answer Info, then serves. SIGTERM/SIGINT: new requests get
 // UNAVAILABLE, running and queued ones finish (drain), then the process exits.
 // Exit codes: 0 clean shutdown, 1 failure (message on stderr), 2 usage error.
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <filesystem>
 #include <sstream>
 #include <string>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "common/logging.h"
 #include "proto/grpc_server_runner.h"
@@ -79,8 +78,7 @@ int Run(const SchedulerMainOptions& o) {
   if (tmpl.ok()) {
     chat_template = std::move(tmpl).value();
   } else {
-    ITE_LOG_WARN("no chat template ({}); chat requests will be rejected",
-                 tmpl.status().ToString());
+    ITE_LOG_WARN("no chat template ({}); chat requests will be rejected", tmpl.status().ToString());
   }
 
   std::vector<std::unique_ptr<WorkerClient>> clients;
@@ -123,8 +121,8 @@ int Run(const SchedulerMainOptions& o) {
   auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
   GenerationService service(&scheduler, tokenizer, std::move(builder), addresses,
                             first_info.block_size);
-  ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name,
-               bo.max_context, addresses.size());
+  ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name, bo.max_context,
+               addresses.size());
 
   GrpcServerOptions server;
   server.name = "ite-scheduler";
@@ -150,8 +148,7 @@ int Main(int argc, char** argv) {
   CLI::App app{"ite-scheduler: ite.v1.Generation service over ite-worker processes"};
   app.add_option("--model", o.model, "model path (.gguf or HF folder): tokenizer, chat template")
       ->required();
-  app.add_option("--workers", o.workers, "comma-separated worker addresses host:port")
-      ->required();
+  app.add_option("--workers", o.workers, "comma-separated worker addresses host:port")->required();
   app.add_option("--host", o.host, "address to listen on (127.0.0.1: loopback only)")
       ->capture_default_str();
   app.add_option("--port", o.port, "port (0: pick a free one; see --ready-file)")

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -17,8 +18,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "common/logging.h"
 #include "scheduler/main/child_process.h"
@@ -83,12 +82,24 @@ int WaitForPort(ChildProcess& child, const fs::path& file, int timeout_s, bool* 
 
 std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, int port,
                                     const fs::path& ready, int threads) {
-  return {bin.string(),       "--model",     o.model,
-          "--host",           "127.0.0.1",   "--port",
-          std::to_string(port), "--ready-file", ready.string(),
-          "--device",         o.device,      "--threads",
-          std::to_string(threads), "--kv-blocks", std::to_string(o.kv_blocks),
-          "--block-size",     std::to_string(o.block_size), "--kv-mib",
+  return {bin.string(),
+          "--model",
+          o.model,
+          "--host",
+          "127.0.0.1",
+          "--port",
+          std::to_string(port),
+          "--ready-file",
+          ready.string(),
+          "--device",
+          o.device,
+          "--threads",
+          std::to_string(threads),
+          "--kv-blocks",
+          std::to_string(o.kv_blocks),
+          "--block-size",
+          std::to_string(o.block_size),
+          "--kv-mib",
           std::to_string(o.kv_mib)};
 }
 
@@ -160,12 +171,19 @@ int Serve(const ServeOptions& o) {
   for (int p : worker_ports) {
     addresses += (addresses.empty() ? "" : ",") + fmt::format("127.0.0.1:{}", p);
   }
-  std::vector<std::string> sargv = {scheduler_bin.string(), "--model",   o.model,
-                                    "--workers",            addresses,  "--host",
-                                    o.host,                 "--port",   std::to_string(o.port),
+  std::vector<std::string> sargv = {scheduler_bin.string(),
+                                    "--model",
+                                    o.model,
+                                    "--workers",
+                                    addresses,
+                                    "--host",
+                                    o.host,
+                                    "--port",
+                                    std::to_string(o.port),
                                     "--ready-file",
                                     (run_dir / "scheduler.port").string(),
-                                    "--max-batch-tokens", std::to_string(o.max_batch_tokens)};
+                                    "--max-batch-tokens",
+                                    std::to_string(o.max_batch_tokens)};
   if (o.no_prefix_cache) sargv.push_back("--no-prefix-cache");
   if (o.verbose) sargv.push_back("--verbose");
   if (Status s = scheduler.Start("ite-scheduler", sargv); !s.ok()) {
@@ -229,8 +247,7 @@ int Main(int argc, char** argv) {
   ServeOptions o;
   CLI::App app{"ite-serve: runs ite-scheduler and N ite-worker processes on this host"};
   app.add_option("--model", o.model, "model: .gguf file or Hugging Face folder")->required();
-  app.add_option("--host", o.host, "address the public service listens on")
-      ->capture_default_str();
+  app.add_option("--host", o.host, "address the public service listens on")->capture_default_str();
   app.add_option("--port", o.port, "port of the public service (0: any free port)")
       ->capture_default_str();
   app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();

@@ -1,12 +1,12 @@
 // End-to-end tests of the service: REAL ite-serve / ite-scheduler / ite-worker processes on
 // loopback ports chosen by the kernel, the CPU backend, SmolLM2-135M-Instruct (ITE_MODEL_GGUF),
 // real gRPC. Every wait is bounded; every child is killed when its owner goes out of scope.
+#include <gtest/gtest.h>
+
 #include <csignal>
 #include <fstream>
 #include <future>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "tests/e2e/service_harness.h"
@@ -91,9 +91,8 @@ TEST_F(ServiceE2E, StreamingGenerateViaIteClient) {
 
   // Chat: a line on stdin, an answer on stdout.
   out.clear();
-  rc = RunCommand("echo 'Say hello.' | " +
-                      ClientCmd(*env_, "chat --addr " + serve_->address() +
-                                           " --max-tokens 8 --temperature 0"),
+  rc = RunCommand("echo 'Say hello.' | " + ClientCmd(*env_, "chat --addr " + serve_->address() +
+                                                                " --max-tokens 8 --temperature 0"),
                   &out);
   EXPECT_EQ(rc, 0);
   EXPECT_GT(out.size(), 1u);
@@ -108,8 +107,9 @@ TEST_F(ServiceE2E, StreamingGenerateViaIteClient) {
                                             " --prompt hi --top-p 1.5"),
                        &out),
             4);
-  EXPECT_EQ(RunCommand(ClientCmd(*env_, "generate --addr 127.0.0.1:1 --prompt hi "
-                                        "--connect-timeout-ms 500"),
+  EXPECT_EQ(RunCommand(ClientCmd(*env_,
+                                 "generate --addr 127.0.0.1:1 --prompt hi "
+                                 "--connect-timeout-ms 500"),
                        &out),
             3);
   EXPECT_EQ(RunCommand(ClientCmd(*env_, "generate --addr " + serve_->address()), &out), 2);
@@ -121,9 +121,9 @@ TEST_F(ServiceE2E, ThirtyTwoConcurrentGreedyStreamsEqualEachAlone) {
   constexpr int kTokens = 10;
   std::vector<ite::v1::GenerateRequest> reqs;
   for (int i = 0; i < kN; ++i) {
-    reqs.push_back(Greedy("Write one sentence about the number " + std::to_string(i * 7 + 3) +
-                              " and why it matters.",
-                          kTokens));
+    reqs.push_back(Greedy(
+        "Write one sentence about the number " + std::to_string(i * 7 + 3) + " and why it matters.",
+        kTokens));
     reqs.back().set_ignore_eos(true);
   }
   std::vector<GenerateResult> alone;

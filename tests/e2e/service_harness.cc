@@ -59,9 +59,9 @@ int WaitForPortFile(const std::string& file, ChildProcess* child, std::chrono::s
 
 bool ServeProcess::Start(const Env& env, int workers, const std::vector<std::string>& extra) {
   std::string ready = dir_.path() + "/serve.port";
-  std::vector<std::string> argv = {env.bin_dir + "/ite-serve", "--model", env.model,
-                                   "--port", "0", "--workers", std::to_string(workers),
-                                   "--threads", "1", "--ready-file", ready};
+  std::vector<std::string> argv = {
+      env.bin_dir + "/ite-serve", "--model",   env.model, "--port",       "0",  "--workers",
+      std::to_string(workers),    "--threads", "1",       "--ready-file", ready};
   argv.insert(argv.end(), extra.begin(), extra.end());
   if (!process_.Start("ite-serve", argv).ok()) return false;
   port_ = WaitForPortFile(ready, &process_, std::chrono::seconds(120));

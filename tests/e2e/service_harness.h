@@ -3,12 +3,12 @@
 // guessing), with bounded waits, and kills every child when it goes out of scope.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "proto/ite/v1/generation.grpc.pb.h"
 #include "scheduler/main/child_process.h"

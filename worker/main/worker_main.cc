@@ -3,11 +3,10 @@
 //              [--kv-blocks N] [--block-size N] [--ready-file F]
 // Listens on 127.0.0.1 unless --host says otherwise. Exit codes: 0 after a clean shutdown
 // (SIGTERM/SIGINT), 2 usage, 1 load or serve failure (message on stderr).
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "common/logging.h"
 #include "proto/grpc_server_runner.h"

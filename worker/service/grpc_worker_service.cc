@@ -7,8 +7,7 @@
 namespace ite {
 namespace {
 int64_t MicrosSince(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                               t)
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t)
       .count();
 }
 }  // namespace

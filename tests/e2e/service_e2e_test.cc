@@ -6,6 +6,7 @@
 #include <csignal>
 #include <fstream>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "proto/grpc/health/v1/health.grpc.pb.h"
@@ -114,6 +115,30 @@ TEST_F(ServiceE2E, StreamingGenerateViaIteClient) {
             3);
   EXPECT_EQ(RunCommand(ClientCmd(*env_, "generate --addr " + serve_->address()), &out), 2);
   EXPECT_EQ(RunCommand(ClientCmd(*env_, "frobnicate"), &out), 2);
+}
+
+TEST_F(ServiceE2E, IteClientBenchReportsTableAndJson) {
+  TempDir dir;
+  std::string json = dir.path() + "/bench.json";
+  std::string out;
+  int rc = RunCommand(ClientCmd(*env_, "bench --addr " + serve_->address() +
+                                           " --requests 4 --concurrency 2 --input-len 16 "
+                                           "--output-len 4 --seed 5 --json " +
+                                           json),
+                      &out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("TTFT"), std::string::npos) << out;
+  EXPECT_NE(out.find("ITL"), std::string::npos) << out;
+  EXPECT_NE(out.find("E2E"), std::string::npos) << out;
+  std::ifstream in(json);
+  nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["ok"], 4);
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_GT(j["output_tok_per_s"].get<double>(), 0.0);
+  EXPECT_EQ(j["ttft_ms"]["count"], 4);
+  EXPECT_EQ(j["itl_ms"]["count"], 4 * 3);  // 4 tokens per request: 3 gaps each
+  EXPECT_LE(j["ttft_ms"]["p50"].get<double>(), j["ttft_ms"]["p99"].get<double>());
+  EXPECT_LE(j["ttft_ms"]["p99"].get<double>(), j["e2e_ms"]["p99"].get<double>());
 }
 
 TEST_F(ServiceE2E, ThirtyTwoConcurrentGreedyStreamsEqualEachAlone) {

@@ -83,14 +83,14 @@ __device__ __forceinline__ float FastExp2(float x) {
   return y;
 }
 
-// Online softmax for one tile. `s` holds raw scores; on return it holds the unnormalised
-// probabilities exp2(s * scale_log2 - m). m, l: running max (log2 domain) and this thread's
-// partial row sums for rows g (index 0) and g + 8 (index 1); o is rescaled in place.
-// kSkipUnchanged: test (one warp vote per row) whether any row max moved before rescaling o;
-// pays off in decode, where the max settles after a few tiles, and measured slower in prefill.
-template <int kNTiles, int kOTiles, bool kSkipUnchanged = false>
-__device__ __forceinline__ void OnlineSoftmax(float (&s)[kNTiles][4], float (&m)[2], float (&l)[2],
-                                              float (&o)[kOTiles][4], float scale_log2) {
+// The score half of the online softmax for one tile. `s` holds raw scores; on return it holds
+// the unnormalised probabilities exp2(s * scale_log2 - m). m, l: running max (log2 domain) and
+// this thread's partial row sums for rows g (index 0) and g + 8 (index 1). corr: the factor by
+// which each row's output accumulator must be rescaled (the wgmma prefill applies it later,
+// once the P.V product still writing that accumulator has finished).
+template <int kNTiles>
+__device__ __forceinline__ void SoftmaxScores(float (&s)[kNTiles][4], float (&m)[2], float (&l)[2],
+                                              float (&corr)[2], float scale_log2) {
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     float mx = -INFINITY;
@@ -101,7 +101,7 @@ __device__ __forceinline__ void OnlineSoftmax(float (&s)[kNTiles][4], float (&m)
     const float m_new = fmaxf(m[i], mx * scale_log2);
     // A row with every score masked so far keeps m = -inf; use 0 so no -inf - -inf appears.
     const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-    const float corr = FastExp2(m[i] - m_use);
+    corr[i] = FastExp2(m[i] - m_use);
     m[i] = m_new;
     float sum = 0.0f;
 #pragma unroll
@@ -110,16 +110,34 @@ __device__ __forceinline__ void OnlineSoftmax(float (&s)[kNTiles][4], float (&m)
       s[n][2 * i + 1] = FastExp2(s[n][2 * i + 1] * scale_log2 - m_use);
       sum += s[n][2 * i] + s[n][2 * i + 1];
     }
-    l[i] = l[i] * corr + sum;
-    // Once the running max settles, corr is 1 for every row of the warp: skip the rescale.
-    if (!kSkipUnchanged || __any_sync(0xffffffffu, corr != 1.0f)) {
+    l[i] = l[i] * corr[i] + sum;
+  }
+}
+
+// o (rows g and g + 8) *= corr. kSkipUnchanged: test (one warp vote per row) whether any row
+// max moved before rescaling; pays off in decode, where the max settles after a few tiles, and
+// measured slower in prefill.
+template <int kOTiles, bool kSkipUnchanged = false>
+__device__ __forceinline__ void RescaleRows(float (&o)[kOTiles][4], const float (&corr)[2]) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    if (!kSkipUnchanged || __any_sync(0xffffffffu, corr[i] != 1.0f)) {
 #pragma unroll
       for (int n = 0; n < kOTiles; ++n) {
-        o[n][2 * i] *= corr;
-        o[n][2 * i + 1] *= corr;
+        o[n][2 * i] *= corr[i];
+        o[n][2 * i + 1] *= corr[i];
       }
     }
   }
+}
+
+// Online softmax for one tile: SoftmaxScores, then the output accumulator rescaled in place.
+template <int kNTiles, int kOTiles, bool kSkipUnchanged = false>
+__device__ __forceinline__ void OnlineSoftmax(float (&s)[kNTiles][4], float (&m)[2], float (&l)[2],
+                                              float (&o)[kOTiles][4], float scale_log2) {
+  float corr[2];
+  SoftmaxScores<kNTiles>(s, m, l, corr, scale_log2);
+  RescaleRows<kOTiles, kSkipUnchanged>(o, corr);
 }
 
 // o += P (C fragments of kNTiles n-tiles, converted to T) times the V tile rows

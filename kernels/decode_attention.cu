@@ -271,28 +271,36 @@ int32_t DecodeNumSplits(int32_t batch, int32_t num_heads, int32_t num_kv_heads, 
   if (batch <= 0 || num_kv_heads <= 0 || max_kv_len <= 0) return 1;
   const int group = std::max(1, num_heads / num_kv_heads);
   const int64_t blocks = int64_t{batch} * num_kv_heads * ((group + 15) / 16);
-  // Shared memory allows about 3 blocks per multiprocessor at head_dim 128 (68 KB each), more
-  // at 64; aim for at least two such waves so the last, partial wave is a small share.
-  const int per_sm = head_dim <= 64 ? 4 : 3;
-  const int64_t slots = int64_t{std::max(1, num_multiprocessors)} * per_sm;
+  const int64_t sms = std::max(1, num_multiprocessors);
   // A split shorter than one tile per warp (64 positions) costs more in merging than it gains.
-  const int64_t max_by_len = std::max<int64_t>(1, max_kv_len / 64);
-  const int64_t lo = std::min<int64_t>({(2 * slots + blocks - 1) / blocks, max_by_len, 128});
-  if (lo <= 1 && blocks >= 2 * slots) return 1;
-  // From there up to twice as many splits, take the count whose last wave is fullest
-  // (fraction of the occupied slot-waves doing work), preferring fewer splits on ties.
-  int64_t splits = std::max<int64_t>(1, lo);
-  double best = 0.0;
-  const int64_t hi = std::min<int64_t>({2 * lo, max_by_len, 128});
-  for (int64_t s = std::max<int64_t>(1, lo); s <= hi; ++s) {
+  const int64_t max_by_len = std::min<int64_t>(128, std::max(1, max_kv_len / 64));
+  // Tuned on an H200 with `kernel_bench --decode-splits` (docs/perf.md), head_dim 128, 32:8
+  // heads, batch 1-256, context 512-32k. Few blocks: about two per multiprocessor in all, which
+  // was best or within 5% of it in every such case (batch 1: 32 splits at 16k-32k; batch 16: 2).
+  if (blocks < 2 * sms) {
+    const int64_t splits = (2 * sms + blocks / 2) / blocks;
+    return static_cast<int32_t>(std::clamp<int64_t>(splits, 1, max_by_len));
+  }
+  // Enough blocks already. With under two waves of resident blocks (about three per
+  // multiprocessor at head_dim 128, more at 64) the half-empty last wave costs, so split where
+  // that makes it clearly fuller, keeping at least 1024 positions per split (shorter ones lose
+  // more to the per-block start-up and the merge): batch 64 x 4k takes 3 splits (+16%). With
+  // more waves, blocks finishing at different times smooth the tail: batch 256 splits never won.
+  const int64_t slots = sms * (head_dim <= 64 ? 4 : 3);
+  if (blocks >= 2 * slots) return 1;
+  auto fullness = [&](int64_t s) {
     const int64_t total = blocks * s;
-    const double used = double(total) / double((total + slots - 1) / slots * slots);
-    if (used > best + 0.02) {
-      best = used;
+    return double(total) / double((total + slots - 1) / slots * slots);
+  };
+  int64_t splits = 1;
+  double best = fullness(1) + 0.1;
+  for (int64_t s = 2; s <= 4 && max_kv_len / s >= 1024; ++s) {
+    if (fullness(s) > best) {
+      best = fullness(s);
       splits = s;
     }
   }
-  return static_cast<int32_t>(std::max<int64_t>(1, splits));
+  return static_cast<int32_t>(splits);
 }
 
 size_t DecodeWorkspaceBytes(int32_t batch, int32_t num_heads, int32_t head_dim,

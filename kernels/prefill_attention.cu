@@ -13,9 +13,12 @@
 #include "attention_common.cuh"
 #include "cuda_check.h"
 #include "ite/kernels/attention.h"
+#include "prefill_attention_internal.h"
 
 namespace ite::kernels {
 namespace {
+
+using internal::PrefillParams;
 
 // kBlockN: 32 at head_dim 128 keeps the two row tiles' scores, output accumulators and the
 // copy bookkeeping inside 255 registers without spills; 64 at head_dim 64.
@@ -43,23 +46,6 @@ struct PrefillTraits {
       size_t{kBlockM + 2 * kStages * kBlockN} * kHeadDim * sizeof(T);
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
   static_assert(kBlockN % 16 == 0, "P feeds whole k-steps of 16");
-};
-
-struct PrefillParams {
-  const void* q;
-  void* out;
-  const void* k_cache;
-  const void* v_cache;
-  const int32_t* cu_seqlens_q;
-  const int32_t* kv_lens;
-  const int32_t* block_tables;
-  int max_blocks_per_seq;
-  int block_size;
-  int block_shift;
-  int num_heads;
-  int group;            // query heads per kv head
-  int64_t slot_stride;  // num_kv_heads * head_dim
-  float scale_log2;     // softmax scale * log2(e)
 };
 
 template <typename Traits>
@@ -324,8 +310,20 @@ Status PrefillAttention(const PrefillAttentionArgs& a, cudaStream_t stream) {
                        a.num_heads / a.cache.num_kv_heads,
                        int64_t{a.cache.num_kv_heads} * a.cache.head_dim,
                        a.scale * 1.4426950408889634f};
+  const bool wgmma = internal::PrefillSm90Available();
+  if (a.kernel == PrefillKernel::kWgmma && !wgmma) {
+    return FailedPrecondition(
+        "PrefillAttention: the wgmma kernel needs an sm_90 device and a build with sm_90a");
+  }
+  // kAuto: wgmma at head_dim 128 only; at 64 the mma.sync kernel measured faster on an H200
+  // (2k: 238 vs 209 TFLOP/s, 8k: 272 vs 253; docs/perf.md).
+  const bool use_wgmma = a.kernel == PrefillKernel::kWgmma ||
+                         (a.kernel == PrefillKernel::kAuto && wgmma && a.cache.head_dim == 128);
+  if (use_wgmma) return internal::PrefillAttentionSm90(a, params, stream);
   if (a.cache.dtype == DType::kF16) return DispatchHeadDim<__half>(a, params, stream);
   return DispatchHeadDim<__nv_bfloat16>(a, params, stream);
 }
+
+bool PrefillWgmmaAvailable() { return internal::PrefillSm90Available(); }
 
 }  // namespace ite::kernels

@@ -1,6 +1,8 @@
 // PrefillAttention against cpu::PagedAttention: variable-length batches with cached prefixes,
 // GQA ratios 1/4/7/8, head_dim 64/128, f16/bf16, lengths off the 64-row tile grid, odd block
 // sizes. Cache slots outside every sequence hold NaN, so an out-of-range read shows.
+#include <cstdio>
+
 #include "ite/kernels/attention.h"
 #include "test_util.h"
 #include "worker/backend/cpu/cpu_ops.h"
@@ -20,11 +22,26 @@ struct Case {
   int32_t batch, max_q, max_prefix, heads, kv_heads, head_dim, block_size;
 };
 
-void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
+const char* KernelName(PrefillKernel k) {
+  return k == PrefillKernel::kWgmma ? "wgmma" : k == PrefillKernel::kMmaSync ? "mma.sync" : "auto";
+}
+
+// Both kernels where this device runs both (the wgmma one needs an sm_90 card).
+std::vector<PrefillKernel> KernelsHere() {
+  std::vector<PrefillKernel> kernels = {PrefillKernel::kMmaSync};
+  if (PrefillWgmmaAvailable()) {
+    kernels.push_back(PrefillKernel::kWgmma);
+  } else {
+    std::printf("note: no sm_90 device (or no sm_90a code): the wgmma kernel is not tested\n");
+  }
+  return kernels;
+}
+
+void RunCase(const Case& c, DType dtype, std::mt19937& rng, PrefillKernel kernel) {
   SCOPED_TRACE(::testing::Message()
-               << DTypeName(dtype) << " batch=" << c.batch << " max_q=" << c.max_q
-               << " max_prefix=" << c.max_prefix << " heads=" << c.heads << "/" << c.kv_heads
-               << " hd=" << c.head_dim << " bs=" << c.block_size);
+               << KernelName(kernel) << " " << DTypeName(dtype) << " batch=" << c.batch
+               << " max_q=" << c.max_q << " max_prefix=" << c.max_prefix << " heads=" << c.heads
+               << "/" << c.kv_heads << " hd=" << c.head_dim << " bs=" << c.block_size);
   std::uniform_int_distribution<int32_t> qd(1, c.max_q), pd(0, c.max_prefix);
   std::vector<int32_t> q_lens(c.batch), kv_lens(c.batch), cu = {0};
   int32_t max_q_len = 0;
@@ -67,6 +84,7 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
   args.max_q_len = max_q_len;
   args.num_heads = c.heads;
   args.scale = scale;
+  args.kernel = kernel;
   const Status st = PrefillAttention(args, nullptr);
   ASSERT_TRUE(st.ok()) << st.ToString();
   ITE_CUDA_OK(cudaDeviceSynchronize());
@@ -78,24 +96,47 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
 TEST(PrefillAttentionKernel, MatchesCpuReference) {
   ITE_SKIP_WITHOUT_GPU();
   const Case cases[] = {
-      {1, 1, 0, 8, 8, 64, 16},        // a single token
-      {1, 200, 0, 32, 8, 128, 16},    // plain prompt, GQA 4
-      {3, 100, 300, 28, 4, 128, 16},  // cached prefixes, GQA 7
-      {5, 70, 130, 16, 2, 64, 7},     // GQA 8, block size not a power of two
-      {16, 65, 0, 8, 8, 128, 32},     // lengths just past a tile
-      {64, 40, 100, 8, 1, 64, 16},    // wide batch, MQA-like ratio 8
-      {2, 577, 63, 16, 4, 128, 16},   // several tiles, prefix off the tile grid
+      {1, 1, 0, 8, 8, 64, 16},         // a single token
+      {1, 200, 0, 32, 8, 128, 16},     // plain prompt, GQA 4
+      {3, 100, 300, 28, 4, 128, 16},   // cached prefixes, GQA 7
+      {5, 70, 130, 16, 2, 64, 7},      // GQA 8, block size not a power of two
+      {16, 65, 0, 8, 8, 128, 32},      // lengths just past a tile
+      {64, 40, 100, 8, 1, 64, 16},     // wide batch, MQA-like ratio 8
+      {2, 577, 63, 16, 4, 128, 16},    // several tiles, prefix off the tile grid
+      {2, 300, 1000, 32, 8, 128, 16},  // long cached prefix, several 128-row query blocks
+      {3, 260, 700, 8, 2, 64, 16},     // the same at head_dim 64
   };
-  std::mt19937 rng(12);
-  for (DType dtype : {DType::kBF16, DType::kF16}) {
-    for (const Case& c : cases) RunCase(c, dtype, rng);
+  for (PrefillKernel kernel : KernelsHere()) {
+    std::mt19937 rng(12);
+    for (DType dtype : {DType::kBF16, DType::kF16}) {
+      for (const Case& c : cases) RunCase(c, dtype, rng, kernel);
+    }
   }
 }
 
 TEST(PrefillAttentionKernel, LongPrompt) {
   ITE_SKIP_WITHOUT_GPU();
-  std::mt19937 rng(13);
-  RunCase({1, 1500, 0, 8, 2, 128, 16}, DType::kBF16, rng);
+  for (PrefillKernel kernel : KernelsHere()) {
+    std::mt19937 rng(13);
+    RunCase({1, 1500, 0, 8, 2, 128, 16}, DType::kBF16, rng, kernel);
+  }
+}
+
+TEST(PrefillAttentionKernel, WgmmaWhereUnavailableIsAnError) {
+  if (PrefillWgmmaAvailable()) GTEST_SKIP() << "this device runs the wgmma kernel";
+  int dummy = 0;
+  PrefillAttentionArgs args;
+  args.q = args.out = &dummy;
+  args.cu_seqlens_q = args.kv_lens = args.block_tables = &dummy;
+  args.cache = PagedKvCache{&dummy, &dummy, DType::kBF16, 1, 16, 1, 128};
+  args.num_heads = 1;
+  args.batch = 1;
+  args.max_q_len = 1;
+  args.max_blocks_per_seq = 1;
+  args.kernel = PrefillKernel::kWgmma;
+  const Status st = PrefillAttention(args, nullptr);
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("sm_90"), std::string::npos) << st.message();
 }
 
 TEST(PrefillAttentionKernel, RejectsUnsupportedHeadDim) {

@@ -119,31 +119,149 @@ double LogSoftmaxAt(const float* x, int32_t vocab, int32_t token) {
   return double(x[token]) - m - std::log(z);
 }
 
+// Lowest index of the largest entry, NaN entries skipped; 0 where nothing beats -inf.
+int32_t ReferenceArgmax(const float* x, int32_t vocab) {
+  int32_t best = 0;
+  float best_x = -INFINITY;
+  for (int32_t i = 0; i < vocab; ++i) {
+    if (x[i] > best_x) {
+      best_x = x[i];
+      best = i;
+    }
+  }
+  return best;
+}
+
+struct ArgmaxRun {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+};
+
+ArgmaxRun RunArgmax(const std::vector<float>& x, int32_t batch, int32_t vocab) {
+  auto dx = UploadRaw(x);
+  DeviceBuffer dtok(batch * 4), dlp(batch * 4);
+  dtok.Poison();
+  dlp.Poison();
+  const Status st =
+      Argmax(dx.as<float>(), batch, vocab, dtok.as<int32_t>(), dlp.as<float>(), nullptr);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return {DownloadRaw<int32_t>(dtok, batch), DownloadRaw<float>(dlp, batch)};
+}
+
+// Greedy decoding through Sample (temperature 0): the same tokens and logprobs as Argmax.
+SampleRun RunGreedy(const std::vector<float>& x, int32_t batch, int32_t vocab) {
+  std::vector<RowParams> greedy(batch);
+  for (auto& p : greedy) p.temperature = 0.0f;
+  return RunSample(x, vocab, greedy);
+}
+
+// Vocab sizes reach every Argmax path: one block per row (up to 8192 here), a cluster of 2 to 8
+// blocks per row on sm_90 (one block per row with 1024 threads elsewhere), and odd widths, whose
+// rows start at every alignment mod 16 bytes and so have 0-3 scalar entries at each end.
 TEST(SamplingKernel, ArgmaxAndLogprob) {
   ITE_SKIP_WITHOUT_GPU();
   std::mt19937 rng(8);
-  for (int32_t vocab : {50, 1000, 128256}) {
+  for (int32_t vocab : {1, 3, 50, 1000, 8195, 50257, 128256}) {
+    SCOPED_TRACE(::testing::Message() << "vocab " << vocab);
     const int32_t batch = 64;
     std::vector<float> x = RandomLogits(batch, vocab, 3.0f, rng);
-    auto dx = UploadRaw(x);
-    DeviceBuffer dtok(batch * 4), dlp(batch * 4);
-    dtok.Poison();
-    ASSERT_TRUE(
-        Argmax(dx.as<float>(), batch, vocab, dtok.as<int32_t>(), dlp.as<float>(), nullptr).ok());
-    ITE_CUDA_OK(cudaDeviceSynchronize());
-    auto tok = DownloadRaw<int32_t>(dtok, batch);
-    auto lp = DownloadRaw<float>(dlp, batch);
-    // Greedy through Sample (temperature 0) must agree.
-    std::vector<RowParams> greedy(batch);
-    for (auto& p : greedy) p.temperature = 0.0f;
-    SampleRun g = RunSample(x, vocab, greedy);
+    const ArgmaxRun a = RunArgmax(x, batch, vocab);
+    const SampleRun g = RunGreedy(x, batch, vocab);
     for (int32_t b = 0; b < batch; ++b) {
       const float* row = x.data() + size_t(b) * vocab;
       const int32_t want = int32_t(std::max_element(row, row + vocab) - row);
-      EXPECT_EQ(tok[b], want) << "vocab " << vocab << " row " << b;
-      EXPECT_EQ(g.tokens[b], want);
-      EXPECT_NEAR(lp[b], LogSoftmaxAt(row, vocab, want), 1e-3);
+      EXPECT_EQ(a.tokens[b], want) << "row " << b;
+      EXPECT_EQ(g.tokens[b], want) << "row " << b;
+      EXPECT_NEAR(a.logprobs[b], LogSoftmaxAt(row, vocab, want), 1e-3) << "row " << b;
+      EXPECT_NEAR(g.logprobs[b], LogSoftmaxAt(row, vocab, want), 1e-3) << "row " << b;
     }
+  }
+}
+
+// Equal maxima: the lowest index wins, wherever the copies fall (the scalar head and tail of a
+// row, different threads, different blocks of a cluster), and in a row of one repeated value.
+TEST(SamplingKernel, ArgmaxTiesTakeTheLowestIndex) {
+  ITE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(12);
+  for (int32_t vocab : {3, 1000, 50257, 128256}) {
+    SCOPED_TRACE(::testing::Message() << "vocab " << vocab);
+    const int32_t batch = 32;
+    std::vector<float> x = RandomLogits(batch, vocab, 3.0f, rng);
+    std::uniform_int_distribution<int32_t> pos(0, vocab - 1);
+    for (int32_t b = 0; b < batch; ++b) {
+      float* row = x.data() + size_t(b) * vocab;
+      switch (b % 4) {
+        case 0:  // a few copies anywhere
+          for (int k = 0; k < 4; ++k) row[pos(rng)] = 50.0f;
+          break;
+        case 1:  // the last two entries (the tail of odd-width rows)
+          row[vocab - 1] = 50.0f;
+          row[std::max(0, vocab - 2)] = 50.0f;
+          break;
+        case 2:  // every entry
+          std::fill(row, row + vocab, 1.5f);
+          break;
+        default:  // among the first four (the head) and one far away
+          row[std::min(vocab - 1, 3)] = 50.0f;
+          row[std::min(vocab - 1, 1)] = 50.0f;
+          row[pos(rng)] = 50.0f;
+          break;
+      }
+    }
+    const ArgmaxRun a = RunArgmax(x, batch, vocab);
+    const SampleRun g = RunGreedy(x, batch, vocab);
+    for (int32_t b = 0; b < batch; ++b) {
+      const float* row = x.data() + size_t(b) * vocab;
+      const int32_t want = ReferenceArgmax(row, vocab);
+      EXPECT_EQ(a.tokens[b], want) << "row " << b;
+      EXPECT_EQ(g.tokens[b], want) << "row " << b;
+      EXPECT_NEAR(a.logprobs[b], LogSoftmaxAt(row, vocab, want), 1e-3) << "row " << b;
+    }
+  }
+}
+
+// -inf entries count for nothing, also in blocks that see only -inf and at a row max far below
+// 0. NaN entries are never the argmax but make the logprob NaN; +inf is the argmax (first copy)
+// with a NaN logprob; a row of only -inf gives token 0 and a NaN logprob. Sample agrees.
+TEST(SamplingKernel, ArgmaxSpecialValues) {
+  ITE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(13);
+  for (int32_t vocab : {1000, 50257, 128256}) {
+    SCOPED_TRACE(::testing::Message() << "vocab " << vocab);
+    constexpr int32_t kRows = 5;
+    std::vector<float> x = RandomLogits(kRows, vocab, 3.0f, rng);
+    auto row = [&](int32_t r) { return x.data() + size_t(r) * vocab; };
+    std::uniform_int_distribution<int32_t> pos(0, vocab - 1);
+    for (int32_t i = 0; i < vocab; ++i) {
+      row(1)[i] -= 200.0f;
+      for (int32_t r : {0, 1}) {
+        if (i < vocab / 2 || rng() % 4 == 0) row(r)[i] = -INFINITY;
+      }
+      row(4)[i] = -INFINITY;
+    }
+    row(0)[vocab - 1] = 1.0f;  // at least one finite entry
+    row(1)[vocab - 1] = -199.0f;
+    row(2)[pos(rng)] = NAN;
+    const int32_t inf_at = pos(rng);
+    row(3)[inf_at] = INFINITY;
+    row(3)[std::min(vocab - 1, inf_at + 7)] = INFINITY;
+    const ArgmaxRun a = RunArgmax(x, kRows, vocab);
+    const SampleRun g = RunGreedy(x, kRows, vocab);
+    for (int32_t r = 0; r < kRows; ++r) {
+      const int32_t want = ReferenceArgmax(row(r), vocab);
+      EXPECT_EQ(a.tokens[r], want) << "row " << r;
+      EXPECT_EQ(g.tokens[r], want) << "row " << r;
+      if (r <= 1) {
+        EXPECT_NEAR(a.logprobs[r], LogSoftmaxAt(row(r), vocab, want), 1e-3) << "row " << r;
+        EXPECT_NEAR(g.logprobs[r], LogSoftmaxAt(row(r), vocab, want), 1e-3) << "row " << r;
+      } else {
+        EXPECT_TRUE(std::isnan(a.logprobs[r])) << "row " << r << ": " << a.logprobs[r];
+        EXPECT_TRUE(std::isnan(g.logprobs[r])) << "row " << r << ": " << g.logprobs[r];
+      }
+    }
+    EXPECT_EQ(a.tokens[3], inf_at);
+    EXPECT_EQ(a.tokens[4], 0);
   }
 }
 

@@ -10,12 +10,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ite/kernels/activation.h"
@@ -200,26 +202,37 @@ void BenchPrefill(std::mt19937& rng, bool quick) {
       a.max_q_len = seq;
       a.num_heads = heads;
       a.scale = 1.0f / std::sqrt(float(hd));
-      BENCH_OK(PrefillAttention(a, nullptr));
-      const double ms =
-          TimeMs([&](int) { PrefillAttention(a, nullptr).ok(); }, seq >= 8192 ? 5 : 20);
-      // Causal FLOPs as FlashAttention counts them: 4 * S^2 * D * H / 2 per sequence.
-      const double flops = 4.0 * batch * double(seq) * seq * hd * heads / 2.0;
-      Emit("prefill_attention",
-           {{"batch", batch},
-            {"seq", seq},
-            {"head_dim", hd},
-            {"heads", heads},
-            {"kv_heads", kv_heads},
-            {"dtype", "bf16"},
-            {"block_size", block_size},
-            {"causal", true}},
-           flops / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+      // Both kernels where the card runs both: the mma.sync one (sm_80+) and the wgmma one
+      // (sm_90a), which PrefillKernel::kAuto picks on Hopper.
+      std::vector<std::pair<PrefillKernel, const char*>> kernels = {
+          {PrefillKernel::kMmaSync, "mma.sync"}};
+      if (PrefillWgmmaAvailable()) kernels.push_back({PrefillKernel::kWgmma, "wgmma"});
+      for (const auto& [kernel, kernel_name] : kernels) {
+        a.kernel = kernel;
+        BENCH_OK(PrefillAttention(a, nullptr));
+        const double ms =
+            TimeMs([&](int) { PrefillAttention(a, nullptr).ok(); }, seq >= 8192 ? 5 : 20);
+        // Causal FLOPs as FlashAttention counts them: 4 * S^2 * D * H / 2 per sequence.
+        const double flops = 4.0 * batch * double(seq) * seq * hd * heads / 2.0;
+        Emit("prefill_attention",
+             {{"batch", batch},
+              {"seq", seq},
+              {"head_dim", hd},
+              {"heads", heads},
+              {"kv_heads", kv_heads},
+              {"dtype", "bf16"},
+              {"block_size", block_size},
+              {"causal", true},
+              {"kernel", kernel_name}},
+             flops / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+      }
     }
   }
 }
 
-void BenchDecode(std::mt19937& rng, bool quick, int sms) {
+// With `sweep` (from --decode-splits=LIST), every case also runs at each listed split count (up
+// to one split per 64 positions), as "decode_attention_splits" entries, to tune DecodeNumSplits.
+void BenchDecode(std::mt19937& rng, bool quick, int sms, const std::vector<int32_t>& sweep) {
   const int32_t heads = 32, kv_heads = 8, hd = 128, block_size = 16;
   for (int32_t batch : {1, 16, 64, 256}) {
     for (int32_t ctx : {512, 4096, 16384, 32768}) {
@@ -231,41 +244,46 @@ void BenchDecode(std::mt19937& rng, bool quick, int sms) {
           out(size_t(batch) * heads * hd * 2);
       FillRandom16(q, DType::kBF16, rng);
       BENCH_CUDA(cudaMemcpy(dlens.p, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
-      const int32_t splits = DecodeNumSplits(batch, heads, kv_heads, hd, ctx, sms);
-      const size_t ws_bytes = DecodeWorkspaceBytes(batch, heads, hd, splits);
-      Buffer ws(ws_bytes);
-      DecodeAttentionArgs a;
-      a.q = q.p;
-      a.out = out.p;
-      a.cache = s.cache;
-      a.kv_lens = dlens.as<int32_t>();
-      a.max_blocks_per_seq = s.max_blocks;
-      a.batch = batch;
-      a.num_heads = heads;
-      a.scale = 1.0f / std::sqrt(float(hd));
-      a.num_splits = splits;
-      a.workspace = ws.p;
-      a.workspace_bytes = ws_bytes;
-      const int32_t* tables = s.tables->as<int32_t>();
-      const size_t per_copy = size_t(batch) * s.max_blocks;
-      auto run = [&](int i) {
-        a.block_tables = tables + (i % s.copies) * per_copy;
-        DecodeAttention(a, nullptr).ok();
+      auto measure = [&](const char* name, int32_t splits) {
+        const size_t ws_bytes = DecodeWorkspaceBytes(batch, heads, hd, splits);
+        Buffer ws(ws_bytes);
+        DecodeAttentionArgs a;
+        a.q = q.p;
+        a.out = out.p;
+        a.cache = s.cache;
+        a.kv_lens = dlens.as<int32_t>();
+        a.max_blocks_per_seq = s.max_blocks;
+        a.batch = batch;
+        a.num_heads = heads;
+        a.scale = 1.0f / std::sqrt(float(hd));
+        a.num_splits = splits;
+        a.workspace = ws.p;
+        a.workspace_bytes = ws_bytes;
+        const int32_t* tables = s.tables->as<int32_t>();
+        const size_t per_copy = size_t(batch) * s.max_blocks;
+        auto run = [&](int i) {
+          a.block_tables = tables + (i % s.copies) * per_copy;
+          DecodeAttention(a, nullptr).ok();
+        };
+        a.block_tables = tables;
+        BENCH_OK(DecodeAttention(a, nullptr));
+        const double ms = TimeMs(run, 50);
+        const double bytes = 2.0 * batch * double(ctx) * kv_heads * hd * 2;
+        Emit(name,
+             {{"batch", batch},
+              {"ctx", ctx},
+              {"head_dim", hd},
+              {"heads", heads},
+              {"kv_heads", kv_heads},
+              {"dtype", "bf16"},
+              {"block_size", block_size},
+              {"splits", splits}},
+             bytes / (ms * 1e-3) / 1e9, "GB/s", ms);
       };
-      a.block_tables = tables;
-      BENCH_OK(DecodeAttention(a, nullptr));
-      const double ms = TimeMs(run, 50);
-      const double bytes = 2.0 * batch * double(ctx) * kv_heads * hd * 2;
-      Emit("decode_attention",
-           {{"batch", batch},
-            {"ctx", ctx},
-            {"head_dim", hd},
-            {"heads", heads},
-            {"kv_heads", kv_heads},
-            {"dtype", "bf16"},
-            {"block_size", block_size},
-            {"splits", splits}},
-           bytes / (ms * 1e-3) / 1e9, "GB/s", ms);
+      measure("decode_attention", DecodeNumSplits(batch, heads, kv_heads, hd, ctx, sms));
+      for (int32_t splits : sweep) {
+        if (splits <= std::max(1, ctx / 64)) measure("decode_attention_splits", splits);
+      }
     }
   }
 }
@@ -416,13 +434,27 @@ void BenchGemm(std::mt19937& rng) {
 int main(int argc, char** argv) {
   bool quick = false;
   std::string only;
+  std::vector<int32_t> sweep;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0)
       quick = true;
     else if (std::strncmp(argv[i], "--only=", 7) == 0)
       only = argv[i] + 7;
-    else {
-      std::fprintf(stderr, "usage: %s [--quick] [--only=copy|prefill|decode|elementwise|gemm]\n",
+    else if (std::strncmp(argv[i], "--decode-splits=", 16) == 0) {
+      for (const char* c = argv[i] + 16; *c != '\0';) {
+        char* end = nullptr;
+        const long v = std::strtol(c, &end, 10);
+        if (end == c || v < 1 || v > 256) {
+          std::fprintf(stderr, "--decode-splits: a comma-separated list of counts in [1, 256]\n");
+          return 2;
+        }
+        sweep.push_back(static_cast<int32_t>(v));
+        c = *end == ',' ? end + 1 : end;
+      }
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--only=copy|prefill|decode|elementwise|gemm] "
+                   "[--decode-splits=N,N,...]\n",
                    argv[0]);
       return 2;
     }
@@ -440,7 +472,7 @@ int main(int argc, char** argv) {
   using namespace ite::kernels;
   if (only.empty() || only == "copy") CopyBandwidth();
   if (only.empty() || only == "prefill") BenchPrefill(rng, quick);
-  if (only.empty() || only == "decode") BenchDecode(rng, quick, prop.multiProcessorCount);
+  if (only.empty() || only == "decode") BenchDecode(rng, quick, prop.multiProcessorCount, sweep);
   if (only.empty() || only == "elementwise") BenchElementwise(rng);
   if (only.empty() || only == "gemm") BenchGemm(rng);
   return 0;

@@ -12,6 +12,11 @@
 
 namespace ite::kernels {
 
+// Which prefill kernel runs: kAuto picks the Hopper wgmma kernel at head_dim 128 on an sm_90
+// device when the build has sm_90a code, else the mma.sync kernel (sm_80+). Naming one forces it
+// (an error where it cannot run); tests and benchmarks use that to check both.
+enum class PrefillKernel { kAuto, kMmaSync, kWgmma };
+
 struct PrefillAttentionArgs {
   const void* q = nullptr;  // [total_q_tokens, num_heads, head_dim], cache dtype
   void* out = nullptr;      // [total_q_tokens, num_heads, head_dim]
@@ -27,7 +32,11 @@ struct PrefillAttentionArgs {
   int32_t max_q_len = 0;  // host-side bound on any q_len (sizes the grid)
   int32_t num_heads = 0;  // query heads; a multiple of cache.num_kv_heads
   float scale = 0.0f;     // softmax scale, usually 1 / sqrt(head_dim)
+  PrefillKernel kernel = PrefillKernel::kAuto;
 };
+
+// Whether PrefillKernel::kWgmma can run on the current device.
+bool PrefillWgmmaAvailable();
 
 Status PrefillAttention(const PrefillAttentionArgs& args, cudaStream_t stream);
 
@@ -48,8 +57,9 @@ struct DecodeAttentionArgs {
   size_t workspace_bytes = 0;
 };
 
-// Split count that fills the GPU about once: enough blocks for every multiprocessor, but no
-// split shorter than a few KV tiles. max_kv_len is the longest sequence of the batch.
+// Split count for DecodeAttention: about two blocks per multiprocessor where the batch has
+// fewer, else a split only where it fills the last wave of blocks clearly better; never a split
+// shorter than a few KV tiles. max_kv_len is the longest sequence of the batch.
 int32_t DecodeNumSplits(int32_t batch, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
                         int32_t max_kv_len, int32_t num_multiprocessors);
 

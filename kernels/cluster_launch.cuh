@@ -1,0 +1,103 @@
+// Launch helpers for kernels that split one row over a thread-block cluster (sm_90+) and reduce
+// across it through distributed shared memory. Such kernels are compiled for every architecture
+// of the build; their cluster code exists only where ITE_CLUSTER_CODE is 1, and the launcher
+// asks ClusterLimit whether the image that runs on the current device has it.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+
+namespace ite::kernels {
+
+// 1 in the host pass (which only parses device code) and in device code for sm_90 and later.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define ITE_CLUSTER_CODE 0
+#else
+#define ITE_CLUSTER_CODE 1
+#endif
+
+namespace cluster_detail {
+
+// Clears the error a failed query left behind, so the next launch check does not report it.
+inline int NoClusters() {
+  cudaGetLastError();
+  return 0;
+}
+
+template <typename Kernel>
+int QueryLimit(Kernel kernel, int device, int threads) {
+  int major = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+    return NoClusters();
+  }
+  if (major < 9) return 0;
+  // An image JIT-compiled from PTX older than compute_90 has the cluster code compiled out.
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) return NoClusters();
+  if (attr.ptxVersion < 90) return 0;
+  // Sizes above 8 need the non-portable opt-in; without it the query for 16 fails and 8 is used.
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) !=
+      cudaSuccess) {
+    NoClusters();
+  }
+  for (int size = 16; size >= 2; size /= 2) {
+    cudaLaunchAttribute cluster{};
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = static_cast<unsigned>(size);
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(size));
+    config.blockDim = dim3(static_cast<unsigned>(threads));
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+    int active = 0;
+    if (cudaOccupancyMaxActiveClusters(&active, kernel, &config) != cudaSuccess) {
+      NoClusters();
+    } else if (active > 0) {
+      return size;
+    }
+  }
+  return 0;
+}
+
+}  // namespace cluster_detail
+
+// Largest cluster size (16, 8, 4 or 2) with which kKernel launches on the current device at
+// `threads` threads per block and no dynamic shared memory, or 0 where it cannot use clusters.
+// Asked once per device and kernel, then cached: the queries cost microseconds. Any thread.
+template <auto kKernel>
+int ClusterLimit(int threads) {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices];  // limit + 1; 0 until asked
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return cluster_detail::NoClusters();
+  if (device >= kMaxDevices) return cluster_detail::QueryLimit(kKernel, device, threads);
+  const int hit = cached[device].load(std::memory_order_relaxed);
+  if (hit != 0) return hit - 1;
+  const int limit = cluster_detail::QueryLimit(kKernel, device, threads);
+  cached[device].store(limit + 1, std::memory_order_relaxed);
+  return limit;
+}
+
+// Launches kernel on a 1-D grid of `blocks` blocks in clusters of `cluster_size` (which must
+// divide blocks). Returns the launch error; the caller still checks LaunchStatus.
+template <typename... Params, typename... Args>
+cudaError_t LaunchClustered(void (*kernel)(Params...), int blocks, int threads, int cluster_size,
+                            cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = static_cast<unsigned>(cluster_size);
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(static_cast<unsigned>(threads));
+  config.stream = stream;
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernel, args...);
+}
+
+}  // namespace ite::kernels

@@ -16,11 +16,14 @@
 namespace ite::kernels {
 namespace {
 
-template <typename T_, int kHeadDim_>
+// kWarps_ = 3 makes blocks small enough for four per multiprocessor at head_dim 128 (52 KB of
+// shared memory instead of 68), for batches that then fit in one wave.
+template <typename T_, int kHeadDim_, int kWarps_ = 4>
 struct DecodeTraits {
   using T = T_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kWarps = 4;
+  static constexpr int kWarps = kWarps_;
+  static constexpr int kMinBlocks = kWarps_ == 3 ? 4 : 3;  // per multiprocessor
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kTileN = 16;  // KV positions per warp tile
   static constexpr int kStages = 2;
@@ -59,7 +62,8 @@ struct DecodeParams {
 };
 
 template <typename Traits>
-__global__ void __launch_bounds__(Traits::kThreads, 3) DecodeAttentionKernel(const DecodeParams p) {
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
+    DecodeAttentionKernel(const DecodeParams p) {
   using T = typename Traits::T;
   constexpr int D = Traits::kHeadDim, TN = Traits::kTileN, kWarps = Traits::kWarps;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -257,10 +261,26 @@ Status Launch(const DecodeAttentionArgs& a, const DecodeParams& params, cudaStre
   return Status::Ok();
 }
 
+// Whether `blocks` unsplit blocks at head_dim 128 fill one wave of the 3-warp kernel (four
+// resident per multiprocessor) but not of the 4-warp one (three): then the 3-warp kernel saves
+// the half-empty second wave (batch 64 x 512 on an H200: see docs/perf.md).
+bool OneWaveWithThreeWarps(int64_t blocks) {
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    return false;
+  }
+  return blocks > 3 * int64_t{sms} && blocks <= 4 * int64_t{sms};
+}
+
 template <typename T>
 Status DispatchHeadDim(const DecodeAttentionArgs& a, const DecodeParams& params,
                        cudaStream_t stream) {
   if (a.cache.head_dim == 64) return Launch<DecodeTraits<T, 64>>(a, params, stream);
+  const int64_t blocks = int64_t{a.batch} * a.cache.num_kv_heads * params.head_chunks;
+  if (a.num_splits == 1 && OneWaveWithThreeWarps(blocks)) {
+    return Launch<DecodeTraits<T, 128, 3>>(a, params, stream);
+  }
   return Launch<DecodeTraits<T, 128>>(a, params, stream);
 }
 

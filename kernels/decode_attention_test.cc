@@ -89,6 +89,7 @@ TEST(DecodeAttentionKernel, MatchesCpuReference) {
       {3, 1000, 28, 4, 128, 16, 0},  // GQA 7, mixed lengths
       {17, 777, 16, 2, 64, 7, 0},    // GQA 8, odd block size
       {64, 600, 32, 8, 128, 16, 0},  // batch 64
+      {60, 300, 32, 8, 128, 16, 1},  // 480 unsplit blocks: the 3-warp kernel on 121-160 SMs
       {5, 2000, 40, 2, 128, 16, 0},  // group 20: two head chunks per kv head
       {4, 1500, 8, 8, 128, 16, 1},   // forced single split (no combine pass)
       {4, 1500, 32, 8, 64, 16, 37},  // forced many splits, some empty for short rows

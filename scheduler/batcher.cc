@@ -109,14 +109,20 @@ bool Batcher::ScheduleChunk(Sequence* seq, int32_t* budget, StepRequest* request
       first_block < seq->blocks.size() && blocks_.ref_count(seq->blocks[first_block]) > 1;
   const int32_t new_blocks = std::max(0, CeilDiv(end, block_size_) - seq->blocks.size());
   if (!EnsureFree(new_blocks + (cow ? 1 : 0), seq, request->step_id, may_preempt)) return false;
-  if (cow) ITE_CHECK(blocks_.MakeWritable(&seq->blocks, first_block, &request->copy_blocks));
+  if (cow) {
+    ITE_CHECK(blocks_.MakeWritable(&seq->blocks, first_block, &request->copy_blocks));
+    seq->blocks_sent = std::min(seq->blocks_sent, first_block);  // that entry changed
+  }
   ITE_CHECK(blocks_.Append(&seq->blocks, new_blocks));
 
   StepSequence s;
   s.seq_id = seq->seq_id;
   s.start_pos = start;
   if (!feed_sampled) s.new_tokens.assign(seq->tokens.begin() + start, seq->tokens.begin() + end);
-  s.block_table = seq->blocks.ids();
+  // Only the entries the worker does not hold yet: a decode step inside a block sends none.
+  s.block_table_offset = seq->joined ? seq->blocks_sent : 0;
+  s.block_table.assign(seq->blocks.ids().begin() + s.block_table_offset, seq->blocks.ids().end());
+  seq->blocks_sent = seq->blocks.size();
   s.sample = sample;
   if (!seq->joined) {
     ITE_CHECK(!feed_sampled, "seq {} would join without tokens", seq->seq_id);
@@ -227,6 +233,7 @@ void Batcher::Preempt(Sequence* seq) {
   seq->inflight_samples = 0;
   ++seq->epoch;
   seq->joined = false;
+  seq->blocks_sent = 0;
   RemoveFromRunning(seq);
   seq->state = Sequence::State::kWaiting;
   waiting_.insert(KeyOf(*seq));
@@ -352,6 +359,7 @@ std::vector<std::unique_ptr<Sequence>> Batcher::Fail(const Status& error,
       DropKv(seq, /*cache=*/false);
       seq->inflight_samples = 0;
       seq->joined = false;
+      seq->blocks_sent = 0;
       seq->last_step = -1;
       seq->cached_tokens = -1;
       ++seq->epoch;

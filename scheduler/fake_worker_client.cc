@@ -54,6 +54,9 @@ void FakeWorkerClient::StepAsync(StepRequest request,
   }
   counters_.max_step_tokens = std::max(counters_.max_step_tokens, tokens);
   counters_.block_copies += static_cast<int64_t>(request.copy_blocks.size());
+  for (const StepSequence& s : request.seqs) {
+    counters_.block_ids_sent += static_cast<int64_t>(s.block_table.size());
+  }
   if (paused_) {
     held_.emplace_back(std::move(request), std::move(done));
     return;

@@ -30,7 +30,8 @@ struct FakeWorkerCounters {
   int64_t max_inflight = 0;     // most steps sent and not yet answered
   int64_t decodes_without_tokens = 0;
   int64_t block_copies = 0;
-  int64_t joins = 0;  // sequences that (re)joined with sampling params
+  int64_t block_ids_sent = 0;  // block-table entries carried by all steps
+  int64_t joins = 0;           // sequences that (re)joined with sampling params
   int64_t clears = 0;
 };
 

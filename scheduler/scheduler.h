@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "common/status.h"
 #include "scheduler/worker_client.h"
 #include "worker/sampling/sampler.h"
@@ -49,7 +50,9 @@ struct Usage {
 
 // Delivered in order, on the scheduler thread; keep the callback cheap.
 struct GenerationEvent {
-  std::vector<int32_t> tokens;  // new tokens since the last event (EOS/stop ids included)
+  // New tokens since the last event (EOS/stop ids included); usually one, kept inline so the
+  // per-token event costs no allocation on the scheduler's hot path.
+  absl::InlinedVector<int32_t, 4> tokens;
   // One per token when the request asked for logprobs (sampling.logprobs or top_logprobs > 0),
   // otherwise empty (saves an allocation per token on the hot path).
   std::vector<SampleResult> samples;

@@ -378,6 +378,17 @@ TEST(SchedulerTest, HigherPriorityFirstThenArrivalOrder) {
   EXPECT_EQ(order, (std::vector<std::string>{"A", "C", "D", "B", "E"}));
 }
 
+// Steps carry only the block-table entries the worker lacks: a 10-token prompt generating 100
+// tokens writes 109 positions, 28 blocks of 4, and each block id travels once (whole tables
+// would send about 1,400 ids over the ~100 steps), with the output still the model's.
+TEST(SchedulerTest, StepsSendEachBlockIdOnce) {
+  Harness h({});
+  Tokens prompt{5, 17, 256, 3, 999, 42, 7, 7, 7, 1};
+  auto c = h.Run(Greedy("a", prompt, 100));
+  EXPECT_EQ(c->tokens(), FakeModelGenerate(prompt, 100, kVocab));
+  EXPECT_EQ(h.fakes[0]->counters().block_ids_sent, 28);
+}
+
 TEST(SchedulerTest, EosStopTokenIdsAndLength) {
   Tokens prompt{9, 8, 7, 6};
   Tokens ref = FakeModelGenerate(prompt, 10, kVocab);

@@ -42,6 +42,8 @@ struct Sequence {
   int32_t inflight_samples = 0;
   uint32_t epoch = 0;   // + 1 on each preemption; stale in-flight outputs are dropped
   bool joined = false;  // the worker holds sampler state for this epoch
+  // Leading entries of `blocks` the worker already holds as sent (steps send only the rest).
+  int32_t blocks_sent = 0;
   State state = State::kWaiting;
   int64_t last_step = -1;  // id of the last step it was put in (never twice in one step)
 

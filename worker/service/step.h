@@ -29,7 +29,11 @@ struct StepSequence {
   // the worker then feeds the sequence's own last sampled token (which must exist).
   std::vector<int32_t> new_tokens;
   int32_t start_pos = 0;  // tokens of this sequence already in the KV cache
-  // Physical KV block ids of the whole sequence, covering start_pos + tokens run this step.
+  // The sequence's physical KV block ids from index `block_table_offset` on: the worker keeps
+  // the first block_table_offset entries it holds for the sequence and replaces the rest with
+  // `block_table` (a decode step that needs no new block sends nothing). The whole table then
+  // covers start_pos + the tokens run this step. A (re)joining sequence sends offset 0.
+  int32_t block_table_offset = 0;
   std::vector<int32_t> block_table;
   bool sample = true;  // false for a non-final prefill chunk (no logits computed)
   // Set when the sequence joins (or rejoins after preemption) the worker: the worker (re)creates

@@ -120,6 +120,7 @@ void EncodeStepRequest(const StepRequest& r, ite::v1::StepRequest* out) {
     o->mutable_new_tokens()->Assign(s.new_tokens.begin(), s.new_tokens.end());
     o->set_start_pos(s.start_pos);
     o->mutable_block_table()->Assign(s.block_table.begin(), s.block_table.end());
+    o->set_block_table_offset(s.block_table_offset);
     o->set_sample(s.sample);
     if (s.sampling) EncodeSampling(*s.sampling, o->mutable_sampling());
     o->mutable_prompt_tokens()->Assign(s.prompt_tokens.begin(), s.prompt_tokens.end());
@@ -142,6 +143,7 @@ StepRequest DecodeStepRequest(const ite::v1::StepRequest& in) {
     o.new_tokens.assign(s.new_tokens().begin(), s.new_tokens().end());
     o.start_pos = s.start_pos();
     o.block_table.assign(s.block_table().begin(), s.block_table().end());
+    o.block_table_offset = s.block_table_offset();
     o.sample = s.sample();
     if (s.has_sampling()) o.sampling = DecodeSampling(s.sampling());
     o.prompt_tokens.assign(s.prompt_tokens().begin(), s.prompt_tokens().end());

@@ -34,6 +34,7 @@ TEST(StepCodecTest, StepRequestRoundTrip) {
   b.seq_id = -3;
   b.start_pos = 100;
   b.block_table = {1};
+  b.block_table_offset = 5;
   r.release_seq_ids = {11, 12};
   r.copy_blocks = {{3, 8}, {2, 0}};
 
@@ -64,7 +65,10 @@ TEST(StepCodecTest, StepRequestRoundTrip) {
   EXPECT_EQ(q.top_logprobs, 3);
   EXPECT_TRUE(q.logprobs);
   EXPECT_EQ(d.seqs[0].prompt_tokens, (std::vector<int32_t>{5, 6}));
+  EXPECT_EQ(d.seqs[0].block_table_offset, 0);
   EXPECT_EQ(d.seqs[1].seq_id, -3);
+  EXPECT_EQ(d.seqs[1].block_table, (std::vector<int32_t>{1}));
+  EXPECT_EQ(d.seqs[1].block_table_offset, 5);
   EXPECT_TRUE(d.seqs[1].new_tokens.empty());
   EXPECT_TRUE(d.seqs[1].sample);
   EXPECT_FALSE(d.seqs[1].sampling.has_value());

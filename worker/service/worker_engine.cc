@@ -8,8 +8,9 @@ namespace ite {
 
 struct WorkerEngine::SeqState {
   std::unique_ptr<SequenceSampler> sampler;
-  int32_t last_token = -1;  // -1: nothing sampled yet (a decode step is then an error)
-  int32_t kv_len = 0;       // positions written so far, as the scheduler described them
+  int32_t last_token = -1;           // -1: nothing sampled yet (a decode step is then an error)
+  int32_t kv_len = 0;                // positions written so far, as the scheduler described them
+  std::vector<int32_t> block_table;  // as the steps so far have described it
 };
 
 namespace {
@@ -109,10 +110,19 @@ Status WorkerEngine::Validate(const StepRequest& request) const {
       return InvalidArgument("step {}: seq {} reaches position {} past the context {}",
                              request.step_id, s.seq_id, end, max_pos);
     }
+    // The table after this step: the first block_table_offset entries the worker holds, then
+    // the ones sent. A joining sequence has none yet.
+    const int64_t held = s.sampling.has_value() || !known ? 0 : it->second->block_table.size();
+    if (s.block_table_offset < 0 || s.block_table_offset > held) {
+      return InvalidArgument(
+          "step {}: seq {}: block_table_offset {} but the worker holds {} blocks", request.step_id,
+          s.seq_id, s.block_table_offset, held);
+    }
+    const int64_t table_size = int64_t{s.block_table_offset} + int64_t(s.block_table.size());
     int64_t needed = (end + block_size - 1) / block_size;
-    if (static_cast<int64_t>(s.block_table.size()) < needed) {
+    if (table_size < needed) {
       return InvalidArgument("step {}: seq {}: {} blocks cannot hold {} tokens", request.step_id,
-                             s.seq_id, s.block_table.size(), end);
+                             s.seq_id, table_size, end);
     }
     for (int32_t b : s.block_table) {
       if (b < 0 || b >= num_blocks) {
@@ -155,7 +165,9 @@ StatusOr<StepResult> WorkerEngine::Step(const StepRequest& request) {
       chunk.tokens = s.new_tokens;
     }
     chunk.start_pos = s.start_pos;
-    chunk.block_table = s.block_table;
+    state->block_table.resize(s.block_table_offset);
+    state->block_table.insert(state->block_table.end(), s.block_table.begin(), s.block_table.end());
+    chunk.block_table = state->block_table;
     chunk.logits = s.sample ? LogitsMode::kLast : LogitsMode::kNone;
     batch.chunks.push_back(chunk);
   }

@@ -75,6 +75,61 @@ TEST_F(WorkerEngineTest, DecodeFeedsTheLastSampledToken) {
   EXPECT_EQ(engine_->num_sequences(), 0);
 }
 
+// Steps send only the block-table entries the worker does not hold: the same tokens come out
+// as with whole tables, a changed entry (copy-on-write) is resent from its index, and offsets
+// past what the worker holds, or on a join, are rejected.
+TEST_F(WorkerEngineTest, BlockTableDeltas) {
+  std::vector<int32_t> prompt{1, 2, 3, 4, 5};
+  std::vector<int32_t> expected = FakeModelGenerate(prompt, 8, kVocab);
+  StepRequest r;
+  r.seqs.push_back(Join(7, prompt, {3, 9}));
+  auto res = engine_->Step(r);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->outputs[0].sample.token, expected[0]);
+  // Positions 5..7 stay in block 9 (nothing sent); 8 needs a third block (one id sent).
+  for (int32_t i = 1; i < 8; ++i) {
+    StepRequest d;
+    StepSequence s = Decode(7, 4 + i, {});
+    s.block_table_offset = 2;
+    if (4 + i >= 8) s.block_table = {11};
+    if (4 + i > 8) {
+      s.block_table_offset = 3;
+      s.block_table.clear();
+    }
+    d.seqs.push_back(s);
+    auto out = engine_->Step(d);
+    ASSERT_TRUE(out.ok()) << "token " << i << ": " << out.status().ToString();
+    EXPECT_EQ(out->outputs[0].sample.token, expected[i]) << "token " << i;
+  }
+  auto expect_invalid = [&](StepSequence s, const std::string& needle) {
+    StepRequest bad;
+    bad.seqs.push_back(std::move(s));
+    auto out = engine_->Step(bad);
+    ASSERT_FALSE(out.ok());
+    EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(out.status().message().find(needle), std::string::npos) << out.status().message();
+  };
+  StepSequence past = Decode(7, 12, {});
+  past.block_table_offset = 4;  // the worker holds 3
+  expect_invalid(past, "block_table_offset 4 but the worker holds 3");
+  StepSequence short_table = Decode(7, 12, {});
+  short_table.block_table_offset = 2;  // keeps 2 blocks: cannot hold 13 tokens
+  expect_invalid(short_table, "2 blocks cannot hold 13 tokens");
+  StepSequence join = Join(8, {1}, {4});
+  join.block_table_offset = 1;
+  expect_invalid(join, "block_table_offset 1 but the worker holds 0");
+  // The rejected steps changed nothing: the next decode still continues the sequence. Entry 1
+  // is replaced (as after a copy-on-write) by a block holding the same KV, copied first.
+  StepRequest d;
+  d.copy_blocks = {{9, 12}};
+  StepSequence s = Decode(7, 12, {12, 11, 13});
+  s.block_table_offset = 1;
+  d.seqs.push_back(s);
+  auto out = engine_->Step(d);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->outputs[0].sample.token, FakeModelGenerate(prompt, 9, kVocab)[8]);
+}
+
 TEST_F(WorkerEngineTest, ChunkedPrefillAndCopyOnWrite) {
   std::vector<int32_t> prompt{5, 6, 7, 8, 9, 10};
   std::vector<int32_t> expected = FakeModelGenerate(prompt, 1, kVocab);

@@ -1,5 +1,6 @@
 #include "scheduler/fake_worker_client.h"
 
+#include "common/check.h"
 #include "worker/service/fake_backend.h"
 #include "worker/service/worker_engine.h"
 
@@ -37,7 +38,23 @@ Status FakeWorkerClient::Clear() {
     if (!failure_.ok()) return failure_;
     ++counters_.clears;
   }
-  return inner_->Clear();
+  Status st = inner_->Clear();
+  if (st.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    state_lost_ = false;
+  }
+  return st;
+}
+
+bool FakeWorkerClient::StateLost() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_lost_;
+}
+
+void FakeWorkerClient::LoseState() {
+  ITE_CHECK(inner_->Clear().ok());
+  std::lock_guard<std::mutex> lock(mu_);
+  state_lost_ = true;
 }
 
 void FakeWorkerClient::StepAsync(StepRequest request,
@@ -73,6 +90,7 @@ void FakeWorkerClient::Forward(StepRequest request,
       std::lock_guard<std::mutex> lock(mu_);
       --inflight_;
       failure = failure_;
+      if (failure.ok() && state_lost_) failure = Unavailable("the worker lost its state");
     }
     if (!failure.ok()) {
       done(failure);

@@ -44,6 +44,7 @@ class FakeWorkerClient : public WorkerClient {
   void StepAsync(StepRequest request, std::function<void(StatusOr<StepResult>)> done) override;
   Status Health() override;
   Status Clear() override;
+  bool StateLost() override;
 
   // While paused, steps are held (in order) and run on Resume.
   void Pause();
@@ -51,6 +52,9 @@ class FakeWorkerClient : public WorkerClient {
   // From now on every step answers `error` and Info/Health fail, until Heal.
   void Fail(Status error);
   void Heal();
+  // A restart between steps: the engine forgets every sequence, StateLost() turns true and
+  // steps fail UNAVAILABLE until a successful Clear() (as GrpcWorkerClient behaves).
+  void LoseState();
 
   FakeWorkerCounters counters() const;
 
@@ -62,6 +66,7 @@ class FakeWorkerClient : public WorkerClient {
   bool paused_ = false;
   std::deque<std::pair<StepRequest, std::function<void(StatusOr<StepResult>)>>> held_;
   Status failure_;
+  bool state_lost_ = false;
   FakeWorkerCounters counters_;
   int64_t inflight_ = 0;
 };

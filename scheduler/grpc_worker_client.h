@@ -50,6 +50,7 @@ class GrpcWorkerClient final : public WorkerClient {
   void StepAsync(StepRequest request, std::function<void(StatusOr<StepResult>)> done) override;
   Status Health() override;
   Status Clear() override;
+  bool StateLost() override { return state_lost_.load(); }
 
   const std::string& address() const { return options_.address; }
 

@@ -38,6 +38,12 @@ const char* FinishReasonName(FinishReason reason) {
 
 namespace {
 
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 int64_t ThreadCpuMicros() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -46,12 +52,12 @@ int64_t ThreadCpuMicros() {
 
 // Everything the loop thread learns arrives as one of these.
 struct Message {
-  enum class Kind { kSubmit, kCancel, kResult, kWorkerBack, kShutdown };
+  enum class Kind { kSubmit, kCancel, kResult, kWorkerBack, kRecoverTimeout, kShutdown };
   explicit Message(Kind k) : kind(k) {}
   Kind kind;
   std::unique_ptr<Sequence> seq;  // kSubmit
   std::string request_id;         // kCancel
-  int worker = -1;                // kResult, kWorkerBack
+  int worker = -1;                // kResult, kWorkerBack, kRecoverTimeout
   uint64_t generation = 0;        // kResult
   Status status;                  // kResult: the step's outcome
   StepResult result;              // kResult, when status is OK
@@ -66,6 +72,14 @@ struct WorkerSlot {
   std::unique_ptr<Batcher> batcher;
   std::atomic<bool> up{true};
   std::atomic<bool> probe_posted{false};
+  // Lost its state while up (WorkerClient::StateLost): no steps are sent, queued requests stay,
+  // and the probe clears it until the deadline (steady-clock ms), then it is failed.
+  std::atomic<bool> recovering{false};
+  // Down, but holding the queued requests of its failure (no other worker could take them)
+  // until it comes back or the deadline passes.
+  std::atomic<bool> holding{false};
+  std::atomic<int64_t> recover_deadline_ms{0};
+  std::atomic<bool> timeout_posted{false};
   uint64_t generation = 0;              // + 1 per failure; results of older generations are dropped
   int32_t outstanding = 0;              // steps sent and not answered, any generation
   std::optional<WorkerInfo> back_info;  // came back while old steps were still outstanding
@@ -109,9 +123,19 @@ struct Scheduler::Impl {
   std::mutex probe_mu;
   std::condition_variable probe_cv;
   bool probe_stop = false;
+  bool probe_now = false;  // a worker failed or lost its state: probe without waiting
 
   std::thread loop_thread;
   std::thread probe_thread;
+
+  // The notification is kept in probe_now, so one sent before the probe thread waits is not lost.
+  void WakeProbe() {
+    {
+      std::lock_guard<std::mutex> lock(probe_mu);
+      probe_now = true;
+    }
+    probe_cv.notify_all();
+  }
 
   void Post(Message m) {
     {
@@ -133,9 +157,14 @@ struct Scheduler::Impl {
   Status Validate(const GenerationRequest& r) const;
   void Loop();
   void Handle(Message& m, std::vector<OutEvent>* events);
-  void Route(std::unique_ptr<Sequence> seq, std::vector<OutEvent>* events);
-  void FailWorker(int i, const Status& cause, std::vector<OutEvent>* events);
-  void Revive(int i, const WorkerInfo& info);
+  // `if_none`: the error a request gets when no worker is up (default: "no worker is available").
+  void Route(std::unique_ptr<Sequence> seq, std::vector<OutEvent>* events,
+             const Status* if_none = nullptr);
+  // Fails worker i's running requests; its queued ones move to other workers, or, when none is
+  // up and `hold` is set, wait for worker i to come back within options.recover_grace_ms.
+  void FailWorker(int i, const Status& cause, std::vector<OutEvent>* events, bool hold = true);
+  void StartRecovery(int i);
+  void Revive(int i, const WorkerInfo& info, std::vector<OutEvent>* events);
   void SendSteps();
   bool Idle() const;
   void PublishStats();
@@ -266,9 +295,11 @@ Status Scheduler::Submit(GenerationRequest request,
   {
     std::lock_guard<std::mutex> lock(s.mu);
     if (!s.accepting) return Unavailable("the scheduler is shutting down");
+    // With every worker down, a request waits (recover_grace_ms) for one to come back, as
+    // ite-serve restarts dead workers; without a grace it fails at once.
     bool any_up = false;
     for (auto& slot : s.slots) any_up = any_up || slot->up.load();
-    if (!any_up) return Unavailable("no worker is available");
+    if (!any_up && s.options.recover_grace_ms <= 0) return Unavailable("no worker is available");
     seq->seq_id = s.next_seq_id++;
     if (seq->request.request_id.empty()) {
       seq->request.request_id = fmt::format("req-{}", seq->seq_id);
@@ -373,7 +404,9 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
       WorkerSlot& slot = *slots[m.worker];
       --slot.outstanding;
       if (m.generation != slot.generation) {  // a step sent before the worker failed
-        if (slot.outstanding == 0 && slot.back_info.has_value()) Revive(m.worker, *slot.back_info);
+        if (slot.outstanding == 0 && slot.back_info.has_value()) {
+          Revive(m.worker, *slot.back_info, events);
+        }
         break;
       }
       if (!m.status.ok()) {
@@ -390,7 +423,7 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
     case Message::Kind::kWorkerBack: {
       WorkerSlot& slot = *slots[m.worker];
       slot.probe_posted = false;
-      if (slot.up) break;
+      if (slot.up && !slot.recovering) break;
       if (m.info.config.vocab_size != config.vocab_size || m.info.block_size != block_size ||
           m.info.config.max_position != config.max_position || m.info.num_blocks < 1) {
         ITE_LOG_ERROR("worker {} came back with a different model or pool; keeping it down",
@@ -400,7 +433,20 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
       if (slot.outstanding > 0) {
         slot.back_info = m.info;
       } else {
-        Revive(m.worker, m.info);
+        Revive(m.worker, m.info, events);
+      }
+      break;
+    }
+    case Message::Kind::kRecoverTimeout: {
+      WorkerSlot& slot = *slots[m.worker];
+      slot.timeout_posted = false;
+      const Status gone = Unavailable("worker {} did not come back within {} ms", m.worker,
+                                      options.recover_grace_ms);
+      if (slot.recovering) {
+        FailWorker(m.worker, gone, events, /*hold=*/false);
+      } else if (slot.holding && !slot.up) {
+        slot.holding = false;
+        for (auto& seq : slot.batcher->Fail(gone, events)) Route(std::move(seq), events, &gone);
       }
       break;
     }
@@ -413,7 +459,8 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
   }
 }
 
-void Scheduler::Impl::Route(std::unique_ptr<Sequence> seq, std::vector<OutEvent>* events) {
+void Scheduler::Impl::Route(std::unique_ptr<Sequence> seq, std::vector<OutEvent>* events,
+                            const Status* if_none) {
   int best = -1;
   int32_t min_load = INT32_MAX;
   for (auto& slot : slots) {
@@ -434,10 +481,23 @@ void Scheduler::Impl::Route(std::unique_ptr<Sequence> seq, std::vector<OutEvent>
       best_load = load;
     }
   }
+  if (best < 0 && if_none == nullptr && options.recover_grace_ms > 0) {
+    // Every worker is down: wait in the first one's queue for it to come back (a restart), up
+    // to the grace; the probe takes it back or the deadline fails the queue.
+    WorkerSlot& slot = *slots[0];
+    if (!slot.holding) {
+      slot.recover_deadline_ms = SteadyMillis() + options.recover_grace_ms;
+      slot.holding = true;
+      WakeProbe();
+    }
+    where[seq->request.request_id] = {0, seq->seq_id};
+    slot.batcher->Enqueue(std::move(seq));
+    return;
+  }
   if (best < 0) {
     GenerationEvent ev;
     ev.finish = FinishReason::kError;
-    ev.error = Unavailable("no worker is available");
+    ev.error = if_none != nullptr ? *if_none : Unavailable("no worker is available");
     ev.usage.prompt_tokens = seq->num_prompt;
     events->push_back({seq->on_event, seq->request.request_id, std::move(ev)});
     return;
@@ -446,32 +506,78 @@ void Scheduler::Impl::Route(std::unique_ptr<Sequence> seq, std::vector<OutEvent>
   slots[best]->batcher->Enqueue(std::move(seq));
 }
 
-void Scheduler::Impl::FailWorker(int i, const Status& cause, std::vector<OutEvent>* events) {
+void Scheduler::Impl::FailWorker(int i, const Status& cause, std::vector<OutEvent>* events,
+                                 bool hold) {
   WorkerSlot& slot = *slots[i];
-  ITE_LOG_ERROR("worker {} ({}) failed: {}; failing its requests", i, slot.info.device,
+  ITE_LOG_ERROR("worker {} ({}) failed: {}; failing its running requests", i, slot.info.device,
                 cause.ToString());
   Status error = Unavailable("worker {} failed: {}", i, cause.message());
   std::vector<std::unique_ptr<Sequence>> reroute = slot.batcher->Fail(error, events);
   ++slot.generation;
   slot.up = false;
+  slot.recovering = false;
+  slot.holding = false;
   slot.back_info.reset();
-  for (auto& seq : reroute) Route(std::move(seq), events);
-  probe_cv.notify_all();
+  bool others_up = false;
+  for (auto& other : slots) others_up = others_up || other->up;
+  if (hold && !others_up && !reroute.empty() && options.recover_grace_ms > 0) {
+    // Queued requests never reached the worker: they wait for it (a restart) for a while.
+    ITE_LOG_WARN("worker {}: {} queued requests wait up to {} ms for it to come back", i,
+                 reroute.size(), options.recover_grace_ms);
+    for (auto& seq : reroute) slot.batcher->Enqueue(std::move(seq));
+    slot.recover_deadline_ms = SteadyMillis() + options.recover_grace_ms;
+    slot.holding = true;
+  } else {
+    for (auto& seq : reroute) Route(std::move(seq), events, &error);
+  }
+  WakeProbe();
 }
 
-void Scheduler::Impl::Revive(int i, const WorkerInfo& info) {
+// Stops sending steps to worker i, which lost its state between steps (restarted while idle),
+// and has the probe clear it; its queued requests wait in its batcher meanwhile.
+void Scheduler::Impl::StartRecovery(int i) {
   WorkerSlot& slot = *slots[i];
+  ITE_LOG_WARN("worker {} ({}) lost its state (restarted?); clearing it before the next step", i,
+               slot.info.device);
+  slot.recover_deadline_ms = SteadyMillis() + options.recover_grace_ms;
+  slot.recovering = true;
+  WakeProbe();
+}
+
+// A fresh batcher for worker i. Requests still in the old one (a recovering worker's queue) move
+// over; those with KV on the worker fail (their cache is gone with the worker's state).
+void Scheduler::Impl::Revive(int i, const WorkerInfo& info, std::vector<OutEvent>* events) {
+  WorkerSlot& slot = *slots[i];
+  std::vector<std::unique_ptr<Sequence>> keep =
+      slot.batcher->Fail(Unavailable("worker {} lost its state", i), events);
   slot.info = info;
   slot.batcher = std::make_unique<Batcher>(MakeBatcherOptions(), info);
+  for (auto& seq : keep) slot.batcher->Enqueue(std::move(seq));
   slot.back_info.reset();
+  slot.recovering = false;
+  slot.holding = false;
   slot.up = true;
   ITE_LOG_INFO("worker {} ({}) is back with {} blocks", i, info.device, info.num_blocks);
+  // Requests waiting on other down workers need not wait for those.
+  for (auto& other : slots) {
+    if (other->up || !other->holding) continue;
+    other->holding = false;
+    const Status moved = Unavailable("moved to worker {}", i);
+    for (auto& seq : other->batcher->Fail(moved, events)) Route(std::move(seq), events);
+  }
 }
 
 void Scheduler::Impl::SendSteps() {
   for (size_t i = 0; i < slots.size(); ++i) {
     WorkerSlot& slot = *slots[i];
-    if (!slot.up) continue;
+    if (!slot.up || slot.recovering) continue;
+    // A worker that lost its state (restarted) must be cleared before it runs another step.
+    // With steps in flight, their failure takes the usual path (FailWorker) instead; either way
+    // no new step goes out, so queued requests stay queued.
+    if (slot.client->StateLost()) {
+      if (slot.outstanding == 0) StartRecovery(static_cast<int>(i));
+      continue;
+    }
     while (slot.batcher->CanSendStep()) {
       StepRequest request;
       if (!slot.batcher->BuildStep(next_step_id, &request)) break;
@@ -520,12 +626,30 @@ void Scheduler::Impl::PublishStats() {
 void Scheduler::Impl::ProbeLoop() {
   std::unique_lock<std::mutex> lock(probe_mu);
   while (!probe_stop) {
-    probe_cv.wait_for(lock, std::chrono::milliseconds(std::max(1, options.probe_interval_ms)));
+    // Every probe interval, and at the nearest deadline of a worker holding queued requests.
+    int64_t wait_ms = std::max(1, options.probe_interval_ms);
+    for (auto& slot : slots) {
+      if (slot->recovering || slot->holding) {
+        wait_ms = std::clamp<int64_t>(slot->recover_deadline_ms - SteadyMillis() + 1, 1, wait_ms);
+      }
+    }
+    probe_cv.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                      [this] { return probe_stop || probe_now; });
+    probe_now = false;
     if (probe_stop) return;
     lock.unlock();
     for (size_t i = 0; i < slots.size(); ++i) {
       WorkerSlot& slot = *slots[i];
-      if (slot.up || slot.probe_posted) continue;
+      if ((slot.recovering || slot.holding) && !slot.timeout_posted) {
+        if (SteadyMillis() >= slot.recover_deadline_ms) {
+          slot.timeout_posted = true;
+          Message m{Message::Kind::kRecoverTimeout};
+          m.worker = static_cast<int>(i);
+          Post(std::move(m));
+          continue;
+        }
+      }
+      if ((slot.up && !slot.recovering) || slot.probe_posted) continue;
       StatusOr<WorkerInfo> info = slot.client->Info();
       if (!info.ok()) continue;
       // The restarted (or recovered) worker must forget every sequence of its past life.

@@ -74,6 +74,9 @@ struct SchedulerOptions {
   // waiting) exceeds the least loaded worker's by more than this.
   int32_t route_load_slack = 16;
   int32_t probe_interval_ms = 500;  // how often a down worker is probed (Info + Clear)
+  // A worker that lost its state while idle (WorkerClient::StateLost) keeps its queued requests
+  // this long while it is probed; if it has not come back by then, it is failed like a dead one.
+  int32_t recover_grace_ms = 5000;
 };
 
 struct WorkerStats {

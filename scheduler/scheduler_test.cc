@@ -455,6 +455,7 @@ TEST(SchedulerTest, InvalidRequestsAreRejectedWithAReason) {
 TEST(SchedulerTest, WorkerFailureFailsItsRequestsFastAndTheWorkerComesBack) {
   SchedulerOptions o;
   o.probe_interval_ms = 10;
+  o.recover_grace_ms = 0;  // new requests fail at once while no worker is up
   Harness h(o);
   std::vector<std::unique_ptr<Collector>> cs;
   for (int i = 0; i < 4; ++i) {
@@ -668,6 +669,71 @@ TEST(SchedulerTest, AWorkerAnsweringNonsenseIsTreatedAsFailed) {
   } else {
     EXPECT_EQ(submitted.code(), StatusCode::kUnavailable) << submitted.ToString();
   }
+}
+
+// A worker restarted between requests (its sequences and KV gone) is cleared and started afresh
+// before it runs the next request, which then succeeds instead of failing UNAVAILABLE.
+TEST(SchedulerTest, AWorkerThatLostItsStateWhileIdleIsClearedBeforeTheNextRequest) {
+  Harness h({});
+  Tokens prompt{5, 17, 256, 3, 999, 42, 7};
+  auto first = h.Run(Greedy("a", prompt, 8));
+  EXPECT_EQ(first->tokens(), FakeModelGenerate(prompt, 8, kVocab));
+  const int64_t clears = h.fakes[0]->counters().clears;
+  h.fakes[0]->LoseState();
+  auto second = h.Run(Greedy("b", prompt, 8));  // the same prompt: its cached prefix is gone too
+  EXPECT_EQ(second->finish(), FinishReason::kLength) << second->error().ToString();
+  EXPECT_EQ(second->tokens(), FakeModelGenerate(prompt, 8, kVocab));
+  EXPECT_EQ(second->usage().cached_tokens, 0);
+  EXPECT_GT(h.fakes[0]->counters().clears, clears);
+  EXPECT_TRUE(h.scheduler->Stats().workers[0].up);
+}
+
+// If it does not come back within recover_grace_ms, its queued requests fail UNAVAILABLE.
+TEST(SchedulerTest, AWorkerThatLostItsStateAndStaysDownFailsItsQueueAfterTheGrace) {
+  SchedulerOptions o;
+  o.probe_interval_ms = 20;
+  o.recover_grace_ms = 200;
+  Harness h(o);
+  h.fakes[0]->LoseState();
+  h.fakes[0]->Fail(Unavailable("connection refused"));
+  auto start = std::chrono::steady_clock::now();
+  auto c = h.Run(Greedy("a", {1, 2, 3}, 4));
+  EXPECT_EQ(c->finish(), FinishReason::kError);
+  EXPECT_EQ(c->error().code(), StatusCode::kUnavailable);
+  EXPECT_NE(c->error().message().find("did not come back"), std::string::npos)
+      << c->error().message();
+  EXPECT_TRUE(c->tokens().empty());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(150));
+  // Healed, it is taken back and serves again.
+  h.fakes[0]->Heal();
+  ASSERT_TRUE(WaitFor([&] { return h.scheduler->Stats().workers[0].up; }));
+  auto again = h.Run(Greedy("b", {1, 2, 3}, 4));
+  EXPECT_EQ(again->tokens(), FakeModelGenerate(Tokens{1, 2, 3}, 4, kVocab));
+}
+
+// With the grace (the default), a request arriving while the only worker is down waits for it
+// and runs once it is back.
+TEST(SchedulerTest, ARequestWhileTheOnlyWorkerIsDownWaitsForItToComeBack) {
+  SchedulerOptions o;
+  o.probe_interval_ms = 10;
+  o.recover_grace_ms = 5000;
+  Harness h(o);
+  Collector running;
+  ASSERT_TRUE(h.scheduler->Submit(Greedy("long", {1, 2, 3}, 3000), running.Callback()).ok());
+  ASSERT_TRUE(WaitFor([&] { return running.events() > 2; }));
+  h.fakes[0]->Fail(Unavailable("injected crash"));
+  ASSERT_TRUE(running.Wait(milliseconds(2000)));
+  EXPECT_EQ(running.finish(), FinishReason::kError);  // it had streamed tokens: it fails
+  ASSERT_TRUE(WaitFor([&] { return !h.scheduler->Stats().workers[0].up; }));
+  Tokens prompt{4, 5, 6};
+  Collector late;
+  ASSERT_TRUE(h.scheduler->Submit(Greedy("late", prompt, 5), late.Callback()).ok());
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_FALSE(late.done());
+  h.fakes[0]->Heal();
+  ASSERT_TRUE(late.Wait(milliseconds(3000)));
+  EXPECT_EQ(late.finish(), FinishReason::kLength) << late.error().ToString();
+  EXPECT_EQ(late.tokens(), FakeModelGenerate(prompt, 5, kVocab));
 }
 
 TEST(SchedulerTest, ShutdownDrainsOrCancels) {

@@ -30,6 +30,12 @@ class WorkerClient {
 
   // Forgets all sequence state on the worker (after a restart or a failure).
   virtual Status Clear() = 0;
+
+  // True when the client knows the worker lost its sequence and KV state since the last
+  // successful Clear() without a step failing yet (a worker restarted between steps). The
+  // scheduler then stops sending steps to it, has it cleared and starts it afresh, keeping the
+  // requests that were only queued.
+  virtual bool StateLost() { return false; }
 };
 
 // Runs `engine` on a thread of its own; Info/Health/Clear are served between steps.

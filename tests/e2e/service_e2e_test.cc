@@ -402,6 +402,28 @@ TEST(ServiceFailureE2E, KilledWorkerFailsFastAndARestartedOneIsTakenBack) {
       << "the restarted worker got no work";
 }
 
+// The only worker is killed between requests; ite-serve restarts it. The next request, sent as
+// soon as the kill happened (before the restarted worker is up), waits for it and succeeds with
+// the same text as before, instead of failing on the dead worker's lost state.
+TEST(ServiceFailureE2E, RequestAfterAnIdleWorkerRestartSucceeds) {
+  Env env = ReadEnv();
+  if (!env.missing.empty()) GTEST_SKIP() << env.missing;
+  ServeProcess serve;
+  ASSERT_TRUE(serve.Start(env, 1));
+  auto stub = serve.Stub();
+  const ite::v1::GenerateRequest req = Greedy("The three primary colors are", 12);
+  GenerateResult before = Generate(*stub, req);
+  ASSERT_TRUE(before.status.ok()) << before.status.error_message();
+  std::map<int, int> pids = WorkerPids(serve);
+  ASSERT_EQ(pids.size(), 1u);
+  ASSERT_EQ(::kill(pids[0], SIGKILL), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the scheduler sees the break
+  GenerateResult after = Generate(*stub, req, seconds(60));
+  ASSERT_TRUE(after.status.ok()) << after.status.error_message();
+  EXPECT_EQ(after.tokens, before.tokens);
+  EXPECT_NE(WorkerPids(serve)[0], pids[0]) << "the worker was not restarted";
+}
+
 TEST(ServiceFailureE2E, SigtermDrainsRunningRequestsAndLeavesNoOrphans) {
   Env env = ReadEnv();
   if (!env.missing.empty()) GTEST_SKIP() << env.missing;

@@ -128,6 +128,7 @@ bool Batcher::ScheduleChunk(Sequence* seq, int32_t* budget, StepRequest* request
     ITE_CHECK(!feed_sampled, "seq {} would join without tokens", seq->seq_id);
     s.sampling = seq->request.sampling;
     s.prompt_tokens = seq->tokens;
+    s.generated_tokens = seq->generated();
     seq->joined = true;
   }
   request->seqs.push_back(std::move(s));

@@ -275,6 +275,45 @@ void RunUnderTinyPool(bool prefix_cache) {
 TEST(SchedulerTest, PreemptionUnderATinyPoolKeepsOutputsExact) { RunUnderTinyPool(true); }
 TEST(SchedulerTest, PreemptionWithoutPrefixCache) { RunUnderTinyPool(false); }
 
+// Seeded sampling with penalties is exact across preemption: a preempted sequence rejoins with
+// its generated tokens counted for the penalties and its RNG resumed past their draws, so every
+// request gives what it gives alone on a roomy pool.
+TEST(SchedulerTest, SeededSamplingSurvivesPreemption) {
+  auto request = [](int i, const Tokens& prompt) {
+    GenerationRequest r = Greedy("s" + std::to_string(i), prompt, 40);
+    r.sampling.temperature = 2.0f;  // the fake model's logits: one 10, the rest 0
+    r.sampling.seed = 1000 + i;
+    r.sampling.has_seed = true;
+    r.sampling.presence_penalty = 0.5f;
+    r.sampling.frequency_penalty = 0.25f;
+    return r;
+  };
+  std::mt19937 rng(21);
+  std::vector<Tokens> prompts;
+  for (int i = 0; i < 10; ++i) prompts.push_back(RandomTokens(&rng, 20));
+  std::vector<Tokens> alone;
+  {
+    Harness roomy({});
+    for (int i = 0; i < 10; ++i) alone.push_back(roomy.Run(request(i, prompts[i]))->tokens());
+  }
+  SchedulerOptions o;
+  o.enable_prefix_cache = false;
+  FakeWorkerOptions w;
+  w.block_size = 4;
+  w.num_blocks = 24;  // 96 tokens for 10 requests of up to 60
+  Harness tiny(o, {w});
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (int i = 0; i < 10; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(tiny.scheduler->Submit(request(i, prompts[i]), cs[i]->Callback()).ok());
+  }
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(cs[i]->Wait());
+    EXPECT_EQ(cs[i]->tokens(), alone[i]) << "request " << i;
+  }
+  EXPECT_GT(tiny.scheduler->Stats().preemptions, 0) << "the pool was meant to be too small";
+}
+
 TEST(SchedulerTest, PrefixCacheOnAndOffGiveIdenticalOutputs) {
   std::mt19937 rng(5);
   Tokens system = RandomTokens(&rng, 40);

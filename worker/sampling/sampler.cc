@@ -26,15 +26,21 @@ Status SamplingParams::Validate() const {
 }
 
 SequenceSampler::SequenceSampler(const SamplingParams& params,
-                                 std::span<const int32_t> prompt_tokens)
+                                 std::span<const int32_t> context_tokens, int32_t generated)
     : params_(params) {
   if (params_.has_seed) {
     rng_.seed(params_.seed);
+    // One draw per non-greedy token (Draw takes it first thing).
+    if (params_.temperature != 0.0f && generated > 0) rng_.discard(generated);
   } else {
     std::random_device rd;
     rng_.seed((static_cast<uint64_t>(rd()) << 32) ^ rd());
   }
-  if (params_.repetition_penalty != 1.0f) seen_.insert(prompt_tokens.begin(), prompt_tokens.end());
+  if (params_.repetition_penalty != 1.0f) {
+    seen_.insert(context_tokens.begin(), context_tokens.end());
+  }
+  generated = std::clamp<int32_t>(generated, 0, static_cast<int32_t>(context_tokens.size()));
+  for (int32_t t : context_tokens.last(generated)) ++generated_[t];
 }
 
 void SequenceSampler::Accept(int32_t token) {
@@ -61,6 +67,8 @@ void SequenceSampler::ApplyPenalties(std::vector<float>* x) const {
 }
 
 int32_t SequenceSampler::Draw(const std::vector<float>& x) {
+  // Exactly one draw per call, taken first (a resumed sequence skips one per generated token).
+  const uint64_t bits = rng_();
   const int32_t vocab = static_cast<int32_t>(x.size());
   auto better = [&x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
   order_.resize(vocab);
@@ -112,7 +120,7 @@ int32_t SequenceSampler::Draw(const std::vector<float>& x) {
     kept_total += probs_[i];
   }
   // 53 random bits -> [0, 1): the same stream gives the same tokens on every platform.
-  double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * kept_total;
+  double u = static_cast<double>(bits >> 11) * 0x1.0p-53 * kept_total;
   double acc = 0.0;
   int32_t last = order_[0];
   for (size_t i = 0; i < keep; ++i) {

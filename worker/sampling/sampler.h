@@ -55,7 +55,12 @@ struct SampleResult {
 // sampled by one thread at a time. params must have passed Validate().
 class SequenceSampler {
  public:
-  SequenceSampler(const SamplingParams& params, std::span<const int32_t> prompt_tokens);
+  // context_tokens: the prompt, followed by the last `generated` tokens this sequence already
+  // produced when it resumes (a rejoin after preemption). Those count for the penalties as
+  // sampled ones do, and a seeded RNG skips the draws they took, so the output goes on exactly
+  // as if the sequence had never stopped.
+  SequenceSampler(const SamplingParams& params, std::span<const int32_t> context_tokens,
+                  int32_t generated = 0);
 
   // logits [vocab]. Records the chosen token (as Accept does).
   SampleResult Sample(std::span<const float> logits);

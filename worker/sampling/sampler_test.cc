@@ -195,6 +195,33 @@ TEST(SequenceSamplerTest, SameSeedSameTokensOtherSeedOtherTokens) {
   EXPECT_NE(run(unseeded), run(unseeded));  // 100 draws over ~50 tokens: equal by chance ~never
 }
 
+// A sampler rebuilt mid-sequence from the context and the count of generated tokens (a rejoin
+// after preemption) continues exactly like the one that never stopped.
+TEST(SequenceSamplerTest, ResumedSamplerContinuesTheSameTokens) {
+  std::mt19937 rng(10);
+  std::normal_distribution<float> dist(0, 2);
+  std::vector<std::vector<float>> steps(60, std::vector<float>(200));
+  for (auto& l : steps)
+    for (float& v : l) v = dist(rng);
+  SamplingParams p = Seeded(77);
+  p.top_k = 40;
+  p.presence_penalty = 1.0f;
+  p.frequency_penalty = 0.5f;
+  p.repetition_penalty = 1.3f;
+  const std::vector<int32_t> prompt = {3, 14, 15, 92};
+  SequenceSampler whole(p, prompt);
+  std::vector<int32_t> out;
+  for (auto& l : steps) out.push_back(whole.Sample(l).token);
+  for (int32_t k : {1, 17, 45}) {
+    std::vector<int32_t> context = prompt;
+    context.insert(context.end(), out.begin(), out.begin() + k);
+    SequenceSampler resumed(p, context, k);
+    for (int32_t i = k; i < 60; ++i) {
+      ASSERT_EQ(resumed.Sample(steps[i]).token, out[i]) << "resumed at " << k << ", token " << i;
+    }
+  }
+}
+
 TEST(SequenceSamplerTest, RepetitionPenaltyCoversPromptAndGenerated) {
   SamplingParams p;
   p.temperature = 0;

@@ -40,6 +40,9 @@ struct StepSequence {
   // the sequence's sampler from these params and `prompt_tokens` (the context for penalties).
   std::optional<SamplingParams> sampling;
   std::vector<int32_t> prompt_tokens;
+  // With `sampling`: how many of prompt_tokens (the last ones) the sequence generated before it
+  // was preempted; they count for the penalties and the seeded RNG resumes past them.
+  int32_t generated_tokens = 0;
 };
 
 struct StepRequest {

@@ -124,6 +124,7 @@ void EncodeStepRequest(const StepRequest& r, ite::v1::StepRequest* out) {
     o->set_sample(s.sample);
     if (s.sampling) EncodeSampling(*s.sampling, o->mutable_sampling());
     o->mutable_prompt_tokens()->Assign(s.prompt_tokens.begin(), s.prompt_tokens.end());
+    o->set_generated_tokens(s.generated_tokens);
   }
   out->mutable_release_seq_ids()->Assign(r.release_seq_ids.begin(), r.release_seq_ids.end());
   for (const auto& [src, dst] : r.copy_blocks) {
@@ -147,6 +148,7 @@ StepRequest DecodeStepRequest(const ite::v1::StepRequest& in) {
     o.sample = s.sample();
     if (s.has_sampling()) o.sampling = DecodeSampling(s.sampling());
     o.prompt_tokens.assign(s.prompt_tokens().begin(), s.prompt_tokens().end());
+    o.generated_tokens = s.generated_tokens();
   }
   r.release_seq_ids.assign(in.release_seq_ids().begin(), in.release_seq_ids().end());
   for (const ite::v1::BlockCopy& c : in.copy_blocks()) r.copy_blocks.emplace_back(c.src(), c.dst());

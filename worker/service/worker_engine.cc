@@ -75,6 +75,12 @@ Status WorkerEngine::Validate(const StepRequest& request) const {
                                  request.step_id, s.seq_id, t, vocab);
         }
       }
+      if (s.generated_tokens < 0 ||
+          s.generated_tokens > static_cast<int64_t>(s.prompt_tokens.size())) {
+        return InvalidArgument("step {}: seq {}: generated_tokens {} of {} context tokens",
+                               request.step_id, s.seq_id, s.generated_tokens,
+                               s.prompt_tokens.size());
+      }
     } else if (!known) {
       return InvalidArgument("step {}: unknown seq {} (no sampling params to join with)",
                              request.step_id, s.seq_id);
@@ -154,7 +160,8 @@ StatusOr<StepResult> WorkerEngine::Step(const StepRequest& request) {
     std::unique_ptr<SeqState>& state = seqs_[s.seq_id];
     if (s.sampling.has_value()) {
       state = std::make_unique<SeqState>();
-      state->sampler = std::make_unique<SequenceSampler>(*s.sampling, s.prompt_tokens);
+      state->sampler =
+          std::make_unique<SequenceSampler>(*s.sampling, s.prompt_tokens, s.generated_tokens);
     }
     states[i] = state.get();
     SequenceChunk chunk;

@@ -122,17 +122,24 @@ TEST(PrefillAttentionKernel, LongPrompt) {
   }
 }
 
-TEST(PrefillAttentionKernel, WgmmaWhereUnavailableIsAnError) {
-  if (PrefillWgmmaAvailable()) GTEST_SKIP() << "this device runs the wgmma kernel";
-  int dummy = 0;
+// Arguments of one 1-token sequence whose pointers all name `dummy`: for the checks that fail
+// before anything runs.
+PrefillAttentionArgs DummyArgs(int* dummy, int32_t head_dim) {
   PrefillAttentionArgs args;
-  args.q = args.out = &dummy;
-  args.cu_seqlens_q = args.kv_lens = args.block_tables = &dummy;
-  args.cache = PagedKvCache{&dummy, &dummy, DType::kBF16, 1, 16, 1, 128};
+  args.q = args.out = dummy;
+  args.cu_seqlens_q = args.kv_lens = args.block_tables = dummy;
+  args.cache = PagedKvCache{dummy, dummy, DType::kBF16, 1, 16, 1, head_dim};
   args.num_heads = 1;
   args.batch = 1;
   args.max_q_len = 1;
   args.max_blocks_per_seq = 1;
+  return args;
+}
+
+TEST(PrefillAttentionKernel, WgmmaWhereUnavailableIsAnError) {
+  if (PrefillWgmmaAvailable()) GTEST_SKIP() << "this device runs the wgmma kernel";
+  int dummy = 0;
+  PrefillAttentionArgs args = DummyArgs(&dummy, 128);
   args.kernel = PrefillKernel::kWgmma;
   const Status st = PrefillAttention(args, nullptr);
   EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
@@ -141,14 +148,7 @@ TEST(PrefillAttentionKernel, WgmmaWhereUnavailableIsAnError) {
 
 TEST(PrefillAttentionKernel, RejectsUnsupportedHeadDim) {
   int dummy = 0;
-  PrefillAttentionArgs args;
-  args.q = args.out = &dummy;
-  args.cu_seqlens_q = args.kv_lens = args.block_tables = &dummy;
-  args.cache = PagedKvCache{&dummy, &dummy, DType::kBF16, 1, 16, 1, 96};
-  args.num_heads = 1;
-  args.batch = 1;
-  args.max_q_len = 1;
-  args.max_blocks_per_seq = 1;
+  const PrefillAttentionArgs args = DummyArgs(&dummy, 96);
   const Status st = PrefillAttention(args, nullptr);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("head_dim 96"), std::string::npos) << st.message();

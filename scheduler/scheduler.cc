@@ -14,8 +14,7 @@
 
 #include "common/check.h"
 #include "common/logging.h"
-#include "scheduler/batcher.h"
-#include "scheduler/sequence.h"
+#include "scheduler/scheduler_impl.h"
 #include "scheduler/tokenizer/tokenizer.h"
 
 namespace ite {
@@ -38,138 +37,13 @@ const char* FinishReasonName(FinishReason reason) {
 
 namespace {
 
-int64_t SteadyMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 int64_t ThreadCpuMicros() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
 }
 
-// Everything the loop thread learns arrives as one of these.
-struct Message {
-  enum class Kind { kSubmit, kCancel, kResult, kWorkerBack, kRecoverTimeout, kShutdown };
-  explicit Message(Kind k) : kind(k) {}
-  Kind kind;
-  std::unique_ptr<Sequence> seq;  // kSubmit
-  std::string request_id;         // kCancel
-  int worker = -1;                // kResult, kWorkerBack, kRecoverTimeout
-  uint64_t generation = 0;        // kResult
-  Status status;                  // kResult: the step's outcome
-  StepResult result;              // kResult, when status is OK
-  WorkerInfo info;                // kWorkerBack
-  bool drain = false;             // kShutdown
-};
-
-// One worker as the loop sees it.
-struct WorkerSlot {
-  std::unique_ptr<WorkerClient> client;
-  WorkerInfo info;
-  std::unique_ptr<Batcher> batcher;
-  std::atomic<bool> up{true};
-  std::atomic<bool> probe_posted{false};
-  // Lost its state while up (WorkerClient::StateLost): no steps are sent, queued requests stay,
-  // and the probe clears it until the deadline (steady-clock ms), then it is failed.
-  std::atomic<bool> recovering{false};
-  // Down, but holding the queued requests of its failure (no other worker could take them)
-  // until it comes back or the deadline passes.
-  std::atomic<bool> holding{false};
-  std::atomic<int64_t> recover_deadline_ms{0};
-  std::atomic<bool> timeout_posted{false};
-  uint64_t generation = 0;              // + 1 per failure; results of older generations are dropped
-  int32_t outstanding = 0;              // steps sent and not answered, any generation
-  std::optional<WorkerInfo> back_info;  // came back while old steps were still outstanding
-  int64_t steps = 0;
-  int64_t forward_us = 0;
-  int64_t idle_us = 0;
-};
-
 }  // namespace
-
-struct Scheduler::Impl {
-  SchedulerOptions options;
-  std::shared_ptr<const Tokenizer> tokenizer;
-  std::vector<std::unique_ptr<WorkerSlot>> slots;
-  ModelConfig config;
-  int32_t max_context = 0;
-  int32_t block_size = 0;
-  int32_t min_pool_blocks = 0;
-  bool started = false;
-
-  // Inbox, shared with every thread.
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Message> inbox;
-  std::unordered_set<std::string> active_ids;
-  bool accepting = false;
-  bool shutdown_posted = false;
-  uint64_t arrival = 0;
-  int64_t next_seq_id = 1;
-
-  // Loop-thread state.
-  std::unordered_map<std::string, std::pair<int, int64_t>> where;  // request -> (slot, seq)
-  int64_t next_step_id = 1;
-  bool shutting_down = false;
-  int64_t finished = 0;
-  int64_t loop_cpu_us = 0;
-
-  mutable std::mutex stats_mu;
-  SchedulerStats stats;
-
-  std::mutex probe_mu;
-  std::condition_variable probe_cv;
-  bool probe_stop = false;
-  bool probe_now = false;  // a worker failed or lost its state: probe without waiting
-
-  std::thread loop_thread;
-  std::thread probe_thread;
-
-  // The notification is kept in probe_now, so one sent before the probe thread waits is not lost.
-  void WakeProbe() {
-    {
-      std::lock_guard<std::mutex> lock(probe_mu);
-      probe_now = true;
-    }
-    probe_cv.notify_all();
-  }
-
-  void Post(Message m) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      inbox.push_back(std::move(m));
-    }
-    cv.notify_one();
-  }
-
-  BatcherOptions MakeBatcherOptions() const {
-    BatcherOptions b;
-    b.max_batch_tokens = options.max_batch_tokens;
-    b.max_running = options.max_running;
-    b.max_inflight_steps = options.max_inflight_steps;
-    b.enable_prefix_cache = options.enable_prefix_cache;
-    return b;
-  }
-
-  Status Validate(const GenerationRequest& r) const;
-  void Loop();
-  void Handle(Message& m, std::vector<OutEvent>* events);
-  // `if_none`: the error a request gets when no worker is up (default: "no worker is available").
-  void Route(std::unique_ptr<Sequence> seq, std::vector<OutEvent>* events,
-             const Status* if_none = nullptr);
-  // Fails worker i's running requests; its queued ones move to other workers, or, when none is
-  // up and `hold` is set, wait for worker i to come back within options.recover_grace_ms.
-  void FailWorker(int i, const Status& cause, std::vector<OutEvent>* events, bool hold = true);
-  void StartRecovery(int i);
-  void Revive(int i, const WorkerInfo& info, std::vector<OutEvent>* events);
-  void SendSteps();
-  bool Idle() const;
-  void PublishStats();
-  void ProbeLoop();
-};
 
 Scheduler::Scheduler(SchedulerOptions options, std::shared_ptr<const Tokenizer> tokenizer,
                      std::vector<std::unique_ptr<WorkerClient>> workers)
@@ -506,67 +380,6 @@ void Scheduler::Impl::Route(std::unique_ptr<Sequence> seq, std::vector<OutEvent>
   slots[best]->batcher->Enqueue(std::move(seq));
 }
 
-void Scheduler::Impl::FailWorker(int i, const Status& cause, std::vector<OutEvent>* events,
-                                 bool hold) {
-  WorkerSlot& slot = *slots[i];
-  ITE_LOG_ERROR("worker {} ({}) failed: {}; failing its running requests", i, slot.info.device,
-                cause.ToString());
-  Status error = Unavailable("worker {} failed: {}", i, cause.message());
-  std::vector<std::unique_ptr<Sequence>> reroute = slot.batcher->Fail(error, events);
-  ++slot.generation;
-  slot.up = false;
-  slot.recovering = false;
-  slot.holding = false;
-  slot.back_info.reset();
-  bool others_up = false;
-  for (auto& other : slots) others_up = others_up || other->up;
-  if (hold && !others_up && !reroute.empty() && options.recover_grace_ms > 0) {
-    // Queued requests never reached the worker: they wait for it (a restart) for a while.
-    ITE_LOG_WARN("worker {}: {} queued requests wait up to {} ms for it to come back", i,
-                 reroute.size(), options.recover_grace_ms);
-    for (auto& seq : reroute) slot.batcher->Enqueue(std::move(seq));
-    slot.recover_deadline_ms = SteadyMillis() + options.recover_grace_ms;
-    slot.holding = true;
-  } else {
-    for (auto& seq : reroute) Route(std::move(seq), events, &error);
-  }
-  WakeProbe();
-}
-
-// Stops sending steps to worker i, which lost its state between steps (restarted while idle),
-// and has the probe clear it; its queued requests wait in its batcher meanwhile.
-void Scheduler::Impl::StartRecovery(int i) {
-  WorkerSlot& slot = *slots[i];
-  ITE_LOG_WARN("worker {} ({}) lost its state (restarted?); clearing it before the next step", i,
-               slot.info.device);
-  slot.recover_deadline_ms = SteadyMillis() + options.recover_grace_ms;
-  slot.recovering = true;
-  WakeProbe();
-}
-
-// A fresh batcher for worker i. Requests still in the old one (a recovering worker's queue) move
-// over; those with KV on the worker fail (their cache is gone with the worker's state).
-void Scheduler::Impl::Revive(int i, const WorkerInfo& info, std::vector<OutEvent>* events) {
-  WorkerSlot& slot = *slots[i];
-  std::vector<std::unique_ptr<Sequence>> keep =
-      slot.batcher->Fail(Unavailable("worker {} lost its state", i), events);
-  slot.info = info;
-  slot.batcher = std::make_unique<Batcher>(MakeBatcherOptions(), info);
-  for (auto& seq : keep) slot.batcher->Enqueue(std::move(seq));
-  slot.back_info.reset();
-  slot.recovering = false;
-  slot.holding = false;
-  slot.up = true;
-  ITE_LOG_INFO("worker {} ({}) is back with {} blocks", i, info.device, info.num_blocks);
-  // Requests waiting on other down workers need not wait for those.
-  for (auto& other : slots) {
-    if (other->up || !other->holding) continue;
-    other->holding = false;
-    const Status moved = Unavailable("moved to worker {}", i);
-    for (auto& seq : other->batcher->Fail(moved, events)) Route(std::move(seq), events);
-  }
-}
-
 void Scheduler::Impl::SendSteps() {
   for (size_t i = 0; i < slots.size(); ++i) {
     WorkerSlot& slot = *slots[i];
@@ -621,47 +434,6 @@ void Scheduler::Impl::PublishStats() {
   s.loop_cpu_us = loop_cpu_us;
   std::lock_guard<std::mutex> lock(stats_mu);
   stats = std::move(s);
-}
-
-void Scheduler::Impl::ProbeLoop() {
-  std::unique_lock<std::mutex> lock(probe_mu);
-  while (!probe_stop) {
-    // Every probe interval, and at the nearest deadline of a worker holding queued requests.
-    int64_t wait_ms = std::max(1, options.probe_interval_ms);
-    for (auto& slot : slots) {
-      if (slot->recovering || slot->holding) {
-        wait_ms = std::clamp<int64_t>(slot->recover_deadline_ms - SteadyMillis() + 1, 1, wait_ms);
-      }
-    }
-    probe_cv.wait_for(lock, std::chrono::milliseconds(wait_ms),
-                      [this] { return probe_stop || probe_now; });
-    probe_now = false;
-    if (probe_stop) return;
-    lock.unlock();
-    for (size_t i = 0; i < slots.size(); ++i) {
-      WorkerSlot& slot = *slots[i];
-      if ((slot.recovering || slot.holding) && !slot.timeout_posted) {
-        if (SteadyMillis() >= slot.recover_deadline_ms) {
-          slot.timeout_posted = true;
-          Message m{Message::Kind::kRecoverTimeout};
-          m.worker = static_cast<int>(i);
-          Post(std::move(m));
-          continue;
-        }
-      }
-      if ((slot.up && !slot.recovering) || slot.probe_posted) continue;
-      StatusOr<WorkerInfo> info = slot.client->Info();
-      if (!info.ok()) continue;
-      // The restarted (or recovered) worker must forget every sequence of its past life.
-      if (!slot.client->Clear().ok()) continue;
-      slot.probe_posted = true;
-      Message m{Message::Kind::kWorkerBack};
-      m.worker = static_cast<int>(i);
-      m.info = *info;
-      Post(std::move(m));
-    }
-    lock.lock();
-  }
 }
 
 }  // namespace ite

@@ -103,9 +103,9 @@ int main(int argc, char** argv) {
   double prefill_s = 1e30;
   for (int rep = 0; rep < 3; ++rep) {
     ite::ForwardBatch b;
-    b.chunks.push_back({prompt, 0, table0, ite::LogitsMode::kLast});
+    b.chunks.push_back(ite::LogitsChunk(prompt, 0, table0, ite::LogitsMode::kLast));
     double s = Seconds();
-    if (ite::Status st = backend.Forward(b, &logits); !st.ok()) {
+    if (ite::Status st = ite::ForwardLogits(backend, b, &logits); !st.ok()) {
       std::fprintf(stderr, "cpu_bench: %s\n", st.ToString().c_str());
       return 1;
     }
@@ -120,9 +120,9 @@ int main(int argc, char** argv) {
   for (int i = 0; i < decode_tokens; ++i) {
     ite::ForwardBatch b;
     int32_t pos = static_cast<int32_t>(seq.size()) - 1;
-    b.chunks.push_back(
-        {std::span<const int32_t>(seq).subspan(pos, 1), pos, table0, ite::LogitsMode::kLast});
-    if (ite::Status st = backend.Forward(b, &logits); !st.ok()) {
+    b.chunks.push_back(ite::LogitsChunk(std::span<const int32_t>(seq).subspan(pos, 1), pos, table0,
+                                        ite::LogitsMode::kLast));
+    if (ite::Status st = ite::ForwardLogits(backend, b, &logits); !st.ok()) {
       std::fprintf(stderr, "cpu_bench: %s\n", st.ToString().c_str());
       return 1;
     }
@@ -138,8 +138,8 @@ int main(int argc, char** argv) {
     tables[s] = table_of(s + 1);
     for (int i = 0; i < 16; ++i) seqs[s].push_back(tok(rng));
     ite::ForwardBatch b;
-    b.chunks.push_back({seqs[s], 0, tables[s], ite::LogitsMode::kLast});
-    if (!backend.Forward(b, &logits).ok()) return 1;
+    b.chunks.push_back(ite::LogitsChunk(seqs[s], 0, tables[s], ite::LogitsMode::kLast));
+    if (!ite::ForwardLogits(backend, b, &logits).ok()) return 1;
     seqs[s].push_back(Argmax(logits));
   }
   const int batch_steps = std::min(decode_tokens, 32);
@@ -148,10 +148,10 @@ int main(int argc, char** argv) {
     ite::ForwardBatch b;
     for (int s = 0; s < batch; ++s) {
       int32_t pos = static_cast<int32_t>(seqs[s].size()) - 1;
-      b.chunks.push_back({std::span<const int32_t>(seqs[s]).subspan(pos, 1), pos, tables[s],
-                          ite::LogitsMode::kLast});
+      b.chunks.push_back(ite::LogitsChunk(std::span<const int32_t>(seqs[s]).subspan(pos, 1), pos,
+                                          tables[s], ite::LogitsMode::kLast));
     }
-    if (!backend.Forward(b, &logits).ok()) return 1;
+    if (!ite::ForwardLogits(backend, b, &logits).ok()) return 1;
     for (int s = 0; s < batch; ++s)
       seqs[s].push_back(Argmax(std::span<const float>(logits).subspan(s * vocab, vocab)));
   }

@@ -100,27 +100,28 @@ TEST_P(TinyGoldenTest, LogitsMatchTransformers) {
   for (size_t s = 0; s < sequences.size(); ++s) {
     const std::vector<int32_t>& seq = sequences[s];
     ForwardBatch one;
-    one.chunks.push_back({seq, 0, tables[s], LogitsMode::kAll});
-    ASSERT_TRUE(backend->Forward(one, &logits).ok());
+    one.chunks.push_back(LogitsChunk(seq, 0, tables[s], LogitsMode::kAll));
+    ASSERT_TRUE(ForwardLogits(*backend, one, &logits).ok());
     ExpectLogits(g, row0, logits, "one_prefill");
 
     // Prefix first (no logits), then the rest over the cached prefix, in fresh blocks.
     size_t cut = seq.size() / 2;
     std::vector<int32_t> table = {40, 41, 42, 43, 44};
     ForwardBatch a, b;
-    a.chunks.push_back({std::span<const int32_t>(seq).first(cut), 0, table, LogitsMode::kNone});
-    b.chunks.push_back({std::span<const int32_t>(seq).subspan(cut), static_cast<int32_t>(cut),
-                        table, LogitsMode::kAll});
-    ASSERT_TRUE(backend->Forward(a, &logits).ok());
-    ASSERT_TRUE(backend->Forward(b, &logits).ok());
+    a.chunks.push_back(
+        LogitsChunk(std::span<const int32_t>(seq).first(cut), 0, table, LogitsMode::kNone));
+    b.chunks.push_back(LogitsChunk(std::span<const int32_t>(seq).subspan(cut),
+                                   static_cast<int32_t>(cut), table, LogitsMode::kAll));
+    ASSERT_TRUE(ForwardLogits(*backend, a, &logits).ok());
+    ASSERT_TRUE(ForwardLogits(*backend, b, &logits).ok());
     ExpectLogits(g, row0 + cut, logits, "chunked");
     row0 += seq.size();
   }
 
   ForwardBatch all;
   for (size_t s = 0; s < sequences.size(); ++s)
-    all.chunks.push_back({sequences[s], 0, tables[s], LogitsMode::kAll});
-  ASSERT_TRUE(backend->Forward(all, &logits).ok());
+    all.chunks.push_back(LogitsChunk(sequences[s], 0, tables[s], LogitsMode::kAll));
+  ASSERT_TRUE(ForwardLogits(*backend, all, &logits).ok());
   ExpectLogits(g, 0, logits, "batched");
 }
 
@@ -141,9 +142,9 @@ TEST(TinyGoldenBf16Test, Bf16WeightsMatchTransformers) {
   auto sequences = g.meta["sequences"].get<std::vector<std::vector<int32_t>>>();
   std::vector<int32_t> table = {0, 1, 2, 3, 4};
   ForwardBatch one;
-  one.chunks.push_back({sequences[0], 0, table, LogitsMode::kAll});
+  one.chunks.push_back(LogitsChunk(sequences[0], 0, table, LogitsMode::kAll));
   std::vector<float> logits;
-  ASSERT_TRUE(backend->Forward(one, &logits).ok());
+  ASSERT_TRUE(ForwardLogits(*backend, one, &logits).ok());
   ExpectLogits(g, 0, logits, "bf16");
 }
 

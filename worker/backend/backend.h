@@ -1,10 +1,20 @@
-// A Backend runs the model on one device (CPU or one GPU) against its own paged KV pool.
+// A Backend runs the model on one device (CPU or one GPU) against its own paged KV pool and
+// samples there: a step goes in, sampled token ids come out. Each sequence's sampling state
+// (parameters, RNG position, penalty counts) and its last sampled token live in the backend, so
+// a decode step needs no token from the caller, and on a GPU the logits never leave the device.
 // KV layout, per layer, for K and for V: [num_blocks, block_size, num_kv_heads, head_dim].
-// A backend is used from one thread at a time.
+//
+// Steps are pipelined: Submit() may return before the device has run the step (the CUDA backend
+// enqueues it behind the previous one, whose sampled tokens it reads on the device), and
+// Collect() returns the oldest submitted step's output, in order. Thread safety: Submit and
+// Collect may run at the same time on two threads (one each); everything else is called by one
+// thread at a time, between Submit calls.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -26,14 +36,41 @@ class Backend {
   virtual const ModelConfig& config() const = 0;
   virtual int32_t block_size() const = 0;
   virtual int32_t num_blocks() const = 0;
+  // e.g. "cpu", "cuda:0 NVIDIA H200"
+  virtual std::string device() const = 0;
 
-  // Runs every chunk of `batch`, writing their K/V into the named blocks. `logits` is resized to
-  // [rows, vocab] fp32, one row per requested logit in chunk order (kLast: 1, kAll: tokens).
-  // Invalid block ids, positions past the context or token ids past the vocab are an error.
-  virtual Status Forward(const ForwardBatch& batch, std::vector<float>* logits) = 0;
+  // (Re)creates a sequence's sampling state. `context`: the prompt, then the last `generated`
+  // tokens it produced before a preemption (they count for penalties and the seeded draws
+  // resume past them). params must have passed Validate().
+  virtual Status AddSequence(int64_t seq_id, const SamplingParams& params,
+                             std::span<const int32_t> context, int32_t generated) = 0;
+  virtual void ReleaseSequence(int64_t seq_id) = 0;
+  virtual void ClearSequences() = 0;
 
   // Copies whole KV blocks (all layers), src[i] -> dst[i]; for copy-on-write of shared blocks.
+  // Ordered with the steps: it happens after every step submitted before it.
   virtual Status CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst) = 0;
+
+  // Validates and starts a step; `batch` need not outlive the call. Invalid block ids,
+  // positions past the context, token ids past the vocabulary or a decode of a sequence with
+  // no sampled token are an error, and leave nothing submitted.
+  virtual Status Submit(const ForwardBatch& batch) = 0;
+  // The output of the oldest submitted step that is not collected yet (waits for it).
+  virtual StatusOr<ForwardOutput> Collect() = 0;
+
+  // Submit + Collect.
+  StatusOr<ForwardOutput> Run(const ForwardBatch& batch) {
+    ITE_RETURN_IF_ERROR(Submit(batch));
+    return Collect();
+  }
 };
+
+// Runs `batch` and keeps only the logits it returns.
+inline Status ForwardLogits(Backend& backend, const ForwardBatch& batch,
+                            std::vector<float>* logits) {
+  ITE_ASSIGN_OR_RETURN(ForwardOutput out, backend.Run(batch));
+  *logits = std::move(out.logits);
+  return Status::Ok();
+}
 
 }  // namespace ite

@@ -17,7 +17,6 @@ struct Sequence {
   std::vector<int32_t> tokens;  // prompt + generated so far
   size_t prompt_len = 0;
   std::vector<int32_t> blocks;
-  std::unique_ptr<SequenceSampler> sampler;
   GenerateResult result;
   bool done = false;
 };
@@ -66,10 +65,20 @@ StatusOr<std::vector<GenerateResult>> Generator::GenerateBatch(
     s.tokens = p;
     s.prompt_len = p.size();
     for (int64_t b = 0; b < need; ++b) s.blocks.push_back(next_block++);
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
     SamplingParams sp = params;
     if (sp.has_seed) sp.seed += i;
-    s.sampler = std::make_unique<SequenceSampler>(sp, p);
+    ITE_RETURN_IF_ERROR(backend_->AddSequence(static_cast<int64_t>(i), sp, prompts[i], 0));
   }
+  // The backend keeps the sequences' sampling state; drop it whatever happens.
+  struct Release {
+    Backend* backend;
+    size_t n;
+    ~Release() {
+      for (size_t i = 0; i < n; ++i) backend->ReleaseSequence(static_cast<int64_t>(i));
+    }
+  } release{backend_, prompts.size()};
 
   auto is_stop = [&](int32_t t) {
     return std::find(options.stop_ids.begin(), options.stop_ids.end(), t) != options.stop_ids.end();
@@ -93,25 +102,27 @@ StatusOr<std::vector<GenerateResult>> Generator::GenerateBatch(
     s.done = true;
   };
 
-  std::vector<float> logits;
-  const int32_t vocab = config.vocab_size;
   const int64_t t0 = NowUs();
   for (size_t i = 0; i < seqs.size(); ++i) {
     Sequence& s = seqs[i];
     for (size_t start = 0; start < s.prompt_len; start += options.prefill_chunk) {
       size_t len = std::min<size_t>(options.prefill_chunk, s.prompt_len - start);
-      bool last = start + len == s.prompt_len;
       ForwardBatch batch;
-      batch.chunks.push_back({std::span<const int32_t>(s.tokens).subspan(start, len),
-                              static_cast<int32_t>(start), s.blocks,
-                              last ? LogitsMode::kLast : LogitsMode::kNone});
-      ITE_RETURN_IF_ERROR(backend_->Forward(batch, &logits));
+      SequenceChunk chunk;
+      chunk.seq_id = static_cast<int64_t>(i);
+      chunk.tokens = std::span<const int32_t>(s.tokens).subspan(start, len);
+      chunk.start_pos = static_cast<int32_t>(start);
+      chunk.block_table = s.blocks;
+      chunk.sample = start + len == s.prompt_len;
+      batch.chunks.push_back(chunk);
+      ITE_ASSIGN_OR_RETURN(ForwardOutput out, backend_->Run(batch));
+      if (chunk.sample) record(static_cast<int>(i), out.samples.at(0));
     }
-    record(static_cast<int>(i), s.sampler->Sample(std::span<const float>(logits).first(vocab)));
   }
   const int64_t t1 = NowUs();
   for (Sequence& s : seqs) s.result.prefill_us = t1 - t0;
 
+  // Decodes feed each sequence the token the backend sampled for it last.
   std::vector<int> live;
   while (true) {
     live.clear();
@@ -120,16 +131,15 @@ StatusOr<std::vector<GenerateResult>> Generator::GenerateBatch(
       Sequence& s = seqs[i];
       if (s.done) continue;
       live.push_back(static_cast<int>(i));
-      int32_t pos = static_cast<int32_t>(s.tokens.size()) - 1;
-      batch.chunks.push_back(
-          {std::span<const int32_t>(s.tokens).subspan(pos, 1), pos, s.blocks, LogitsMode::kLast});
+      SequenceChunk chunk;
+      chunk.seq_id = static_cast<int64_t>(i);
+      chunk.start_pos = static_cast<int32_t>(s.tokens.size()) - 1;
+      chunk.block_table = s.blocks;
+      batch.chunks.push_back(chunk);
     }
     if (live.empty()) break;
-    ITE_RETURN_IF_ERROR(backend_->Forward(batch, &logits));
-    for (size_t r = 0; r < live.size(); ++r) {
-      record(live[r], seqs[live[r]].sampler->Sample(
-                          std::span<const float>(logits).subspan(r * vocab, vocab)));
-    }
+    ITE_ASSIGN_OR_RETURN(ForwardOutput out, backend_->Run(batch));
+    for (size_t r = 0; r < live.size(); ++r) record(live[r], out.samples.at(r));
   }
   const int64_t t2 = NowUs();
 

@@ -33,9 +33,9 @@ std::vector<int32_t> SlowGreedy(Backend* b, std::vector<int32_t> seq, int n) {
   for (int i = 0; i < 16; ++i) table[i] = 48 + i;
   for (int step = 0; step < n; ++step) {
     ForwardBatch batch;
-    batch.chunks.push_back({seq, 0, table, LogitsMode::kLast});
+    batch.chunks.push_back(LogitsChunk(seq, 0, table, LogitsMode::kLast));
     std::vector<float> logits;
-    EXPECT_TRUE(b->Forward(batch, &logits).ok());
+    EXPECT_TRUE(ForwardLogits(*b, batch, &logits).ok());
     int32_t t =
         static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     out.push_back(t);

@@ -44,37 +44,56 @@ FakeBackend::FakeBackend(ModelConfig config, int32_t block_size, int32_t num_blo
       num_blocks_(num_blocks),
       kv_(static_cast<size_t>(num_blocks) * block_size, -1) {}
 
-Status FakeBackend::Forward(const ForwardBatch& batch, std::vector<float>* logits) {
+Status FakeBackend::AddSequence(int64_t seq_id, const SamplingParams& params,
+                                std::span<const int32_t> context, int32_t generated) {
+  seqs_.Add(seq_id, params, context, generated);
+  return Status::Ok();
+}
+
+Status FakeBackend::Submit(const ForwardBatch& batch) {
+  const PlanLimits limits{config_.vocab_size, config_.max_position, block_size_, num_blocks_};
+  ITE_RETURN_IF_ERROR(PlanStep(batch, limits, &plan_));
+  ITE_RETURN_IF_ERROR(seqs_.FeedDecodes(&plan_));
+  const int64_t idle_us = timer_.Begin();
   ++forwards_;
   // Pass 1: write every chunk's tokens, as a real backend writes K/V before attention.
-  for (const SequenceChunk& c : batch.chunks) {
-    for (size_t i = 0; i < c.tokens.size(); ++i) {
-      int32_t pos = c.start_pos + static_cast<int32_t>(i);
-      int32_t block = c.block_table[pos / block_size_];
-      if (block < 0 || block >= num_blocks_) return InvalidArgument("fake: block {}", block);
-      kv_[static_cast<size_t>(block) * block_size_ + pos % block_size_] = c.tokens[i];
+  for (const PlannedChunk& c : plan_.chunks) {
+    for (int32_t i = 0; i < c.len; ++i) {
+      const int32_t pos = c.start_pos + i;
+      const int32_t block = c.block_table[pos / block_size_];
+      kv_[static_cast<size_t>(block) * block_size_ + pos % block_size_] = plan_.tokens[c.row0 + i];
     }
   }
-  size_t rows = 0;
-  for (const SequenceChunk& c : batch.chunks) {
-    if (c.logits == LogitsMode::kLast) ++rows;
-    if (c.logits == LogitsMode::kAll) return Unimplemented("fake: kAll");
-  }
-  logits->assign(rows * config_.vocab_size, 0.0f);
-  size_t row = 0;
+  std::vector<float> logits(plan_.logit_rows.size() * config_.vocab_size, 0.0f);
   std::vector<int32_t> context;
-  for (const SequenceChunk& c : batch.chunks) {
-    if (c.logits != LogitsMode::kLast) continue;
-    int32_t len = c.start_pos + static_cast<int32_t>(c.tokens.size());
-    context.resize(len);
-    for (int32_t pos = 0; pos < len; ++pos) {
-      context[pos] = kv_[static_cast<size_t>(c.block_table[pos / block_size_]) * block_size_ +
-                         pos % block_size_];
+  for (const PlannedChunk& c : plan_.chunks) {
+    for (int32_t r = 0; r < c.logit_rows; ++r) {
+      // The logit row of token i predicts position i + 1 from the context up to i.
+      const int32_t len = c.start_pos + c.len - c.logit_rows + r + 1;
+      context.resize(len);
+      for (int32_t pos = 0; pos < len; ++pos) {
+        context[pos] = kv_[static_cast<size_t>(c.block_table[pos / block_size_]) * block_size_ +
+                           pos % block_size_];
+      }
+      logits[static_cast<size_t>(c.logit_row0 + r) * config_.vocab_size +
+             FakeModelNextToken(context, config_.vocab_size)] = 10.0f;
     }
-    (*logits)[row * config_.vocab_size + FakeModelNextToken(context, config_.vocab_size)] = 10.0f;
-    ++row;
   }
+  ForwardOutput out;
+  out.device_idle_us = idle_us;
+  seqs_.SampleChunks(plan_, logits.data(), config_.vocab_size, &out);
+  std::lock_guard<std::mutex> lock(done_mu_);
+  done_.push_back(std::move(out));
+  timer_.End();
   return Status::Ok();
+}
+
+StatusOr<ForwardOutput> FakeBackend::Collect() {
+  std::lock_guard<std::mutex> lock(done_mu_);
+  if (done_.empty()) return FailedPrecondition("fake: Collect without a submitted step");
+  ForwardOutput out = std::move(done_.front());
+  done_.pop_front();
+  return out;
 }
 
 Status FakeBackend::CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst) {

@@ -8,10 +8,14 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "worker/backend/backend.h"
+#include "worker/backend/host_sequences.h"
 
 namespace ite {
 
@@ -32,9 +36,17 @@ class FakeBackend : public Backend {
   const ModelConfig& config() const override { return config_; }
   int32_t block_size() const override { return block_size_; }
   int32_t num_blocks() const override { return num_blocks_; }
-  // Logits are one-hot-ish: 10 at the fake model's next token, 0 elsewhere.
-  Status Forward(const ForwardBatch& batch, std::vector<float>* logits) override;
+  std::string device() const override { return "fake"; }
+
+  Status AddSequence(int64_t seq_id, const SamplingParams& params, std::span<const int32_t> context,
+                     int32_t generated) override;
+  void ReleaseSequence(int64_t seq_id) override { seqs_.Release(seq_id); }
+  void ClearSequences() override { seqs_.Clear(); }
   Status CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst) override;
+  // Runs the step at once. Logits are one-hot-ish: 10 at the fake model's next token, 0
+  // elsewhere, and the sequence's sampler picks from them (the fake token when greedy).
+  Status Submit(const ForwardBatch& batch) override;
+  StatusOr<ForwardOutput> Collect() override;
 
   int64_t forwards() const { return forwards_; }
   int64_t copies() const { return copies_; }
@@ -44,6 +56,11 @@ class FakeBackend : public Backend {
   int32_t block_size_;
   int32_t num_blocks_;
   std::vector<int32_t> kv_;  // [num_blocks, block_size] token ids; -1 = never written
+  HostSequences seqs_;
+  StepPlan plan_;
+  HostStepTimer timer_;
+  std::mutex done_mu_;  // Collect may run on another thread than Submit
+  std::deque<ForwardOutput> done_;
   int64_t forwards_ = 0;
   int64_t copies_ = 0;
 };

@@ -7,8 +7,7 @@
 namespace ite {
 
 struct WorkerEngine::SeqState {
-  std::unique_ptr<SequenceSampler> sampler;
-  int32_t last_token = -1;           // -1: nothing sampled yet (a decode step is then an error)
+  bool has_token = false;            // sampled a token the next decode can feed
   int32_t kv_len = 0;                // positions written so far, as the scheduler described them
   std::vector<int32_t> block_table;  // as the steps so far have described it
 };
@@ -37,9 +36,22 @@ WorkerInfo WorkerEngine::Info() const {
 }
 
 Status WorkerEngine::Clear() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!pending_.empty())
+    return FailedPrecondition("Clear with {} steps in flight", pending_.size());
   seqs_.clear();
-  has_stepped_ = false;
+  backend_->ClearSequences();
   return Status::Ok();
+}
+
+int64_t WorkerEngine::num_sequences() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(seqs_.size());
+}
+
+int32_t WorkerEngine::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int32_t>(pending_.size());
 }
 
 // Everything is checked before any state changes, so a rejected step leaves the worker as it was.
@@ -91,7 +103,7 @@ Status WorkerEngine::Validate(const StepRequest& request) const {
     }
     int32_t n = static_cast<int32_t>(s.new_tokens.size());
     if (n == 0) {  // decode: feeds the last sampled token
-      if (s.sampling.has_value() || !known || it->second->last_token < 0) {
+      if (s.sampling.has_value() || !known || !it->second->has_token) {
         return InvalidArgument("step {}: decode of seq {} which has no sampled token",
                                request.step_id, s.seq_id);
       }
@@ -140,45 +152,13 @@ Status WorkerEngine::Validate(const StepRequest& request) const {
   return Status::Ok();
 }
 
-StatusOr<StepResult> WorkerEngine::Step(const StepRequest& request) {
-  auto begin = std::chrono::steady_clock::now();
-  StepResult result;
-  result.step_id = request.step_id;
-  result.idle_us = has_stepped_ ? MicrosBetween(last_step_end_, begin) : 0;
-
+Status WorkerEngine::Submit(const StepRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
   ITE_RETURN_IF_ERROR(Validate(request));
-  for (int64_t id : request.release_seq_ids) seqs_.erase(id);
-
-  // Per-sequence state and the tokens to feed; decode tokens live in `decode_tokens` so the
-  // spans in the batch stay valid.
-  std::vector<SeqState*> states(request.seqs.size());
-  std::vector<int32_t> decode_tokens(request.seqs.size());
-  ForwardBatch batch;
-  batch.chunks.reserve(request.seqs.size());
-  for (size_t i = 0; i < request.seqs.size(); ++i) {
-    const StepSequence& s = request.seqs[i];
-    std::unique_ptr<SeqState>& state = seqs_[s.seq_id];
-    if (s.sampling.has_value()) {
-      state = std::make_unique<SeqState>();
-      state->sampler =
-          std::make_unique<SequenceSampler>(*s.sampling, s.prompt_tokens, s.generated_tokens);
-    }
-    states[i] = state.get();
-    SequenceChunk chunk;
-    if (s.new_tokens.empty()) {
-      decode_tokens[i] = state->last_token;
-      chunk.tokens = std::span<const int32_t>(&decode_tokens[i], 1);
-    } else {
-      chunk.tokens = s.new_tokens;
-    }
-    chunk.start_pos = s.start_pos;
-    state->block_table.resize(s.block_table_offset);
-    state->block_table.insert(state->block_table.end(), s.block_table.begin(), s.block_table.end());
-    chunk.block_table = state->block_table;
-    chunk.logits = s.sample ? LogitsMode::kLast : LogitsMode::kNone;
-    batch.chunks.push_back(chunk);
+  for (int64_t id : request.release_seq_ids) {
+    seqs_.erase(id);
+    backend_->ReleaseSequence(id);
   }
-
   if (!request.copy_blocks.empty()) {
     std::vector<int32_t> src, dst;
     for (auto [a, b] : request.copy_blocks) {
@@ -188,35 +168,65 @@ StatusOr<StepResult> WorkerEngine::Step(const StepRequest& request) {
     ITE_RETURN_IF_ERROR(backend_->CopyBlocks(src, dst));
   }
 
-  std::vector<float> logits;
-  if (!batch.chunks.empty()) ITE_RETURN_IF_ERROR(backend_->Forward(batch, &logits));
-  const size_t vocab = static_cast<size_t>(backend_->config().vocab_size);
-  size_t row = 0;
-  for (size_t i = 0; i < request.seqs.size(); ++i) {
-    const StepSequence& s = request.seqs[i];
-    SeqState* state = states[i];
-    state->kv_len = s.start_pos + static_cast<int32_t>(batch.chunks[i].tokens.size());
-    if (!s.sample) {
-      state->last_token = -1;  // mid-prefill: the next step must bring tokens
-      continue;
+  Pending pending;
+  pending.step_id = request.step_id;
+  pending.submitted = std::chrono::steady_clock::now();
+  batch_.chunks.clear();
+  for (const StepSequence& s : request.seqs) {
+    std::unique_ptr<SeqState>& state = seqs_[s.seq_id];
+    if (s.sampling.has_value()) {
+      state = std::make_unique<SeqState>();
+      ITE_RETURN_IF_ERROR(
+          backend_->AddSequence(s.seq_id, *s.sampling, s.prompt_tokens, s.generated_tokens));
     }
-    if ((row + 1) * vocab > logits.size()) {
-      return Internal("step {}: backend returned {} logits for row {}", request.step_id,
-                      logits.size(), row);
-    }
-    StepOutput out;
-    out.seq_id = s.seq_id;
-    out.sample = state->sampler->Sample(std::span<const float>(logits.data() + row * vocab, vocab));
-    state->last_token = out.sample.token;
-    result.outputs.push_back(std::move(out));
-    ++row;
+    state->block_table.resize(s.block_table_offset);
+    state->block_table.insert(state->block_table.end(), s.block_table.begin(), s.block_table.end());
+    SequenceChunk chunk;
+    chunk.seq_id = s.seq_id;
+    chunk.tokens = s.new_tokens;  // empty: a decode, fed by the backend
+    chunk.start_pos = s.start_pos;
+    chunk.block_table = state->block_table;
+    chunk.sample = s.sample;
+    batch_.chunks.push_back(chunk);
+    state->kv_len = s.start_pos + chunk.num_tokens();
+    state->has_token = s.sample;  // a mid-prefill chunk: the next step must bring tokens
+    if (s.sample) pending.sampled_seq_ids.push_back(s.seq_id);
   }
+  // A step of releases and copies alone has no backend step to collect.
+  pending.forward = !batch_.chunks.empty();
+  if (pending.forward) ITE_RETURN_IF_ERROR(backend_->Submit(batch_));
+  pending_.push_back(std::move(pending));
+  return Status::Ok();
+}
 
-  auto end = std::chrono::steady_clock::now();
-  result.forward_us = MicrosBetween(begin, end);
-  last_step_end_ = end;
-  has_stepped_ = true;
+StatusOr<StepResult> WorkerEngine::Collect() {
+  Pending pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pending_.empty()) return FailedPrecondition("Collect without a submitted step");
+    pending = std::move(pending_.front());
+    pending_.pop_front();
+  }
+  StepResult result;
+  result.step_id = pending.step_id;
+  if (!pending.forward) return result;
+  ITE_ASSIGN_OR_RETURN(ForwardOutput out, backend_->Collect());
+  if (out.samples.size() != pending.sampled_seq_ids.size()) {
+    return Internal("step {}: backend sampled {} tokens for {} sequences", pending.step_id,
+                    out.samples.size(), pending.sampled_seq_ids.size());
+  }
+  result.outputs.reserve(out.samples.size());
+  for (size_t i = 0; i < out.samples.size(); ++i) {
+    result.outputs.push_back({pending.sampled_seq_ids[i], std::move(out.samples[i])});
+  }
+  result.forward_us = MicrosBetween(pending.submitted, std::chrono::steady_clock::now());
+  result.idle_us = out.device_idle_us;
   return result;
+}
+
+StatusOr<StepResult> WorkerEngine::Step(const StepRequest& request) {
+  ITE_RETURN_IF_ERROR(Submit(request));
+  return Collect();
 }
 
 }  // namespace ite

@@ -1,16 +1,23 @@
-// WorkerEngine executes StepRequests on a Backend: it keeps, per sequence, the sampler (RNG and
-// penalty counts) and the last sampled token, so decode steps need no token from the scheduler.
-// It validates every request (unknown sequences, block ids out of range, tokens past the
-// vocabulary) and answers with a Status rather than crashing: a scheduler bug or a stale request
-// after a restart must not take the worker down.
+// WorkerEngine executes StepRequests on a Backend. The backend keeps each sequence's sampler and
+// last sampled token (so decode steps need no token from the scheduler); the engine keeps what it
+// needs to validate every request (known sequences, their KV length and block table) and answers
+// with a Status rather than crashing: a scheduler bug or a stale request after a restart must not
+// take the worker down.
 //
-// Thread safety: one caller at a time (the gRPC service and the in-process client serialize).
+// Pipelining: Submit() hands a step to the backend, which may still be running the previous
+// one (the CUDA backend queues it on the GPU behind it), and Collect() returns results in
+// submission order. Thread safety: Submit and Collect may be called from two threads, one
+// each, so a step can be submitted while the caller waits for the previous one; Info and Clear
+// from either, between steps.
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/backend/backend.h"
@@ -27,9 +34,15 @@ class WorkerEngine {
   WorkerEngine(const WorkerEngine&) = delete;
   WorkerEngine& operator=(const WorkerEngine&) = delete;
 
-  // Runs one step. On an error nothing about the sequences of this step is guaranteed; the
-  // scheduler treats it as a worker failure.
+  // Validates and starts a step. A rejected step changes nothing; a failure after it started
+  // leaves nothing about its sequences guaranteed (the scheduler treats it as a worker failure).
+  Status Submit(const StepRequest& request);
+  // The result of the oldest submitted step not collected yet (waits for it).
+  StatusOr<StepResult> Collect();
+  // Submit + Collect.
   StatusOr<StepResult> Step(const StepRequest& request);
+  // Submitted steps not collected yet.
+  int32_t pending() const;
 
   WorkerInfo Info() const;
 
@@ -37,18 +50,27 @@ class WorkerEngine {
   // scheduler's block tables, reset along with this, are the only meaning they have.
   Status Clear();
 
-  int64_t num_sequences() const { return static_cast<int64_t>(seqs_.size()); }
+  int64_t num_sequences() const;
 
  private:
   struct SeqState;
+  struct Pending {
+    int64_t step_id = 0;
+    std::vector<int64_t> sampled_seq_ids;  // the sequences with sample=true, in request order
+    std::chrono::steady_clock::time_point submitted;
+    bool forward = false;  // false: only releases and block copies, nothing to collect
+  };
 
   Status Validate(const StepRequest& request) const;
 
   std::unique_ptr<Backend> backend_;
   std::string device_;
+  // Sequence state and the pending queue. Held through the backend's Submit, not while Collect
+  // waits for the device.
+  mutable std::mutex mu_;
   std::unordered_map<int64_t, std::unique_ptr<SeqState>> seqs_;
-  std::chrono::steady_clock::time_point last_step_end_{};
-  bool has_stepped_ = false;
+  std::deque<Pending> pending_;
+  ForwardBatch batch_;  // reused
 };
 
 }  // namespace ite

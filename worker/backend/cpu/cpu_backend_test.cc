@@ -27,9 +27,9 @@ std::unique_ptr<Backend> MakeBackend(bool qkv_bias = false, DType dtype = DType:
 std::vector<float> RunChunk(Backend* b, std::span<const int32_t> tokens, int32_t start,
                             std::span<const int32_t> table, LogitsMode mode) {
   ForwardBatch batch;
-  batch.chunks.push_back({tokens, start, table, mode});
+  batch.chunks.push_back(LogitsChunk(tokens, start, table, mode));
   std::vector<float> logits;
-  Status s = b->Forward(batch, &logits);
+  Status s = ForwardLogits(*b, batch, &logits);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return logits;
 }
@@ -79,11 +79,11 @@ TEST(CpuBackendTest, BatchOfChunksMatchesSeparateRuns) {
       RunChunk(b.get(), seq.subspan(4, 3), 4, {std::vector<int32_t>{33, 34}}, LogitsMode::kAll);
 
   ForwardBatch batch;
-  batch.chunks.push_back({seq, 0, ta, LogitsMode::kLast});
-  batch.chunks.push_back({seq.subspan(4, 3), 4, tb, LogitsMode::kAll});
-  batch.chunks.push_back({seq.first(6), 0, tc, LogitsMode::kNone});
+  batch.chunks.push_back(LogitsChunk(seq, 0, ta, LogitsMode::kLast));
+  batch.chunks.push_back(LogitsChunk(seq.subspan(4, 3), 4, tb, LogitsMode::kAll));
+  batch.chunks.push_back(LogitsChunk(seq.first(6), 0, tc, LogitsMode::kNone));
   std::vector<float> logits;
-  ASSERT_TRUE(b->Forward(batch, &logits).ok());
+  ASSERT_TRUE(ForwardLogits(*b, batch, &logits).ok());
   ASSERT_EQ(logits.size(), static_cast<size_t>(1 + 3) * vocab);
   ExpectClose(std::span<const float>(logits).first(vocab), ref_a, 1e-5f);
   ExpectClose(std::span<const float>(logits).subspan(vocab), ref_b, 1e-5f);
@@ -166,10 +166,10 @@ TEST(CpuBackendTest, BadBatchesAreErrorsNotCrashes) {
   std::vector<int32_t> empty;
   auto forward = [&](std::span<const int32_t> tokens, int32_t start, std::span<const int32_t> tbl) {
     ForwardBatch batch;
-    batch.chunks.push_back({tokens, start, tbl, LogitsMode::kLast});
-    return b->Forward(batch, &logits);
+    batch.chunks.push_back(LogitsChunk(tokens, start, tbl, LogitsMode::kLast));
+    return ForwardLogits(*b, batch, &logits);
   };
-  EXPECT_EQ(b->Forward(ForwardBatch{}, &logits).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ForwardLogits(*b, ForwardBatch{}, &logits).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(forward(empty, 0, table).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(forward(bad_token, 0, table).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(forward(negative_token, 0, table).code(), StatusCode::kInvalidArgument);

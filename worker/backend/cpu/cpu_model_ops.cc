@@ -1,0 +1,228 @@
+#include "worker/backend/cpu/cpu_model_ops.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <new>
+
+namespace ite {
+namespace {
+
+float ToF32(DType dtype, const void* data, int64_t i) {
+  switch (dtype) {
+    case DType::kF32:
+      return static_cast<const float*>(data)[i];
+    case DType::kBF16: {
+      uint32_t bits = static_cast<uint32_t>(static_cast<const uint16_t*>(data)[i]) << 16;
+      float f;
+      std::memcpy(&f, &bits, 4);
+      return f;
+    }
+    case DType::kF16:
+      return _cvtsh_ss(static_cast<const uint16_t*>(data)[i]);
+  }
+  return 0.0f;
+}
+
+float* F(Activation a) { return static_cast<float*>(a.data); }
+
+}  // namespace
+
+CpuModelOps::CpuModelOps(const ModelConfig& config, int num_threads)
+    : config_(config), pool_(std::max(num_threads, 1)), inv_freq_(cpu::RopeInvFreq(config)) {}
+
+Status CpuModelOps::InitKv(const KvCacheOptions& kv) {
+  if (kv.block_size <= 0) return InvalidArgument("KV cache: block_size {} <= 0", kv.block_size);
+  block_size_ = kv.block_size;
+  block_floats_ = static_cast<int64_t>(block_size_) * config_.kv_dim();
+  const int64_t bytes_per_block =
+      2 * block_floats_ * config_.num_layers * static_cast<int64_t>(sizeof(float));
+  const int64_t blocks = kv.num_blocks > 0 ? kv.num_blocks : kv.max_kv_bytes / bytes_per_block;
+  if (blocks <= 0 || blocks > INT32_MAX)
+    return InvalidArgument("KV cache: {} blocks of {} bytes (num_blocks {}, max_kv_bytes {})",
+                           blocks, bytes_per_block, kv.num_blocks, kv.max_kv_bytes);
+  num_blocks_ = static_cast<int32_t>(blocks);
+  // Left uninitialised: pages become resident only as blocks are written.
+  kv_pool_.reset(new (std::nothrow) float[2 * block_floats_ * num_blocks_ * config_.num_layers]);
+  if (kv_pool_ == nullptr)
+    return ResourceExhausted("KV cache: cannot allocate {} bytes", bytes_per_block * blocks);
+  return Status::Ok();
+}
+
+cpu::PagedKv CpuModelOps::LayerKv(int32_t layer) {
+  float* base = kv_pool_.get() + 2 * block_floats_ * num_blocks_ * layer;
+  return {base,
+          base + block_floats_ * num_blocks_,
+          num_blocks_,
+          block_size_,
+          config_.num_kv_heads,
+          config_.head_dim};
+}
+
+Status CpuModelOps::CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst) {
+  if (src.size() != dst.size())
+    return InvalidArgument("CopyBlocks: {} sources for {} destinations", src.size(), dst.size());
+  for (size_t i = 0; i < src.size(); ++i) {
+    if (src[i] < 0 || src[i] >= num_blocks_ || dst[i] < 0 || dst[i] >= num_blocks_)
+      return InvalidArgument("CopyBlocks: pair {} ({} -> {}) outside [0, {})", i, src[i], dst[i],
+                             num_blocks_);
+  }
+  for (int32_t l = 0; l < config_.num_layers; ++l) {
+    cpu::PagedKv kv = LayerKv(l);
+    for (size_t i = 0; i < src.size(); ++i) {
+      if (src[i] == dst[i]) continue;
+      std::memcpy(kv.k + dst[i] * block_floats_, kv.k + src[i] * block_floats_,
+                  sizeof(float) * block_floats_);
+      std::memcpy(kv.v + dst[i] * block_floats_, kv.v + src[i] * block_floats_,
+                  sizeof(float) * block_floats_);
+    }
+  }
+  return Status::Ok();
+}
+
+const float* CpuModelOps::Fp32(const Tensor& t) {
+  if (t.dtype == DType::kF32) return t.as<float>();
+  const int64_t n = t.numel();
+  owned_.push_back(std::unique_ptr<float[]>(new float[n]));
+  float* dst = owned_.back().get();
+  for (int64_t i = 0; i < n; ++i) dst[i] = ToF32(t.dtype, t.data, i);
+  return dst;
+}
+
+StatusOr<OpWeight> CpuModelOps::LoadMatrix(const Tensor& w, const Tensor& bias,
+                                           const std::string& name) {
+  OpWeight out;
+  out.rows = static_cast<int32_t>(w.shape[0]);
+  out.cols = static_cast<int32_t>(w.shape[1]);
+  // BF16 stays as it is (the matmul widens it); F16 is widened to F32 once.
+  out.dtype = w.dtype == DType::kBF16 ? DType::kBF16 : DType::kF32;
+  out.data = w.dtype == DType::kBF16 ? w.data : Fp32(w);
+  if (!bias.empty()) {
+    if (bias.numel() != out.rows)
+      return InvalidArgument("CPU backend: bias of {} has {} values for {} rows", name,
+                             bias.numel(), out.rows);
+    out.bias = Fp32(bias);
+  }
+  return out;
+}
+
+StatusOr<OpWeight> CpuModelOps::LoadVector(const Tensor& v, const std::string& name) {
+  OpWeight out;
+  out.rows = 1;
+  out.cols = static_cast<int32_t>(v.numel());
+  out.data = Fp32(v);
+  return out;
+}
+
+StatusOr<OpWeight> CpuModelOps::LoadTable(const Tensor& table, const std::string& name) {
+  // Looked up row by row, so it stays in its dtype.
+  OpWeight out;
+  out.rows = static_cast<int32_t>(table.shape[0]);
+  out.cols = static_cast<int32_t>(table.shape[1]);
+  out.dtype = table.dtype;
+  out.data = table.data;
+  return out;
+}
+
+Activation CpuModelOps::Buffer(ActBuffer which, int32_t rows, int32_t cols) {
+  std::vector<float>& b = buffers_[static_cast<int>(which)];
+  b.resize(static_cast<size_t>(rows) * cols);
+  return {b.data(), rows, cols};
+}
+
+Status CpuModelOps::Embedding(const OpWeight& table, Activation out) {
+  const std::vector<int32_t>& tokens = plan_->tokens;
+  if (table.dtype == DType::kF32) {
+    cpu::Embedding(static_cast<const float*>(table.data), table.cols, tokens, F(out));
+    return Status::Ok();
+  }
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    for (int32_t i = 0; i < table.cols; ++i) {
+      F(out)
+      [t * table.cols + i] =
+          ToF32(table.dtype, table.data, static_cast<int64_t>(tokens[t]) * table.cols + i);
+    }
+  }
+  return Status::Ok();
+}
+
+Status CpuModelOps::RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) {
+  cpu::RmsNorm(F(x), static_cast<const float*>(w.data), x.rows, x.cols, eps, F(out));
+  return Status::Ok();
+}
+
+Status CpuModelOps::AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
+                               Activation out) {
+  cpu::AddRmsNorm(F(residual), F(x), static_cast<const float*>(w.data), x.rows, x.cols, eps,
+                  F(out));
+  return Status::Ok();
+}
+
+Status CpuModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
+  const float* bias = static_cast<const float*>(w.bias);
+  if (w.dtype == DType::kBF16) {
+    cpu::MatMulBf16(F(x), static_cast<const uint16_t*>(w.data), bias, x.rows, w.rows, w.cols,
+                    F(out), &pool_);
+  } else {
+    cpu::MatMul(F(x), static_cast<const float*>(w.data), bias, x.rows, w.rows, w.cols, F(out),
+                &pool_);
+  }
+  return Status::Ok();
+}
+
+Status CpuModelOps::RopeKvWrite(int32_t layer, Activation qkv) {
+  const int32_t n = qkv.rows, qd = config_.q_dim(), kvd = config_.kv_dim();
+  q_.resize(static_cast<size_t>(n) * qd);
+  k_.resize(static_cast<size_t>(n) * kvd);
+  v_.resize(k_.size());
+  for (int32_t t = 0; t < n; ++t) {
+    const float* row = F(qkv) + static_cast<int64_t>(t) * qkv.cols;
+    std::memcpy(&q_[static_cast<size_t>(t) * qd], row, sizeof(float) * qd);
+    std::memcpy(&k_[static_cast<size_t>(t) * kvd], row + qd, sizeof(float) * kvd);
+    std::memcpy(&v_[static_cast<size_t>(t) * kvd], row + qd + kvd, sizeof(float) * kvd);
+  }
+  cpu::Rope(q_.data(), k_.data(), plan_->positions, config_.num_heads, config_.num_kv_heads,
+            config_.head_dim, inv_freq_);
+  cpu::PagedKv kv = LayerKv(layer);
+  for (const PlannedChunk& ch : plan_->chunks) {
+    std::span<const int32_t> pos(plan_->positions.data() + ch.row0, ch.len);
+    cpu::KvWrite(kv, ch.block_table, pos, &k_[static_cast<size_t>(ch.row0) * kvd],
+                 &v_[static_cast<size_t>(ch.row0) * kvd]);
+  }
+  return Status::Ok();
+}
+
+Status CpuModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
+  // Reads the rotated Q that RopeKvWrite of this layer left in q_.
+  const int32_t qd = config_.q_dim();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  cpu::PagedKv kv = LayerKv(layer);
+  for (const PlannedChunk& ch : plan_->chunks) {
+    cpu::PagedAttention(kv, ch.block_table, ch.start_pos, &q_[static_cast<size_t>(ch.row0) * qd],
+                        ch.len, config_.num_heads, scale,
+                        F(out) + static_cast<size_t>(ch.row0) * qd, &pool_);
+  }
+  return Status::Ok();
+}
+
+Status CpuModelOps::SiluMul(Activation gate_up, Activation out) {
+  cpu::SiluMul(F(gate_up), gate_up.rows, out.cols, F(out));
+  return Status::Ok();
+}
+
+Status CpuModelOps::GatherLogitRows(Activation x, Activation out) {
+  for (size_t r = 0; r < plan_->logit_rows.size(); ++r) {
+    std::memcpy(F(out) + r * x.cols, F(x) + static_cast<size_t>(plan_->logit_rows[r]) * x.cols,
+                sizeof(float) * x.cols);
+  }
+  return Status::Ok();
+}
+
+Status CpuModelOps::LmHead(Activation x, const OpWeight& w) {
+  logits_.resize(static_cast<size_t>(x.rows) * w.rows);
+  Activation logits{logits_.data(), x.rows, w.rows};
+  return Linear(x, w, logits);
+}
+
+}  // namespace ite

@@ -1,0 +1,74 @@
+// ModelOps on the host: fp32 activations and accumulation over F32 or BF16 weights (BF16 is
+// widened as it is read: half the memory traffic of F32). The reference the CUDA ops are tested
+// against. Weights are used where the loader put them (often the file's memory map); F16 and
+// the norms are converted to fp32 once. The paged KV pool (fp32) is allocated once.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "worker/backend/backend.h"
+#include "worker/backend/cpu/cpu_ops.h"
+#include "worker/backend/step_plan.h"
+#include "worker/model/model_ops.h"
+
+namespace ite {
+
+class CpuModelOps final : public ModelOps {
+ public:
+  CpuModelOps(const ModelConfig& config, int num_threads);
+
+  // Allocates the KV pool; at least one block or an error.
+  Status InitKv(const KvCacheOptions& kv);
+  int32_t block_size() const { return block_size_; }
+  int32_t num_blocks() const { return num_blocks_; }
+
+  // The step Model::Forward runs next; `plan` (decode tokens filled in) must outlive it.
+  void SetPlan(const StepPlan* plan) { plan_ = plan; }
+  // [num_logit_rows, vocab] after Forward.
+  const float* logits() const { return logits_.data(); }
+
+  Status CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst);
+
+  StatusOr<OpWeight> LoadMatrix(const Tensor& w, const Tensor& bias,
+                                const std::string& name) override;
+  StatusOr<OpWeight> LoadVector(const Tensor& v, const std::string& name) override;
+  StatusOr<OpWeight> LoadTable(const Tensor& table, const std::string& name) override;
+
+  int32_t num_tokens() const override { return plan_->num_rows(); }
+  int32_t num_logit_rows() const override { return static_cast<int32_t>(plan_->logit_rows.size()); }
+  Activation Buffer(ActBuffer which, int32_t rows, int32_t cols) override;
+
+  Status Embedding(const OpWeight& table, Activation out) override;
+  Status RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) override;
+  Status AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
+                    Activation out) override;
+  Status Linear(Activation x, const OpWeight& w, Activation out) override;
+  Status RopeKvWrite(int32_t layer, Activation qkv) override;
+  Status Attention(int32_t layer, Activation qkv, Activation out) override;
+  Status SiluMul(Activation gate_up, Activation out) override;
+  Status GatherLogitRows(Activation x, Activation out) override;
+  Status LmHead(Activation x, const OpWeight& w) override;
+
+ private:
+  const float* Fp32(const Tensor& t);  // t itself when F32, else a converted copy
+  cpu::PagedKv LayerKv(int32_t layer);
+
+  ModelConfig config_;
+  ThreadPool pool_;
+  std::vector<float> inv_freq_;
+  std::vector<std::unique_ptr<float[]>> owned_;  // converted weights
+  const StepPlan* plan_ = nullptr;
+
+  int32_t block_size_ = 0;
+  int32_t num_blocks_ = 0;
+  int64_t block_floats_ = 0;          // floats of one block of K (or V) of one layer
+  std::unique_ptr<float[]> kv_pool_;  // per layer: K blocks then V blocks
+
+  std::vector<float> buffers_[static_cast<int>(ActBuffer::kCount)];
+  std::vector<float> q_, k_, v_;  // RopeKvWrite's split of the fused QKV, Q rotated
+  std::vector<float> logits_;
+};
+
+}  // namespace ite

@@ -1,0 +1,30 @@
+#include "worker/model/model.h"
+
+namespace ite {
+
+Status ValidateModelConfig(const ModelConfig& c) {
+  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 ||
+      c.num_kv_heads <= 0 || c.head_dim <= 0 || c.head_dim % 2 != 0 ||
+      c.num_heads % c.num_kv_heads != 0 || c.intermediate_size <= 0) {
+    return InvalidArgument(
+        "bad model config (vocab {}, hidden {}, layers {}, heads {}/{}, head_dim {}, "
+        "intermediate {})",
+        c.vocab_size, c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim,
+        c.intermediate_size);
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, const ModelWeights& weights,
+                                             ModelOps* ops) {
+  ITE_RETURN_IF_ERROR(ValidateModelConfig(config));
+  switch (config.arch) {
+    // Qwen2 is the Llama graph with a bias on the fused QKV projection, which the weights carry.
+    case ModelArch::kLlama:
+    case ModelArch::kQwen2:
+      return CreateLlamaModel(config, weights, ops);
+  }
+  return Unimplemented("model architecture {} has no forward pass", static_cast<int>(config.arch));
+}
+
+}  // namespace ite

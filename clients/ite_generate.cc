@@ -1,8 +1,8 @@
-// ite-generate: offline generation on the CPU backend, streaming text to stdout.
+// ite-generate: offline generation on the CPU backend or one GPU, streaming text to stdout.
 //
 //   ite-generate --model PATH (--prompt TEXT | --chat --prompt TEXT) [--max-tokens N]
 //       [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]
-//       [--seed S] [--threads N] [--output text|ids] [--system TEXT]
+//       [--seed S] [--threads N] [--output text|ids] [--system TEXT] [--device cpu|cuda]
 //
 // The tokenizer and chat template come from the same GGUF file, or from the HF folder's
 // tokenizer.json / tokenizer_config.json (--tokenizer overrides). A raw prompt is encoded with
@@ -23,6 +23,9 @@
 #include "scheduler/chat/chat_template.h"
 #include "scheduler/tokenizer/tokenizer.h"
 #include "worker/backend/cpu/cpu_backend.h"
+#if ITE_HAVE_CUDA_BACKEND
+#include "worker/backend/cuda/cuda_backend.h"
+#endif
 #include "worker/engine/generator.h"
 #include "worker/model/model_loader.h"
 
@@ -40,6 +43,7 @@ struct Args {
   int threads = 0;
   std::string output = "text";
   std::string dtype = "f32";
+  std::string device = "cpu";
 };
 
 int Fail(const std::string& what, const ite::Status& status) {
@@ -86,6 +90,8 @@ int Run(const Args& args) {
 
   ite::LoadOptions load;
   load.dtype = args.dtype == "bf16" ? ite::DType::kBF16 : ite::DType::kF32;
+  if (args.device == "cuda")
+    load.dtype = args.dtype == "f16" ? ite::DType::kF16 : ite::DType::kBF16;
   auto model = ite::LoadModel(args.model, load);
   if (!model.ok()) return Fail("model " + args.model, model.status());
   std::vector<int32_t> stop_ids = tok.eos_ids();
@@ -101,7 +107,21 @@ int Run(const Args& args) {
   int threads = args.threads > 0
                     ? args.threads
                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  auto backend = ite::CreateCpuBackend(std::move(model).value(), kv, threads);
+  ite::StatusOr<std::unique_ptr<ite::Backend>> backend =
+      ite::Unimplemented("--device {}: cpu or cuda", args.device);
+  if (args.device == "cpu") {
+    backend = ite::CreateCpuBackend(std::move(model).value(), kv, threads);
+  } else if (args.device == "cuda") {
+#if ITE_HAVE_CUDA_BACKEND
+    ite::CudaBackendOptions cuda;
+    cuda.kv = kv;
+    cuda.max_seqs = 1;
+    cuda.max_step_tokens = 512;  // the Generator's prefill chunk
+    backend = ite::CreateCudaBackend(std::move(model).value(), cuda);
+#else
+    backend = ite::Unimplemented("--device cuda: this ite-generate was built without CUDA");
+#endif
+  }
   if (!backend.ok()) return Fail("backend", backend.status());
 
   ite::Generator generator(backend->get());
@@ -164,8 +184,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", args.threads, "CPU threads (default: all cores)");
   app.add_option("--output", args.output, "text (streamed) or ids (one JSON array)")
       ->check(CLI::IsMember({"text", "ids"}));
-  app.add_option("--dtype", args.dtype, "weight dtype: f32 (reference) or bf16 (faster)")
-      ->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--device", args.device, "cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--dtype", args.dtype, "weights: f32 (CPU reference), bf16, f16 (CUDA)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,11 +1,14 @@
 // ite-serve: the whole service on one host. Starts N ite-worker processes (on free loopback
 // ports) and one ite-scheduler in front of them, waits until they serve, and supervises them:
 //   ite-serve --model PATH [--host H] [--port 50051] [--device cpu|cuda] [--workers N]
+//             [--gpus 0,1] [--gpu-memory-utilization F] [--enforce-eager] [--dtype bf16|f16]
+// With --device cuda there is one worker per GPU: those of --gpus, else every visible one.
 // SIGTERM/SIGINT: the scheduler drains running requests and exits, then the workers stop; every
 // child is reaped (and dies with ite-serve even if ite-serve is SIGKILLed). A worker that dies is
 // reported on stderr and restarted on its port (the scheduler takes it back); a scheduler that
 // dies ends ite-serve with exit code 1.
 // Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.
+#include <fmt/ranges.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,7 +49,25 @@ struct ServeOptions {
   int32_t max_restarts = 5;
   std::string ready_file;
   bool verbose = false;
+  // CUDA
+  std::string gpus;                     // "0,1"; empty: every visible GPU
+  std::vector<int> gpu_ids;             // resolved from gpus, one worker each
+  double gpu_memory_utilization = 0.0;  // 0: the KV pool is --kv-mib
+  bool enforce_eager = false;
+  std::string dtype = "bf16";
 };
+
+// The GPUs `ite-worker --list-devices` reports (one ordinal per line).
+std::vector<int> VisibleGpus(const fs::path& worker_bin) {
+  std::vector<int> ids;
+  const std::string cmd = "'" + worker_bin.string() + "' --list-devices";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return ids;
+  int id = 0;
+  while (std::fscanf(p, "%d", &id) == 1) ids.push_back(id);
+  ::pclose(p);
+  return ids;
+}
 
 sigset_t SupervisedSignals() {
   sigset_t set;
@@ -81,29 +103,42 @@ int WaitForPort(ChildProcess& child, const fs::path& file, int timeout_s, bool* 
 }
 
 std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, int port,
-                                    const fs::path& ready, int threads) {
-  return {bin.string(),
-          "--model",
-          o.model,
-          "--host",
-          "127.0.0.1",
-          "--port",
-          std::to_string(port),
-          "--ready-file",
-          ready.string(),
-          "--device",
-          o.device,
-          "--threads",
-          std::to_string(threads),
-          "--kv-blocks",
-          std::to_string(o.kv_blocks),
-          "--block-size",
-          std::to_string(o.block_size),
-          "--kv-mib",
-          std::to_string(o.kv_mib)};
+                                    const fs::path& ready, int threads, int index) {
+  std::vector<std::string> argv = {bin.string(),
+                                   "--model",
+                                   o.model,
+                                   "--host",
+                                   "127.0.0.1",
+                                   "--port",
+                                   std::to_string(port),
+                                   "--ready-file",
+                                   ready.string(),
+                                   "--device",
+                                   o.device,
+                                   "--threads",
+                                   std::to_string(threads),
+                                   "--kv-blocks",
+                                   std::to_string(o.kv_blocks),
+                                   "--block-size",
+                                   std::to_string(o.block_size),
+                                   "--kv-mib",
+                                   std::to_string(o.kv_mib)};
+  if (o.device == "cuda") {
+    const std::vector<std::string> cuda = {"--gpu",
+                                           std::to_string(o.gpu_ids.at(index)),
+                                           "--dtype",
+                                           o.dtype,
+                                           "--gpu-memory-utilization",
+                                           std::to_string(o.gpu_memory_utilization),
+                                           "--max-step-tokens",
+                                           std::to_string(o.max_batch_tokens)};
+    argv.insert(argv.end(), cuda.begin(), cuda.end());
+    if (o.enforce_eager) argv.push_back("--enforce-eager");
+  }
+  return argv;
 }
 
-int Serve(const ServeOptions& o) {
+int Serve(ServeOptions o) {
   fs::path self = fs::read_symlink("/proc/self/exe");
   fs::path worker_bin = self.parent_path() / "ite-worker";
   fs::path scheduler_bin = self.parent_path() / "ite-scheduler";
@@ -112,6 +147,28 @@ int Serve(const ServeOptions& o) {
       ITE_LOG_ERROR("{} not found (ite-serve runs the binaries beside it)", p.string());
       return 1;
     }
+  }
+  if (o.device == "cuda") {
+    if (o.gpus.empty()) {
+      o.gpu_ids = VisibleGpus(worker_bin);
+    } else {
+      std::stringstream in(o.gpus);
+      for (std::string id; std::getline(in, id, ',');) {
+        char* end = nullptr;
+        const long v = std::strtol(id.c_str(), &end, 10);
+        if (id.empty() || *end != '\0' || v < 0) {
+          ITE_LOG_ERROR("--gpus {}: a comma-separated list of GPU ordinals", o.gpus);
+          return 2;
+        }
+        o.gpu_ids.push_back(static_cast<int>(v));
+      }
+    }
+    if (o.gpu_ids.empty()) {
+      ITE_LOG_ERROR("--device cuda: no CUDA device visible (ite-worker --list-devices is empty)");
+      return 1;
+    }
+    o.workers = static_cast<int>(o.gpu_ids.size());
+    ITE_LOG_INFO("one worker per GPU: {}", fmt::join(o.gpu_ids, ","));
   }
   std::string tmpl = (fs::temp_directory_path() / "ite-serve.XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) {
@@ -148,7 +205,8 @@ int Serve(const ServeOptions& o) {
   for (int i = 0; i < o.workers; ++i) {
     auto w = std::make_unique<ChildProcess>();
     fs::path ready = run_dir / fmt::format("worker{}.port", i);
-    Status s = w->Start(fmt::format("worker {}", i), WorkerArgv(o, worker_bin, 0, ready, threads));
+    Status s =
+        w->Start(fmt::format("worker {}", i), WorkerArgv(o, worker_bin, 0, ready, threads, i));
     if (!s.ok()) {
       ITE_LOG_ERROR("{}", s.ToString());
       cleanup();
@@ -229,7 +287,7 @@ int Serve(const ServeOptions& o) {
       ++restarts[i];
       fs::path ready = run_dir / fmt::format("worker{}.restart.port", i);
       Status s = w.Start(fmt::format("worker {}", i),
-                         WorkerArgv(o, worker_bin, worker_ports[i], ready, threads));
+                         WorkerArgv(o, worker_bin, worker_ports[i], ready, threads, i));
       if (s.ok()) {
         ITE_LOG_INFO("worker {} restarted (pid {}) on port {}", i, w.pid(), worker_ports[i]);
       } else {
@@ -251,7 +309,14 @@ int Main(int argc, char** argv) {
   app.add_option("--port", o.port, "port of the public service (0: any free port)")
       ->capture_default_str();
   app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
-  app.add_option("--workers", o.workers, "worker processes (one per GPU)")
+  app.add_option("--gpus", o.gpus, "CUDA: GPU ordinals, one worker each (default: all)");
+  app.add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
+                 "CUDA: KV pool sized to use this fraction of each GPU (0: --kv-mib)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_flag("--enforce-eager", o.enforce_eager, "CUDA: no CUDA graphs");
+  app.add_option("--dtype", o.dtype, "CUDA: bf16 or f16")->capture_default_str();
+  app.add_option("--workers", o.workers, "worker processes (CPU; with cuda, one per GPU)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   app.add_option("--threads", o.threads, "CPU threads per worker (0: cores / workers)")

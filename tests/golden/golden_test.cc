@@ -126,7 +126,9 @@ TEST_P(TinyGoldenTest, LogitsMatchTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, TinyGoldenTest,
-                         ::testing::Values("tiny-llama", "tiny-llama-tied-llama3", "tiny-qwen2"),
+                         ::testing::Values("tiny-llama", "tiny-llama-tied-llama3", "tiny-qwen2",
+                                           "tiny-llama-hd64", "tiny-llama-tied-llama3-hd64",
+                                           "tiny-qwen2-hd64"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');

@@ -10,6 +10,7 @@ run with PYTHONPATH=/tmp/pydeps.
 
 Writes, under tests/data/:
   tiny-llama/, tiny-llama-tied-llama3/, tiny-qwen2/   random-weight models (save_pretrained)
+  tiny-*-hd64/                                         the same at head_dim 64 (CUDA kernels)
   golden/<model>.json + golden/<model>.logits.f32      logits at every position of fixed token
                                                         sequences (float32, [sum(len), vocab])
   golden/smollm2_greedy.json                            greedy continuations of SmolLM2 prompts
@@ -66,18 +67,38 @@ def tiny_models():
         rope_theta=1000000.0, use_sliding_window=False))
 
 
-def make_tiny():
+def tiny_models_hd64():
+    """The same three architectures at head_dim 64, the smallest the CUDA attention kernels
+    take: the CPU and the CUDA backends are both checked against these. Llama's Q width (4 x 64)
+    differs from its hidden size (128) on purpose."""
+    common = dict(vocab_size=VOCAB, hidden_size=128, intermediate_size=128, num_hidden_layers=2,
+                  max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1,
+                  eos_token_id=2)
+    yield "tiny-llama-hd64", torch.float32, LlamaForCausalLM(LlamaConfig(
+        **common, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+        tie_word_embeddings=False, rope_theta=10000.0))
+    yield "tiny-llama-tied-llama3-hd64", torch.float32, LlamaForCausalLM(LlamaConfig(
+        **common, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+        tie_word_embeddings=True, rope_theta=10000.0,
+        rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                          high_freq_factor=4.0, original_max_position_embeddings=64)))
+    yield "tiny-qwen2-hd64", torch.bfloat16, Qwen2ForCausalLM(Qwen2Config(
+        **common, num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
+        rope_theta=1000000.0, use_sliding_window=False))
+
+
+def make_tiny(models, seed_base):
     os.makedirs(GOLDEN, exist_ok=True)
-    for i, (name, dtype, model) in enumerate(tiny_models()):
-        torch.manual_seed(1000 + i)
-        randomize(model, 1000 + i)
+    for i, (name, dtype, model) in enumerate(models):
+        torch.manual_seed(seed_base + i)
+        randomize(model, seed_base + i)
         model = model.to(dtype)
         out_dir = os.path.join(DATA, name)
         model.save_pretrained(out_dir)
         # The reference runs on the saved files reloaded in fp32: casting the in-memory model
         # back from bf16 would also leave its RoPE inv_freq buffer rounded to bf16.
         model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32).eval()
-        g = torch.Generator().manual_seed(2000 + i)
+        g = torch.Generator().manual_seed(seed_base + 1000 + i)
         sequences = [torch.randint(0, VOCAB, (n,), generator=g).tolist() for n in SEQUENCE_LENGTHS]
         all_logits = []
         with torch.no_grad():
@@ -151,11 +172,14 @@ def main():
     ap.add_argument("--gguf", default=os.path.join(ROOT, "models",
                                                    "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--skip-tiny", action="store_true")
+    ap.add_argument("--skip-hd64", action="store_true")
     ap.add_argument("--skip-smollm2", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if not args.skip_tiny:
-        make_tiny()
+        make_tiny(tiny_models(), 1000)
+    if not args.skip_hd64:
+        make_tiny(tiny_models_hd64(), 3000)
     if not args.skip_smollm2:
         make_smollm2(args.gguf)
 

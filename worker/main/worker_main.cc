@@ -1,9 +1,13 @@
 // ite-worker: one process per GPU (or the CPU backend) serving ite.v1.Worker.
 //   ite-worker --model PATH --port P [--host H] [--device cpu|cuda] [--threads N]
 //              [--kv-blocks N] [--block-size N] [--ready-file F]
+//              CUDA: [--gpu I] [--dtype bf16|f16] [--gpu-memory-utilization F]
+//                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager]
+//   ite-worker --list-devices     prints one line per visible CUDA device and exits
 // Listens on 127.0.0.1 unless --host says otherwise. Exit codes: 0 after a clean shutdown
 // (SIGTERM/SIGINT), 2 usage, 1 load or serve failure (message on stderr).
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -11,6 +15,9 @@
 #include "common/logging.h"
 #include "proto/grpc_server_runner.h"
 #include "worker/backend/cpu/cpu_backend.h"
+#if ITE_HAVE_CUDA_BACKEND
+#include "worker/backend/cuda/cuda_backend.h"
+#endif
 #include "worker/model/model_loader.h"
 #include "worker/service/grpc_worker_service.h"
 #include "worker/service/worker_engine.h"
@@ -29,21 +36,54 @@ struct WorkerOptions {
   int64_t kv_mib = 512;
   std::string ready_file;
   bool verbose = false;
+  // CUDA
+  int gpu = 0;
+  std::string dtype = "bf16";
+  double gpu_memory_utilization = 0.0;
+  int32_t max_step_tokens = 8192;
+  int32_t max_seqs = 256;
+  bool enforce_eager = false;
 };
 
+// One line per CUDA device ("0 NVIDIA H200"); none without a driver or a CUDA build.
+int ListDevices() {
+#if ITE_HAVE_CUDA_BACKEND
+  const int n = CudaDeviceCount();
+  for (int i = 0; i < n; ++i) std::printf("%d\n", i);
+#endif
+  return 0;
+}
+
 StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
-  if (o.device != "cpu") {
-    // The CUDA backend is not part of this build yet; say so instead of falling back silently.
-    return Unimplemented("--device {}: backend not built/available in this binary (use cpu)",
-                         o.device);
-  }
+  if (o.device != "cpu" && o.device != "cuda")
+    return InvalidArgument("--device {}: cpu or cuda", o.device);
+  if (o.dtype != "bf16" && o.dtype != "f16")
+    return InvalidArgument("--dtype {}: bf16 or f16", o.dtype);
   LoadOptions load;
   load.show_progress = o.verbose;
+  if (o.device == "cuda") load.dtype = o.dtype == "f16" ? DType::kF16 : DType::kBF16;
+  const auto t0 = std::chrono::steady_clock::now();
   ITE_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(o.model, load));
+  ITE_LOG_INFO("read {} ({}) in {:.1f} s", o.model, model.format,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   KvCacheOptions kv;
   kv.block_size = o.block_size;
   kv.num_blocks = o.kv_blocks;
   kv.max_kv_bytes = o.kv_mib << 20;
+  if (o.device == "cuda") {
+#if ITE_HAVE_CUDA_BACKEND
+    CudaBackendOptions c;
+    c.device = o.gpu;
+    c.kv = kv;
+    c.gpu_memory_utilization = o.gpu_memory_utilization;
+    c.max_step_tokens = o.max_step_tokens;
+    c.max_seqs = o.max_seqs;
+    c.enforce_eager = o.enforce_eager;
+    return CreateCudaBackend(std::move(model), c);
+#else
+    return Unimplemented("--device cuda: this ite-worker was built without CUDA");
+#endif
+  }
   int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
   return CreateCpuBackend(std::move(model), kv, threads);
 }
@@ -52,7 +92,7 @@ int Main(int argc, char** argv) {
   BlockShutdownSignals();
   WorkerOptions o;
   CLI::App app{"ite-worker: serves ite.v1.Worker (model forward + sampling) for ite-scheduler"};
-  app.add_option("--model", o.model, "model: .gguf file or Hugging Face folder")->required();
+  app.add_option("--model", o.model, "model: .gguf file or Hugging Face folder");
   app.add_option("--host", o.host, "address to listen on (127.0.0.1: loopback only)")
       ->capture_default_str();
   app.add_option("--port", o.port, "port (0: pick a free one; see --ready-file)")
@@ -65,6 +105,19 @@ int Main(int argc, char** argv) {
   app.add_option("--kv-mib", o.kv_mib, "KV pool size in MiB when --kv-blocks is 0")
       ->capture_default_str();
   app.add_option("--ready-file", o.ready_file, "write the bound port here once serving");
+  app.add_option("--gpu", o.gpu, "CUDA device ordinal")->capture_default_str();
+  app.add_option("--dtype", o.dtype, "CUDA weights and activations: bf16 or f16")
+      ->capture_default_str();
+  app.add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
+                 "CUDA: size the KV pool so the GPU is used to this fraction (0: --kv-mib)")
+      ->capture_default_str();
+  app.add_option("--max-step-tokens", o.max_step_tokens, "CUDA: token rows one step may carry")
+      ->capture_default_str();
+  app.add_option("--max-seqs", o.max_seqs, "CUDA: sequences one step may carry")
+      ->capture_default_str();
+  app.add_flag("--enforce-eager", o.enforce_eager, "CUDA: no CUDA graphs");
+  bool list_devices = false;
+  app.add_flag("--list-devices", list_devices, "print the visible CUDA devices and exit");
   app.add_flag("-v,--verbose", o.verbose, "debug logging");
   app.footer("Exit codes: 0 clean shutdown, 1 load/serve failure, 2 usage error.");
   try {
@@ -75,9 +128,18 @@ int Main(int argc, char** argv) {
     app.exit(e);
     return 2;
   }
+  if (list_devices) return ListDevices();
+  if (o.model.empty()) {
+    std::fprintf(stderr, "--model is required\n");
+    return 2;
+  }
   InitLogging("ite-worker", o.verbose);
-  if (o.block_size <= 0 || o.kv_blocks < 0 || o.port < 0 || o.port > 65535) {
-    ITE_LOG_ERROR("--block-size must be > 0, --kv-blocks >= 0, --port in [0, 65535]");
+  if (o.block_size <= 0 || o.kv_blocks < 0 || o.port < 0 || o.port > 65535 || o.gpu < 0 ||
+      o.max_step_tokens < 1 || o.max_seqs < 1 || o.gpu_memory_utilization < 0 ||
+      o.gpu_memory_utilization > 1) {
+    ITE_LOG_ERROR(
+        "--block-size must be > 0, --kv-blocks >= 0, --port in [0, 65535], --gpu >= 0, "
+        "--max-step-tokens and --max-seqs >= 1, --gpu-memory-utilization in [0, 1]");
     return 2;
   }
 
@@ -86,7 +148,8 @@ int Main(int argc, char** argv) {
     ITE_LOG_ERROR("{}", backend.status().ToString());
     return 1;
   }
-  auto engine = std::make_unique<WorkerEngine>(std::move(backend).value(), o.device);
+  const std::string device = (*backend)->device();
+  auto engine = std::make_unique<WorkerEngine>(std::move(backend).value(), device);
   WorkerInfo info = engine->Info();
   ITE_LOG_INFO("model {} ({} layers), {} KV blocks of {} tokens on {}", info.config.name,
                info.config.num_layers, info.num_blocks, info.block_size, info.device);

@@ -132,6 +132,24 @@ int32_t SequenceSampler::Draw(const std::vector<float>& x) {
   return last;  // rounding left u at the very top
 }
 
+void FillLogprobs(std::span<const float> x, int32_t top_n, SampleResult* result,
+                  std::vector<int32_t>* scratch) {
+  const float mx = *std::max_element(x.begin(), x.end());
+  double z = 0.0;
+  for (float v : x) z += std::exp(static_cast<double>(v - mx));
+  const float log_z = mx + static_cast<float>(std::log(z));
+  result->logprob = x[result->token] - log_z;
+  const int32_t n = std::min<int32_t>(top_n, static_cast<int32_t>(x.size()));
+  result->top.clear();
+  if (n <= 0) return;
+  std::vector<int32_t>& order = *scratch;
+  order.resize(x.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + n, order.end(),
+                    [&](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
+  for (int32_t i = 0; i < n; ++i) result->top.push_back({order[i], x[order[i]] - log_z});
+}
+
 SampleResult SequenceSampler::Sample(std::span<const float> logits) {
   work_.assign(logits.begin(), logits.end());
   for (float& v : work_)
@@ -152,21 +170,7 @@ SampleResult SequenceSampler::Sample(std::span<const float> logits) {
   }
 
   if (params_.logprobs || params_.top_logprobs > 0) {
-    float mx = *std::max_element(work_.begin(), work_.end());
-    double z = 0.0;
-    for (float v : work_) z += std::exp(static_cast<double>(v - mx));
-    const float log_z = mx + static_cast<float>(std::log(z));
-    result.logprob = work_[result.token] - log_z;
-    int32_t n = std::min<int32_t>(params_.top_logprobs, static_cast<int32_t>(work_.size()));
-    if (n > 0) {
-      order_.resize(work_.size());
-      std::iota(order_.begin(), order_.end(), 0);
-      std::partial_sort(order_.begin(), order_.begin() + n, order_.end(),
-                        [&](int32_t a, int32_t b) {
-                          return work_[a] > work_[b] || (work_[a] == work_[b] && a < b);
-                        });
-      for (int32_t i = 0; i < n; ++i) result.top.push_back({order_[i], work_[order_[i]] - log_z});
-    }
+    FillLogprobs(work_, params_.top_logprobs, &result, &order_);
   }
   Accept(result.token);
   return result;

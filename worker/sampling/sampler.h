@@ -51,6 +51,12 @@ struct SampleResult {
   std::vector<TokenLogprob> top;  // params.top_logprobs best, most likely first
 };
 
+// The logprob of result->token and the top_n most likely tokens (lowest id first on ties) from
+// x, the logits after penalties and temperature (temperature 1 when greedy): the definition of
+// logprob both backends share. `scratch` is reused between calls.
+void FillLogprobs(std::span<const float> x, int32_t top_n, SampleResult* result,
+                  std::vector<int32_t>* scratch);
+
 // Per sequence: RNG state and token counts for the penalties. Not thread-safe; one sequence is
 // sampled by one thread at a time. params must have passed Validate().
 class SequenceSampler {

@@ -1,0 +1,334 @@
+// The CUDA backend against the references, on a GPU host (skipped elsewhere):
+//  - Hugging Face logits (the head_dim-64 tiny goldens of tests/golden): one prefill, a prefill
+//    over a cached prefix, all sequences batched; same argmax wherever the reference's top two
+//    are apart by more than the bf16 tolerance;
+//  - the CPU backend on the same bf16 weights: greedy generations;
+//  - itself: graphs against eager, a request alone against the same request in batches of 8 and
+//    65, seeded draws, penalties and logprobs against the CPU sampler's definitions;
+//  - bad steps get a Status and leave the backend working.
+#include "worker/backend/cuda/cuda_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "worker/backend/cpu/cpu_backend.h"
+#include "worker/engine/generator.h"
+
+namespace ite {
+namespace {
+
+#define ITE_SKIP_WITHOUT_CUDA() \
+  if (CudaDeviceCount() == 0) GTEST_SKIP() << "skipped: no CUDA device visible"
+
+std::string SourceDir() {
+  const char* d = std::getenv("ITE_SOURCE_DIR");
+  return d ? d : ITE_TEST_SOURCE_DIR;
+}
+
+LoadedModel LoadBf16(const std::string& name) {
+  LoadOptions lo;
+  lo.dtype = DType::kBF16;
+  auto m = LoadModel(SourceDir() + "/tests/data/" + name, lo);
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return std::move(m).value();
+}
+
+std::unique_ptr<Backend> Cuda(const std::string& name, bool eager = false, int32_t blocks = 512) {
+  CudaBackendOptions o;
+  o.kv.block_size = 16;
+  o.kv.num_blocks = blocks;
+  o.max_step_tokens = 2048;
+  o.max_seqs = 128;
+  o.enforce_eager = eager;
+  auto b = CreateCudaBackend(LoadBf16(name), o);
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  return b.ok() ? std::move(b).value() : nullptr;
+}
+
+std::unique_ptr<Backend> Cpu(const std::string& name) {
+  KvCacheOptions kv;
+  kv.block_size = 16;
+  kv.num_blocks = 512;
+  auto b = CreateCpuBackend(LoadBf16(name), kv, 4);
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  return b.ok() ? std::move(b).value() : nullptr;
+}
+
+struct Golden {
+  nlohmann::json meta;
+  std::vector<float> logits;
+};
+
+Golden ReadGolden(const std::string& name) {
+  const std::string dir = SourceDir() + "/tests/data/golden/";
+  Golden g;
+  std::ifstream meta(dir + name + ".json");
+  g.meta = nlohmann::json::parse(meta);
+  std::ifstream bin(dir + g.meta["logits_file"].get<std::string>(), std::ios::binary);
+  auto shape = g.meta["logits_shape"].get<std::vector<int64_t>>();
+  g.logits.resize(shape[0] * shape[1]);
+  bin.read(reinterpret_cast<char*>(g.logits.data()), g.logits.size() * sizeof(float));
+  return g;
+}
+
+// bf16 weights and activations against fp32 transformers: 4% of the largest logit.
+void ExpectNearGolden(const Golden& g, size_t row0, std::span<const float> ours, const char* how) {
+  const size_t vocab = g.meta["vocab_size"].get<size_t>();
+  const float tol = 0.04f * g.meta["max_abs_logit"].get<float>();
+  ASSERT_EQ(ours.size() % vocab, 0u);
+  float worst = 0.0f;
+  int argmax_checked = 0;
+  for (size_t r = 0; r < ours.size() / vocab; ++r) {
+    std::span<const float> a = ours.subspan(r * vocab, vocab);
+    std::span<const float> b(g.logits.data() + (row0 + r) * vocab, vocab);
+    for (size_t i = 0; i < vocab; ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
+    const size_t ref = std::max_element(b.begin(), b.end()) - b.begin();
+    float second = -INFINITY;
+    for (size_t i = 0; i < vocab; ++i)
+      if (i != ref) second = std::max(second, b[i]);
+    if (b[ref] - second > 2 * tol) {  // a clear winner must win here too
+      EXPECT_EQ(static_cast<size_t>(std::max_element(a.begin(), a.end()) - a.begin()), ref)
+          << how << ": argmax differs at golden row " << row0 + r;
+      ++argmax_checked;
+    }
+  }
+  EXPECT_LE(worst, tol) << how;
+  std::printf("%s: max |diff| %.4f (tolerance %.4f), argmax checked on %d rows\n", how, worst, tol,
+              argmax_checked);
+}
+
+class CudaGoldenTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(CudaGoldenTest, LogitsMatchTransformers) {
+  ITE_SKIP_WITHOUT_CUDA();
+  const std::string name = GetParam();
+  Golden g = ReadGolden(name);
+  auto backend = Cuda(name);
+  ASSERT_NE(backend, nullptr);
+  auto sequences = g.meta["sequences"].get<std::vector<std::vector<int32_t>>>();
+  std::vector<std::vector<int32_t>> tables;
+  for (size_t s = 0; s < sequences.size(); ++s)
+    tables.push_back({int32_t(3 * s), int32_t(3 * s + 1), int32_t(3 * s + 2)});
+  std::vector<float> logits;
+  size_t row0 = 0;
+  for (size_t s = 0; s < sequences.size(); ++s) {
+    const std::vector<int32_t>& seq = sequences[s];
+    ForwardBatch one;
+    one.chunks.push_back(LogitsChunk(seq, 0, tables[s], LogitsMode::kAll));
+    ASSERT_TRUE(ForwardLogits(*backend, one, &logits).ok());
+    ExpectNearGolden(g, row0, logits, "one_prefill");
+    // The prefix alone, then the rest over the cached prefix, in other blocks.
+    const size_t cut = seq.size() / 2;
+    std::vector<int32_t> table = {40, 41, 42};
+    ForwardBatch a, b;
+    a.chunks.push_back(
+        LogitsChunk(std::span<const int32_t>(seq).first(cut), 0, table, LogitsMode::kNone));
+    b.chunks.push_back(LogitsChunk(std::span<const int32_t>(seq).subspan(cut),
+                                   static_cast<int32_t>(cut), table, LogitsMode::kAll));
+    ASSERT_TRUE(ForwardLogits(*backend, a, &logits).ok());
+    ASSERT_TRUE(ForwardLogits(*backend, b, &logits).ok());
+    ExpectNearGolden(g, row0 + cut, logits, "chunked");
+    row0 += seq.size();
+  }
+  ForwardBatch all;
+  for (size_t s = 0; s < sequences.size(); ++s)
+    all.chunks.push_back(LogitsChunk(sequences[s], 0, tables[s], LogitsMode::kAll));
+  ASSERT_TRUE(ForwardLogits(*backend, all, &logits).ok());
+  ExpectNearGolden(g, 0, logits, "batched");
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CudaGoldenTest,
+                         ::testing::Values("tiny-llama-hd64", "tiny-llama-tied-llama3-hd64",
+                                           "tiny-qwen2-hd64"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+SamplingParams Greedy() {
+  SamplingParams p;
+  p.temperature = 0.0f;
+  return p;
+}
+
+std::vector<std::vector<int32_t>> Prompts(int n, uint32_t seed, int min_len, int max_len) {
+  std::mt19937 rng(seed);
+  std::vector<std::vector<int32_t>> out(n);
+  for (auto& p : out) {
+    p.resize(std::uniform_int_distribution<int>(min_len, max_len)(rng));
+    for (int32_t& t : p) t = std::uniform_int_distribution<int>(3, 511)(rng);
+  }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> Generate(Backend* b,
+                                           const std::vector<std::vector<int32_t>>& prompts,
+                                           const SamplingParams& params, int n) {
+  Generator gen(b);
+  GenerateOptions o;
+  o.max_new_tokens = n;
+  o.prefill_chunk = 40;
+  auto r = gen.GenerateBatch(prompts, params, o);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  std::vector<std::vector<int32_t>> out;
+  if (r.ok())
+    for (auto& x : *r) out.push_back(x.tokens);
+  return out;
+}
+
+TEST(CudaBackendTest, GreedyMatchesTheCpuBackendOnTheSameWeights) {
+  ITE_SKIP_WITHOUT_CUDA();
+  for (const char* name : {"tiny-llama-hd64", "tiny-qwen2-hd64"}) {
+    auto cuda = Cuda(name);
+    auto cpu = Cpu(name);
+    ASSERT_NE(cuda, nullptr);
+    auto prompts = Prompts(4, 7, 5, 60);
+    auto a = Generate(cuda.get(), prompts, Greedy(), 24);
+    auto b = Generate(cpu.get(), prompts, Greedy(), 24);
+    int equal = 0;
+    for (size_t i = 0; i < prompts.size(); ++i) equal += a[i] == b[i];
+    // bf16 activations against fp32 ones: a near-tie may go either way, not more than one.
+    EXPECT_GE(equal, 3) << name;
+    std::printf("%s: %d of %zu greedy continuations equal the CPU's\n", name, equal,
+                prompts.size());
+  }
+}
+
+TEST(CudaBackendTest, GraphsAndEagerGiveTheSameTokens) {
+  ITE_SKIP_WITHOUT_CUDA();
+  auto graphs = Cuda("tiny-llama-hd64", false);
+  auto eager = Cuda("tiny-llama-hd64", true);
+  auto prompts = Prompts(13, 11, 3, 90);
+  EXPECT_EQ(Generate(graphs.get(), prompts, Greedy(), 40),
+            Generate(eager.get(), prompts, Greedy(), 40));
+  SamplingParams hot;
+  hot.temperature = 0.8f;
+  hot.top_k = 40;
+  hot.top_p = 0.9f;
+  hot.seed = 5;
+  hot.has_seed = true;
+  EXPECT_EQ(Generate(graphs.get(), prompts, hot, 40), Generate(eager.get(), prompts, hot, 40));
+}
+
+TEST(CudaBackendTest, BatchInvariance) {
+  ITE_SKIP_WITHOUT_CUDA();
+  auto b = Cuda("tiny-llama-hd64", false, 2048);
+  auto others = Prompts(64, 3, 2, 100);
+  const std::vector<int32_t> probe = Prompts(1, 99, 37, 37)[0];
+  const auto alone = Generate(b.get(), {probe}, Greedy(), 32)[0];
+  for (int n : {7, 64}) {
+    std::vector<std::vector<int32_t>> batch(others.begin(), others.begin() + n);
+    batch.insert(batch.begin() + n / 2, probe);
+    EXPECT_EQ(Generate(b.get(), batch, Greedy(), 32)[n / 2], alone) << "in a batch of " << n + 1;
+  }
+}
+
+TEST(CudaBackendTest, SeededDrawsRepeatWhateverTheBatch) {
+  ITE_SKIP_WITHOUT_CUDA();
+  auto b = Cuda("tiny-llama-hd64");
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.seed = 1234;
+  p.has_seed = true;
+  const std::vector<int32_t> probe = Prompts(1, 5, 20, 20)[0];
+  auto alone = Generate(b.get(), {probe}, p, 30)[0];
+  EXPECT_EQ(Generate(b.get(), {probe}, p, 30)[0], alone);
+  // GenerateBatch seeds sequence i with seed + i: the probe first keeps seed 1234.
+  auto batch = Prompts(9, 8, 4, 50);
+  batch.insert(batch.begin(), probe);
+  EXPECT_EQ(Generate(b.get(), batch, p, 30)[0], alone);
+  // Different seeds draw different continuations (30 tokens from a 512-token vocabulary).
+  SamplingParams q = p;
+  q.seed = 99;
+  EXPECT_NE(Generate(b.get(), {probe}, q, 30)[0], alone);
+}
+
+TEST(CudaBackendTest, PenaltiesAndLogprobsFollowTheCpuDefinitions) {
+  ITE_SKIP_WITHOUT_CUDA();
+  auto cuda = Cuda("tiny-qwen2-hd64");
+  auto cpu = Cpu("tiny-qwen2-hd64");
+  SamplingParams p = Greedy();
+  p.frequency_penalty = 1.5f;
+  p.repetition_penalty = 1.3f;
+  p.logprobs = true;
+  p.top_logprobs = 3;
+  const std::vector<int32_t> prompt = Prompts(1, 21, 30, 30)[0];
+  Generator gc(cuda.get()), gp(cpu.get());
+  GenerateOptions o;
+  o.max_new_tokens = 20;
+  auto a = gc.Generate(prompt, p, o);
+  auto b = gp.Generate(prompt, p, o);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(a->tokens, b->tokens);
+  // Penalised greedy output repeats less than plain greedy.
+  const size_t n = std::min(a->samples.size(), b->samples.size());
+  for (size_t i = 0; i < n && a->tokens[i] == b->tokens[i]; ++i) {
+    EXPECT_NEAR(a->samples[i].logprob, b->samples[i].logprob, 0.1f) << "token " << i;
+    ASSERT_EQ(a->samples[i].top.size(), 3u);
+    EXPECT_EQ(a->samples[i].top[0].token, a->tokens[i]);
+  }
+}
+
+TEST(CudaBackendTest, CopiedBlocksContinueLikeTheOriginal) {
+  ITE_SKIP_WITHOUT_CUDA();
+  auto b = Cuda("tiny-llama-hd64");
+  const std::vector<int32_t> seq = Prompts(1, 4, 40, 40)[0];
+  std::vector<float> want, got;
+  std::vector<int32_t> t1 = {5, 6, 7}, t2 = {5, 9, 7};
+  ForwardBatch prefix;
+  prefix.chunks.push_back(LogitsChunk(std::span(seq).first(32), 0, t1, LogitsMode::kNone));
+  ASSERT_TRUE(ForwardLogits(*b, prefix, &want).ok());
+  ForwardBatch rest1, rest2;
+  rest1.chunks.push_back(LogitsChunk(std::span(seq).subspan(32), 32, t1, LogitsMode::kAll));
+  rest2.chunks.push_back(LogitsChunk(std::span(seq).subspan(32), 32, t2, LogitsMode::kAll));
+  std::vector<int32_t> src = {6}, dst = {9};
+  ASSERT_TRUE(b->CopyBlocks(src, dst).ok());
+  ASSERT_TRUE(ForwardLogits(*b, rest1, &want).ok());
+  ASSERT_TRUE(ForwardLogits(*b, rest2, &got).ok());
+  EXPECT_EQ(want, got);
+}
+
+TEST(CudaBackendTest, BadStepsAreErrorsAndTheBackendGoesOn) {
+  ITE_SKIP_WITHOUT_CUDA();
+  auto b = Cuda("tiny-llama-hd64", false, 64);
+  std::vector<int32_t> tokens = {1, 2, 3}, bad_table = {64}, table = {0};
+  ForwardBatch bad;
+  bad.chunks.push_back(LogitsChunk(tokens, 0, bad_table, LogitsMode::kLast));
+  std::vector<float> logits;
+  EXPECT_EQ(ForwardLogits(*b, bad, &logits).code(), StatusCode::kInvalidArgument);
+  ForwardBatch decode;  // a decode of a sequence never added
+  SequenceChunk c;
+  c.seq_id = 77;
+  c.start_pos = 3;
+  c.block_table = table;
+  decode.chunks.push_back(c);
+  EXPECT_EQ(b->Submit(decode).code(), StatusCode::kInvalidArgument);
+  std::vector<int32_t> too_big(4000, 1), big_table(256);
+  for (int i = 0; i < 256; ++i) big_table[i] = i % 64;
+  ForwardBatch huge;
+  huge.chunks.push_back(LogitsChunk(too_big, 0, big_table, LogitsMode::kLast));
+  EXPECT_FALSE(ForwardLogits(*b, huge, &logits).ok());
+  ForwardBatch good;
+  good.chunks.push_back(LogitsChunk(tokens, 0, table, LogitsMode::kLast));
+  EXPECT_TRUE(ForwardLogits(*b, good, &logits).ok());
+  EXPECT_EQ(logits.size(), 512u);
+}
+
+TEST(CudaBackendTest, AKvPoolBeyondTheCardIsAClearError) {
+  ITE_SKIP_WITHOUT_CUDA();
+  CudaBackendOptions o;
+  o.kv.num_blocks = 2000000000;
+  auto b = CreateCudaBackend(LoadBf16("tiny-llama-hd64"), o);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(b.status().message().find("free"), std::string::npos) << b.status().ToString();
+}
+
+}  // namespace
+}  // namespace ite

@@ -1,0 +1,290 @@
+#include "worker/backend/cuda/cuda_model_ops.h"
+
+#include <cmath>
+
+#include "common/check.h"
+#include "common/logging.h"
+#include "ite/kernels/activation.h"
+#include "ite/kernels/attention.h"
+#include "ite/kernels/embedding.h"
+#include "ite/kernels/gemm.h"
+#include "ite/kernels/norm.h"
+#include "ite/kernels/rope.h"
+#include "ite/kernels/step_io.h"
+#include "worker/backend/cpu/cpu_ops.h"
+
+namespace ite {
+
+namespace {
+DType HostDType(kernels::DType d) { return d == kernels::DType::kF16 ? DType::kF16 : DType::kBF16; }
+}  // namespace
+
+CudaModelOps::CudaModelOps(const ModelConfig& config, const CudaOpsOptions& options,
+                           cudaStream_t stream)
+    : config_(config), options_(options), stream_(stream) {}
+
+CudaModelOps::~CudaModelOps() = default;
+
+StatusOr<std::unique_ptr<CudaModelOps>> CudaModelOps::Create(const ModelConfig& config,
+                                                             const CudaOpsOptions& options,
+                                                             cudaStream_t stream) {
+  if (options.max_rows < 1 || options.max_seqs < 1 || options.max_logit_rows < 1)
+    return InvalidArgument("CUDA ops: max_rows {}, max_seqs {}, max_logit_rows {} must be >= 1",
+                           options.max_rows, options.max_seqs, options.max_logit_rows);
+  if (config.head_dim != 64 && config.head_dim != 128)
+    return Unimplemented("CUDA backend: head_dim {} (the attention kernels have 64 and 128)",
+                         config.head_dim);
+  auto ops = std::unique_ptr<CudaModelOps>(new CudaModelOps(config, options, stream));
+  ITE_RETURN_IF_ERROR(ops->Init());
+  return ops;
+}
+
+Status CudaModelOps::Init() {
+  ITE_ASSIGN_OR_RETURN(gemm_, kernels::GemmRunner::Create());
+  const std::vector<float> inv_freq = cpu::RopeInvFreq(config_);
+  ITE_RETURN_IF_ERROR(inv_freq_.Allocate(inv_freq.size() * sizeof(float), "RoPE frequencies"));
+  ITE_CUDA_TRY(cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(float),
+                          cudaMemcpyHostToDevice));
+  const size_t rows = options_.max_rows, h = config_.hidden_size, inter = config_.intermediate_size;
+  const size_t sizes[] = {
+      rows * h,                                          // kResidual
+      rows * h,                                          // kNormed
+      rows * config_.qkv_dim(),                          // kQkv
+      rows * config_.q_dim(),                            // kAttn
+      rows * h,                                          // kProj
+      rows * 2 * inter,                                  // kGateUp
+      rows * inter,                                      // kMlp
+      static_cast<size_t>(options_.max_logit_rows) * h,  // kLogitRows
+  };
+  static_assert(std::size(sizes) == static_cast<size_t>(ActBuffer::kCount));
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    ITE_RETURN_IF_ERROR(buffers_[i].Allocate(sizes[i] * 2, "activations"));
+    buffer_elems_[i] = sizes[i];
+  }
+  ITE_RETURN_IF_ERROR(q_.Allocate(rows * config_.q_dim() * 2, "attention queries"));
+  ITE_RETURN_IF_ERROR(logits_.Allocate(
+      static_cast<size_t>(options_.max_logit_rows) * config_.vocab_size * sizeof(float), "logits"));
+  ITE_RETURN_IF_ERROR(decode_workspace_.Allocate(
+      kernels::DecodeWorkspaceBytes(options_.max_seqs, config_.num_heads, config_.head_dim,
+                                    options_.max_splits),
+      "decode workspace"));
+  return Status::Ok();
+}
+
+int64_t CudaModelOps::kv_block_bytes(int32_t block_size) const {
+  return int64_t{2} * config_.num_layers * block_size * config_.kv_dim() * 2;
+}
+
+Status CudaModelOps::InitKv(int32_t block_size, int32_t num_blocks) {
+  if (block_size <= 0 || num_blocks <= 0)
+    return InvalidArgument("KV cache: {} blocks of {} tokens", num_blocks, block_size);
+  block_size_ = block_size;
+  num_blocks_ = num_blocks;
+  kv_plane_bytes_ = int64_t{num_blocks} * block_size * config_.kv_dim() * 2;
+  ITE_RETURN_IF_ERROR(
+      kv_pool_.Allocate(static_cast<size_t>(kv_plane_bytes_) * 2 * config_.num_layers, "KV cache"));
+  // Zeroed once: a padded graph row reads block 0, and stale NaN bit patterns must not appear.
+  ITE_CUDA_TRY(cudaMemsetAsync(kv_pool_.get(), 0, kv_pool_.bytes(), stream_));
+  return Status::Ok();
+}
+
+kernels::PagedKvCache CudaModelOps::LayerKv(int32_t layer) const {
+  kernels::PagedKvCache c;
+  char* base = kv_pool_.as<char>() + 2 * layer * kv_plane_bytes_;
+  c.k = base;
+  c.v = base + kv_plane_bytes_;
+  c.dtype = options_.dtype;
+  c.num_blocks = num_blocks_;
+  c.block_size = block_size_;
+  c.num_kv_heads = config_.num_kv_heads;
+  c.head_dim = config_.head_dim;
+  return c;
+}
+
+Status CudaModelOps::CopyBlocks(const int32_t* src, const int32_t* dst, int32_t pairs) {
+  const int64_t block_bytes = int64_t{block_size_} * config_.kv_dim() * 2;
+  return kernels::CopyKvBlocks(kv_pool_.get(), kv_plane_bytes_, 2 * config_.num_layers, block_bytes,
+                               src, dst, pairs, stream_);
+}
+
+StatusOr<const void*> CudaModelOps::Upload(const Tensor& t, const std::string& name) {
+  if (t.dtype != HostDType(options_.dtype))
+    return InvalidArgument("CUDA backend: weight {} is {}, expected {} (load the model as {})",
+                           name, DTypeName(t.dtype), DTypeName(HostDType(options_.dtype)),
+                           kernels::DTypeName(options_.dtype));
+  if (auto it = uploaded_.find(t.data); it != uploaded_.end()) return it->second;
+  DeviceBuffer buf;
+  ITE_RETURN_IF_ERROR(buf.Allocate(t.nbytes(), name.c_str()));
+  ITE_CUDA_TRY(cudaMemcpy(buf.get(), t.data, t.nbytes(), cudaMemcpyHostToDevice));
+  const void* ptr = buf.get();
+  uploaded_[t.data] = ptr;
+  weights_.push_back(std::move(buf));
+  weight_bytes_ += static_cast<int64_t>(t.nbytes());
+  uploaded_bytes_ += static_cast<int64_t>(t.nbytes());
+  const int64_t total = options_.expected_weight_bytes;
+  if (total > 0 && uploaded_bytes_ >= next_progress_) {
+    ITE_LOG_INFO("weights on the GPU: {:.0f}% ({:.2f} of {:.2f} GB)",
+                 100.0 * uploaded_bytes_ / total, uploaded_bytes_ / 1e9, total / 1e9);
+    next_progress_ += total / 5;
+  }
+  return ptr;
+}
+
+StatusOr<OpWeight> CudaModelOps::LoadMatrix(const Tensor& w, const Tensor& bias,
+                                            const std::string& name) {
+  OpWeight out;
+  out.rows = static_cast<int32_t>(w.shape[0]);
+  out.cols = static_cast<int32_t>(w.shape[1]);
+  out.dtype = w.dtype;
+  ITE_ASSIGN_OR_RETURN(out.data, Upload(w, name));
+  if (!bias.empty()) {
+    if (bias.numel() != out.rows)
+      return InvalidArgument("CUDA backend: bias of {} has {} values for {} rows", name,
+                             bias.numel(), out.rows);
+    ITE_ASSIGN_OR_RETURN(out.bias, Upload(bias, name + " bias"));
+  }
+  return out;
+}
+
+StatusOr<OpWeight> CudaModelOps::LoadVector(const Tensor& v, const std::string& name) {
+  OpWeight out;
+  out.rows = 1;
+  out.cols = static_cast<int32_t>(v.numel());
+  out.dtype = v.dtype;
+  ITE_ASSIGN_OR_RETURN(out.data, Upload(v, name));
+  return out;
+}
+
+StatusOr<OpWeight> CudaModelOps::LoadTable(const Tensor& table, const std::string& name) {
+  return LoadMatrix(table, Tensor(), name);
+}
+
+Activation CudaModelOps::Buffer(ActBuffer which, int32_t rows, int32_t cols) {
+  const int i = static_cast<int>(which);
+  ITE_CHECK(static_cast<size_t>(rows) * cols <= buffer_elems_[i],
+            "activation buffer {} too small for [{}, {}]", i, rows, cols);
+  return {buffers_[i].get(), rows, cols};
+}
+
+Status CudaModelOps::Embedding(const OpWeight& table, Activation out) {
+  return kernels::Embedding(options_.dtype, table.data, table.rows, table.cols, step_.tokens,
+                            step_.num_rows, out.data, stream_);
+}
+
+Status CudaModelOps::RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) {
+  kernels::RmsNormArgs a;
+  a.dtype = options_.dtype;
+  a.x = x.data;
+  a.weight = w.data;
+  a.out = out.data;
+  a.rows = x.rows;
+  a.dim = x.cols;
+  a.eps = eps;
+  return kernels::RmsNorm(a, stream_);
+}
+
+Status CudaModelOps::AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
+                                Activation out) {
+  kernels::RmsNormArgs a;
+  a.dtype = options_.dtype;
+  a.x = x.data;
+  a.weight = w.data;
+  a.out = out.data;
+  a.rows = x.rows;
+  a.dim = x.cols;
+  a.eps = eps;
+  return kernels::AddRmsNorm(a, residual.data, stream_);
+}
+
+Status CudaModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
+  kernels::GemmArgs g;
+  g.dtype = options_.dtype;
+  g.x = x.data;
+  g.w = w.data;
+  g.bias = w.bias;
+  g.out = out.data;
+  g.m = x.rows;
+  g.n = w.rows;
+  g.k = w.cols;
+  return gemm_->Run(g, stream_);
+}
+
+Status CudaModelOps::RopeKvWrite(int32_t layer, Activation qkv) {
+  kernels::RopeKvWriteArgs a;
+  a.qkv = qkv.data;
+  a.positions = step_.positions;
+  a.slots = step_.kv_slots;
+  a.inv_freq = inv_freq_.as<float>();
+  a.num_tokens = step_.num_rows;
+  a.num_heads = config_.num_heads;
+  a.num_kv_heads = config_.num_kv_heads;
+  a.head_dim = config_.head_dim;
+  a.cache = LayerKv(layer);
+  return kernels::RopeKvWrite(a, stream_);
+}
+
+Status CudaModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
+  // Q is the first q_dim columns of each qkv row; the kernels take a dense [tokens, heads, hd].
+  const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  const int32_t qd = config_.q_dim();
+  ITE_CUDA_TRY(cudaMemcpy2DAsync(q_.get(), size_t(qd) * 2, qkv.data, size_t(qkv.cols) * 2,
+                                 size_t(qd) * 2, qkv.rows, cudaMemcpyDeviceToDevice, stream_));
+  if (step_.decode) {
+    kernels::DecodeAttentionArgs a;
+    a.q = q_.get();
+    a.out = out.data;
+    a.cache = LayerKv(layer);
+    a.kv_lens = step_.kv_lens;
+    a.block_tables = step_.block_tables;
+    a.max_blocks_per_seq = step_.max_blocks;
+    a.batch = step_.num_seqs;
+    a.num_heads = config_.num_heads;
+    a.scale = scale;
+    a.num_splits = step_.num_splits;
+    a.workspace = decode_workspace_.get();
+    a.workspace_bytes = decode_workspace_.bytes();
+    return kernels::DecodeAttention(a, stream_);
+  }
+  kernels::PrefillAttentionArgs a;
+  a.q = q_.get();
+  a.out = out.data;
+  a.cache = LayerKv(layer);
+  a.cu_seqlens_q = step_.cu_seqlens;
+  a.kv_lens = step_.kv_lens;
+  a.block_tables = step_.block_tables;
+  a.max_blocks_per_seq = step_.max_blocks;
+  a.batch = step_.num_seqs;
+  a.max_q_len = step_.max_q_len;
+  a.num_heads = config_.num_heads;
+  a.scale = scale;
+  return kernels::PrefillAttention(a, stream_);
+}
+
+Status CudaModelOps::SiluMul(Activation gate_up, Activation out) {
+  return kernels::SiluMul(options_.dtype, gate_up.data, gate_up.rows, out.cols, out.data, stream_);
+}
+
+Status CudaModelOps::GatherLogitRows(Activation x, Activation out) {
+  if (step_.logit_rows == nullptr) {  // the logit rows are the token rows
+    ITE_CUDA_TRY(cudaMemcpyAsync(out.data, x.data, size_t(out.rows) * out.cols * 2,
+                                 cudaMemcpyDeviceToDevice, stream_));
+    return Status::Ok();
+  }
+  return kernels::GatherRows(options_.dtype, x.data, x.cols, step_.logit_rows, out.rows, out.data,
+                             stream_);
+}
+
+Status CudaModelOps::LmHead(Activation x, const OpWeight& w) {
+  kernels::GemmArgs g;
+  g.dtype = options_.dtype;
+  g.x = x.data;
+  g.w = w.data;
+  g.out = logits_.get();
+  g.out_f32 = true;
+  g.m = x.rows;
+  g.n = w.rows;
+  g.k = w.cols;
+  return gemm_->Run(g, stream_);
+}
+
+}  // namespace ite

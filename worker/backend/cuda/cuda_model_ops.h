@@ -1,0 +1,119 @@
+// ModelOps on one GPU: bf16 (or fp16) weights and activations, fp32 accumulation, the kernels of
+// kernels/ and cuBLASLt GEMMs, all enqueued on one stream. Weights are uploaded once (a tied LM
+// head shares the embedding's copy); scratch activations are allocated once for the largest
+// step, so a captured CUDA graph keeps its addresses. The paged KV pool is one allocation:
+// per layer a K plane and a V plane of [num_blocks, block_size, num_kv_heads, head_dim].
+#pragma once
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "ite/kernels/kernel_types.h"
+#include "worker/backend/cuda/cuda_memory.h"
+#include "worker/model/model_config.h"
+#include "worker/model/model_ops.h"
+
+namespace ite {
+namespace kernels {
+class GemmRunner;
+}
+
+// The device view of the step Model::Forward runs next: pointers into the backend's device copy
+// of the step layout.
+struct DeviceStep {
+  int32_t num_rows = 0;
+  int32_t num_seqs = 0;
+  int32_t num_logit_rows = 0;
+  int32_t* tokens = nullptr;              // [num_rows], fed before the forward
+  const int32_t* positions = nullptr;     // [num_rows]
+  const int32_t* kv_slots = nullptr;      // [num_rows]
+  const int32_t* cu_seqlens = nullptr;    // [num_seqs + 1]
+  const int32_t* kv_lens = nullptr;       // [num_seqs]
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks]
+  const int32_t* logit_rows = nullptr;    // [num_logit_rows]; null: every token row, in order
+  int32_t max_blocks = 0;
+  int32_t max_q_len = 0;
+  bool decode = false;     // one token per sequence: split-KV flash-decoding
+  int32_t num_splits = 1;  // for decode
+};
+
+struct CudaOpsOptions {
+  kernels::DType dtype = kernels::DType::kBF16;
+  int32_t max_rows = 8192;            // token rows of the largest step
+  int32_t max_seqs = 256;             // sequences of the largest step
+  int32_t max_logit_rows = 256;       // rows of logits one step may compute
+  int32_t max_splits = 128;           // decode splits the workspace is sized for
+  int64_t expected_weight_bytes = 0;  // for the loading progress log (0: no progress lines)
+};
+
+class CudaModelOps final : public ModelOps {
+ public:
+  static StatusOr<std::unique_ptr<CudaModelOps>> Create(const ModelConfig& config,
+                                                        const CudaOpsOptions& options,
+                                                        cudaStream_t stream);
+  ~CudaModelOps() override;
+
+  // Bytes of one KV block over all layers (K and V).
+  int64_t kv_block_bytes(int32_t block_size) const;
+  Status InitKv(int32_t block_size, int32_t num_blocks);
+  int32_t block_size() const { return block_size_; }
+  int32_t num_blocks() const { return num_blocks_; }
+  // Whole-block copies, src[i] -> dst[i] (device arrays), every layer, K and V.
+  Status CopyBlocks(const int32_t* src, const int32_t* dst, int32_t pairs);
+
+  void SetStep(const DeviceStep& step) { step_ = step; }
+  // fp32 logits [max_logit_rows, vocab] on the device (LmHead's output).
+  float* logits() const { return logits_.as<float>(); }
+  int64_t weight_bytes() const { return weight_bytes_; }
+  const CudaOpsOptions& options() const { return options_; }
+
+  StatusOr<OpWeight> LoadMatrix(const Tensor& w, const Tensor& bias,
+                                const std::string& name) override;
+  StatusOr<OpWeight> LoadVector(const Tensor& v, const std::string& name) override;
+  StatusOr<OpWeight> LoadTable(const Tensor& table, const std::string& name) override;
+
+  int32_t num_tokens() const override { return step_.num_rows; }
+  int32_t num_logit_rows() const override { return step_.num_logit_rows; }
+  Activation Buffer(ActBuffer which, int32_t rows, int32_t cols) override;
+
+  Status Embedding(const OpWeight& table, Activation out) override;
+  Status RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) override;
+  Status AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
+                    Activation out) override;
+  Status Linear(Activation x, const OpWeight& w, Activation out) override;
+  Status RopeKvWrite(int32_t layer, Activation qkv) override;
+  Status Attention(int32_t layer, Activation qkv, Activation out) override;
+  Status SiluMul(Activation gate_up, Activation out) override;
+  Status GatherLogitRows(Activation x, Activation out) override;
+  Status LmHead(Activation x, const OpWeight& w) override;
+
+ private:
+  CudaModelOps(const ModelConfig& config, const CudaOpsOptions& options, cudaStream_t stream);
+  Status Init();
+  StatusOr<const void*> Upload(const Tensor& t, const std::string& name);
+  kernels::PagedKvCache LayerKv(int32_t layer) const;
+
+  ModelConfig config_;
+  CudaOpsOptions options_;
+  cudaStream_t stream_;
+  std::unique_ptr<kernels::GemmRunner> gemm_;
+  std::vector<DeviceBuffer> weights_;
+  std::unordered_map<const void*, const void*> uploaded_;  // host data -> device copy
+  int64_t weight_bytes_ = 0;
+  int64_t uploaded_bytes_ = 0;  // progress logging
+  int64_t next_progress_ = 0;
+  DeviceBuffer inv_freq_;
+  DeviceBuffer buffers_[static_cast<int>(ActBuffer::kCount)];
+  size_t buffer_elems_[static_cast<int>(ActBuffer::kCount)] = {};
+  DeviceBuffer q_;  // [max_rows, q_dim]: Q taken out of the fused QKV rows for attention
+  DeviceBuffer logits_;
+  DeviceBuffer decode_workspace_;
+  DeviceBuffer kv_pool_;
+  int32_t block_size_ = 0;
+  int32_t num_blocks_ = 0;
+  int64_t kv_plane_bytes_ = 0;
+  DeviceStep step_;
+};
+
+}  // namespace ite

@@ -8,7 +8,7 @@
 #include <memory>
 
 #include "common/status.h"
-#include "worker/service/step.h"
+#include "common/protocol/step.h"
 
 namespace ite {
 

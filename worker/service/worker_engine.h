@@ -12,9 +12,9 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/protocol/step.h"
 #include "common/status.h"
 #include "worker/backend/backend.h"
-#include "worker/service/step.h"
 
 namespace ite {
 

@@ -20,8 +20,8 @@
 
 #include "absl/container/inlined_vector.h"
 #include "common/protocol/sampling_params.h"
+#include "common/protocol/worker_client.h"
 #include "common/status.h"
-#include "scheduler/worker_client.h"
 
 namespace ite {
 

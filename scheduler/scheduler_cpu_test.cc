@@ -14,7 +14,7 @@
 #include "scheduler/tokenizer/tokenizer.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/model/model_loader.h"
-#include "worker/service/worker_engine.h"
+#include "worker/service/in_process_worker_client.h"
 
 namespace ite {
 namespace {

@@ -6,7 +6,7 @@
 // not stall the GPU"), a decode step carries no token: the worker feeds each sequence the token
 // it sampled for it last, so the scheduler can send step N+1 before it has seen step N's result.
 //
-// No gRPC here: this header builds on GPU hosts without it. The step codec (worker/service/step_codec.h)
+// No gRPC here: this header builds on GPU hosts without it. The step codec (proto/step_codec.h)
 // translates these structs to and from ite.v1.Worker messages.
 #pragma once
 

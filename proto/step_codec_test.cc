@@ -1,6 +1,6 @@
 // Round trips of every step struct through its protobuf message: a field the codec forgets shows
 // up as a mismatch here rather than as a wrong token on the other side of the wire.
-#include "worker/service/step_codec.h"
+#include "proto/step_codec.h"
 
 #include <gtest/gtest.h>
 

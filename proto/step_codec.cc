@@ -1,4 +1,4 @@
-#include "worker/service/step_codec.h"
+#include "proto/step_codec.h"
 
 namespace ite {
 namespace {

@@ -29,9 +29,9 @@ class ZeroLatencyWorker : public WorkerClient {
   // leaves the CPU free), and the worker reports its idle time between steps as a real one does.
   ZeroLatencyWorker(int32_t num_blocks, int32_t max_position, int64_t step_us = 0)
       : step_us_(step_us) {
-    info_.config.name = "zero-latency";
-    info_.config.vocab_size = 32000;
-    info_.config.max_position = max_position;
+    info_.model.name = "zero-latency";
+    info_.model.vocab_size = 32000;
+    info_.model.max_position = max_position;
     info_.block_size = 16;
     info_.num_blocks = num_blocks;
     info_.device = "none";

@@ -13,7 +13,7 @@ int32_t CeilDiv(int32_t a, int32_t b) { return (a + b - 1) / b; }
 Batcher::Batcher(const BatcherOptions& options, const WorkerInfo& info)
     : options_(options),
       block_size_(info.block_size),
-      eos_ids_(info.config.eos_token_ids),
+      eos_ids_(info.model.eos_token_ids),
       blocks_(info.num_blocks),
       cache_(info.block_size, &blocks_) {
   ITE_CHECK(

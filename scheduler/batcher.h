@@ -21,11 +21,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/protocol/step.h"
 #include "scheduler/block_manager.h"
 #include "scheduler/radix_cache.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/sequence.h"
-#include "worker/service/step.h"
 
 namespace ite {
 

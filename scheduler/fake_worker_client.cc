@@ -2,7 +2,7 @@
 
 #include "common/check.h"
 #include "worker/service/fake_backend.h"
-#include "worker/service/worker_engine.h"
+#include "worker/service/in_process_worker_client.h"
 
 namespace ite {
 

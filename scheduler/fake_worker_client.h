@@ -11,7 +11,7 @@
 #include <mutex>
 #include <vector>
 
-#include "scheduler/worker_client.h"
+#include "common/protocol/worker_client.h"
 
 namespace ite {
 

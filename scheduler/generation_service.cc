@@ -179,9 +179,9 @@ grpc::Status GenerationService::Tokenize(grpc::ServerContext*,
 
 grpc::Status GenerationService::ModelInfo(grpc::ServerContext*, const ite::v1::ModelInfoRequest*,
                                           ite::v1::ModelInfoResponse* response) {
-  const ModelConfig& c = scheduler_->model_config();
+  const ite::ModelInfo& c = scheduler_->model_info();  // qualified: this method is ModelInfo too
   response->set_model_name(builder_->options().model_name);
-  response->set_architecture(c.arch == ModelArch::kQwen2 ? "qwen2" : "llama");
+  response->set_architecture(c.arch);
   response->set_vocab_size(builder_->options().vocab_size);
   response->set_max_context(scheduler_->max_context());
   response->set_bos_token_id(tokenizer_->bos_id());

@@ -5,7 +5,7 @@
 #include "common/logging.h"
 #include "proto/grpc_status.h"
 #include "proto/ite/v1/worker.grpc.pb.h"
-#include "worker/service/step_codec.h"
+#include "proto/step_codec.h"
 
 namespace ite {
 

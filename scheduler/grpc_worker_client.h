@@ -25,7 +25,7 @@
 #include <string>
 #include <thread>
 
-#include "scheduler/worker_client.h"
+#include "common/protocol/worker_client.h"
 
 namespace ite {
 

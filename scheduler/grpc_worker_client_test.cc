@@ -91,7 +91,7 @@ TEST_F(GrpcWorkerClientTest, InfoHealthClear) {
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->block_size, kBlockSize);
   EXPECT_EQ(info->num_blocks, 16);
-  EXPECT_EQ(info->config.vocab_size, kVocab);
+  EXPECT_EQ(info->model.vocab_size, kVocab);
   EXPECT_EQ(info->device, "fake");
   EXPECT_TRUE(client->Health().ok());
   EXPECT_TRUE(client->Clear().ok());

@@ -59,7 +59,7 @@ Scheduler::Scheduler(SchedulerOptions options, std::shared_ptr<const Tokenizer> 
 
 Scheduler::~Scheduler() { Shutdown(false); }
 
-const ModelConfig& Scheduler::model_config() const { return impl_->config; }
+const ModelInfo& Scheduler::model_info() const { return impl_->model; }
 int32_t Scheduler::max_context() const { return impl_->max_context; }
 
 Status Scheduler::Start() {
@@ -79,28 +79,28 @@ Status Scheduler::Start() {
     if (!info.ok()) {
       return Unavailable("worker {}: Info failed: {}", i, info.status().message());
     }
-    if (info->block_size < 1 || info->num_blocks < 1 || info->config.vocab_size < 1) {
+    if (info->block_size < 1 || info->num_blocks < 1 || info->model.vocab_size < 1) {
       return InvalidArgument("worker {}: block_size {}, num_blocks {}, vocab {}", i,
-                             info->block_size, info->num_blocks, info->config.vocab_size);
+                             info->block_size, info->num_blocks, info->model.vocab_size);
     }
     if (i > 0) {
       const WorkerInfo& first = s.slots[0]->info;
-      if (info->config.vocab_size != first.config.vocab_size ||
+      if (info->model.vocab_size != first.model.vocab_size ||
           info->block_size != first.block_size ||
-          info->config.max_position != first.config.max_position) {
+          info->model.max_position != first.model.max_position) {
         return InvalidArgument(
             "worker {} serves a different model than worker 0 (vocab {} vs {}, block_size {} vs "
             "{}, context {} vs {})",
-            i, info->config.vocab_size, first.config.vocab_size, info->block_size, first.block_size,
-            info->config.max_position, first.config.max_position);
+            i, info->model.vocab_size, first.model.vocab_size, info->block_size, first.block_size,
+            info->model.max_position, first.model.max_position);
       }
     }
     s.slots[i]->info = *info;
     s.slots[i]->batcher = std::make_unique<Batcher>(s.MakeBatcherOptions(), *info);
   }
-  s.config = s.slots[0]->info.config;
+  s.model = s.slots[0]->info.model;
   s.block_size = s.slots[0]->info.block_size;
-  s.max_context = s.config.max_position;
+  s.max_context = s.model.max_position;
   if (o.max_context > 0) s.max_context = std::min(s.max_context, o.max_context);
   s.min_pool_blocks = s.slots[0]->info.num_blocks;
   for (auto& slot : s.slots) s.min_pool_blocks = std::min(s.min_pool_blocks, slot->info.num_blocks);
@@ -125,7 +125,7 @@ Status Scheduler::Impl::Validate(const GenerationRequest& r) const {
         "prompt ({} tokens) + max_tokens ({}) = {} exceeds the context length {}",
         r.prompt_tokens.size(), r.max_tokens, total, max_context);
   }
-  const int32_t vocab = config.vocab_size;
+  const int32_t vocab = model.vocab_size;
   for (size_t i = 0; i < r.prompt_tokens.size(); ++i) {
     if (r.prompt_tokens[i] < 0 || r.prompt_tokens[i] >= vocab) {
       return InvalidArgument("prompt_tokens[{}] = {} is outside the vocabulary [0, {})", i,
@@ -298,8 +298,8 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
       WorkerSlot& slot = *slots[m.worker];
       slot.probe_posted = false;
       if (slot.up && !slot.recovering) break;
-      if (m.info.config.vocab_size != config.vocab_size || m.info.block_size != block_size ||
-          m.info.config.max_position != config.max_position || m.info.num_blocks < 1) {
+      if (m.info.model.vocab_size != model.vocab_size || m.info.block_size != block_size ||
+          m.info.model.max_position != model.max_position || m.info.num_blocks < 1) {
         ITE_LOG_ERROR("worker {} came back with a different model or pool; keeping it down",
                       m.worker);
         break;

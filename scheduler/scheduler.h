@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
+#include "common/protocol/sampling_params.h"
+#include "common/protocol/worker_client.h"
 #include "common/status.h"
-#include "scheduler/worker_client.h"
-#include "worker/sampling/sampler.h"
 
 namespace ite {
 
@@ -129,7 +129,7 @@ class Scheduler {
   SchedulerStats Stats() const;
 
   // The model the workers serve (valid after Start).
-  const ModelConfig& model_config() const;
+  const ModelInfo& model_info() const;
   int32_t max_context() const;
 
   // drain: finish running and queued requests first; otherwise cancel them. Idempotent.

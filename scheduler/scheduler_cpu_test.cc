@@ -14,7 +14,7 @@
 #include "scheduler/tokenizer/tokenizer.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/model/model_loader.h"
-#include "worker/service/worker_engine.h"
+#include "worker/service/in_process_worker_client.h"
 
 namespace ite {
 namespace {
@@ -125,7 +125,7 @@ TEST(SchedulerCpuTest, TinyLlama32ConcurrentGreedyEqualAlone) {
   o.max_batch_tokens = 96;  // several prefill chunks per long prompt, mixed with decodes
   auto s = MakeScheduler(path, o, /*num_blocks=*/40);  // 640 tokens: preemption happens
   ASSERT_NE(s, nullptr);
-  const int32_t vocab = s->model_config().vocab_size;
+  const int32_t vocab = s->model_info().vocab_size;
   std::mt19937 rng(42);
   Tokens system(40);
   for (int32_t& t : system) t = 3 + rng() % (vocab - 3);

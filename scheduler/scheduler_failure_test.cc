@@ -10,6 +10,7 @@
 
 #include "scheduler/scheduler.h"
 #include "scheduler/scheduler_test_util.h"
+#include "worker/model/describe_model.h"
 
 namespace ite {
 namespace {
@@ -163,7 +164,7 @@ class GarbledWorker : public WorkerClient {
   }
   StatusOr<WorkerInfo> Info() override {
     WorkerInfo info;
-    info.config = FakeModelConfig(kVocab, 512);
+    info.model = DescribeModel(FakeModelConfig(kVocab, 512));
     info.block_size = 4;
     info.num_blocks = 64;
     return info;

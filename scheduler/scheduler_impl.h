@@ -77,7 +77,7 @@ struct Scheduler::Impl {
   SchedulerOptions options;
   std::shared_ptr<const Tokenizer> tokenizer;
   std::vector<std::unique_ptr<WorkerSlot>> slots;
-  ModelConfig config;
+  ModelInfo model;
   int32_t max_context = 0;
   int32_t block_size = 0;
   int32_t min_pool_blocks = 0;

@@ -113,10 +113,10 @@ int Run(const SchedulerMainOptions& o) {
 
   RequestBuilderOptions bo;
   bo.model_name = o.model_name;
-  if (bo.model_name.empty()) bo.model_name = first_info.config.name;
+  if (bo.model_name.empty()) bo.model_name = first_info.model.name;
   if (bo.model_name.empty()) bo.model_name = std::filesystem::path(o.model).stem().string();
   bo.max_context = scheduler.max_context();
-  bo.vocab_size = scheduler.model_config().vocab_size;
+  bo.vocab_size = scheduler.model_info().vocab_size;
   bo.default_max_tokens = o.default_max_tokens;
   auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
   GenerationService service(&scheduler, tokenizer, std::move(builder), addresses,

@@ -151,8 +151,8 @@ int Main(int argc, char** argv) {
   const std::string device = (*backend)->device();
   auto engine = std::make_unique<WorkerEngine>(std::move(backend).value(), device);
   WorkerInfo info = engine->Info();
-  ITE_LOG_INFO("model {} ({} layers), {} KV blocks of {} tokens on {}", info.config.name,
-               info.config.num_layers, info.num_blocks, info.block_size, info.device);
+  ITE_LOG_INFO("model {} ({} layers), {} KV blocks of {} tokens on {}", info.model.name,
+               info.model.num_layers, info.num_blocks, info.block_size, info.device);
   GrpcWorkerService service(std::move(engine));
 
   GrpcServerOptions server;

@@ -19,37 +19,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "common/status.h"
+#include "common/protocol/sampling_params.h"
 
 namespace ite {
-
-struct SamplingParams {
-  float temperature = 1.0f;  // 0: greedy
-  int32_t top_k = 0;         // 0: off
-  float top_p = 1.0f;        // 1: off
-  float min_p = 0.0f;        // 0: off
-  float repetition_penalty = 1.0f;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
-  uint64_t seed = 0;
-  bool has_seed = false;  // false: seeded from std::random_device
-  int32_t top_logprobs = 0;
-  bool logprobs = false;
-
-  // InvalidArgument naming the field when out of range.
-  Status Validate() const;
-};
-
-struct TokenLogprob {
-  int32_t token;
-  float logprob;
-};
-
-struct SampleResult {
-  int32_t token = -1;
-  float logprob = 0.0f;           // of `token`, when params.logprobs
-  std::vector<TokenLogprob> top;  // params.top_logprobs best, most likely first
-};
 
 // The logprob of result->token and the top_n most likely tokens (lowest id first on ties) from
 // x, the logits after penalties and temperature (temperature 1 when greedy): the definition of

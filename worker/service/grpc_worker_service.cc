@@ -2,7 +2,7 @@
 
 #include "common/logging.h"
 #include "proto/grpc_status.h"
-#include "worker/service/step_codec.h"
+#include "proto/step_codec.h"
 
 namespace ite {
 namespace {

@@ -3,6 +3,8 @@
 #include <unordered_set>
 
 #include "common/check.h"
+#include "worker/model/describe_model.h"
+#include "worker/sampling/sampler.h"
 
 namespace ite {
 
@@ -28,7 +30,7 @@ WorkerEngine::~WorkerEngine() = default;
 
 WorkerInfo WorkerEngine::Info() const {
   WorkerInfo info;
-  info.config = backend_->config();
+  info.model = DescribeModel(backend_->config());
   info.block_size = backend_->block_size();
   info.num_blocks = backend_->num_blocks();
   info.device = device_;

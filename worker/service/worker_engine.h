@@ -19,9 +19,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/protocol/step.h"
 #include "common/status.h"
 #include "worker/backend/backend.h"
-#include "worker/service/step.h"
 
 namespace ite {
 

@@ -241,7 +241,7 @@ TEST_F(WorkerEngineTest, InfoDescribesThePool) {
   WorkerInfo info = engine_->Info();
   EXPECT_EQ(info.block_size, kBlockSize);
   EXPECT_EQ(info.num_blocks, 16);
-  EXPECT_EQ(info.config.vocab_size, kVocab);
+  EXPECT_EQ(info.model.vocab_size, kVocab);
   EXPECT_EQ(info.device, "fake");
 }
 

@@ -1,17 +1,19 @@
-// Conversions between the worker step structs (worker/service/step.h) and their ite.v1.Worker
+// Conversions between the step protocol structs (common/protocol/step.h) and their ite.v1.Worker
 // protobuf messages. Used by both ends: the gRPC worker service and the scheduler's gRPC worker
 // client. Decoding validates only what the wire can get wrong (enum strings); the engine
 // validates semantics (block ids, vocabulary, unknown sequences).
 #pragma once
 
+#include "common/protocol/step.h"
 #include "common/status.h"
 #include "proto/ite/v1/worker.pb.h"
-#include "worker/service/step.h"
 
 namespace ite {
 
-void EncodeModelConfig(const ModelConfig& config, ite::v1::WorkerModelConfig* out);
-StatusOr<ModelConfig> DecodeModelConfig(const ite::v1::WorkerModelConfig& in);
+// WorkerModelConfig carries a full architecture on the wire; only the fields ModelInfo has are
+// encoded (the others stay zero) and read back.
+void EncodeModelInfo(const ModelInfo& model, ite::v1::WorkerModelConfig* out);
+StatusOr<ModelInfo> DecodeModelInfo(const ite::v1::WorkerModelConfig& in);
 
 void EncodeWorkerInfo(const WorkerInfo& info, ite::v1::WorkerInfo* out);
 StatusOr<WorkerInfo> DecodeWorkerInfo(const ite::v1::WorkerInfo& in);

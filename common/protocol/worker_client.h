@@ -1,18 +1,15 @@
 // WorkerClient: the scheduler's view of one worker process (or one tensor-parallel group).
-// Two implementations: in-process over a WorkerEngine (tests, single-process serving) and gRPC
-// (the SERVICE-RPC helper's scheduler/grpc_worker_client.h). The batcher is written against this
-// interface only, so it is tested without sockets.
+// Two implementations: in-process over a WorkerEngine (worker/service/in_process_worker_client.h:
+// tests, single-process serving) and gRPC (scheduler/grpc_worker_client.h). The batcher is
+// written against this interface only, so it is tested without sockets.
 #pragma once
 
 #include <functional>
-#include <memory>
 
+#include "common/protocol/step.h"
 #include "common/status.h"
-#include "worker/service/step.h"
 
 namespace ite {
-
-class WorkerEngine;
 
 class WorkerClient {
  public:
@@ -37,8 +34,5 @@ class WorkerClient {
   // requests that were only queued.
   virtual bool StateLost() { return false; }
 };
-
-// Runs `engine` on a thread of its own; Info/Health/Clear are served between steps.
-std::unique_ptr<WorkerClient> MakeInProcessWorkerClient(std::unique_ptr<WorkerEngine> engine);
 
 }  // namespace ite

@@ -6,8 +6,8 @@
 // not stall the GPU"), a decode step carries no token: the worker feeds each sequence the token
 // it sampled for it last, so the scheduler can send step N+1 before it has seen step N's result.
 //
-// No gRPC here: this header builds on GPU hosts without it. The gRPC worker service translates
-// these structs to and from ite.v1.Worker messages.
+// No gRPC here: this header builds on GPU hosts without it. The step codec (proto/step_codec.h)
+// translates these structs to and from ite.v1.Worker messages.
 #pragma once
 
 #include <cstdint>
@@ -16,8 +16,8 @@
 #include <utility>
 #include <vector>
 
-#include "worker/model/model_config.h"
-#include "worker/sampling/sampler.h"
+#include "common/protocol/model_info.h"
+#include "common/protocol/sampling_params.h"
 
 namespace ite {
 
@@ -69,7 +69,7 @@ struct StepResult {
 };
 
 struct WorkerInfo {
-  ModelConfig config;
+  ModelInfo model;
   int32_t block_size = 0;  // tokens per KV block
   int32_t num_blocks = 0;  // KV blocks in the worker's pool; valid ids are [0, num_blocks)
   std::string device;      // e.g. "cpu", "cuda:0 NVIDIA H100 80GB HBM3"

@@ -1,12 +1,11 @@
-// WorkerClient over a WorkerEngine in this process: steps run on a thread of the client's own,
-// in order, so the scheduler's pipelining behaves as it does against a remote worker.
+// Steps run on a thread of the client's own, in order, so the scheduler's pipelining behaves as
+// it does against a remote worker.
+#include "worker/service/in_process_worker_client.h"
+
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
-
-#include "scheduler/worker_client.h"
-#include "worker/service/worker_engine.h"
 
 namespace ite {
 

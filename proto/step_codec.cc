@@ -1,4 +1,4 @@
-#include "worker/service/step_codec.h"
+#include "proto/step_codec.h"
 
 namespace ite {
 namespace {
@@ -35,64 +35,33 @@ SamplingParams DecodeSampling(const ite::v1::StepSamplingParams& in) {
 
 }  // namespace
 
-void EncodeModelConfig(const ModelConfig& c, ite::v1::WorkerModelConfig* out) {
-  out->set_arch(c.arch == ModelArch::kQwen2 ? "qwen2" : "llama");
-  out->set_name(c.name);
-  out->set_vocab_size(c.vocab_size);
-  out->set_hidden_size(c.hidden_size);
-  out->set_intermediate_size(c.intermediate_size);
-  out->set_num_layers(c.num_layers);
-  out->set_num_heads(c.num_heads);
-  out->set_num_kv_heads(c.num_kv_heads);
-  out->set_head_dim(c.head_dim);
-  out->set_rms_norm_eps(c.rms_norm_eps);
-  out->set_rope_theta(c.rope_theta);
-  out->set_rope_scaling_type(c.rope_scaling.type);
-  out->set_rope_factor(c.rope_scaling.factor);
-  out->set_rope_low_freq_factor(c.rope_scaling.low_freq_factor);
-  out->set_rope_high_freq_factor(c.rope_scaling.high_freq_factor);
-  out->set_rope_original_max_position(c.rope_scaling.original_max_position);
-  out->set_max_position(c.max_position);
-  out->set_tie_embeddings(c.tie_embeddings);
-  out->set_qkv_bias(c.qkv_bias);
-  out->set_bos_token_id(c.bos_token_id);
-  for (int32_t id : c.eos_token_ids) out->add_eos_token_ids(id);
+void EncodeModelInfo(const ModelInfo& m, ite::v1::WorkerModelConfig* out) {
+  out->set_arch(m.arch);
+  out->set_name(m.name);
+  out->set_vocab_size(m.vocab_size);
+  out->set_hidden_size(m.hidden_size);
+  out->set_num_layers(m.num_layers);
+  out->set_max_position(m.max_position);
+  for (int32_t id : m.eos_token_ids) out->add_eos_token_ids(id);
 }
 
-StatusOr<ModelConfig> DecodeModelConfig(const ite::v1::WorkerModelConfig& in) {
-  ModelConfig c;
-  if (in.arch() == "llama") {
-    c.arch = ModelArch::kLlama;
-  } else if (in.arch() == "qwen2") {
-    c.arch = ModelArch::kQwen2;
-  } else {
+StatusOr<ModelInfo> DecodeModelInfo(const ite::v1::WorkerModelConfig& in) {
+  if (in.arch() != "llama" && in.arch() != "qwen2") {
     return InvalidArgument("WorkerInfo.config.arch: unknown architecture '{}'", in.arch());
   }
-  c.name = in.name();
-  c.vocab_size = in.vocab_size();
-  c.hidden_size = in.hidden_size();
-  c.intermediate_size = in.intermediate_size();
-  c.num_layers = in.num_layers();
-  c.num_heads = in.num_heads();
-  c.num_kv_heads = in.num_kv_heads();
-  c.head_dim = in.head_dim();
-  c.rms_norm_eps = in.rms_norm_eps();
-  c.rope_theta = in.rope_theta();
-  c.rope_scaling.type = in.rope_scaling_type();
-  c.rope_scaling.factor = in.rope_factor();
-  c.rope_scaling.low_freq_factor = in.rope_low_freq_factor();
-  c.rope_scaling.high_freq_factor = in.rope_high_freq_factor();
-  c.rope_scaling.original_max_position = in.rope_original_max_position();
-  c.max_position = in.max_position();
-  c.tie_embeddings = in.tie_embeddings();
-  c.qkv_bias = in.qkv_bias();
-  c.bos_token_id = in.bos_token_id();
-  c.eos_token_ids.assign(in.eos_token_ids().begin(), in.eos_token_ids().end());
-  return c;
+  ModelInfo m;
+  m.arch = in.arch();
+  m.name = in.name();
+  m.vocab_size = in.vocab_size();
+  m.hidden_size = in.hidden_size();
+  m.num_layers = in.num_layers();
+  m.max_position = in.max_position();
+  m.eos_token_ids.assign(in.eos_token_ids().begin(), in.eos_token_ids().end());
+  return m;
 }
 
 void EncodeWorkerInfo(const WorkerInfo& info, ite::v1::WorkerInfo* out) {
-  EncodeModelConfig(info.config, out->mutable_config());
+  EncodeModelInfo(info.model, out->mutable_config());
   out->set_block_size(info.block_size);
   out->set_num_blocks(info.num_blocks);
   out->set_device(info.device);
@@ -100,7 +69,7 @@ void EncodeWorkerInfo(const WorkerInfo& info, ite::v1::WorkerInfo* out) {
 
 StatusOr<WorkerInfo> DecodeWorkerInfo(const ite::v1::WorkerInfo& in) {
   WorkerInfo info;
-  ITE_ASSIGN_OR_RETURN(info.config, DecodeModelConfig(in.config()));
+  ITE_ASSIGN_OR_RETURN(info.model, DecodeModelInfo(in.config()));
   info.block_size = in.block_size();
   info.num_blocks = in.num_blocks();
   info.device = in.device();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs on the GPU host (the device tool): builds the CUDA kernels for sm_90a, runs every kernel
-# test binary, compute-sanitizer memcheck on the reference-size tests, then kernel_bench and the
-# torch SDPA peer script, and joins the numbers into kernels.json. Everything lands in $OUT
-# (at most 8 files). Stages: build test memcheck bench profile (default: all but profile), e.g.
+# Runs on the GPU host (the device tool): builds the CUDA kernels and the CUDA backend for
+# sm_90a, runs every kernel test binary and the CUDA backend's tests, compute-sanitizer memcheck
+# on the reference-size tests, then kernel_bench and the torch SDPA peer script, and joins the
+# numbers into kernels.json. Everything lands in $OUT (at most 8 files).
+# Stages: build test memcheck bench profile (default: all but profile), e.g.
 #   OUT=/tmp/out ITE_COMMIT=$(git rev-parse --short HEAD) scripts/gpu_run.sh build test
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,6 +14,8 @@ stages="${*:-build test memcheck bench}"
 export PATH="/usr/local/cuda/bin:$PATH"
 has() { [[ " $stages " == *" $1 "* ]]; }
 tests=(norm rope elementwise sampling gemm prefill_attention decode_attention)
+# Test binaries run as they are named (the kernel ones get their kernels_ prefix below).
+bins=($(for t in "${tests[@]}"; do echo "kernels_${t}_test"; done) cuda_backend_test golden_test)
 status=0
 
 {
@@ -29,17 +32,17 @@ if has build; then
     cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DITE_WERROR=ON \
       -DITE_WITH_CUDA=ON -DITE_WITH_GRPC=OFF -DCMAKE_CUDA_ARCHITECTURES=90a \
       -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc &&
-      cmake --build "$build" -j"$(nproc)" --target kernel_bench \
-        $(for t in "${tests[@]}"; do echo "kernels_${t}_test"; done)
+      cmake --build "$build" -j"$(nproc)" --target kernel_bench "${bins[@]}" \
+        ${ITE_GPU_EXTRA_TARGETS:-}
   } >"$out/build.log" 2>&1 || { echo "BUILD FAILED (see build.log)"; tail -30 "$out/build.log"; exit 1; }
   echo "build: $(( $(date +%s) - start )) s"
 fi
 
 if has test; then
-  for t in "${tests[@]}"; do
-    timeout 300 "$build/bin/kernels_${t}_test" --gtest_color=no >>"$out/tests.log" 2>&1
+  for t in "${bins[@]}"; do
+    ITE_SOURCE_DIR="$root" timeout 300 "$build/bin/$t" --gtest_color=no >>"$out/tests.log" 2>&1
     rc=$?
-    echo "test kernels_${t}_test: rc=$rc" | tee -a "$out/tests.log"
+    echo "test $t: rc=$rc" | tee -a "$out/tests.log"
     [[ $rc -ne 0 ]] && status=1
   done
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|error:" "$out/tests.log" | head -60
@@ -47,13 +50,13 @@ fi
 
 if has memcheck; then
   # The long-context cases are left out: memcheck slows kernels 10-100x.
-  for t in "${tests[@]}"; do
-    timeout 240 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 17 \
-      "$build/bin/kernels_${t}_test" --gtest_color=no \
+  for t in "${bins[@]}"; do
+    ITE_SOURCE_DIR="$root" timeout 240 compute-sanitizer --tool memcheck --leak-check full \
+      --error-exitcode 17 "$build/bin/$t" --gtest_color=no \
       --gtest_filter='-*LongPrompt*:*LongContext32k*:*EmpiricalDistribution*' \
       >>"$out/memcheck.log" 2>&1
     rc=$?
-    echo "memcheck kernels_${t}_test: rc=$rc" | tee -a "$out/memcheck.log"
+    echo "memcheck $t: rc=$rc" | tee -a "$out/memcheck.log"
     [[ $rc -ne 0 ]] && status=1
   done
   grep -E "ERROR SUMMARY|LEAK SUMMARY" "$out/memcheck.log" | sort | uniq -c

@@ -102,7 +102,7 @@ Status CudaBackend::Init() {
   StepSizes max;
   max.rows = options_.max_step_tokens;
   max.seqs = options_.max_seqs;
-  max.max_blocks = std::max(max_blocks_, Pow2(max_blocks_));
+  max.max_blocks = Pow2((model_.config.max_position + bs - 1) / bs);
   max.logit_rows = o.max_logit_rows;
   max.samples = options_.max_seqs;
   max.penalty_tokens = kMaxPenaltyTokens;
@@ -117,12 +117,11 @@ Status CudaBackend::Init() {
   ITE_RETURN_IF_ERROR(sampled_.Allocate(options_.max_seqs * 4, "sampled tokens"));
   ITE_CUDA_TRY(cudaStreamSynchronize(stream_));
 
-  if (!options_.enforce_eager) {
-    const int32_t top = std::min(options_.max_graph_batch, options_.max_seqs);
-    for (int32_t b = 1; b < top; b *= 2) ladder_.push_back(b);
-    if (top >= 1) ladder_.push_back(top);
-    ITE_RETURN_IF_ERROR(WarmUpGraphs());
-  }
+  // The batch ladder graphs are captured for (also what eager decodes pick their splits by).
+  const int32_t top = std::min(options_.max_graph_batch, options_.max_seqs);
+  for (int32_t b = 1; b < top; b *= 2) ladder_.push_back(b);
+  ladder_.push_back(top);
+  if (!options_.enforce_eager) ITE_RETURN_IF_ERROR(WarmUpGraphs());
   ITE_LOG_INFO("CUDA backend ready in {:.1f} s", ElapsedUs(t0) / 1e6);
   return Status::Ok();
 }
@@ -244,8 +243,8 @@ Status CudaBackend::Submit(const ForwardBatch& batch) {
 
   // A decode of sampling sequences with nothing to bring back but tokens replays a graph.
   const bool logit_identity = nlogit == rows;
-  const bool graph = !ladder_.empty() && plan_.decode_only && samples == nseq && !penalties &&
-                     !synchronous && nseq <= ladder_.back();
+  const bool graph = !options_.enforce_eager && plan_.decode_only && samples == nseq &&
+                     !penalties && !synchronous && nseq <= ladder_.back();
   GraphKey key{0, 0, greedy};
   StepSizes sizes;
   if (graph) {

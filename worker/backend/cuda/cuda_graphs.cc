@@ -1,5 +1,6 @@
 // The part of a CUDA-backend step that a CUDA graph captures (token feed, model, sampling),
 // the capture itself, and the warm-up that captures the decode ladder at start-up.
+#include <algorithm>
 #include <cstring>
 
 #include "common/logging.h"
@@ -28,11 +29,14 @@ DeviceStep CudaBackend::View(const StepLayout& l, const StepSizes& s, bool decod
   d.max_q_len = max_q_len;
   d.decode = decode;
   if (decode) {
+    // Splits chosen for the batch a graph would pad to, so that eager and graph decodes of the
+    // same sequences run the same attention and agree bit for bit.
+    const auto pad = std::lower_bound(ladder_.begin(), ladder_.end(), s.seqs);
+    const int32_t batch = pad == ladder_.end() ? s.seqs : *pad;
     const ModelConfig& c = model_.config;
-    d.num_splits =
-        std::min(ops_->options().max_splits,
-                 kernels::DecodeNumSplits(s.seqs, c.num_heads, c.num_kv_heads, c.head_dim,
-                                          s.max_blocks * ops_->block_size(), num_sms_));
+    d.num_splits = std::min(ops_->options().max_splits,
+                            kernels::DecodeNumSplits(batch, c.num_heads, c.num_kv_heads, c.head_dim,
+                                                     s.max_blocks * ops_->block_size(), num_sms_));
   }
   return d;
 }

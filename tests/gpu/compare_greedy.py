@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Compares our greedy continuations with the Hugging Face reference written by hf_greedy.py.
+
+    python3 tests/gpu/compare_greedy.py HF.json OURS.json [--json summary.json] [--factor 4]
+
+Both files hold {"prompts": [{"prompt": [...], "tokens": [...]}, ...]} in the same prompt order;
+HF.json also has, per generated position, HF's largest logits, largest first: "top": [[id1, v1,
+id2, v2, ...], ...] (hf_greedy.py keeps 4), or "top2": [[id1, v1, id2, v2], ...]. Per prompt:
+  match           our tokens equal HF's (ours may run longer; only HF's length is compared).
+  tie-divergence  the first differing position p was a bf16 near-tie in the HF run: our token
+                  is among HF's listed tokens there with v1 - v_ours <= tol, where
+                  tol = factor * max(0.05, 2^-7 * max(|v1|, 1)) (2^-7 * |v1| is one to two bf16
+                  ulps of the top logit; the 0.05 floor covers small logits; factor defaults to
+                  4). After p the contexts differ, so nothing later is compared.
+  MISMATCH        anything else: ours shorter than HF's, our token not among HF's top logits,
+                  or further below HF's top logit than tol (a wrong kernel picks a token far
+                  down the list, a tie flip one of the few nearly equal top tokens).
+Prints a table and a summary line (prompts per status, mean agreed prefix); exits 0 when there is
+no MISMATCH, 1 when there is one, 2 when the files do not describe the same prompts.
+"""
+import argparse
+import json
+import sys
+
+
+def tolerance(v1, factor):
+    return factor * max(0.05, 2.0 ** -7 * max(abs(v1), 1.0))
+
+
+def classify(hf, ours, factor):
+    """One row of the report for one prompt."""
+    ref, got = hf["tokens"], ours["tokens"]
+    row = {"prompt_len": len(hf["prompt"]), "position": None, "hf_token": None,
+           "our_token": None, "gap": None, "tol": None}
+    p = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), None)
+    if p is None:
+        if len(got) < len(ref):
+            row.update(status="MISMATCH", reason=f"ours has {len(got)} of {len(ref)} tokens",
+                       position=len(got), agreed=len(got))
+        else:
+            row.update(status="match", agreed=len(ref))
+        return row
+    top = (hf.get("top") or hf["top2"])[p]
+    logits = dict(zip(top[0::2], top[1::2]))
+    v1, tol = top[1], tolerance(top[1], factor)
+    row.update(position=p, agreed=p, hf_token=ref[p], our_token=got[p], tol=tol)
+    if got[p] not in logits:
+        row.update(status="MISMATCH", reason=f"our token is not in HF's top {len(logits)}")
+        return row
+    row["gap"] = v1 - logits[got[p]]
+    if row["gap"] > tol:
+        row.update(status="MISMATCH", reason="HF logit of our token is below v1 - tol")
+    else:
+        row.update(status="tie-divergence")
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("hf_json")
+    ap.add_argument("ours_json")
+    ap.add_argument("--json", help="write the summary here")
+    ap.add_argument("--factor", type=float, default=4.0, help="tolerance multiplier")
+    args = ap.parse_args()
+    with open(args.hf_json) as f:
+        hf = json.load(f)["prompts"]
+    with open(args.ours_json) as f:
+        ours = json.load(f)["prompts"]
+    if len(hf) != len(ours):
+        print(f"error: {len(hf)} HF prompts, {len(ours)} of ours", file=sys.stderr)
+        return 2
+    for i, (a, b) in enumerate(zip(hf, ours)):
+        if a["prompt"] != b["prompt"]:
+            print(f"error: prompt {i} differs between the files", file=sys.stderr)
+            return 2
+    rows = [dict(index=i, **classify(a, b, args.factor)) for i, (a, b) in enumerate(zip(hf, ours))]
+
+    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+    print("| # | prompt len | status | first diff | HF token | our token | gap in HF | tol | note |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['index']} | {r['prompt_len']} | {r['status']} | {fmt(r['position'])} | "
+              f"{fmt(r['hf_token'])} | {fmt(r['our_token'])} | {fmt(r['gap'])} | "
+              f"{fmt(r['tol'])} | {r.get('reason', '')} |")
+    counts = {s: sum(r["status"] == s for r in rows)
+              for s in ("match", "tie-divergence", "MISMATCH")}
+    agreed = sum(r["agreed"] for r in rows) / max(1, len(rows))
+    print(f"{len(rows)} prompts: {counts['match']} match, {counts['tie-divergence']} "
+          f"tie-divergence, {counts['MISMATCH']} MISMATCH; mean agreed prefix {agreed:.1f} of "
+          f"{sum(len(a['tokens']) for a in hf) / max(1, len(hf)):.1f} tokens")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"hf": args.hf_json, "ours": args.ours_json, "factor": args.factor,
+                       "counts": counts, "mean_agreed": agreed, "ok": counts["MISMATCH"] == 0,
+                       "prompts": rows}, f, indent=1)
+            f.write("\n")
+    return 0 if counts["MISMATCH"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

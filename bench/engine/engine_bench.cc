@@ -9,7 +9,9 @@
 //   engine_bench --model DIR --name llama-3.2-1b [--workloads decode_bs1,throughput_64]
 //                [--new N] [--greedy-prompts F --greedy-out F --greedy-new 64] [--eager]
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,6 +20,7 @@
 #include <unordered_set>
 
 #include "common/logging.h"
+#include "worker/backend/cpu/cpu_backend.h"
 #include "worker/backend/cuda/cuda_backend.h"
 #include "worker/model/model_loader.h"
 
@@ -121,12 +124,56 @@ int64_t WeightBytes(const ModelWeights& w) {
   return n;
 }
 
+// Last-row logits of each prompt (one prefill each) on the CUDA backend and on the CPU backend
+// (bf16 weights, fp32 activations): where the two disagree, which one transformers agrees with
+// (greedy runs) says which backend is wrong.
+int CheckAgainstCpu(Backend& cuda, const std::string& dir,
+                    const std::vector<std::vector<int32_t>>& prompts, int threads) {
+  LoadOptions lo;
+  lo.dtype = DType::kBF16;
+  auto model = LoadModel(dir, lo);
+  KvCacheOptions kv;
+  kv.block_size = cuda.block_size();
+  kv.num_blocks = 64;
+  auto cpu = model.ok() ? CreateCpuBackend(std::move(model).value(), kv, threads)
+                        : StatusOr<std::unique_ptr<Backend>>(model.status());
+  if (!cpu.ok()) {
+    std::fprintf(stderr, "cpu check: %s\n", cpu.status().ToString().c_str());
+    return 1;
+  }
+  std::vector<int32_t> table(64);
+  for (int i = 0; i < 64; ++i) table[i] = i;
+  for (const auto& p : prompts) {
+    if (p.size() > 300) continue;  // the CPU takes seconds per hundred tokens of a 1B model
+    ForwardBatch b;
+    b.chunks.push_back(LogitsChunk(p, 0, table, LogitsMode::kLast));
+    std::vector<float> a, c;
+    Status s1 = ForwardLogits(cuda, b, &a), s2 = ForwardLogits(**cpu, b, &c);
+    if (!s1.ok() || !s2.ok()) {
+      std::fprintf(stderr, "cpu check: %s %s\n", s1.ToString().c_str(), s2.ToString().c_str());
+      return 1;
+    }
+    float worst = 0, top = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      worst = std::max(worst, std::fabs(a[i] - c[i]));
+      top = std::max(top, std::fabs(c[i]));
+    }
+    const auto am = std::max_element(a.begin(), a.end()) - a.begin();
+    const auto cm = std::max_element(c.begin(), c.end()) - c.begin();
+    std::printf("{\"name\":\"cpu_check\",\"prompt_len\":%zu,\"max_abs_diff\":%.4f,"
+                "\"max_abs_logit\":%.3f,\"cuda_argmax\":%ld,\"cpu_argmax\":%ld}\n",
+                p.size(), worst, top, static_cast<long>(am), static_cast<long>(cm));
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   std::string model_dir, name, workloads = "decode_bs1,throughput_64,throughput_256";
   std::string greedy_prompts, greedy_out;
   int32_t greedy_new = 64, new_decode = 256, new_throughput = 512, prompt_len = 128;
   double util = 0.85;
   bool eager = false;
+  int cpu_check_threads = 0;
   CLI::App app{"engine_bench: the CUDA backend on a model folder, JSON lines on stdout"};
   app.add_option("--model", model_dir)->required();
   app.add_option("--name", name)->required();
@@ -139,6 +186,8 @@ int Main(int argc, char** argv) {
   app.add_option("--greedy-out", greedy_out);
   app.add_option("--greedy-new", greedy_new);
   app.add_flag("--eager", eager);
+  app.add_option("--cpu-check", cpu_check_threads,
+                 "with --greedy-prompts: compare last-row logits with the CPU backend (threads)");
   CLI11_PARSE(app, argc, argv);
   InitLogging("engine_bench", false);
 
@@ -177,6 +226,7 @@ int Main(int argc, char** argv) {
   if (!greedy_prompts.empty()) {
     std::ifstream in(greedy_prompts);
     auto prompts = nlohmann::json::parse(in).get<std::vector<std::vector<int32_t>>>();
+    if (cpu_check_threads > 0) return CheckAgainstCpu(b, model_dir, prompts, cpu_check_threads);
     auto run = Generate(b, prompts, greedy_new, o.max_step_tokens);
     if (!run.ok()) {
       std::fprintf(stderr, "greedy: %s\n", run.status().ToString().c_str());

@@ -14,8 +14,8 @@ cleared, so nothing stops early):
   throughput_64   64 requests, prompt 128 -> 512 new (--quick: 128); value = output tok/s =
   throughput_256  batch * new / wall time of the whole run (prefill included). All three peers.
 Peers:
-  hf_eager   attn_implementation="sdpa", dynamic cache, one batched generate (after a probe
-             generate of 8 tokens, which also warms the kernels up; its time is warmup_s).
+  hf_eager   attn_implementation="sdpa", dynamic cache, one batched generate (after the TTFT
+             runs and a probe generate of 8 tokens, which warm it up; the probe is warmup_s).
   hf_static  the same with cache_implementation="static"; transformers compiles the decode step
              itself (torch.compile, mode reduce-overhead). A first generate of the measured shape
              is the warm-up: its time, compile included, is warmup_s and is not in value.
@@ -28,9 +28,10 @@ workload and freed after it, compiled graphs too (torch._dynamo.reset); peers ru
 of --peers, hf_static last by default since its compiled state stays with the model.
 
 Time caps: a peer is skipped (an "error": "skipped: time cap ..." line) when its estimate does
-not fit in min(--budget-s, what is left of --deadline-s): for hf_eager the probe's time per token
-times new tokens times 1.5; for hf_static and hf_cb a fixed 90 s compile / warm-up allowance. A
-hf_cb run past the cap is stopped and recorded as an error.
+not fit in min(--budget-s, what is left of --deadline-s): for hf_eager TTFT plus the probe's time
+per decode step times (new - 1) times 1.5 (steps slow down as the context grows); for hf_static
+and hf_cb a fixed 90 s compile / warm-up allowance. A hf_cb run past the cap is stopped and
+recorded as an error.
 Any failure of a peer is recorded as an "error" line; the script carries on.
 
 Output: one JSON object per line, on stdout and appended to --out:
@@ -146,7 +147,7 @@ def generate(model, ids, new, static):
 
 
 def generate_peer(run, model, ids, wl, new, static):
-    """hf_eager / hf_static: warm-up or probe, TTFT, then the timed full generate(s)."""
+    """hf_eager / hf_static: warm-up (static) or probe (eager), TTFT, then the timed generate."""
     rec = {}
     if static:
         if run.cap() < COMPILE_ALLOWANCE_S:
@@ -154,16 +155,16 @@ def generate_peer(run, model, ids, wl, new, static):
                              f"{COMPILE_ALLOWANCE_S} s)"}
         _, warmup = run.timed(lambda: generate(model, ids, new, True))
         rec["warmup_s"] = round(warmup, 2)  # compile included: a run takes less than this
-    else:
+    ttft = statistics.median(run.timed(lambda: generate(model, ids, 1, static))[1]
+                             for _ in range(3))
+    if not static:
         _, probe = run.timed(lambda: generate(model, ids, PROBE_NEW, False))
-        estimate = probe / PROBE_NEW * new * GROWTH
+        estimate = ttft + (probe - ttft) / (PROBE_NEW - 1) * (new - 1) * GROWTH
         rec["warmup_s"] = round(probe, 2)
-        log(f"  probe {probe:.2f} s, estimated {estimate:.1f} s per run")
+        log(f"  ttft {ttft:.2f} s, probe {probe:.2f} s, estimated {estimate:.1f} s per run")
         if estimate > run.cap():
             return {"error": f"skipped: time cap (estimated {estimate:.0f} s > "
                              f"{run.cap():.0f} s)", **rec}
-    ttft = statistics.median(run.timed(lambda: generate(model, ids, 1, static))[1]
-                             for _ in range(3))
     full, runs = run.timed(lambda: generate(model, ids, new, static))[1], 1
     if full < SECOND_RUN_S and 2 * full < run.cap():  # cheap enough to take the better of two
         full, runs = min(full, run.timed(lambda: generate(model, ids, new, static))[1]), 2
@@ -240,10 +241,16 @@ def run_workload(run, name):
         except Exception as e:  # noqa: BLE001 - a failing peer is a result, not a crash
             rec = {"error": f"{type(e).__name__}: {e}"[:400]}
         run.emit(dict(base, peer=peer, **rec))
+        free(run)
     del model
-    gc.collect()
     if run.cuda:
         torch._dynamo.reset()  # drop the compiled graphs of the static cache with the model
+    free(run)
+
+
+def free(run):
+    gc.collect()
+    if run.cuda:
         torch.cuda.empty_cache()
 
 

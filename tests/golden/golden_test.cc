@@ -53,7 +53,7 @@ std::unique_ptr<Backend> Load(const std::string& path, DType dtype = DType::kF32
   if (!model.ok()) return nullptr;
   KvCacheOptions kv;
   kv.block_size = 8;
-  kv.num_blocks = 64;
+  kv.num_blocks = 192;
   auto backend = CreateCpuBackend(std::move(model).value(), kv, 2);
   EXPECT_TRUE(backend.ok()) << backend.status().ToString();
   return backend.ok() ? std::move(backend).value() : nullptr;
@@ -89,10 +89,12 @@ TEST_P(TinyGoldenTest, LogitsMatchTransformers) {
   ASSERT_EQ(backend->config().vocab_size, static_cast<int32_t>(vocab));
   auto sequences = g.meta["sequences"].get<std::vector<std::vector<int32_t>>>();
 
+  // Distinct blocks of 8 tokens per sequence; the chunked runs use blocks from 128 on.
   std::vector<std::vector<int32_t>> tables;
-  for (size_t s = 0; s < sequences.size(); ++s) {
+  int32_t next = 0;
+  for (const auto& seq : sequences) {
     std::vector<int32_t> t;
-    for (int b = 0; b < 5; ++b) t.push_back(static_cast<int32_t>(s * 5 + b));
+    for (size_t b = 0; b < (seq.size() + 7) / 8; ++b) t.push_back(next++);
     tables.push_back(t);
   }
   std::vector<float> logits;
@@ -106,7 +108,8 @@ TEST_P(TinyGoldenTest, LogitsMatchTransformers) {
 
     // Prefix first (no logits), then the rest over the cached prefix, in fresh blocks.
     size_t cut = seq.size() / 2;
-    std::vector<int32_t> table = {40, 41, 42, 43, 44};
+    std::vector<int32_t> table;
+    for (size_t b = 0; b < (seq.size() + 7) / 8; ++b) table.push_back(128 + b);
     ForwardBatch a, b;
     a.chunks.push_back(
         LogitsChunk(std::span<const int32_t>(seq).first(cut), 0, table, LogitsMode::kNone));

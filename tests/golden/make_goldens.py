@@ -87,7 +87,7 @@ def tiny_models_hd64():
         rope_theta=1000000.0, use_sliding_window=False))
 
 
-def make_tiny(models, seed_base):
+def make_tiny(models, seed_base, lengths=SEQUENCE_LENGTHS):
     os.makedirs(GOLDEN, exist_ok=True)
     for i, (name, dtype, model) in enumerate(models):
         torch.manual_seed(seed_base + i)
@@ -99,7 +99,7 @@ def make_tiny(models, seed_base):
         # back from bf16 would also leave its RoPE inv_freq buffer rounded to bf16.
         model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32).eval()
         g = torch.Generator().manual_seed(seed_base + 1000 + i)
-        sequences = [torch.randint(0, VOCAB, (n,), generator=g).tolist() for n in SEQUENCE_LENGTHS]
+        sequences = [torch.randint(0, VOCAB, (n,), generator=g).tolist() for n in lengths]
         all_logits = []
         with torch.no_grad():
             for seq in sequences:
@@ -179,7 +179,8 @@ def main():
     if not args.skip_tiny:
         make_tiny(tiny_models(), 1000)
     if not args.skip_hd64:
-        make_tiny(tiny_models_hd64(), 3000)
+        # A 250-token sequence too: attention over many KV tiles and far RoPE positions.
+        make_tiny(tiny_models_hd64(), 3000, SEQUENCE_LENGTHS + [250])
     if not args.skip_smollm2:
         make_smollm2(args.gguf)
 

@@ -123,7 +123,8 @@ TEST_P(CudaGoldenTest, LogitsMatchTransformers) {
     ExpectNearGolden(g, row0, logits, "one_prefill");
     // The prefix alone, then the rest over the cached prefix, in other blocks.
     const size_t cut = seq.size() / 2;
-    std::vector<int32_t> table = {40, 41, 42};
+    std::vector<int32_t> table;
+    for (size_t b = 0; b < (seq.size() + 15) / 16; ++b) table.push_back(100 + b);
     ForwardBatch a, b;
     a.chunks.push_back(
         LogitsChunk(std::span<const int32_t>(seq).first(cut), 0, table, LogitsMode::kNone));
@@ -223,7 +224,9 @@ TEST(CudaBackendTest, GraphsAndEagerGiveTheSameTokens) {
   ITE_SKIP_WITHOUT_CUDA();
   auto graphs = Cuda("tiny-llama-hd64", false);
   auto eager = Cuda("tiny-llama-hd64", true);
-  auto prompts = Prompts(13, 11, 3, 90);
+  // 16 sequences, a size of the graph ladder: the graph's GEMMs then have the eager ones' shapes
+  // (a padded batch may pick other cuBLAS kernels and round differently).
+  auto prompts = Prompts(16, 11, 3, 90);
   EXPECT_EQ(Generate(graphs.get(), prompts, Greedy(), 40),
             Generate(eager.get(), prompts, Greedy(), 40));
   SamplingParams hot;

@@ -238,6 +238,18 @@ int Main(int argc, char** argv) {
     for (size_t i = 0; i < prompts.size(); ++i)
       out["prompts"].push_back({{"prompt", prompts[i]}, {"tokens", run->tokens[i]}});
     std::ofstream(greedy_out) << out.dump();
+    // The same prompts one at a time: batch invariance on the real architecture.
+    nlohmann::json single = out;
+    single["engine"] = "ite-infer CUDA backend, bf16, one prompt at a time";
+    int same = 0;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      auto one = Generate(b, {prompts[i]}, greedy_new, o.max_step_tokens);
+      if (!one.ok()) return 1;
+      single["prompts"][i]["tokens"] = one->tokens[0];
+      same += one->tokens[0] == run->tokens[i];
+    }
+    std::ofstream(greedy_out + ".single.json") << single.dump();
+    emit({{"name", "greedy_batch_invariance"}, {"value", same}, {"of", prompts.size()}});
   }
 
   std::stringstream list(workloads);

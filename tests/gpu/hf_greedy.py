@@ -10,12 +10,14 @@ bf16 near-tie. Two modes:
 
   Reference run:
     python3 tests/gpu/hf_greedy.py --model DIR --prompts-json prompts.json --max-new 64 \\
-        --out hf.json [--batch 0] [--attn sdpa|eager] [--top 4] [--device cuda]
+        --out hf.json [--quick] [--batch 0] [--attn sdpa|eager] [--top 4] [--device cuda]
 
-Every prompt gets exactly --max-new tokens: the model's EOS is cleared, so nothing stops early and
-no EOS logit is masked. Prompts run in batches of --batch (0: all at once), left-padded with an
-attention mask; padding changes the kernels' shapes and so bf16 rounding, which the tie rule in
-compare_greedy.py absorbs (--batch 1 gives unpadded runs at ~N times the cost).
+--quick caps --max-new at 32 (compare_greedy.py compares only the reference's length, so our run
+may stay at 64). Every prompt gets exactly --max-new tokens: the model's EOS is cleared, so
+nothing stops early and no EOS logit is masked. Prompts run in batches of --batch (0: all at
+once), left-padded with an attention mask; padding changes the kernels' shapes and so bf16
+rounding, which the tie rule in compare_greedy.py absorbs (--batch 1 gives unpadded runs at ~N
+times the cost).
 Output: {"model", "reference", "attn", "batch", "max_new", "seconds",
          "prompts": [{"prompt": [...], "tokens": [...], "top": [[id1, v1, id2, v2, ...], ...]}]}
 with the --top largest raw logits (float32, as generate returns them with output_logits) per
@@ -27,6 +29,8 @@ import json
 import random
 import sys
 import time
+
+QUICK_NEW = 32
 
 
 def log(msg):
@@ -109,6 +113,7 @@ def main():
     ap.add_argument("--model", help="model folder (save_pretrained layout)")
     ap.add_argument("--prompts-json", help="a JSON list of token-id lists")
     ap.add_argument("--max-new", type=int, default=64)
+    ap.add_argument("--quick", action="store_true", help=f"at most {QUICK_NEW} new tokens")
     ap.add_argument("--batch", type=int, default=0, help="prompts per generate call; 0: all")
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     ap.add_argument("--top", type=int, default=4, help="logits kept per position")
@@ -117,6 +122,8 @@ def main():
     if args.make_prompts:
         make_prompts(args)
     elif args.model and args.prompts_json:
+        if args.quick:
+            args.max_new = min(args.max_new, QUICK_NEW)
         reference(args)
     else:
         ap.error("give --make-prompts N, or --model and --prompts-json")

@@ -111,8 +111,11 @@ TEST_P(CudaGoldenTest, LogitsMatchTransformers) {
   ASSERT_NE(backend, nullptr);
   auto sequences = g.meta["sequences"].get<std::vector<std::vector<int32_t>>>();
   std::vector<std::vector<int32_t>> tables;
-  for (size_t s = 0; s < sequences.size(); ++s)
-    tables.push_back({int32_t(3 * s), int32_t(3 * s + 1), int32_t(3 * s + 2)});
+  int32_t next = 0;
+  for (const auto& seq : sequences) {  // distinct blocks of 16 per sequence
+    tables.emplace_back();
+    for (size_t b = 0; b < (seq.size() + 15) / 16; ++b) tables.back().push_back(next++);
+  }
   std::vector<float> logits;
   size_t row0 = 0;
   for (size_t s = 0; s < sequences.size(); ++s) {
@@ -248,6 +251,45 @@ TEST(CudaBackendTest, BatchInvariance) {
     std::vector<std::vector<int32_t>> batch(others.begin(), others.begin() + n);
     batch.insert(batch.begin() + n / 2, probe);
     EXPECT_EQ(Generate(b.get(), batch, Greedy(), 32)[n / 2], alone) << "in a batch of " << n + 1;
+  }
+}
+
+// Many prompts of mixed lengths prefilled in one step, each sampling its first token from its
+// last row (the gathered-rows path), against each prompt prefilled alone.
+TEST(CudaBackendTest, ABatchedPrefillSamplesWhatEachPromptAloneDoes) {
+  ITE_SKIP_WITHOUT_CUDA();
+  auto b = Cuda("tiny-llama-hd64");
+  const auto prompts = Prompts(16, 17, 1, 250);
+  std::vector<std::vector<int32_t>> tables(prompts.size());
+  int32_t next = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    for (size_t k = 0; k < (prompts[i].size() + 15) / 16; ++k) tables[i].push_back(next++);
+    ASSERT_TRUE(b->AddSequence(int64_t(i), Greedy(), prompts[i], 0).ok());
+  }
+  auto chunk = [&](size_t i) {
+    SequenceChunk c;
+    c.seq_id = int64_t(i);
+    c.tokens = prompts[i];
+    c.block_table = tables[i];
+    c.logits = LogitsMode::kLast;
+    return c;
+  };
+  ForwardBatch all;
+  for (size_t i = 0; i < prompts.size(); ++i) all.chunks.push_back(chunk(i));
+  auto batched = b->Run(all);
+  ASSERT_TRUE(batched.ok()) << batched.status().ToString();
+  ASSERT_EQ(batched->samples.size(), prompts.size());
+  const size_t vocab = 512;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ForwardBatch one;
+    one.chunks.push_back(chunk(i));
+    auto alone = b->Run(one);
+    ASSERT_TRUE(alone.ok());
+    EXPECT_EQ(alone->samples[0].token, batched->samples[i].token) << "prompt " << i;
+    float worst = 0.0f;
+    for (size_t v = 0; v < vocab; ++v)
+      worst = std::max(worst, std::fabs(alone->logits[v] - batched->logits[i * vocab + v]));
+    EXPECT_LT(worst, 0.05f) << "prompt " << i << " of length " << prompts[i].size();
   }
 }
 

@@ -5,7 +5,10 @@
 # Layout: OUT_DIR/bin/<binaries> with RPATH $ORIGIN/../lib, OUT_DIR/lib/<libraries> with RPATH
 # $ORIGIN. Left out: the C runtime and the driver-side libraries every host has (libc, libm,
 # libstdc++, libgcc_s, ld-linux, libcuda); the CUDA runtime libraries (libcudart, libcublas)
-# are bundled when the binaries link them, since hosts often have only the driver.
+# are bundled when the binaries link them, since hosts often have only the driver; with
+# ITE_BUNDLE_HOST_CUDA=1 they are left out too, for a host with the CUDA toolkit of the build
+# (the bundle then stays small enough to copy around; run it with the toolkit's lib64 on
+# LD_LIBRARY_PATH).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"
@@ -22,6 +25,8 @@ fi
 mkdir -p "$out/bin" "$out/lib"
 # Libraries every Linux host provides, matched on the soname.
 system_re='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libutil|libresolv|libgcc_s|libstdc\+\+|libcuda|libnvidia-)[.-]'
+[ "${ITE_BUNDLE_HOST_CUDA:-0}" = 1 ] &&
+  system_re='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libutil|libresolv|libgcc_s|libstdc\+\+|libcuda|libcudart|libcublas|libcublasLt|libnvidia-)[.-]'
 
 copied=0
 for b in "${bins[@]}"; do
@@ -51,7 +56,7 @@ fi
 # Check: every bundled binary resolves all its libraries from the bundle or the system set.
 status=0
 for b in "$out"/bin/*; do
-  if ldd "$b" | grep -q "not found"; then
+  if ldd "$b" | grep "not found" | grep -qv "${ITE_BUNDLE_HOST_CUDA:+libcu}"; then
     echo "bundle: $b has unresolved libraries:" >&2
     ldd "$b" | grep "not found" >&2
     status=1

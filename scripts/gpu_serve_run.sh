@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs on the GPU host: the real processes with the CUDA backend, from the bundle that
+# scripts/bundle.sh made on a machine with gRPC (ITE_BUNDLE_HOST_CUDA=1, so the host's CUDA
+# libraries are used), carried as dist/ite.tar.xz. On a model folder made by
+# bench/engine/make_models.py (it has a tokenizer):
+#   1. start-up: ite-serve --device cuda launched -> first streamed token, graphs captured;
+#   2. serving: ite-client bench, 500 requests of 512 -> 256 tokens, all at once and at a
+#      Poisson rate (JSON results);
+#   3. a worker killed with SIGKILL: the next request fails fast (UNAVAILABLE) or waits for the
+#      restarted worker, and the service serves again;
+#   4. SIGTERM: ite-serve drains and exits 0.
+# Results under $OUT (serve.log, bench_*.json, serve.txt).
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${OUT:-$root/gpu_out}"
+model="${1:-/tmp/ite-models/llama-3.2-1b}"
+bundle=/tmp/ite-bundle
+mkdir -p "$out" "$bundle"
+tar xJf "$root/dist/ite.tar.xz" -C "$bundle" || { echo "no bundle at dist/ite.tar.xz"; exit 1; }
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+bin="$bundle/ite/bin"
+report="$out/serve.txt"
+now() { date +%s.%N; }
+since() { python3 -c "print(round($(now) - $1, 2))"; }
+
+rm -f /tmp/ite.port
+t0=$(now)
+"$bin/ite-serve" --model "$model" --device cuda --port 0 --ready-file /tmp/ite.port \
+  --gpu-memory-utilization 0.5 --max-batch-tokens 8192 ${ITE_SERVE_ARGS:-} >"$out/serve.log" 2>&1 &
+serve=$!
+for _ in $(seq 600); do [ -s /tmp/ite.port ] && break; sleep 0.1; done
+port=$(cat /tmp/ite.port 2>/dev/null)
+[ -n "$port" ] || { echo "ite-serve did not start"; tail -30 "$out/serve.log"; exit 1; }
+"$bin/ite-client" generate --addr "127.0.0.1:$port" --prompt "The capital of France is" \
+  --max-tokens 16 --temperature 0 --ignore-eos --usage >"$out/first.txt" 2>&1
+echo "start-up: launch -> ready port -> 16 streamed tokens done: $(since "$t0") s" |
+  tee -a "$report"
+
+for mode in "--concurrency 500" "--rate 40"; do
+  name=$(echo "$mode" | tr -d ' -')
+  timeout 300 "$bin/ite-client" bench --addr "127.0.0.1:$port" --requests 500 $mode \
+    --input-len 512 --output-len 256 --json "$out/bench_$name.json" >>"$report" 2>&1 ||
+    echo "bench $mode failed" | tee -a "$report"
+done
+
+worker=$(pgrep -f "ite-worker.*--port" | head -1)
+if [ -n "$worker" ]; then
+  kill -9 "$worker"
+  s=$(now)
+  "$bin/ite-client" generate --addr "127.0.0.1:$port" --prompt "hi" --max-tokens 4 \
+    --ignore-eos >>"$report" 2>&1
+  echo "request right after SIGKILL of the worker: rc=$? in $(since "$s") s" |
+    tee -a "$report"
+  sleep 8
+  "$bin/ite-client" generate --addr "127.0.0.1:$port" --prompt "hi again" --max-tokens 4 \
+    --ignore-eos >>"$report" 2>&1
+  echo "request after the restart: rc=$?" | tee -a "$report"
+fi
+kill -TERM "$serve"
+wait "$serve"
+echo "ite-serve exit after SIGTERM: $?" | tee -a "$report"
+pgrep -f ite-worker >/dev/null && echo "orphan ite-worker left" | tee -a "$report"
+grep -E "graphs|KV cache|weights on|ready|CUDA backend" "$out/serve.log" | head -12
+exit 0

@@ -38,10 +38,13 @@ if has greedy; then
       status=1
     timeout 120 "$build/bin/engine_bench" --model "$mdir/$m" --name "$m" --workloads "" \
       --greedy-prompts "$mdir/prompts_$m.json" --greedy-out "$mdir/ours_$m.json" 2>>"$log" \
-      >/dev/null || status=1
-    echo "== greedy $m" | tee -a "$out/greedy.txt"
-    python3 "$root/tests/gpu/compare_greedy.py" "$mdir/hf_$m.json" "$mdir/ours_$m.json" \
-      --json "$out/greedy_$m.json" 2>&1 | tee -a "$out/greedy.txt" | tail -4 || status=1
+      | tee -a "$out/greedy.txt" || status=1
+    for run in "" .single.json; do
+      echo "== greedy $m ${run:-batched}" | tee -a "$out/greedy.txt"
+      python3 "$root/tests/gpu/compare_greedy.py" "$mdir/hf_$m.json" "$mdir/ours_$m.json$run" \
+        --json "$mdir/greedy_$m$run.summary" 2>&1 | tee -a "$out/greedy.txt" | tail -2 ||
+        status=1
+    done
   done
 fi
 

@@ -37,12 +37,13 @@ LoadedModel LoadBf16(const std::string& name) {
   return std::move(m).value();
 }
 
-std::unique_ptr<Backend> Cuda(const std::string& name, bool eager = false, int32_t blocks = 512) {
+std::unique_ptr<Backend> Cuda(const std::string& name, bool eager = false, int32_t blocks = 512,
+                              int32_t max_seqs = 128) {
   CudaBackendOptions o;
   o.kv.block_size = 16;
   o.kv.num_blocks = blocks;
   o.max_step_tokens = 2048;
-  o.max_seqs = 128;
+  o.max_seqs = max_seqs;
   o.enforce_eager = eager;
   auto b = CreateCudaBackend(LoadBf16(name), o);
   EXPECT_TRUE(b.ok()) << b.status().ToString();
@@ -75,10 +76,12 @@ Golden ReadGolden(const std::string& name) {
   return g;
 }
 
-// bf16 weights and activations against fp32 transformers: 4% of the largest logit.
+// bf16 weights and activations against fp32 transformers: 8% of the largest logit, about what
+// transformers itself lands from its fp32 logits when it runs these models in bf16 on the GPU
+// (tests/gpu/bf16_reference_error.py: 0.42-0.51 on logits up to 7.7-8.1).
 void ExpectNearGolden(const Golden& g, size_t row0, std::span<const float> ours, const char* how) {
   const size_t vocab = g.meta["vocab_size"].get<size_t>();
-  const float tol = 0.04f * g.meta["max_abs_logit"].get<float>();
+  const float tol = 0.08f * g.meta["max_abs_logit"].get<float>();
   ASSERT_EQ(ours.size() % vocab, 0u);
   float worst = 0.0f;
   int argmax_checked = 0;
@@ -107,7 +110,7 @@ TEST_P(CudaGoldenTest, LogitsMatchTransformers) {
   ITE_SKIP_WITHOUT_CUDA();
   const std::string name = GetParam();
   Golden g = ReadGolden(name);
-  auto backend = Cuda(name);
+  auto backend = Cuda(name, false, 512, /*max_seqs=*/512);  // 512 logit rows for "batched"
   ASSERT_NE(backend, nullptr);
   auto sequences = g.meta["sequences"].get<std::vector<std::vector<int32_t>>>();
   std::vector<std::vector<int32_t>> tables;
@@ -186,7 +189,7 @@ std::vector<std::vector<int32_t>> Generate(Backend* b,
 }
 
 // The CPU's top-two logprob gap within which bf16 activations may pick the other token.
-constexpr float kNearTie = 0.5f;
+constexpr float kNearTie = 0.2f;
 
 TEST(CudaBackendTest, GreedyMatchesTheCpuBackendUpToNearTies) {
   ITE_SKIP_WITHOUT_CUDA();
@@ -230,8 +233,11 @@ TEST(CudaBackendTest, GraphsAndEagerGiveTheSameTokens) {
   // 16 sequences, a size of the graph ladder: the graph's GEMMs then have the eager ones' shapes
   // (a padded batch may pick other cuBLAS kernels and round differently).
   auto prompts = Prompts(16, 11, 3, 90);
-  EXPECT_EQ(Generate(graphs.get(), prompts, Greedy(), 40),
-            Generate(eager.get(), prompts, Greedy(), 40));
+  const auto with_graphs = Generate(graphs.get(), prompts, Greedy(), 40);
+  EXPECT_EQ(Generate(graphs.get(), prompts, Greedy(), 40), with_graphs) << "graphs, run twice";
+  const auto eagerly = Generate(eager.get(), prompts, Greedy(), 40);
+  EXPECT_EQ(Generate(eager.get(), prompts, Greedy(), 40), eagerly) << "eager, run twice";
+  EXPECT_EQ(with_graphs, eagerly);
   SamplingParams hot;
   hot.temperature = 0.8f;
   hot.top_k = 40;

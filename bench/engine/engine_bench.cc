@@ -35,6 +35,7 @@ double Seconds(Clock::time_point t0) {
 struct Run {
   double prefill_s = 0, decode_s = 0;
   int64_t decode_steps = 0;
+  int64_t device_idle_us = 0;  // GPU idle between consecutive decode steps, summed
   std::vector<std::vector<int32_t>> tokens;  // generated, per prompt
 };
 
@@ -93,6 +94,7 @@ StatusOr<Run> Generate(Backend& b, const std::vector<std::vector<int32_t>>& prom
     if (k + 1 < steps) ITE_RETURN_IF_ERROR(b.Submit(decode_step(k + 1)));
     ITE_ASSIGN_OR_RETURN(ForwardOutput out, b.Collect());
     for (size_t i = 0; i < prompts.size(); ++i) run.tokens[i].push_back(out.samples[i].token);
+    if (k > 0) run.device_idle_us += out.device_idle_us;
   }
   run.decode_s = Seconds(t1);
   run.decode_steps = steps;

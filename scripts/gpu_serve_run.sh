@@ -8,12 +8,17 @@
 #      Poisson rate (JSON results);
 #   3. a worker killed with SIGKILL: the next request fails fast (UNAVAILABLE) or waits for the
 #      restarted worker, and the service serves again;
-#   4. SIGTERM: ite-serve drains and exits 0.
-# Results under $OUT (serve.log, bench_*.json, serve.txt).
+#   4. SIGTERM: ite-serve drains and exits 0;
+#   5. (stage prefix) prefix caching: 64 requests sharing a ~1,024-token prefix, TTFT with the
+#      radix cache on and with --no-prefix-cache.
+# Stages after the model argument: serve prefix (default both). Results under $OUT.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${OUT:-$root/gpu_out}"
 model="${1:-/tmp/ite-models/llama-3.2-1b}"
+stages="${*:2}"
+stages="${stages:-serve prefix}"
+has() { [[ " $stages " == *" $1 "* ]]; }
 bundle=/tmp/ite-bundle
 mkdir -p "$out" "$bundle"
 tar xJf "$root/dist/ite.tar.xz" -C "$bundle" || { echo "no bundle at dist/ite.tar.xz"; exit 1; }
@@ -23,14 +28,47 @@ report="$out/serve.txt"
 now() { date +%s.%N; }
 since() { python3 -c "print(round($(now) - $1, 2))"; }
 
-rm -f /tmp/ite.port
+# Starts ite-serve (extra flags as arguments); sets $serve (pid) and $port.
+start() {
+  rm -f /tmp/ite.port
+  "$bin/ite-serve" --model "$model" --device cuda --port 0 --ready-file /tmp/ite.port \
+    --gpu-memory-utilization 0.5 --max-batch-tokens 8192 "$@" >>"$out/serve.log" 2>&1 &
+  serve=$!
+  for _ in $(seq 600); do [ -s /tmp/ite.port ] && break; sleep 0.1; done
+  port=$(cat /tmp/ite.port 2>/dev/null)
+  [ -n "$port" ] || { echo "ite-serve did not start"; tail -30 "$out/serve.log"; exit 1; }
+}
+
+if has prefix; then
+  # 64 prompts: one shared ~1,024-token text, then a short text of their own.
+  python3 - >/tmp/ite.prefix <<'PY'
+import random
+rng = random.Random(0)
+words = ["alpha", "river", "stone", "cloud", "seven", "market", "violet", "engine", "garden"]
+shared = " ".join(rng.choice(words) for _ in range(1000))
+for i in range(64):
+    print(shared + f" question {i}: " + " ".join(rng.choice(words) for _ in range(8)))
+PY
+  for flags in "" "--no-prefix-cache"; do
+    start $flags
+    # One request first, so that with the cache on the shared prefix is cached, as it is for a
+    # system prompt in steady state; then the 64 at once.
+    head -1 /tmp/ite.prefix >/tmp/ite.prefix1
+    "$bin/ite-client" bench --addr "127.0.0.1:$port" --requests 1 --concurrency 1 \
+      --prompts-file /tmp/ite.prefix1 --output-len 16 >/dev/null 2>&1
+    echo "== prefix cache ${flags:-on}" >>"$report"
+    "$bin/ite-client" bench --addr "127.0.0.1:$port" --requests 64 --concurrency 64 \
+      --prompts-file /tmp/ite.prefix --output-len 16 --json "$out/prefix_${flags:-on}.json" \
+      >>"$report" 2>&1
+    kill -TERM "$serve"
+    wait "$serve"
+  done
+  grep -A4 "== prefix" "$report" | grep -E "==|TTFT"
+fi
+has serve || exit 0
+
 t0=$(now)
-"$bin/ite-serve" --model "$model" --device cuda --port 0 --ready-file /tmp/ite.port \
-  --gpu-memory-utilization 0.5 --max-batch-tokens 8192 ${ITE_SERVE_ARGS:-} >"$out/serve.log" 2>&1 &
-serve=$!
-for _ in $(seq 600); do [ -s /tmp/ite.port ] && break; sleep 0.1; done
-port=$(cat /tmp/ite.port 2>/dev/null)
-[ -n "$port" ] || { echo "ite-serve did not start"; tail -30 "$out/serve.log"; exit 1; }
+start ${ITE_SERVE_ARGS:-}
 "$bin/ite-client" generate --addr "127.0.0.1:$port" --prompt "The capital of France is" \
   --max-tokens 16 --temperature 0 --ignore-eos --usage >"$out/first.txt" 2>&1
 echo "start-up: launch -> ready port -> 16 streamed tokens done: $(since "$t0") s" |

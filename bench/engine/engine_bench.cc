@@ -288,7 +288,9 @@ int Main(int argc, char** argv) {
                         {"prompt_len", len},
                         {"new_tokens", new_tokens},
                         {"prefill_s", run->prefill_s},
-                        {"decode_s", run->decode_s}};
+                        {"decode_s", run->decode_s},
+                        {"gpu_idle_fraction",
+                         run->decode_s > 0 ? 1e-6 * run->device_idle_us / run->decode_s : 0.0}};
     if (w == "decode_bs1") {
       j["value"] = 1e3 * run->decode_s / run->decode_steps;
       j["unit"] = "ms/step";

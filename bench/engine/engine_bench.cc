@@ -17,11 +17,11 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
-#include <unordered_set>
 
 #include "common/logging.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/backend/cuda/cuda_backend.h"
+#include "worker/model/model.h"
 #include "worker/model/model_loader.h"
 
 namespace ite {
@@ -35,7 +35,7 @@ double Seconds(Clock::time_point t0) {
 struct Run {
   double prefill_s = 0, decode_s = 0;
   int64_t decode_steps = 0;
-  int64_t device_idle_us = 0;  // GPU idle between consecutive decode steps, summed
+  int64_t device_idle_us = 0;                // GPU idle between consecutive decode steps, summed
   std::vector<std::vector<int32_t>> tokens;  // generated, per prompt
 };
 
@@ -110,22 +110,6 @@ std::vector<std::vector<int32_t>> RandomPrompts(int n, int len, int32_t vocab, u
   return p;
 }
 
-int64_t WeightBytes(const ModelWeights& w) {
-  std::unordered_set<const void*> seen;
-  int64_t n = 0;
-  auto add = [&](const Tensor& t) {
-    if (!t.empty() && seen.insert(t.data).second) n += static_cast<int64_t>(t.nbytes());
-  };
-  add(w.token_embedding);
-  add(w.final_norm);
-  add(w.lm_head);
-  for (const LayerWeights& l : w.layers)
-    for (const Tensor* t :
-         {&l.attn_norm, &l.wqkv, &l.bqkv, &l.wo, &l.ffn_norm, &l.w_gate_up, &l.w_down})
-      add(*t);
-  return n;
-}
-
 // Last-row logits of each prompt (one prefill each) on the CUDA backend and on the CPU backend
 // (bf16 weights, fp32 activations): where the two disagree, which one transformers agrees with
 // (greedy runs) says which backend is wrong.
@@ -162,9 +146,10 @@ int CheckAgainstCpu(Backend& cuda, const std::string& dir,
     }
     const auto am = std::max_element(a.begin(), a.end()) - a.begin();
     const auto cm = std::max_element(c.begin(), c.end()) - c.begin();
-    std::printf("{\"name\":\"cpu_check\",\"prompt_len\":%zu,\"max_abs_diff\":%.4f,"
-                "\"max_abs_logit\":%.3f,\"cuda_argmax\":%ld,\"cpu_argmax\":%ld}\n",
-                p.size(), worst, top, static_cast<long>(am), static_cast<long>(cm));
+    std::printf(
+        "{\"name\":\"cpu_check\",\"prompt_len\":%zu,\"max_abs_diff\":%.4f,"
+        "\"max_abs_logit\":%.3f,\"cuda_argmax\":%ld,\"cpu_argmax\":%ld}\n",
+        p.size(), worst, top, static_cast<long>(am), static_cast<long>(cm));
   }
   return 0;
 }

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/golden/golden_data.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/engine/generator.h"
 #include "worker/model/model_loader.h"
@@ -26,24 +27,9 @@ std::string SourceDir() {
   return d ? d : ".";
 }
 
-struct Golden {
-  nlohmann::json meta;
-  std::vector<float> logits;  // [sum(len), vocab]
-};
+using golden::Golden;
 
-Golden ReadGolden(const std::string& name) {
-  std::string dir = SourceDir() + "/tests/data/golden/";
-  Golden g;
-  std::ifstream meta(dir + name + ".json");
-  EXPECT_TRUE(meta.good()) << dir + name + ".json";
-  g.meta = nlohmann::json::parse(meta);
-  std::ifstream bin(dir + g.meta["logits_file"].get<std::string>(), std::ios::binary);
-  auto shape = g.meta["logits_shape"].get<std::vector<int64_t>>();
-  g.logits.resize(shape[0] * shape[1]);
-  bin.read(reinterpret_cast<char*>(g.logits.data()), g.logits.size() * sizeof(float));
-  EXPECT_TRUE(bin.good());
-  return g;
-}
+Golden ReadGolden(const std::string& name) { return golden::Read(SourceDir(), name); }
 
 std::unique_ptr<Backend> Load(const std::string& path, DType dtype = DType::kF32) {
   LoadOptions opt;

@@ -1,5 +1,7 @@
 #include "worker/model/model.h"
 
+#include <unordered_set>
+
 namespace ite {
 
 Status ValidateModelConfig(const ModelConfig& c) {
@@ -13,6 +15,23 @@ Status ValidateModelConfig(const ModelConfig& c) {
         c.intermediate_size);
   }
   return Status::Ok();
+}
+
+int64_t WeightBytes(const ModelWeights& w) {
+  std::unordered_set<const void*> seen;
+  int64_t n = 0;
+  auto add = [&](const Tensor& t) {
+    if (!t.empty() && seen.insert(t.data).second) n += static_cast<int64_t>(t.nbytes());
+  };
+  add(w.token_embedding);
+  add(w.final_norm);
+  add(w.lm_head);
+  for (const LayerWeights& l : w.layers) {
+    for (const Tensor* t :
+         {&l.attn_norm, &l.wqkv, &l.bqkv, &l.wo, &l.ffn_norm, &l.w_gate_up, &l.w_down})
+      add(*t);
+  }
+  return n;
 }
 
 StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, const ModelWeights& weights,

@@ -28,6 +28,9 @@ StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, const Mo
 StatusOr<std::unique_ptr<Model>> CreateLlamaModel(const ModelConfig& config,
                                                   const ModelWeights& weights, ModelOps* ops);
 
+// Bytes of the distinct weight tensors (a tied LM head shares the embedding's and counts once).
+int64_t WeightBytes(const ModelWeights& weights);
+
 // Shared by the backends: config fields every architecture needs, checked once.
 Status ValidateModelConfig(const ModelConfig& config);
 

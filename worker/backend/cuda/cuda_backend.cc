@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_set>
 
 #include "common/logging.h"
 #include "worker/backend/cuda/cuda_backend_impl.h"
@@ -56,23 +55,7 @@ Status CudaBackend::Init() {
   if (wdtype != DType::kBF16 && wdtype != DType::kF16)
     return InvalidArgument("CUDA backend: weights are {}; load the model as bf16 or f16",
                            DTypeName(wdtype));
-  // Bytes of the distinct weight tensors (a tied head shares the embedding).
-  int64_t weight_bytes = 0;
-  {
-    std::unordered_set<const void*> seen;
-    auto add = [&](const Tensor& t) {
-      if (!t.empty() && seen.insert(t.data).second) weight_bytes += t.nbytes();
-    };
-    const ModelWeights& w = model_.weights;
-    add(w.token_embedding);
-    add(w.final_norm);
-    add(w.lm_head);
-    for (const LayerWeights& l : w.layers) {
-      for (const Tensor* t :
-           {&l.attn_norm, &l.wqkv, &l.bqkv, &l.wo, &l.ffn_norm, &l.w_gate_up, &l.w_down})
-        add(*t);
-    }
-  }
+  const int64_t weight_bytes = WeightBytes(model_.weights);
   size_t free = 0, total = 0;
   ITE_CUDA_TRY(cudaMemGetInfo(&free, &total));
   if (static_cast<int64_t>(free) < weight_bytes + kReserveBytes)

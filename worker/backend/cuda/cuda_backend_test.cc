@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "tests/golden/golden_data.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/engine/generator.h"
 
@@ -59,22 +60,9 @@ std::unique_ptr<Backend> Cpu(const std::string& name) {
   return b.ok() ? std::move(b).value() : nullptr;
 }
 
-struct Golden {
-  nlohmann::json meta;
-  std::vector<float> logits;
-};
+using golden::Golden;
 
-Golden ReadGolden(const std::string& name) {
-  const std::string dir = SourceDir() + "/tests/data/golden/";
-  Golden g;
-  std::ifstream meta(dir + name + ".json");
-  g.meta = nlohmann::json::parse(meta);
-  std::ifstream bin(dir + g.meta["logits_file"].get<std::string>(), std::ios::binary);
-  auto shape = g.meta["logits_shape"].get<std::vector<int64_t>>();
-  g.logits.resize(shape[0] * shape[1]);
-  bin.read(reinterpret_cast<char*>(g.logits.data()), g.logits.size() * sizeof(float));
-  return g;
-}
+Golden ReadGolden(const std::string& name) { return golden::Read(SourceDir(), name); }
 
 // bf16 weights and activations against fp32 transformers: 8% of the largest logit, about what
 // transformers itself lands from its fp32 logits when it runs these models in bf16 on the GPU

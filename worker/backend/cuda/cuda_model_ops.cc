@@ -171,7 +171,8 @@ Status CudaModelOps::Embedding(const OpWeight& table, Activation out) {
                             step_.num_rows, out.data, stream_);
 }
 
-Status CudaModelOps::RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) {
+kernels::RmsNormArgs CudaModelOps::NormArgs(Activation x, const OpWeight& w, float eps,
+                                            Activation out) const {
   kernels::RmsNormArgs a;
   a.dtype = options_.dtype;
   a.x = x.data;
@@ -180,33 +181,35 @@ Status CudaModelOps::RmsNorm(Activation x, const OpWeight& w, float eps, Activat
   a.rows = x.rows;
   a.dim = x.cols;
   a.eps = eps;
-  return kernels::RmsNorm(a, stream_);
+  return a;
+}
+
+Status CudaModelOps::RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) {
+  return kernels::RmsNorm(NormArgs(x, w, eps, out), stream_);
 }
 
 Status CudaModelOps::AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
                                 Activation out) {
-  kernels::RmsNormArgs a;
-  a.dtype = options_.dtype;
-  a.x = x.data;
-  a.weight = w.data;
-  a.out = out.data;
-  a.rows = x.rows;
-  a.dim = x.cols;
-  a.eps = eps;
-  return kernels::AddRmsNorm(a, residual.data, stream_);
+  return kernels::AddRmsNorm(NormArgs(x, w, eps, out), residual.data, stream_);
 }
 
-Status CudaModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
+Status CudaModelOps::Gemm(Activation x, const OpWeight& w, const void* bias, void* out,
+                          bool out_f32) {
   kernels::GemmArgs g;
   g.dtype = options_.dtype;
   g.x = x.data;
   g.w = w.data;
-  g.bias = w.bias;
-  g.out = out.data;
+  g.bias = bias;
+  g.out = out;
+  g.out_f32 = out_f32;
   g.m = x.rows;
   g.n = w.rows;
   g.k = w.cols;
   return gemm_->Run(g, stream_);
+}
+
+Status CudaModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
+  return Gemm(x, w, w.bias, out.data, /*out_f32=*/false);
 }
 
 Status CudaModelOps::RopeKvWrite(int32_t layer, Activation qkv) {
@@ -275,16 +278,7 @@ Status CudaModelOps::GatherLogitRows(Activation x, Activation out) {
 }
 
 Status CudaModelOps::LmHead(Activation x, const OpWeight& w) {
-  kernels::GemmArgs g;
-  g.dtype = options_.dtype;
-  g.x = x.data;
-  g.w = w.data;
-  g.out = logits_.get();
-  g.out_f32 = true;
-  g.m = x.rows;
-  g.n = w.rows;
-  g.k = w.cols;
-  return gemm_->Run(g, stream_);
+  return Gemm(x, w, /*bias=*/nullptr, logits_.get(), /*out_f32=*/true);
 }
 
 }  // namespace ite

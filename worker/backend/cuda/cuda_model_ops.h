@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ite/kernels/kernel_types.h"
+#include "ite/kernels/norm.h"
 #include "worker/backend/cuda/cuda_memory.h"
 #include "worker/model/model_config.h"
 #include "worker/model/model_ops.h"
@@ -93,6 +94,8 @@ class CudaModelOps final : public ModelOps {
   Status Init();
   StatusOr<const void*> Upload(const Tensor& t, const std::string& name);
   kernels::PagedKvCache LayerKv(int32_t layer) const;
+  kernels::RmsNormArgs NormArgs(Activation x, const OpWeight& w, float eps, Activation out) const;
+  Status Gemm(Activation x, const OpWeight& w, const void* bias, void* out, bool out_f32);
 
   ModelConfig config_;
   CudaOpsOptions options_;

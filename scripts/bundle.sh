@@ -14,6 +14,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"
 out="${2:-$root/dist/ite}"
 bins=(ite-serve ite-scheduler ite-worker ite-client ite-generate ite-tokenize)
+# ITE_BUNDLE_TESTS=1: the end-to-end test binary too (scripts/gpu_serve_run.sh e2e runs it).
+[ "${ITE_BUNDLE_TESTS:-0}" = 1 ] && bins+=(service_e2e_test)
 
 if ! command -v patchelf >/dev/null; then
   echo "bundle: installing patchelf" >&2

@@ -63,6 +63,12 @@ bool ServeProcess::Start(const Env& env, int workers, const std::vector<std::str
       env.bin_dir + "/ite-serve", "--model",   env.model, "--port",       "0",  "--workers",
       std::to_string(workers),    "--threads", "1",       "--ready-file", ready};
   argv.insert(argv.end(), extra.begin(), extra.end());
+  // ITE_E2E_SERVE_FLAGS: flags for every ite-serve of the suite, e.g. "--device cuda" (with
+  // ITE_MODEL_GGUF naming a model folder) to run the same tests on a GPU host.
+  if (const char* flags = std::getenv("ITE_E2E_SERVE_FLAGS")) {
+    std::istringstream in(flags);
+    for (std::string f; in >> f;) argv.push_back(f);
+  }
   if (!process_.Start("ite-serve", argv).ok()) return false;
   port_ = WaitForPortFile(ready, &process_, std::chrono::seconds(120));
   return port_ != 0;

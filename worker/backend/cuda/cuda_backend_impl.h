@@ -86,10 +86,6 @@ class CudaBackend final : public Backend {
   StatusOr<ForwardOutput> Collect() override;
 
  private:
-  struct Sizes {
-    StepSizes sizes;
-    StepLayout layout;
-  };
   Status InitKv();
   Status WarmUpGraphs();
   DeviceStep View(const StepLayout& l, const StepSizes& s, bool decode, int32_t max_q_len,

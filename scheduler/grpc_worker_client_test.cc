@@ -7,7 +7,9 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
+#include <thread>
 
 #include "worker/service/fake_backend.h"
 #include "worker/service/grpc_worker_service.h"
@@ -19,13 +21,44 @@ namespace {
 constexpr int32_t kVocab = 50;
 constexpr int32_t kBlockSize = 4;
 
+// The fake backend, with a Collect that takes 20 ms (as if the device were busy) and a count of
+// the steps submitted and not yet collected: 2 means the next step was submitted while the
+// previous one was still running.
+class SlowCollectBackend : public FakeBackend {
+ public:
+  SlowCollectBackend() : FakeBackend(FakeModelConfig(kVocab, 64), kBlockSize, 16) {}
+  Status Submit(const ForwardBatch& batch) override {
+    ITE_RETURN_IF_ERROR(FakeBackend::Submit(batch));
+    const int n = ++pending_;
+    int seen = max_pending_.load();
+    while (n > seen && !max_pending_.compare_exchange_weak(seen, n)) {
+    }
+    return Status::Ok();
+  }
+  StatusOr<ForwardOutput> Collect() override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    --pending_;
+    return FakeBackend::Collect();
+  }
+  static std::atomic<int> max_pending_;
+
+ private:
+  std::atomic<int> pending_{0};
+};
+std::atomic<int> SlowCollectBackend::max_pending_{0};
+
 class GrpcWorkerClientTest : public ::testing::Test {
  protected:
   void SetUp() override { StartServer(); }
   void TearDown() override { StopServer(); }
 
-  void StartServer() {
-    auto backend = std::make_unique<FakeBackend>(FakeModelConfig(kVocab, 64), kBlockSize, 16);
+  void StartServer(bool slow = false) {
+    std::unique_ptr<Backend> backend;
+    if (slow) {
+      backend = std::make_unique<SlowCollectBackend>();
+    } else {
+      backend = std::make_unique<FakeBackend>(FakeModelConfig(kVocab, 64), kBlockSize, 16);
+    }
     service_ = std::make_unique<GrpcWorkerService>(
         std::make_unique<WorkerEngine>(std::move(backend), "fake"));
     grpc::ServerBuilder builder;
@@ -183,6 +216,24 @@ TEST_F(GrpcWorkerClientTest, NothingListeningFailsFast) {
   StatusOr<StepResult> r = Send(*client, Join(1, 1, {1}, {0})).get();
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(GrpcWorkerClientTest, TheStepStreamSubmitsTheNextStepWhileOneRuns) {
+  StopServer();
+  StartServer(/*slow=*/true);
+  auto client = MakeClient();
+  const std::vector<int32_t> prompt = {1, 2, 3};
+  const std::vector<int32_t> expected = FakeModelGenerate(prompt, 6, kVocab);
+  std::vector<std::future<StatusOr<StepResult>>> results;
+  results.push_back(Send(*client, Join(1, 9, prompt, {0, 1})));
+  for (int k = 0; k < 5; ++k) results.push_back(Send(*client, Decode(2 + k, 9, 3 + k, {0, 1})));
+  for (size_t k = 0; k < results.size(); ++k) {
+    auto r = results[k].get();
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->outputs.size(), 1u);
+    EXPECT_EQ(r->outputs[0].sample.token, expected[k]) << "step " << k;
+  }
+  EXPECT_GE(SlowCollectBackend::max_pending_.load(), 2);
 }
 
 }  // namespace

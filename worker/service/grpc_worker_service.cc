@@ -1,5 +1,9 @@
 #include "worker/service/grpc_worker_service.h"
 
+#include <condition_variable>
+#include <deque>
+#include <thread>
+
 #include "common/logging.h"
 #include "proto/grpc_status.h"
 #include "proto/step_codec.h"
@@ -45,25 +49,93 @@ grpc::Status GrpcWorkerService::Step(grpc::ServerContext*, const ite::v1::StepRe
   return RunStep(*request, response);
 }
 
+grpc::Status GrpcWorkerService::CollectStep(int64_t step_id,
+                                            std::chrono::steady_clock::time_point submitted,
+                                            ite::v1::StepResult* response) {
+  StatusOr<StepResult> result = engine_->Collect();
+  busy_us_ += MicrosSince(submitted);
+  ++steps_;
+  if (!result.ok()) {
+    ITE_LOG_WARN("step {} failed: {}", step_id, result.status().ToString());
+    return ToGrpcStatus(result.status());
+  }
+  EncodeStepResult(*result, response);
+  return grpc::Status::OK;
+}
+
 grpc::Status GrpcWorkerService::StepStream(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<ite::v1::StepResult, ite::v1::StepRequest>* stream) {
-  // Requests that arrive while a step runs wait in the stream's buffer, so the next step starts
-  // as soon as this one's result is written: the scheduler's round trip is hidden.
-  ite::v1::StepRequest request;
+  struct Submitted {
+    int64_t step_id = 0;
+    std::chrono::steady_clock::time_point at;
+    Status status;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Submitted> submitted;  // in order; each one's result is collected in turn
+  bool reading = true;
+  // The reader submits each step as soon as it arrives; after a rejected step it stops.
+  std::thread reader([&] {
+    ite::v1::StepRequest request;
+    while (stream->Read(&request)) {
+      const StepRequest step = DecodeStepRequest(request);
+      Submitted s{request.step_id(), std::chrono::steady_clock::now(), engine_->Submit(step)};
+      const bool ok = s.status.ok();
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        submitted.push_back(std::move(s));
+        if (!ok) reading = false;  // with the rejected step, so the handler sees both at once
+      }
+      cv.notify_one();
+      if (!ok) return;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    reading = false;
+    cv.notify_one();
+  });
+  grpc::Status status = grpc::Status::OK;
   ite::v1::StepResult result;
-  while (stream->Read(&request)) {
+  while (true) {
+    Submitted next;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return !submitted.empty() || !reading; });
+      if (submitted.empty()) break;  // the scheduler closed the stream
+      next = std::move(submitted.front());
+      submitted.pop_front();
+    }
+    if (!next.status.ok()) {
+      ITE_LOG_WARN("step {} rejected: {}", next.step_id, next.status.ToString());
+      status = ToGrpcStatus(next.status);
+      break;
+    }
     result.Clear();
-    grpc::Status status = RunStep(request, &result);
-    if (!status.ok()) return status;
+    status = CollectStep(next.step_id, next.at, &result);
+    if (!status.ok()) break;
     if (!stream->Write(result)) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "step stream closed by the scheduler");
+      status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "step stream closed by the scheduler");
+      break;
     }
   }
-  if (context->IsCancelled()) {
+  // A reader still blocked in Read returns once the call is cancelled (the scheduler then sees
+  // CANCELLED; a rejected step ends the reader itself and keeps its own code).
+  bool reader_done;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    reader_done = !reading;
+  }
+  if (!status.ok() && !reader_done) context->TryCancel();
+  reader.join();
+  // Steps submitted but not collected (the stream ended early) are collected and dropped, so
+  // the engine's queue is empty for the next stream.
+  for (const Submitted& s : submitted) {
+    if (s.status.ok()) (void)engine_->Collect();
+  }
+  if (status.ok() && context->IsCancelled()) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "step stream cancelled by the scheduler");
   }
-  return grpc::Status::OK;
+  return status;
 }
 
 grpc::Status GrpcWorkerService::Clear(grpc::ServerContext*, const ite::v1::WorkerClearRequest*,

@@ -1,8 +1,10 @@
 // The ite.v1.Worker gRPC service over one WorkerEngine (proto/ite/v1/worker.proto).
 //
-// Every RPC that touches the engine takes one mutex, because the engine allows one caller at a
-// time; in practice one scheduler drives one StepStream, so the mutex is uncontended.
-// Engine errors end the call with the engine's status code and message; nothing throws.
+// StepStream pipelines: a reader thread submits each step as it arrives while the handler thread
+// waits for the previous one's result and writes it, so the GPU runs step N+1 right behind step
+// N (the scheduler keeps two in flight). The unary Step, Info and Clear take one mutex and run
+// between steps; one scheduler drives one StepStream, so it is uncontended. Engine errors end
+// the call with the engine's status code and message; nothing throws.
 #pragma once
 
 #include <atomic>
@@ -34,6 +36,9 @@ class GrpcWorkerService final : public ite::v1::Worker::Service {
  private:
   // Runs one step under the engine mutex and encodes its result.
   grpc::Status RunStep(const ite::v1::StepRequest& request, ite::v1::StepResult* response);
+  // Collects the oldest submitted step and encodes it (StepStream's writer side).
+  grpc::Status CollectStep(int64_t step_id, std::chrono::steady_clock::time_point submitted,
+                           ite::v1::StepResult* response);
 
   std::mutex engine_mu_;
   std::unique_ptr<WorkerEngine> engine_;  // guarded by engine_mu_

@@ -46,8 +46,9 @@ class WorkerEngine {
 
   WorkerInfo Info() const;
 
-  // Drops all sequence state (samplers, last tokens). KV contents are left as they are: the
-  // scheduler's block tables, reset along with this, are the only meaning they have.
+  // Drops all sequence state (samplers, last tokens), also of steps still in flight. KV contents
+  // are left as they are: the scheduler's block tables, reset along with this, are the only
+  // meaning they have.
   Status Clear();
 
   int64_t num_sequences() const;

@@ -236,5 +236,32 @@ TEST_F(GrpcWorkerClientTest, TheStepStreamSubmitsTheNextStepWhileOneRuns) {
   EXPECT_GE(SlowCollectBackend::max_pending_.load(), 2);
 }
 
+TEST(GrpcWorkerServiceTest, ADeviceFailureIsReportedOnce) {
+  auto backend = std::make_unique<FakeBackend>(FakeModelConfig(kVocab, 64), kBlockSize, 16);
+  FakeBackend* fake = backend.get();
+  int failures = 0;
+  GrpcWorkerService service(std::make_unique<WorkerEngine>(std::move(backend), "fake"),
+                            [&] { ++failures; });
+  ite::v1::StepRequest request;
+  request.set_step_id(1);
+  auto* seq = request.add_seqs();
+  seq->set_seq_id(3);
+  seq->add_new_tokens(5);
+  seq->add_block_table(0);
+  seq->mutable_sampling()->set_top_p(1.0f);  // greedy (temperature 0), no penalties
+  seq->mutable_sampling()->set_repetition_penalty(1.0f);
+  seq->add_prompt_tokens(5);
+  ite::v1::StepResult result;
+  grpc::ServerContext context;
+  ASSERT_TRUE(service.Step(&context, &request, &result).ok());
+  EXPECT_EQ(failures, 0);
+  fake->FailDevice();
+  request.set_step_id(2);
+  EXPECT_FALSE(service.Step(&context, &request, &result).ok());
+  request.set_step_id(3);
+  EXPECT_FALSE(service.Step(&context, &request, &result).ok());
+  EXPECT_EQ(failures, 1);
+}
+
 }  // namespace
 }  // namespace ite

@@ -58,6 +58,10 @@ class Backend {
   // The output of the oldest submitted step that is not collected yet (waits for it).
   virtual StatusOr<ForwardOutput> Collect() = 0;
 
+  // True once the device can run no more steps (a sticky CUDA error: the context is lost). The
+  // process must then be restarted; the worker exits so that its supervisor does that.
+  virtual bool failed() const { return false; }
+
   // Submit + Collect.
   StatusOr<ForwardOutput> Run(const ForwardBatch& batch) {
     ITE_RETURN_IF_ERROR(Submit(batch));

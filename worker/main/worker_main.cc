@@ -5,7 +5,8 @@
 //                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager]
 //   ite-worker --list-devices     prints one line per visible CUDA device and exits
 // Listens on 127.0.0.1 unless --host says otherwise. Exit codes: 0 after a clean shutdown
-// (SIGTERM/SIGINT), 2 usage, 1 load or serve failure (message on stderr).
+// (SIGTERM/SIGINT), 2 usage, 1 load or serve failure, 3 the device failed while serving
+// (message on stderr).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -153,7 +154,14 @@ int Main(int argc, char** argv) {
   WorkerInfo info = engine->Info();
   ITE_LOG_INFO("model {} ({} layers), {} KV blocks of {} tokens on {}", info.model.name,
                info.model.num_layers, info.num_blocks, info.block_size, info.device);
-  GrpcWorkerService service(std::move(engine));
+  // A device that can run no more steps (a lost CUDA context) is not coming back: exit, and
+  // ite-serve (or Kubernetes) starts a fresh worker; the scheduler meanwhile fails this worker's
+  // requests with UNAVAILABLE and takes the new one back.
+  GrpcWorkerService service(std::move(engine), [] {
+    ITE_LOG_ERROR("the device failed and cannot run more steps; exiting for a restart");
+    std::fflush(nullptr);
+    std::_Exit(3);
+  });
 
   GrpcServerOptions server;
   server.name = "ite-worker";

@@ -51,6 +51,7 @@ Status FakeBackend::AddSequence(int64_t seq_id, const SamplingParams& params,
 }
 
 Status FakeBackend::Submit(const ForwardBatch& batch) {
+  if (device_failed_) return Internal("fake: the device failed");
   const PlanLimits limits{config_.vocab_size, config_.max_position, block_size_, num_blocks_};
   ITE_RETURN_IF_ERROR(PlanStep(batch, limits, &plan_));
   ITE_RETURN_IF_ERROR(seqs_.FeedDecodes(&plan_));

@@ -7,6 +7,7 @@
 // tests compare against.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -48,6 +49,10 @@ class FakeBackend : public Backend {
   Status Submit(const ForwardBatch& batch) override;
   StatusOr<ForwardOutput> Collect() override;
 
+  // From now on every step fails as on a GPU that lost its context (failed() turns true).
+  void FailDevice() { device_failed_ = true; }
+  bool failed() const override { return device_failed_; }
+
   int64_t forwards() const { return forwards_; }
   int64_t copies() const { return copies_; }
 
@@ -61,6 +66,7 @@ class FakeBackend : public Backend {
   HostStepTimer timer_;
   std::mutex done_mu_;  // Collect may run on another thread than Submit
   std::deque<ForwardOutput> done_;
+  std::atomic<bool> device_failed_{false};
   int64_t forwards_ = 0;
   int64_t copies_ = 0;
 };

@@ -16,8 +16,14 @@ int64_t MicrosSince(std::chrono::steady_clock::time_point t) {
 }
 }  // namespace
 
-GrpcWorkerService::GrpcWorkerService(std::unique_ptr<WorkerEngine> engine)
-    : engine_(std::move(engine)) {}
+GrpcWorkerService::GrpcWorkerService(std::unique_ptr<WorkerEngine> engine,
+                                     std::function<void()> on_device_failure)
+    : on_device_failure_(std::move(on_device_failure)), engine_(std::move(engine)) {}
+
+void GrpcWorkerService::CheckDevice() {
+  if (!engine_->backend_failed() || !on_device_failure_) return;
+  std::call_once(device_failure_once_, on_device_failure_);
+}
 
 grpc::Status GrpcWorkerService::Info(grpc::ServerContext*, const ite::v1::WorkerInfoRequest*,
                                      ite::v1::WorkerInfo* response) {
@@ -38,6 +44,7 @@ grpc::Status GrpcWorkerService::RunStep(const ite::v1::StepRequest& request,
   ++steps_;
   if (!result.ok()) {
     ITE_LOG_WARN("step {} failed: {}", request.step_id(), result.status().ToString());
+    CheckDevice();
     return ToGrpcStatus(result.status());
   }
   EncodeStepResult(*result, response);
@@ -57,6 +64,7 @@ grpc::Status GrpcWorkerService::CollectStep(int64_t step_id,
   ++steps_;
   if (!result.ok()) {
     ITE_LOG_WARN("step {} failed: {}", step_id, result.status().ToString());
+    CheckDevice();
     return ToGrpcStatus(result.status());
   }
   EncodeStepResult(*result, response);
@@ -107,6 +115,7 @@ grpc::Status GrpcWorkerService::StepStream(
     }
     if (!next.status.ok()) {
       ITE_LOG_WARN("step {} rejected: {}", next.step_id, next.status.ToString());
+      CheckDevice();
       status = ToGrpcStatus(next.status);
       break;
     }

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -19,7 +20,10 @@ namespace ite {
 
 class GrpcWorkerService final : public ite::v1::Worker::Service {
  public:
-  explicit GrpcWorkerService(std::unique_ptr<WorkerEngine> engine);
+  // `on_device_failure` runs once, after a failed step, when the engine's device can run no
+  // more steps (ite-worker exits then, so that its supervisor restarts it).
+  explicit GrpcWorkerService(std::unique_ptr<WorkerEngine> engine,
+                             std::function<void()> on_device_failure = nullptr);
 
   grpc::Status Info(grpc::ServerContext* context, const ite::v1::WorkerInfoRequest* request,
                     ite::v1::WorkerInfo* response) override;
@@ -40,6 +44,11 @@ class GrpcWorkerService final : public ite::v1::Worker::Service {
   grpc::Status CollectStep(int64_t step_id, std::chrono::steady_clock::time_point submitted,
                            ite::v1::StepResult* response);
 
+  // After a failed step: whether the device is gone (then on_device_failure_ runs, once).
+  void CheckDevice();
+
+  std::function<void()> on_device_failure_;
+  std::once_flag device_failure_once_;
   std::mutex engine_mu_;
   std::unique_ptr<WorkerEngine> engine_;  // guarded by engine_mu_
   std::atomic<int64_t> steps_{0};

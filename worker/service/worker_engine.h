@@ -52,6 +52,8 @@ class WorkerEngine {
   Status Clear();
 
   int64_t num_sequences() const;
+  // The backend's device can run no more steps (Backend::failed).
+  bool backend_failed() const { return backend_->failed(); }
 
  private:
   struct SeqState;

@@ -152,15 +152,20 @@ Status CudaBackend::CopyBlocks(std::span<const int32_t> src, std::span<const int
                              num_blocks());
   }
   if (n == 0) return Status::Ok();
+  if (failed_) return Unavailable("{}: the GPU failed earlier; the worker must restart", device_);
   copy_host_.assign(src.begin(), src.end());
   copy_host_.insert(copy_host_.end(), dst.begin(), dst.end());
   if (copy_pairs_.bytes() < copy_host_.size() * 4)
     ITE_RETURN_IF_ERROR(copy_pairs_.Allocate(copy_host_.size() * 4 * 2, "block copy list"));
   // From pageable memory: the call returns once the list is staged, so it may be reused, and
   // the copy is ordered after every step submitted before.
-  ITE_CUDA_TRY(cudaMemcpyAsync(copy_pairs_.get(), copy_host_.data(), copy_host_.size() * 4,
-                               cudaMemcpyHostToDevice, stream_));
-  return ops_->CopyBlocks(copy_pairs_.as<int32_t>(), copy_pairs_.as<int32_t>() + n, n);
+  Status s = [&]() -> Status {
+    ITE_CUDA_TRY(cudaMemcpyAsync(copy_pairs_.get(), copy_host_.data(), copy_host_.size() * 4,
+                                 cudaMemcpyHostToDevice, stream_));
+    return ops_->CopyBlocks(copy_pairs_.as<int32_t>(), copy_pairs_.as<int32_t>() + n, n);
+  }();
+  if (!s.ok()) failed_ = true;  // past validation, only the device can fail
+  return s;
 }
 
 Status CudaBackend::Absorb(InFlight* f, bool wait) {
@@ -174,6 +179,17 @@ Status CudaBackend::Absorb(InFlight* f, bool wait) {
 }
 
 Status CudaBackend::Submit(const ForwardBatch& batch) {
+  if (failed_) return Unavailable("{}: the GPU failed earlier; the worker must restart", device_);
+  bool enqueued = false;
+  Status s = SubmitStep(batch, &enqueued);
+  if (!s.ok() && enqueued) {
+    failed_ = true;
+    ITE_LOG_ERROR("{}: a step failed on the GPU: {}", device_, s.ToString());
+  }
+  return s;
+}
+
+Status CudaBackend::SubmitStep(const ForwardBatch& batch, bool* enqueued) {
   std::unique_lock<std::mutex> lock(mu_);
   ITE_RETURN_IF_ERROR(PlanStep(batch, limits_, &plan_));
   const int32_t rows = plan_.num_rows();
@@ -306,6 +322,7 @@ Status CudaBackend::Submit(const ForwardBatch& batch) {
   f.start = TakeEvent();
   f.done = TakeEvent();
   if (f.start == nullptr || f.done == nullptr) return Internal("CUDA backend: cudaEventCreate");
+  *enqueued = true;
   ITE_CUDA_TRY(cudaEventRecord(f.start, stream_));
   ITE_CUDA_TRY(cudaMemcpyAsync(plan_dev_.get(), host, l.total, cudaMemcpyHostToDevice, stream_));
   float* sample_logits = ops_->logits();
@@ -418,6 +435,7 @@ StatusOr<ForwardOutput> CudaBackend::Collect() {
   in_flight_.pop_front();
   ForwardOutput out;
   Status status = CudaCheck(err, "step on the GPU");
+  if (!status.ok()) failed_ = true;
   if (status.ok()) status = Absorb(&f, /*wait=*/false);
   if (status.ok()) {
     if (f.synchronous) {

@@ -2,6 +2,7 @@
 // cuda_backend.cc (set-up, Submit, Collect) and cuda_graphs.cc (the captured part of a step).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -83,10 +84,14 @@ class CudaBackend final : public Backend {
   }
   Status CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst) override;
   Status Submit(const ForwardBatch& batch) override;
+  bool failed() const override { return failed_.load(); }
   StatusOr<ForwardOutput> Collect() override;
 
  private:
   Status InitKv();
+  // Submit's work; `*enqueued` turns true once anything went to the GPU, after which a failure
+  // leaves the device in an unknown state.
+  Status SubmitStep(const ForwardBatch& batch, bool* enqueued);
   Status WarmUpGraphs();
   DeviceStep View(const StepLayout& l, const StepSizes& s, bool decode, int32_t max_q_len,
                   bool logit_identity);
@@ -117,6 +122,7 @@ class CudaBackend final : public Backend {
   int32_t max_blocks_ = 0;  // block-table stride bound: the longest sequence's blocks
   int num_sms_ = 1;
 
+  std::atomic<bool> failed_{false};
   std::mutex mu_;  // everything below; Collect waits for the GPU without it
   std::condition_variable ring_cv_;
   DeviceSequences seqs_;

@@ -43,6 +43,7 @@ struct DecodeTraits {
 
 struct DecodeParams {
   const void* q;
+  int64_t q_row_stride;
   void* out;
   const void* k_cache;
   const void* v_cache;
@@ -85,7 +86,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
 
   // Q rows (heads) of this block; rows past the group are zero.
   {
-    const T* q = static_cast<const T*>(p.q) + (int64_t{b} * p.num_heads + head0) * D;
+    const T* q = static_cast<const T*>(p.q) + int64_t{b} * p.q_row_stride + int64_t{head0} * D;
     constexpr int kChunks = D / 8;
     for (int idx = tid; idx < Traits::kRows * kChunks; idx += Traits::kThreads) {
       const int r = idx / kChunks, c = idx % kChunks;
@@ -355,11 +356,18 @@ Status DecodeAttention(const DecodeAttentionArgs& a, cudaStream_t stream) {
     return InvalidArgument("DecodeAttention: {} splits need a {}-byte workspace, got {}",
                            a.num_splits, need, a.workspace_bytes);
   }
+  if (a.q_row_stride != 0 &&
+      (a.q_row_stride < int64_t{a.num_heads} * a.cache.head_dim || a.q_row_stride % 8 != 0)) {
+    return InvalidArgument(
+        "DecodeAttention: q_row_stride {} under {} heads x {} or not a multiple of 8",
+        a.q_row_stride, a.num_heads, a.cache.head_dim);
+  }
   if (a.batch == 0) return Status::Ok();
   const int group = a.num_heads / a.cache.num_kv_heads;
   const size_t partial_entries = size_t(a.batch) * a.num_heads * a.num_splits;
   float* partial_o = static_cast<float*>(a.workspace);
   DecodeParams params{a.q,
+                      a.q_row_stride > 0 ? a.q_row_stride : int64_t{a.num_heads} * a.cache.head_dim,
                       a.out,
                       a.cache.k,
                       a.cache.v,

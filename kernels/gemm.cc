@@ -39,11 +39,18 @@ struct Plan {
 
 }  // namespace
 
+// The rows the batch-invariant algorithm of a weight shape is chosen for: a middle size, so that
+// decode batches and prefill chunks both stay reasonable.
+constexpr int32_t kInvariantPlanRows = 128;
+
 struct GemmRunner::Impl {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  bool batch_invariant = false;
   std::map<PlanKey, std::unique_ptr<Plan>> plans;
+  // Batch-invariant mode: the one algorithm of each (dtype, out_f32, bias, n, k); m is 0.
+  std::map<PlanKey, cublasLtMatmulAlgo_t> invariant_algos;
 
   ~Impl() {
     plans.clear();
@@ -51,11 +58,8 @@ struct GemmRunner::Impl {
     if (handle) cublasLtDestroy(handle);
   }
 
-  StatusOr<Plan*> GetPlan(const GemmArgs& g) {
-    const PlanKey key{static_cast<int>(g.dtype), g.out_f32, g.bias != nullptr, g.m, g.n, g.k};
-    auto it = plans.find(key);
-    if (it != plans.end()) return it->second.get();
-    auto plan = std::make_unique<Plan>();
+  // The descriptors of one shape; the algorithm is chosen apart.
+  static Status Describe(const GemmArgs& g, Plan* plan) {
     const cudaDataType_t in = g.dtype == DType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
     const cudaDataType_t out = g.out_f32 ? CUDA_R_32F : in;
     ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -72,16 +76,26 @@ struct GemmRunner::Impl {
     ITE_LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->a, in, g.k, g.n, g.k));
     ITE_LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->b, in, g.k, g.m, g.k));
     ITE_LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->c, out, g.n, g.m, g.n));
+    return Status::Ok();
+  }
 
+  // The heuristic's first algorithm for the plan's shape; with `whole_k`, only algorithms that
+  // do not split k (no reduction of partial sums).
+  StatusOr<cublasLtMatmulAlgo_t> Choose(const GemmArgs& g, const Plan& plan, bool whole_k) {
     cublasLtMatmulPreference_t pref = nullptr;
     ITE_LT_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
+    const uint32_t no_reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes, sizeof(workspace_bytes));
+    if (st == CUBLAS_STATUS_SUCCESS && whole_k) {
+      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                &no_reduction, sizeof(no_reduction));
+    }
     if (st == CUBLAS_STATUS_SUCCESS) {
-      st = cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c, plan->c,
-                                          pref, 1, &result, &found);
+      st = cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref,
+                                          1, &result, &found);
     }
     cublasLtMatmulPreferenceDestroy(pref);
     ITE_RETURN_IF_ERROR(LtStatus(st, "cublasLtMatmulAlgoGetHeuristic"));
@@ -89,7 +103,51 @@ struct GemmRunner::Impl {
       return Internal("GEMM: cuBLASLt has no algorithm for {} m={} n={} k={} out_f32={}",
                       DTypeName(g.dtype), g.m, g.n, g.k, g.out_f32);
     }
-    plan->algo = result.algo;
+    cublasLtMatmulAlgo_t algo = result.algo;
+    if (whole_k) {
+      const int32_t one = 1;
+      ITE_LT_RETURN_IF_ERROR(cublasLtMatmulAlgoConfigSetAttribute(
+          &algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof(one)));
+    }
+    return algo;
+  }
+
+  // The algorithm of a weight shape in batch-invariant mode, checked to take this m.
+  StatusOr<cublasLtMatmulAlgo_t> InvariantAlgo(const GemmArgs& g, const Plan& plan) {
+    const PlanKey shape{static_cast<int>(g.dtype), g.out_f32, g.bias != nullptr, 0, g.n, g.k};
+    auto it = invariant_algos.find(shape);
+    if (it == invariant_algos.end()) {
+      GemmArgs rep = g;
+      rep.m = kInvariantPlanRows;
+      Plan rep_plan;
+      ITE_RETURN_IF_ERROR(Describe(rep, &rep_plan));
+      ITE_ASSIGN_OR_RETURN(cublasLtMatmulAlgo_t algo, Choose(rep, rep_plan, /*whole_k=*/true));
+      it = invariant_algos.emplace(shape, algo).first;
+    }
+    cublasLtMatmulAlgo_t algo = it->second;
+    cublasLtMatmulHeuristicResult_t check{};
+    const cublasStatus_t st =
+        cublasLtMatmulAlgoCheck(handle, plan.desc, plan.a, plan.b, plan.c, plan.c, &algo, &check);
+    if (st != CUBLAS_STATUS_SUCCESS || check.workspaceSize > workspace_bytes) {
+      return FailedPrecondition(
+          "GEMM: the batch-invariant algorithm of n={} k={} does not take m={} (cuBLASLt "
+          "status {}, workspace {} of {} bytes)",
+          g.n, g.k, g.m, static_cast<int>(st), check.workspaceSize, workspace_bytes);
+    }
+    return algo;
+  }
+
+  StatusOr<Plan*> GetPlan(const GemmArgs& g) {
+    const PlanKey key{static_cast<int>(g.dtype), g.out_f32, g.bias != nullptr, g.m, g.n, g.k};
+    auto it = plans.find(key);
+    if (it != plans.end()) return it->second.get();
+    auto plan = std::make_unique<Plan>();
+    ITE_RETURN_IF_ERROR(Describe(g, plan.get()));
+    if (batch_invariant) {
+      ITE_ASSIGN_OR_RETURN(plan->algo, InvariantAlgo(g, *plan));
+    } else {
+      ITE_ASSIGN_OR_RETURN(plan->algo, Choose(g, *plan, /*whole_k=*/false));
+    }
     Plan* raw = plan.get();
     plans.emplace(key, std::move(plan));
     return raw;
@@ -99,8 +157,10 @@ struct GemmRunner::Impl {
 GemmRunner::GemmRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GemmRunner::~GemmRunner() = default;
 
-StatusOr<std::unique_ptr<GemmRunner>> GemmRunner::Create(size_t workspace_bytes) {
+StatusOr<std::unique_ptr<GemmRunner>> GemmRunner::Create(size_t workspace_bytes,
+                                                         bool batch_invariant) {
   auto impl = std::make_unique<Impl>();
+  impl->batch_invariant = batch_invariant;
   ITE_LT_RETURN_IF_ERROR(cublasLtCreate(&impl->handle));
   if (workspace_bytes > 0) {
     ITE_CUDA_RETURN_IF_ERROR(cudaMalloc(&impl->workspace, workspace_bytes));

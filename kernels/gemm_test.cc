@@ -1,6 +1,8 @@
 // GemmRunner (cuBLASLt) against cpu::MatMul on random inputs.
 #include "ite/kernels/gemm.h"
 
+#include <cstring>
+
 #include "test_util.h"
 #include "worker/backend/cpu/cpu_ops.h"
 
@@ -60,6 +62,55 @@ TEST(GemmKernel, MatchesCpuMatMul) {
     }
   }
   EXPECT_EQ(runner.cached_plans(), 2 * std::size(shapes));
+}
+
+// The same rows give bit-identical results whatever else shares the product, in batch-invariant
+// mode; the default mode is allowed to differ (and on an H200 does for some of these m).
+TEST(GemmKernel, BatchInvariantRowsAgreeBitForBitAcrossM) {
+  ITE_SKIP_WITHOUT_GPU();
+  auto runner_or = GemmRunner::Create(32u << 20, /*batch_invariant=*/true);
+  ASSERT_TRUE(runner_or.ok()) << runner_or.status().ToString();
+  GemmRunner& runner = **runner_or;
+  struct Weight {
+    int32_t n, k;
+    bool bias, out_f32;
+  };
+  const Weight weights[] = {{3072, 2048, false, false},
+                            {2048, 8192, false, false},
+                            {896, 896, true, false},
+                            {32000, 2048, false, true}};
+  const int32_t ms[] = {1, 2, 7, 16, 65, 300, 2048};
+  constexpr int32_t kMaxM = 2048;
+  std::mt19937 rng(11);
+  for (const Weight& wt : weights) {
+    SCOPED_TRACE(::testing::Message() << "n=" << wt.n << " k=" << wt.k);
+    std::vector<float> x = RandomVector(size_t(kMaxM) * wt.k, rng);
+    std::vector<float> w = RandomVector(size_t(wt.n) * wt.k, rng, -0.1f, 0.1f);
+    std::vector<float> bias = RandomVector(wt.n, rng);
+    auto dx = Upload16(x, DType::kBF16), dw = Upload16(w, DType::kBF16);
+    auto dbias = Upload16(bias, DType::kBF16);
+    const size_t elem = wt.out_f32 ? 4 : 2;
+    DeviceBuffer dout(size_t(kMaxM) * wt.n * elem);
+    // Every row of an m-row product against the same row of the largest product.
+    GemmArgs full{DType::kBF16, dx.get(),   dw.get(), wt.bias ? dbias.get() : nullptr,
+                  dout.get(),   wt.out_f32, kMaxM,    wt.n,
+                  wt.k};
+    ASSERT_TRUE(runner.Run(full, nullptr).ok());
+    ITE_CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<uint8_t> largest = DownloadRaw<uint8_t>(dout, size_t(kMaxM) * wt.n * elem);
+    for (int32_t m : ms) {
+      dout.Poison();
+      GemmArgs args{DType::kBF16, dx.get(),   dw.get(), wt.bias ? dbias.get() : nullptr,
+                    dout.get(),   wt.out_f32, m,        wt.n,
+                    wt.k};
+      const Status st = runner.Run(args, nullptr);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+      ITE_CUDA_OK(cudaDeviceSynchronize());
+      std::vector<uint8_t> out = DownloadRaw<uint8_t>(dout, size_t(m) * wt.n * elem);
+      EXPECT_EQ(std::memcmp(out.data(), largest.data(), out.size()), 0)
+          << "m=" << m << ": rows differ from the same rows of the m=" << kMaxM << " product";
+    }
+  }
 }
 
 TEST(GemmKernel, RejectsBiasWithF32Output) {

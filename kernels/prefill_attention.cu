@@ -79,10 +79,11 @@ __global__ void __launch_bounds__(Traits::kThreads) PrefillAttentionKernel(const
 
   // Q tile (rows past q_len are zero).
   {
-    const T* q = static_cast<const T*>(p.q) + (int64_t{q_begin} + m0) * q_stride + int64_t{h} * D;
+    const T* q =
+        static_cast<const T*>(p.q) + (int64_t{q_begin} + m0) * p.q_row_stride + int64_t{h} * D;
     for (int r = first_row; r < BM; r += Traits::kRowStep) {
       const bool valid = m0 + r < q_len;
-      CpAsync16(SmemAddr(sq + Swizzle<D>(r, chunk)), valid ? q + r * q_stride + chunk * 8 : q,
+      CpAsync16(SmemAddr(sq + Swizzle<D>(r, chunk)), valid ? q + r * p.q_row_stride + chunk * 8 : q,
                 valid);
     }
   }
@@ -295,21 +296,29 @@ Status PrefillAttention(const PrefillAttentionArgs& a, cudaStream_t stream) {
     return InvalidArgument("PrefillAttention: batch {} or max_q_len {} over the grid limits",
                            a.batch, a.max_q_len);
   }
+  if (a.q_row_stride != 0 &&
+      (a.q_row_stride < int64_t{a.num_heads} * a.cache.head_dim || a.q_row_stride % 8 != 0)) {
+    return InvalidArgument(
+        "PrefillAttention: q_row_stride {} under {} heads x {} or not a multiple of 8",
+        a.q_row_stride, a.num_heads, a.cache.head_dim);
+  }
   if (a.batch == 0 || a.max_q_len == 0) return Status::Ok();
-  PrefillParams params{a.q,
-                       a.out,
-                       a.cache.k,
-                       a.cache.v,
-                       a.cu_seqlens_q,
-                       a.kv_lens,
-                       a.block_tables,
-                       a.max_blocks_per_seq,
-                       a.cache.block_size,
-                       Log2IfPowerOfTwo(a.cache.block_size),
-                       a.num_heads,
-                       a.num_heads / a.cache.num_kv_heads,
-                       int64_t{a.cache.num_kv_heads} * a.cache.head_dim,
-                       a.scale * 1.4426950408889634f};
+  PrefillParams params{
+      a.q,
+      a.out,
+      a.cache.k,
+      a.cache.v,
+      a.cu_seqlens_q,
+      a.kv_lens,
+      a.block_tables,
+      a.max_blocks_per_seq,
+      a.cache.block_size,
+      Log2IfPowerOfTwo(a.cache.block_size),
+      a.num_heads,
+      a.num_heads / a.cache.num_kv_heads,
+      int64_t{a.cache.num_kv_heads} * a.cache.head_dim,
+      a.scale * 1.4426950408889634f,
+      a.q_row_stride > 0 ? a.q_row_stride : int64_t{a.num_heads} * a.cache.head_dim};
   const bool wgmma = internal::PrefillSm90Available();
   if (a.kernel == PrefillKernel::kWgmma && !wgmma) {
     return FailedPrecondition(

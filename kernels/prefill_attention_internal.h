@@ -20,9 +20,10 @@ struct PrefillParams {
   int block_size;
   int block_shift;
   int num_heads;
-  int group;            // query heads per kv head
-  int64_t slot_stride;  // num_kv_heads * head_dim
-  float scale_log2;     // softmax scale * log2(e)
+  int group;             // query heads per kv head
+  int64_t slot_stride;   // num_kv_heads * head_dim
+  float scale_log2;      // softmax scale * log2(e)
+  int64_t q_row_stride;  // elements between consecutive tokens' rows of q
 };
 
 // True where the current device is a Hopper (sm_90) and this build carries sm_90a code.

@@ -85,13 +85,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int chunk = tid % Traits::kChunks, row0 = tid / Traits::kChunks;
 
   {  // Q tile, rows past q_len zero; lands with the first K/V group.
-    const T* q = static_cast<const T*>(p.q) + (int64_t{q_begin} + m0) * q_stride + int64_t{h} * D;
+    const T* q =
+        static_cast<const T*>(p.q) + (int64_t{q_begin} + m0) * p.q_row_stride + int64_t{h} * D;
 #pragma unroll
     for (int i = 0; i < Traits::kQRows; ++i) {
       const int r = row0 + i * Traits::kRowStep;
       const bool valid = m0 + r < q_len;
-      CpAsync16(SmemAddr(sq + Sw128Offset<BM>(r, chunk)), valid ? q + r * q_stride + chunk * 8 : q,
-                valid);
+      CpAsync16(SmemAddr(sq + Sw128Offset<BM>(r, chunk)),
+                valid ? q + r * p.q_row_stride + chunk * 8 : q, valid);
     }
   }
   const int kv_end = min(kv_len, start_pos + min(q_len, m0 + BM));

@@ -7,7 +7,8 @@
 #   bench    engine_bench's workloads (ITE_ENGINE_WORKLOADS) -> $OUT/ours.jsonl
 #   peers    bench/engine/hf_peer.py on the same workloads -> $OUT/peers.jsonl
 #   collect  bench/engine/collect_results.py -> $OUT/engine.json and engine.md
-# Stages are the arguments (default: all); models with ITE_ENGINE_MODELS (comma-separated).
+# Stages are the arguments (default: all); models with ITE_ENGINE_MODELS (comma-separated);
+# extra engine_bench flags with ITE_ENGINE_FLAGS (e.g. --batch-invariant).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${OUT:-$root/gpu_out}"
@@ -33,11 +34,13 @@ if has greedy; then
     vocab=$(python3 -c "import json; print(json.load(open('$mdir/$m/config.json'))['vocab_size'])")
     python3 "$root/tests/gpu/hf_greedy.py" --make-prompts 16 --seed 1 --len-min 1 --len-max 600 \
       --vocab "$vocab" --out "$mdir/prompts_$m.json" 2>>"$log"
-    timeout 300 python3 "$root/tests/gpu/hf_greedy.py" --model "$mdir/$m" \
+    # The reference once per model folder (a second pass with other ITE_ENGINE_FLAGS reuses it).
+    [ -s "$mdir/hf_$m.json" ] || timeout 300 python3 "$root/tests/gpu/hf_greedy.py" --model "$mdir/$m" \
       --prompts-json "$mdir/prompts_$m.json" --max-new 64 --out "$mdir/hf_$m.json" 2>>"$log" ||
       status=1
-    timeout 120 "$build/bin/engine_bench" --model "$mdir/$m" --name "$m" --workloads "" \
-      --greedy-prompts "$mdir/prompts_$m.json" --greedy-out "$mdir/ours_$m.json" 2>>"$log" \
+    timeout 240 "$build/bin/engine_bench" --model "$mdir/$m" --name "$m" --workloads "" \
+      --greedy-prompts "$mdir/prompts_$m.json" --greedy-out "$mdir/ours_$m.json" \
+      ${ITE_ENGINE_FLAGS:-} 2>>"$log" \
       | tee -a "$out/greedy.txt" || status=1
     for run in "" .single.json; do
       echo "== greedy $m ${run:-batched}" | tee -a "$out/greedy.txt"
@@ -51,7 +54,7 @@ fi
 if has bench; then
   for m in "${names[@]}"; do
     timeout 400 "$build/bin/engine_bench" --model "$mdir/$m" --name "$m" \
-      --workloads "$workloads" >>"$out/ours.jsonl" 2>>"$log" || status=1
+      --workloads "$workloads" ${ITE_ENGINE_FLAGS:-} >>"$out/ours.jsonl" 2>>"$log" || status=1
   done
   cat "$out/ours.jsonl"
 fi

@@ -12,7 +12,7 @@
 #   5. (stage prefix) prefix caching: 64 requests sharing a ~1,024-token prefix, TTFT with the
 #      radix cache on and with --no-prefix-cache.
 #   6. (stage e2e, a bundle made with ITE_BUNDLE_TESTS=1) the end-to-end service tests with
-#      --device cuda (ITE_E2E_SERVE_FLAGS), graphs on and with --enforce-eager.
+#      --device cuda (ITE_E2E_SERVE_FLAGS): graphs on, --enforce-eager, --batch-invariant.
 # Stages after the model argument: serve prefix e2e (default serve prefix). Results under $OUT.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -68,7 +68,7 @@ PY
   grep -A4 "== prefix" "$report" | grep -E "==|TTFT"
 fi
 if has e2e; then
-  for flags in "--device cuda" "--device cuda --enforce-eager"; do
+  for flags in "--device cuda" "--device cuda --enforce-eager" "--device cuda --batch-invariant"; do
     echo "== service_e2e_test with $flags" | tee -a "$report"
     ITE_BIN_DIR="$bin" ITE_MODEL_GGUF="$model" ITE_E2E_SERVE_FLAGS="$flags" timeout 300 \
       "$bin/service_e2e_test" --gtest_color=no 2>&1 | grep -E "^\[  (PASSED|FAILED)|Failure" |

@@ -8,6 +8,7 @@
 // Output lengths are forced (no EOS check). Usage:
 //   engine_bench --model DIR --name llama-3.2-1b [--workloads decode_bs1,throughput_64]
 //                [--new N] [--greedy-prompts F --greedy-out F --greedy-new 64] [--eager]
+//                [--batch-invariant]
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -159,7 +160,7 @@ int Main(int argc, char** argv) {
   std::string greedy_prompts, greedy_out;
   int32_t greedy_new = 64, new_decode = 256, new_throughput = 512, prompt_len = 128;
   double util = 0.85;
-  bool eager = false;
+  bool eager = false, batch_invariant = false;
   int cpu_check_threads = 0;
   CLI::App app{"engine_bench: the CUDA backend on a model folder, JSON lines on stdout"};
   app.add_option("--model", model_dir)->required();
@@ -173,6 +174,7 @@ int Main(int argc, char** argv) {
   app.add_option("--greedy-out", greedy_out);
   app.add_option("--greedy-new", greedy_new);
   app.add_flag("--eager", eager);
+  app.add_flag("--batch-invariant", batch_invariant);
   app.add_option("--cpu-check", cpu_check_threads,
                  "with --greedy-prompts: compare last-row logits with the CPU backend (threads)");
   CLI11_PARSE(app, argc, argv);
@@ -191,6 +193,7 @@ int Main(int argc, char** argv) {
   CudaBackendOptions o;
   o.gpu_memory_utilization = util;
   o.enforce_eager = eager;
+  o.batch_invariant = batch_invariant;
   o.max_step_tokens = 8192;
   o.max_seqs = 256;
   auto backend = CreateCudaBackend(std::move(model).value(), o);
@@ -203,6 +206,7 @@ int Main(int argc, char** argv) {
   auto emit = [&](nlohmann::json j) {
     j["model"] = name;
     j["weight_bytes"] = weight_bytes;
+    if (batch_invariant) j["batch_invariant"] = true;
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
   };
@@ -237,6 +241,29 @@ int Main(int argc, char** argv) {
     }
     std::ofstream(greedy_out + ".single.json") << single.dump();
     emit({{"name", "greedy_batch_invariance"}, {"value", same}, {"of", prompts.size()}});
+    // Each of the first prompts inside a batch of 7 and of 64 other requests of mixed lengths
+    // (16 to 600 tokens), against the same prompt alone.
+    std::vector<std::vector<int32_t>> others;
+    for (int j = 0; j < 64; ++j)
+      others.push_back(RandomPrompts(1, 16 + (j * 37) % 585, config.vocab_size, 100 + j)[0]);
+    const size_t checks = std::min<size_t>(prompts.size(), 4);
+    for (size_t company : {7, 64}) {
+      int kept = 0;
+      for (size_t i = 0; i < checks; ++i) {
+        std::vector<std::vector<int32_t>> batch = {prompts[i]};
+        batch.insert(batch.end(), others.begin(), others.begin() + company);
+        auto mixed = Generate(b, batch, greedy_new, o.max_step_tokens);
+        if (!mixed.ok()) {
+          std::fprintf(stderr, "greedy: %s\n", mixed.status().ToString().c_str());
+          return 1;
+        }
+        kept += mixed->tokens[0] == single["prompts"][i]["tokens"].get<std::vector<int32_t>>();
+      }
+      emit({{"name", "greedy_batch_invariance_with_" + std::to_string(company)},
+            {"value", kept},
+            {"of", checks},
+            {"batch_invariant_mode", batch_invariant}});
+    }
   }
 
   std::stringstream list(workloads);

@@ -1,7 +1,8 @@
 // ite-serve: the whole service on one host. Starts N ite-worker processes (on free loopback
 // ports) and one ite-scheduler in front of them, waits until they serve, and supervises them:
 //   ite-serve --model PATH [--host H] [--port 50051] [--device cpu|cuda] [--workers N]
-//             [--gpus 0,1] [--gpu-memory-utilization F] [--enforce-eager] [--dtype bf16|f16]
+//             [--gpus 0,1] [--gpu-memory-utilization F] [--enforce-eager] [--batch-invariant]
+//             [--dtype bf16|f16]
 // With --device cuda there is one worker per GPU: those of --gpus, else every visible one.
 // SIGTERM/SIGINT: the scheduler drains running requests and exits, then the workers stop; every
 // child is reaped (and dies with ite-serve even if ite-serve is SIGKILLed). A worker that dies is
@@ -54,6 +55,7 @@ struct ServeOptions {
   std::vector<int> gpu_ids;             // resolved from gpus, one worker each
   double gpu_memory_utilization = 0.0;  // 0: the KV pool is --kv-mib
   bool enforce_eager = false;
+  bool batch_invariant = false;
   std::string dtype = "bf16";
 };
 
@@ -134,6 +136,7 @@ std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, 
                                            std::to_string(o.max_batch_tokens)};
     argv.insert(argv.end(), cuda.begin(), cuda.end());
     if (o.enforce_eager) argv.push_back("--enforce-eager");
+    if (o.batch_invariant) argv.push_back("--batch-invariant");
   }
   return argv;
 }
@@ -315,6 +318,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   app.add_flag("--enforce-eager", o.enforce_eager, "CUDA: no CUDA graphs");
+  app.add_flag("--batch-invariant", o.batch_invariant,
+               "CUDA: a request's tokens do not depend on the batch it runs in (slower)");
   app.add_option("--dtype", o.dtype, "CUDA: bf16 or f16")->capture_default_str();
   app.add_option("--workers", o.workers, "worker processes (CPU; with cuda, one per GPU)")
       ->capture_default_str()

@@ -2,7 +2,7 @@
 //   ite-worker --model PATH --port P [--host H] [--device cpu|cuda] [--threads N]
 //              [--kv-blocks N] [--block-size N] [--ready-file F]
 //              CUDA: [--gpu I] [--dtype bf16|f16] [--gpu-memory-utilization F]
-//                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager]
+//                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager] [--batch-invariant]
 //   ite-worker --list-devices     prints one line per visible CUDA device and exits
 // Listens on 127.0.0.1 unless --host says otherwise. Exit codes: 0 after a clean shutdown
 // (SIGTERM/SIGINT), 2 usage, 1 load or serve failure, 3 the device failed while serving
@@ -44,6 +44,7 @@ struct WorkerOptions {
   int32_t max_step_tokens = 8192;
   int32_t max_seqs = 256;
   bool enforce_eager = false;
+  bool batch_invariant = false;
 };
 
 // One line per CUDA device ("0 NVIDIA H200"); none without a driver or a CUDA build.
@@ -80,6 +81,7 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
     c.max_step_tokens = o.max_step_tokens;
     c.max_seqs = o.max_seqs;
     c.enforce_eager = o.enforce_eager;
+    c.batch_invariant = o.batch_invariant;
     return CreateCudaBackend(std::move(model), c);
 #else
     return Unimplemented("--device cuda: this ite-worker was built without CUDA");
@@ -117,6 +119,8 @@ int Main(int argc, char** argv) {
   app.add_option("--max-seqs", o.max_seqs, "CUDA: sequences one step may carry")
       ->capture_default_str();
   app.add_flag("--enforce-eager", o.enforce_eager, "CUDA: no CUDA graphs");
+  app.add_flag("--batch-invariant", o.batch_invariant,
+               "CUDA: a request's tokens do not depend on the batch it runs in (slower)");
   bool list_devices = false;
   app.add_flag("--list-devices", list_devices, "print the visible CUDA devices and exit");
   app.add_flag("-v,--verbose", o.verbose, "debug logging");

@@ -69,6 +69,7 @@ Status CudaBackend::Init() {
   o.max_seqs = options_.max_seqs;
   o.max_logit_rows = std::max(options_.max_seqs, 256);
   o.expected_weight_bytes = weight_bytes;
+  o.batch_invariant = options_.batch_invariant;
   ITE_ASSIGN_OR_RETURN(ops_, CudaModelOps::Create(model_.config, o, stream_));
   ITE_ASSIGN_OR_RETURN(net_, CreateModel(model_.config, model_.weights, ops_.get()));
   // The host copies (often a memory map) are not needed any more.

@@ -25,7 +25,10 @@ struct CudaBackendOptions {
   int32_t max_step_tokens = 8192;  // token rows one step may carry
   int32_t max_seqs = 256;          // sequences one step may carry
   bool enforce_eager = false;      // no CUDA graphs
-  int32_t max_graph_batch = 256;   // largest decode batch replayed from a graph
+  // A request's tokens independent of the batch it runs in (CudaOpsOptions::batch_invariant),
+  // at some cost in speed.
+  bool batch_invariant = false;
+  int32_t max_graph_batch = 256;  // largest decode batch replayed from a graph
 };
 
 // `model` must be loaded with LoadOptions::dtype kBF16 or kF16 (the activation dtype). Fails

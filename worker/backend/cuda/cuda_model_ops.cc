@@ -40,7 +40,7 @@ StatusOr<std::unique_ptr<CudaModelOps>> CudaModelOps::Create(const ModelConfig& 
 }
 
 Status CudaModelOps::Init() {
-  ITE_ASSIGN_OR_RETURN(gemm_, kernels::GemmRunner::Create());
+  ITE_ASSIGN_OR_RETURN(gemm_, kernels::GemmRunner::Create(32u << 20, options_.batch_invariant));
   const std::vector<float> inv_freq = cpu::RopeInvFreq(config_);
   ITE_RETURN_IF_ERROR(inv_freq_.Allocate(inv_freq.size() * sizeof(float), "RoPE frequencies"));
   ITE_CUDA_TRY(cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(float),
@@ -61,7 +61,6 @@ Status CudaModelOps::Init() {
     ITE_RETURN_IF_ERROR(buffers_[i].Allocate(sizes[i] * 2, "activations"));
     buffer_elems_[i] = sizes[i];
   }
-  ITE_RETURN_IF_ERROR(q_.Allocate(rows * config_.q_dim() * 2, "attention queries"));
   ITE_RETURN_IF_ERROR(logits_.Allocate(
       static_cast<size_t>(options_.max_logit_rows) * config_.vocab_size * sizeof(float), "logits"));
   ITE_RETURN_IF_ERROR(decode_workspace_.Allocate(
@@ -227,14 +226,12 @@ Status CudaModelOps::RopeKvWrite(int32_t layer, Activation qkv) {
 }
 
 Status CudaModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
-  // Q is the first q_dim columns of each qkv row; the kernels take a dense [tokens, heads, hd].
+  // Q is the first q_dim columns of each qkv row (RoPE applied in place), read with its stride.
   const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
-  const int32_t qd = config_.q_dim();
-  ITE_CUDA_TRY(cudaMemcpy2DAsync(q_.get(), size_t(qd) * 2, qkv.data, size_t(qkv.cols) * 2,
-                                 size_t(qd) * 2, qkv.rows, cudaMemcpyDeviceToDevice, stream_));
-  if (step_.decode) {
+  if (step_.decode && !options_.batch_invariant) {
     kernels::DecodeAttentionArgs a;
-    a.q = q_.get();
+    a.q = qkv.data;
+    a.q_row_stride = qkv.cols;
     a.out = out.data;
     a.cache = LayerKv(layer);
     a.kv_lens = step_.kv_lens;
@@ -249,7 +246,8 @@ Status CudaModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
     return kernels::DecodeAttention(a, stream_);
   }
   kernels::PrefillAttentionArgs a;
-  a.q = q_.get();
+  a.q = qkv.data;
+  a.q_row_stride = qkv.cols;
   a.out = out.data;
   a.cache = LayerKv(layer);
   a.cu_seqlens_q = step_.cu_seqlens;

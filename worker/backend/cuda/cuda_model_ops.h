@@ -46,6 +46,11 @@ struct CudaOpsOptions {
   int32_t max_logit_rows = 256;       // rows of logits one step may compute
   int32_t max_splits = 128;           // decode splits the workspace is sized for
   int64_t expected_weight_bytes = 0;  // for the loading progress log (0: no progress lines)
+  // A row's result independent of the other rows of its step: one GEMM algorithm per weight
+  // (kernels/gemm.h), and every step's attention through the prefill kernel, whose per-query
+  // arithmetic does not depend on the other queries (the decode kernel's splits follow the
+  // batch, and a decode in a mixed step would take the other kernel).
+  bool batch_invariant = false;
 };
 
 class CudaModelOps final : public ModelOps {
@@ -109,7 +114,6 @@ class CudaModelOps final : public ModelOps {
   DeviceBuffer inv_freq_;
   DeviceBuffer buffers_[static_cast<int>(ActBuffer::kCount)];
   size_t buffer_elems_[static_cast<int>(ActBuffer::kCount)] = {};
-  DeviceBuffer q_;  // [max_rows, q_dim]: Q taken out of the fused QKV rows for attention
   DeviceBuffer logits_;
   DeviceBuffer decode_workspace_;
   DeviceBuffer kv_pool_;

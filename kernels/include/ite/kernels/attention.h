@@ -19,7 +19,10 @@ enum class PrefillKernel { kAuto, kMmaSync, kWgmma };
 
 struct PrefillAttentionArgs {
   const void* q = nullptr;  // [total_q_tokens, num_heads, head_dim], cache dtype
-  void* out = nullptr;      // [total_q_tokens, num_heads, head_dim]
+  // Elements from one token's q row to the next (0: num_heads * head_dim, dense); a multiple of
+  // 8, so that q may be the first columns of a fused q|k|v row.
+  int64_t q_row_stride = 0;
+  void* out = nullptr;  // [total_q_tokens, num_heads, head_dim], dense
   PagedKvCache cache;
   // [batch + 1] device: the query tokens of sequence b are rows [cu_seqlens_q[b], [b + 1]).
   const int32_t* cu_seqlens_q = nullptr;
@@ -41,8 +44,9 @@ bool PrefillWgmmaAvailable();
 Status PrefillAttention(const PrefillAttentionArgs& args, cudaStream_t stream);
 
 struct DecodeAttentionArgs {
-  const void* q = nullptr;  // [batch, num_heads, head_dim]: one new token per sequence
-  void* out = nullptr;      // [batch, num_heads, head_dim]
+  const void* q = nullptr;   // [batch, num_heads, head_dim]: one new token per sequence
+  int64_t q_row_stride = 0;  // as PrefillAttentionArgs::q_row_stride
+  void* out = nullptr;       // [batch, num_heads, head_dim], dense
   PagedKvCache cache;
   const int32_t* kv_lens = nullptr;       // [batch] device, >= 1 (the new token included)
   const int32_t* block_tables = nullptr;  // [batch, max_blocks_per_seq] device

@@ -1,5 +1,11 @@
 // Dense GEMMs through cuBLASLt: bf16/fp16 inputs, fp32 accumulation, with the algorithm and
 // its descriptors chosen once per shape and cached.
+//
+// Batch-invariant mode: cuBLASLt picks its algorithm (tile shape, split-K) by the number of rows,
+// so a row's result depends on how many other rows share the product, and a request's output on
+// the batch it ran in. With batch_invariant the algorithm is chosen once per weight shape
+// (n, k), without any split of k, and used for every m: each output element is then the same
+// chain of operations whatever m is. Slower where another m would have picked better.
 #pragma once
 
 #include <cstddef>
@@ -26,7 +32,8 @@ struct GemmArgs {
 class GemmRunner {
  public:
   // workspace_bytes of device memory are allocated once and offered to every algorithm.
-  static StatusOr<std::unique_ptr<GemmRunner>> Create(size_t workspace_bytes = 32u << 20);
+  static StatusOr<std::unique_ptr<GemmRunner>> Create(size_t workspace_bytes = 32u << 20,
+                                                      bool batch_invariant = false);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -67,7 +68,18 @@ bool ServeProcess::Start(const Env& env, int workers, const std::vector<std::str
   // ITE_MODEL_GGUF naming a model folder) to run the same tests on a GPU host.
   if (const char* flags = std::getenv("ITE_E2E_SERVE_FLAGS")) {
     std::istringstream in(flags);
-    for (std::string f; in >> f;) argv.push_back(f);
+    std::vector<std::string> words;
+    for (std::string f; in >> f;) words.push_back(f);
+    argv.insert(argv.end(), words.begin(), words.end());
+    // With --device cuda, ite-serve starts one worker per GPU of --gpus; a suite asking for
+    // several workers on a one-GPU host gets them side by side on GPU 0.
+    const bool cuda = std::find(words.begin(), words.end(), "cuda") != words.end();
+    const bool gpus = std::find(words.begin(), words.end(), "--gpus") != words.end();
+    if (cuda && !gpus) {
+      std::string ids = "0";
+      for (int i = 1; i < workers; ++i) ids += ",0";
+      argv.insert(argv.end(), {"--gpus", ids});
+    }
   }
   if (!process_.Start("ite-serve", argv).ok()) return false;
   port_ = WaitForPortFile(ready, &process_, std::chrono::seconds(120));

@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "cuda_check.h"
+#include "gemv.h"
 
 namespace ite::kernels {
 namespace {
@@ -181,6 +182,9 @@ Status GemmRunner::Run(const GemmArgs& g, cudaStream_t stream) {
   if (g.bias && g.out_f32)
     return InvalidArgument("GEMM: bias is only supported with out_f32=false");
   if (g.m == 0) return Status::Ok();
+  // A few rows read the weight once: the weight-streaming kernel beats cuBLASLt's tiles there.
+  // Not in batch-invariant mode, whose rows must round alike at every m.
+  if (!impl_->batch_invariant && internal::GemvApplies(g)) return internal::Gemv(g, stream);
   ITE_ASSIGN_OR_RETURN(Plan * plan, impl_->GetPlan(g));
   if (g.bias) {
     ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(

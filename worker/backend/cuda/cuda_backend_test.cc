@@ -5,8 +5,8 @@
 //  - the CPU backend on the same bf16 weights: greedy generations; on SmolLM2 (ITE_MODEL_GGUF)
 //    teacher-forced argmax against the CPU backend's fp32;
 //  - itself: graphs against eager, a request alone against the same request in batches of 8 and
-//    65 (bit for bit in batch-invariant mode), seeded draws, penalties and logprobs against the
-//    CPU sampler's definitions;
+//    65 in batch-invariant mode (bit for bit; the default mode does not promise it), seeded draws,
+//    penalties and logprobs against the CPU sampler's definitions;
 //  - bad steps get a Status and leave the backend working.
 #include "worker/backend/cuda/cuda_backend.h"
 
@@ -316,19 +316,6 @@ TEST(CudaBackendTest, GraphsAndEagerAgree) {
   hot.has_seed = true;
   agreement(Generate(graphs.get(), prompts, hot, 40), Generate(eager.get(), prompts, hot, 40),
             "seeded sampling");
-}
-
-TEST(CudaBackendTest, BatchInvariance) {
-  ITE_SKIP_WITHOUT_CUDA();
-  auto b = Cuda("tiny-llama-hd64", false, 2048);
-  auto others = Prompts(64, 3, 2, 100);
-  const std::vector<int32_t> probe = Prompts(1, 99, 37, 37)[0];
-  const auto alone = Generate(b.get(), {probe}, Greedy(), 32)[0];
-  for (int n : {7, 64}) {
-    std::vector<std::vector<int32_t>> batch(others.begin(), others.begin() + n);
-    batch.insert(batch.begin() + n / 2, probe);
-    EXPECT_EQ(Generate(b.get(), batch, Greedy(), 32)[n / 2], alone) << "in a batch of " << n + 1;
-  }
 }
 
 // In batch-invariant mode a sequence's logits are the same bits alone and among 7 or 64 others of

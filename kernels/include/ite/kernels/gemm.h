@@ -1,5 +1,6 @@
 // Dense GEMMs through cuBLASLt: bf16/fp16 inputs, fp32 accumulation, with the algorithm and
-// its descriptors chosen once per shape and cached.
+// its descriptors chosen once per shape and cached. Products of 1-4 rows (decode of small
+// batches) run a weight-streaming kernel of our own instead (kernels/gemv.cu).
 //
 // Batch-invariant mode: cuBLASLt picks its algorithm (tile shape, split-K) by the number of rows,
 // so a row's result depends on how many other rows share the product, and a request's output on

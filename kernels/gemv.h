@@ -1,0 +1,16 @@
+// The few-rows product behind GemmRunner (gemv.cu): used for m <= kGemvMaxRows outside
+// batch-invariant mode.
+#pragma once
+
+#include "ite/kernels/gemm.h"
+
+namespace ite::kernels::internal {
+
+constexpr int32_t kGemvMaxRows = 4;
+
+// Whether Gemv takes `g`: 1..kGemvMaxRows rows, k a multiple of 8, x and w 16-byte aligned.
+bool GemvApplies(const GemmArgs& g);
+
+Status Gemv(const GemmArgs& g, cudaStream_t stream);
+
+}  // namespace ite::kernels::internal

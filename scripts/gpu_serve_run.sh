@@ -13,7 +13,10 @@
 #      radix cache on and with --no-prefix-cache.
 #   6. (stage e2e, a bundle made with ITE_BUNDLE_TESTS=1) the end-to-end service tests with
 #      --device cuda (ITE_E2E_SERVE_FLAGS): graphs on, --enforce-eager, --batch-invariant.
-# Stages after the model argument: serve prefix e2e (default serve prefix). Results under $OUT.
+#   7. (stage idle) GPU idle between steps through the worker process (ite-client stats before
+#      and after 64 requests of 128 -> 512).
+# Stages after the model argument: serve prefix e2e idle (default serve prefix). Results under
+# $OUT.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${OUT:-$root/gpu_out}"
@@ -66,6 +69,29 @@ PY
     wait "$serve"
   done
   grep -A4 "== prefix" "$report" | grep -E "==|TTFT"
+fi
+if has idle; then
+  # GPU idle between steps through the real worker process: the workers' summed idle time
+  # (CUDA events, Stats RPC) across 64 requests of 128 -> 512 tokens, against the run's length.
+  start
+  "$bin/ite-client" stats --addr "127.0.0.1:$port" --json >/tmp/ite.stats0
+  s=$(now)
+  "$bin/ite-client" bench --addr "127.0.0.1:$port" --requests 64 --concurrency 64 \
+    --input-len 128 --output-len 512 >>"$report" 2>&1
+  wall=$(since "$s")
+  "$bin/ite-client" stats --addr "127.0.0.1:$port" --json >/tmp/ite.stats1
+  python3 - /tmp/ite.stats0 /tmp/ite.stats1 "$wall" <<'PY' | tee -a "$report"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+wall = float(sys.argv[3])
+for wa, wb in zip(a["workers"], b["workers"]):
+    idle = (int(wb["worker_idle_us"]) - int(wa["worker_idle_us"])) / 1e6
+    steps = int(wb["steps"]) - int(wa["steps"])
+    print(f"worker {wb['index']}: GPU idle between steps {idle * 1e3:.1f} ms over {steps} steps "
+          f"in a {wall:.2f} s run ({100 * idle / wall:.2f}%)")
+PY
+  kill -TERM "$serve"
+  wait "$serve"
 fi
 if has e2e; then
   for flags in "--device cuda" "--device cuda --enforce-eager" "--device cuda --batch-invariant"; do

@@ -2,6 +2,7 @@
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
 #include "ite/kernels/activation.h"
+#include "pdl.cuh"
 
 namespace ite::kernels {
 namespace {
@@ -11,6 +12,8 @@ __device__ __forceinline__ float Silu(float x) { return x / (1.0f + __expf(-x));
 template <typename T>
 __global__ void SiluMulVecKernel(const T* __restrict__ gate_up, T* __restrict__ out, int inter,
                                  int64_t total_vecs) {
+  LetDependentsStart();
+  WaitForPrerequisites();
   const int vecs_per_row = inter / 8;
   for (int64_t v = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; v < total_vecs;
        v += int64_t{gridDim.x} * blockDim.x) {
@@ -44,8 +47,10 @@ Status Launch(const void* gate_up, int32_t rows, int32_t inter, void* out, cudaS
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>((work + threads - 1) / threads, 65536);
   if (vec) {
-    SiluMulVecKernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(gate_up),
-                                                        static_cast<T*>(out), inter, work);
+    return CudaStatus(
+        LaunchDependent(SiluMulVecKernel<T>, blocks, threads, 0, stream,
+                        static_cast<const T*>(gate_up), static_cast<T*>(out), inter, work),
+        "SiluMulVecKernel");
   } else {
     SiluMulScalarKernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(gate_up),
                                                            static_cast<T*>(out), inter, work);

@@ -12,6 +12,7 @@
 #include "attention_common.cuh"
 #include "cuda_check.h"
 #include "ite/kernels/attention.h"
+#include "pdl.cuh"
 
 namespace ite::kernels {
 namespace {
@@ -68,6 +69,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   using T = typename Traits::T;
   constexpr int D = Traits::kHeadDim, TN = Traits::kTileN, kWarps = Traits::kWarps;
   extern __shared__ __align__(128) unsigned char smem_raw[];
+  LetDependentsStart();
+  WaitForPrerequisites();
   T* sq = reinterpret_cast<T*>(smem_raw);
   unsigned char* stage_raw = smem_raw + Traits::kRows * D * sizeof(T);
 
@@ -225,6 +228,8 @@ template <typename T>
 __global__ void DecodeCombineKernel(const float* __restrict__ partial_o,
                                     const float* __restrict__ partial_lse, int num_splits,
                                     int head_dim, T* __restrict__ out) {
+  LetDependentsStart();
+  WaitForPrerequisites();
   const int64_t bh = blockIdx.x;
   const float* lse = partial_lse + bh * num_splits;
   float mx = -INFINITY;
@@ -251,13 +256,16 @@ Status Launch(const DecodeAttentionArgs& a, const DecodeParams& params, cudaStre
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{Traits::kSmemBytes}));
   }
   const dim3 grid(a.num_splits, a.cache.num_kv_heads * params.head_chunks, a.batch);
-  kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params);
-  ITE_RETURN_IF_ERROR(LaunchStatus("DecodeAttentionKernel"));
+  ITE_RETURN_IF_ERROR(CudaStatus(
+      LaunchDependent(kernel, grid, Traits::kThreads, Traits::kSmemBytes, stream, params),
+      "DecodeAttentionKernel"));
   if (a.num_splits > 1) {
-    DecodeCombineKernel<T><<<a.batch * a.num_heads, Traits::kHeadDim, 0, stream>>>(
-        params.partial_o, params.partial_lse, a.num_splits, Traits::kHeadDim,
-        static_cast<T*>(a.out));
-    ITE_RETURN_IF_ERROR(LaunchStatus("DecodeCombineKernel"));
+    ITE_RETURN_IF_ERROR(
+        CudaStatus(LaunchDependent(DecodeCombineKernel<T>, a.batch * a.num_heads, Traits::kHeadDim,
+                                   0, stream, static_cast<const float*>(params.partial_o),
+                                   static_cast<const float*>(params.partial_lse), a.num_splits,
+                                   Traits::kHeadDim, static_cast<T*>(a.out)),
+                   "DecodeCombineKernel"));
   }
   return Status::Ok();
 }

@@ -2,6 +2,7 @@
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
 #include "ite/kernels/embedding.h"
+#include "pdl.cuh"
 
 namespace ite::kernels {
 namespace {
@@ -9,6 +10,8 @@ namespace {
 template <typename T>
 __global__ void EmbeddingKernel(const T* __restrict__ table, int vocab, int dim,
                                 const int32_t* __restrict__ ids, T* __restrict__ out) {
+  LetDependentsStart();
+  WaitForPrerequisites();
   const int32_t id = ids[blockIdx.x];
   T* dst = out + int64_t{blockIdx.x} * dim;
   const bool valid = id >= 0 && id < vocab;
@@ -47,14 +50,15 @@ Status Embedding(DType dtype, const void* table, int32_t vocab, int32_t dim, con
   const int work = dim % 8 == 0 ? (dim / 8 + 1) / 2 : dim;
   const int threads = std::min(1024, std::max(32, (work + 31) / 32 * 32));
   if (dtype == DType::kF16) {
-    EmbeddingKernel<__half><<<n, threads, 0, stream>>>(static_cast<const __half*>(table), vocab,
-                                                       dim, ids, static_cast<__half*>(out));
-  } else {
-    EmbeddingKernel<__nv_bfloat16>
-        <<<n, threads, 0, stream>>>(static_cast<const __nv_bfloat16*>(table), vocab, dim, ids,
-                                    static_cast<__nv_bfloat16*>(out));
+    return CudaStatus(LaunchDependent(EmbeddingKernel<__half>, n, threads, 0, stream,
+                                      static_cast<const __half*>(table), vocab, dim, ids,
+                                      static_cast<__half*>(out)),
+                      "EmbeddingKernel");
   }
-  return LaunchStatus("EmbeddingKernel");
+  return CudaStatus(LaunchDependent(EmbeddingKernel<__nv_bfloat16>, n, threads, 0, stream,
+                                    static_cast<const __nv_bfloat16*>(table), vocab, dim, ids,
+                                    static_cast<__nv_bfloat16*>(out)),
+                    "EmbeddingKernel");
 }
 
 }  // namespace ite::kernels

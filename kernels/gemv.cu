@@ -12,6 +12,7 @@
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
 #include "gemv.h"
+#include "pdl.cuh"
 
 namespace ite::kernels::internal {
 namespace {
@@ -51,23 +52,36 @@ __global__ void __launch_bounds__(kWarps * 32)
                Out* __restrict__ out, int32_t n, int32_t kdim) {
   constexpr int kCols = kWarps / kSplit;
   __shared__ float partial[kWarps][M];
+  LetDependentsStart();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int col = blockIdx.x * kCols + warp / kSplit, part = warp % kSplit;
   float acc[M];
 #pragma unroll
   for (int r = 0; r < M; ++r) acc[r] = 0.0f;
-  if (col < n) {
-    const T* wrow = w + int64_t{col} * kdim;
-    constexpr int64_t kStep = int64_t{kStride} * kSplit;
-    int64_t k = int64_t{part} * kStride + lane * kPiece;
-    // Rounds of kUnroll pieces: every load of a round is issued before its products.
-    for (; k + (kUnroll - 1) * kStep < kdim; k += kUnroll * kStep) {
-      uint4 wv[kUnroll];
+  const T* wrow = w + int64_t{col < n ? col : 0} * kdim;
+  constexpr int64_t kStep = int64_t{kStride} * kSplit;
+  int64_t k = int64_t{part} * kStride + lane * kPiece;
+  // Rounds of kUnroll pieces: every load of a round is issued before its products. The first
+  // round's weight loads go out before the wait for the previous kernel (the weight is constant),
+  // so they overlap that kernel's end.
+  bool round = col < n && k + (kUnroll - 1) * kStep < kdim;
+  uint4 wv[kUnroll];
+  if (round) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) wv[u] = LoadStreaming(wrow + k + u * kStep);
+  }
+  WaitForPrerequisites();
+  while (round) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) Accumulate<T, M>(wv[u], x, k + u * kStep, kdim, acc);
+    k += kUnroll * kStep;
+    round = k + (kUnroll - 1) * kStep < kdim;
+    if (round) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) wv[u] = LoadStreaming(wrow + k + u * kStep);
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) Accumulate<T, M>(wv[u], x, k + u * kStep, kdim, acc);
     }
+  }
+  if (col < n) {
     for (; k < kdim; k += kStep) Accumulate<T, M>(LoadStreaming(wrow + k), x, k, kdim, acc);
   }
 #pragma unroll
@@ -106,10 +120,11 @@ template <typename T, typename Out, int M, int kSplit>
 Status LaunchSplit(const GemmArgs& g, cudaStream_t stream) {
   constexpr int kCols = kWarps / kSplit;
   const dim3 grid((g.n + kCols - 1) / kCols);
-  GemvKernel<T, Out, M, kSplit><<<grid, kWarps * 32, 0, stream>>>(
-      static_cast<const T*>(g.x), static_cast<const T*>(g.w), static_cast<const T*>(g.bias),
-      static_cast<Out*>(g.out), g.n, g.k);
-  return LaunchStatus("GemvKernel");
+  return CudaStatus(
+      LaunchDependent(GemvKernel<T, Out, M, kSplit>, grid, kWarps * 32, 0, stream,
+                      static_cast<const T*>(g.x), static_cast<const T*>(g.w),
+                      static_cast<const T*>(g.bias), static_cast<Out*>(g.out), g.n, g.k),
+      "GemvKernel");
 }
 
 // Warps per column: the fewest that give about two blocks per multiprocessor (narrow weights

@@ -3,6 +3,7 @@
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
 #include "ite/kernels/norm.h"
+#include "pdl.cuh"
 
 namespace ite::kernels {
 namespace {
@@ -15,6 +16,8 @@ template <typename T>
 __global__ void RmsNormKernel(const T* __restrict__ x, T* residual, const T* __restrict__ weight,
                               T* out, int dim, float eps) {
   __shared__ float scratch[32];
+  LetDependentsStart();
+  WaitForPrerequisites();
   const int64_t row = blockIdx.x;
   const T* xr = x + row * dim;
   T* rr = residual ? residual + row * dim : nullptr;
@@ -93,10 +96,11 @@ Status Launch(const RmsNormArgs& a, void* residual, cudaStream_t stream) {
   // blocks so that several rows share a multiprocessor.
   const int work = a.dim % 8 == 0 ? (a.dim / 8 + 1) / 2 : a.dim;
   const int threads = std::min(1024, std::max(32, (work + 31) / 32 * 32));
-  RmsNormKernel<T><<<a.rows, threads, 0, stream>>>(
-      static_cast<const T*>(a.x), static_cast<T*>(residual), static_cast<const T*>(a.weight),
-      static_cast<T*>(a.out), a.dim, a.eps);
-  return LaunchStatus("RmsNormKernel");
+  return CudaStatus(
+      LaunchDependent(RmsNormKernel<T>, a.rows, threads, 0, stream, static_cast<const T*>(a.x),
+                      static_cast<T*>(residual), static_cast<const T*>(a.weight),
+                      static_cast<T*>(a.out), a.dim, a.eps),
+      "RmsNormKernel");
 }
 
 Status Dispatch(const RmsNormArgs& a, void* residual, cudaStream_t stream) {

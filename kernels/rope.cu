@@ -3,6 +3,7 @@
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
 #include "ite/kernels/rope.h"
+#include "pdl.cuh"
 
 namespace ite::kernels {
 
@@ -25,6 +26,8 @@ __global__ void RopeKvWriteKernel(T* qkv, const int32_t* __restrict__ positions,
                                   const float* __restrict__ inv_freq, int num_heads,
                                   int num_kv_heads, int head_dim, T* __restrict__ k_cache,
                                   T* __restrict__ v_cache, int64_t num_slots) {
+  LetDependentsStart();
+  WaitForPrerequisites();
   const int64_t t = blockIdx.x;
   const int half = head_dim / 2;
   const int groups_per_head = half / 8;  // threads per rotated head
@@ -79,10 +82,12 @@ Status Launch(const RopeKvWriteArgs& a, cudaStream_t stream) {
   const int rotated = (a.num_heads + a.num_kv_heads) * (a.head_dim / 16);
   const int threads = std::min(512, std::max(32, (rotated + 31) / 32 * 32));
   const int64_t num_slots = static_cast<int64_t>(a.cache.num_blocks) * a.cache.block_size;
-  RopeKvWriteKernel<T><<<a.num_tokens, threads, 0, stream>>>(
-      static_cast<T*>(a.qkv), a.positions, a.slots, a.inv_freq, a.num_heads, a.num_kv_heads,
-      a.head_dim, static_cast<T*>(a.cache.k), static_cast<T*>(a.cache.v), num_slots);
-  return LaunchStatus("RopeKvWriteKernel");
+  return CudaStatus(
+      LaunchDependent(RopeKvWriteKernel<T>, a.num_tokens, threads, 0, stream,
+                      static_cast<T*>(a.qkv), a.positions, a.slots, a.inv_freq, a.num_heads,
+                      a.num_kv_heads, a.head_dim, static_cast<T*>(a.cache.k),
+                      static_cast<T*>(a.cache.v), num_slots),
+      "RopeKvWriteKernel");
 }
 
 }  // namespace

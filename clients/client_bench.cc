@@ -1,19 +1,23 @@
 #include "clients/client_bench.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "clients/client_common.h"
+#include "clients/interrupt.h"
 
 namespace ite::client {
 namespace {
@@ -21,6 +25,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct RequestResult {
+  bool started = false;
   bool ok = false;
   grpc::Status status;
   double ttft_ms = 0;
@@ -65,21 +70,32 @@ class Bench {
   int Run() {
     grpc::Status status;
     auto channel = Connect(o_.addr, std::chrono::milliseconds(o_.connect_timeout_ms), &status);
-    if (!channel) {
-      fmt::print(stderr, "ite-client bench: {}\n", status.error_message());
-      return kExitUnavailable;
-    }
+    if (!channel) return Fail("bench", status, o_.addr);
     stub_ = ite::v1::Generation::NewStub(channel);
     if (int rc = PreparePrompts(); rc != kExitOk) return rc;
 
+    WarnIfKvTooSmall();
+
     results_.resize(o_.requests);
-    auto start = Clock::now();
-    if (o_.rate > 0) {
-      RunOpenLoop();
-    } else {
-      RunClosedLoop(o_.concurrency > 0 ? o_.concurrency : o_.requests);
+    start_ = Clock::now();
+    InstallInterruptHandler();
+    {
+      // Ctrl-C: start nothing more, cancel what runs, and still report what finished.
+      OnInterrupt stop([this] { Interrupt(); });
+      std::thread progress([this] { ShowProgress(); });
+      if (o_.rate > 0) {
+        RunOpenLoop();
+      } else {
+        RunClosedLoop(o_.concurrency > 0 ? o_.concurrency : o_.requests);
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        finished_all_ = true;
+      }
+      progress_cv_.notify_all();
+      progress.join();
     }
-    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     return Report(seconds);
   }
 
@@ -105,10 +121,8 @@ class Bench {
     grpc::ClientContext ctx;
     ite::v1::ModelInfoResponse info;
     grpc::Status s = stub_->ModelInfo(&ctx, ite::v1::ModelInfoRequest(), &info);
-    if (!s.ok()) {
-      fmt::print(stderr, "ite-client bench: ModelInfo failed: {}\n", s.error_message());
-      return ExitCodeFor(s);
-    }
+    if (!s.ok()) return Fail("bench", s, o_.addr);
+    if (info.block_size() > 0) block_size_ = info.block_size();
     int32_t lo = std::min(1000, info.vocab_size() / 2);
     std::uniform_int_distribution<int32_t> dist(lo, info.vocab_size() - 1);
     token_prompts_.resize(o_.requests);
@@ -117,6 +131,60 @@ class Bench {
       for (auto& t : p) t = dist(rng);
     }
     return kExitOk;
+  }
+
+  void Interrupt() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!interrupted_)
+      fmt::print(stderr, "\nite-client bench: interrupted; reporting what finished\n");
+    interrupted_ = true;
+    for (grpc::ClientContext* ctx : in_flight_) ctx->TryCancel();
+  }
+
+  bool interrupted() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return interrupted_;
+  }
+
+  // The pool holds total_blocks * block_size tokens per worker; requests beyond that wait in the
+  // queue (or are preempted), which is legitimate but changes what the numbers mean.
+  void WarnIfKvTooSmall() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ite::v1::StatsResponse stats;
+    if (!stub_->Stats(&ctx, ite::v1::StatsRequest(), &stats).ok()) return;
+    int64_t pool_tokens = 0;
+    for (const auto& w : stats.workers()) pool_tokens += int64_t{w.total_blocks()} * block_size_;
+    if (pool_tokens <= 0 || !text_prompts_.empty()) return;
+    const int64_t per_request = int64_t{o_.input_len} + o_.output_len;
+    const int64_t in_flight = o_.rate > 0          ? o_.requests
+                              : o_.concurrency > 0 ? std::min(o_.concurrency, o_.requests)
+                                                   : o_.requests;
+    const int64_t fit = pool_tokens / per_request;
+    if (fit < in_flight) {
+      fmt::print(stderr,
+                 "ite-client bench: note: the KV pools hold {} tokens, room for {} requests of {} "
+                 "tokens at once; up to {} may be in flight, the rest wait or are preempted\n",
+                 pool_tokens, fit, per_request, in_flight);
+    }
+  }
+
+  // A status line on stderr: rewritten in place on a terminal, every 5 s otherwise (logs).
+  void ShowProgress() {
+    const bool tty = isatty(STDERR_FILENO);
+    const auto period = tty ? std::chrono::milliseconds(500) : std::chrono::milliseconds(5000);
+    std::unique_lock<std::mutex> lock(mu_);
+    bool printed = false;
+    while (!progress_cv_.wait_for(lock, period, [this] { return finished_all_; })) {
+      const double s = std::chrono::duration<double>(Clock::now() - start_).count();
+      fmt::print(
+          stderr,
+          "{}[bench] {:.0f} s: {}/{} requests done, {} in flight, {} tokens ({:.1f} tok/s){}",
+          tty ? "\r" : "", s, done_, o_.requests, in_flight_.size(), tokens_seen_,
+          tokens_seen_ / std::max(s, 1e-9), tty ? "   " : "\n");
+      printed = true;
+    }
+    if (printed && tty) fmt::print(stderr, "\n");
   }
 
   void RunOne(int32_t i) {
@@ -135,6 +203,12 @@ class Bench {
 
     RequestResult& r = results_[i];
     grpc::ClientContext ctx;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (interrupted_) return;
+      in_flight_.insert(&ctx);
+      r.started = true;
+    }
     auto start = Clock::now();
     auto last = start;
     bool first = true;
@@ -149,6 +223,10 @@ class Bench {
           r.completion_tokens = chunk.usage().completion_tokens();
         }
         return;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        tokens_seen_ += n;
       }
       auto now = Clock::now();
       if (first) {
@@ -168,11 +246,13 @@ class Bench {
     });
     r.e2e_ms = ms(Clock::now() - start);
     r.ok = r.status.ok();
-    if (!r.ok) {
-      std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_.erase(&ctx);
+    ++done_;
+    if (!r.ok && !interrupted_) {
       if (errors_printed_++ < 5) {
-        fmt::print(stderr, "ite-client bench: request {} failed: {} ({})\n", i,
-                   r.status.error_message(), static_cast<int>(r.status.error_code()));
+        fmt::print(stderr, "ite-client bench: request {} failed: {}\n", i,
+                   DescribeStatus(r.status, o_.addr));
       }
     }
   }
@@ -193,8 +273,12 @@ class Bench {
     std::exponential_distribution<double> gap(o_.rate);
     std::vector<std::thread> threads;
     auto t = Clock::now();
-    for (int32_t i = 0; i < o_.requests; ++i) {
-      std::this_thread::sleep_until(t);
+    for (int32_t i = 0; i < o_.requests && !interrupted(); ++i) {
+      // Sleep in slices so that Ctrl-C during a long gap is not kept waiting.
+      while (Clock::now() < t && !interrupted()) {
+        std::this_thread::sleep_until(std::min(t, Clock::now() + std::chrono::milliseconds(50)));
+      }
+      if (interrupted()) break;
       threads.emplace_back([this, i] { RunOne(i); });
       t += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
     }
@@ -204,9 +288,17 @@ class Bench {
   int Report(double seconds) {
     std::vector<double> ttft, e2e, itl;
     int64_t out_tokens = 0, in_tokens = 0;
-    int32_t ok = 0;
+    int32_t ok = 0, cancelled = 0, not_started = 0;
     grpc::Status first_error;
     for (const auto& r : results_) {
+      if (!r.started) {
+        ++not_started;
+        continue;
+      }
+      if (interrupted_ && r.status.error_code() == grpc::StatusCode::CANCELLED) {
+        ++cancelled;
+        continue;
+      }
       if (!r.ok) {
         if (first_error.ok()) first_error = r.status;
         continue;
@@ -222,8 +314,15 @@ class Bench {
     std::string mode = o_.rate > 0 ? fmt::format("poisson rate {:.2f} req/s", o_.rate)
                                    : fmt::format("concurrency {}",
                                                  o_.concurrency > 0 ? o_.concurrency : o_.requests);
+    const int32_t failed = o_.requests - ok - cancelled - not_started;
+    if (interrupted_) {
+      fmt::print(
+          "INTERRUPTED: partial results; {} request(s) cancelled while running, {} not "
+          "started\n",
+          cancelled, not_started);
+    }
     fmt::print("requests {} ok {} failed {} | {} | input {} output {} tokens/request\n",
-               o_.requests, ok, o_.requests - ok, mode,
+               o_.requests, ok, failed, mode,
                o_.prompts_file.empty() ? fmt::format("{}", o_.input_len) : "file", o_.output_len);
     fmt::print("duration {:.2f} s | {:.3f} req/s | output {:.1f} tok/s | input {:.1f} tok/s\n",
                seconds, ok / seconds, out_tokens / seconds, in_tokens / seconds);
@@ -236,7 +335,10 @@ class Bench {
       nlohmann::json j = {{"addr", o_.addr},
                           {"requests", o_.requests},
                           {"ok", ok},
-                          {"failed", o_.requests - ok},
+                          {"failed", failed},
+                          {"interrupted", interrupted_},
+                          {"cancelled", cancelled},
+                          {"not_started", not_started},
                           {"concurrency", o_.concurrency},
                           {"rate", o_.rate},
                           {"input_len", o_.prompts_file.empty() ? o_.input_len : -1},
@@ -255,6 +357,7 @@ class Bench {
         return kExitOther;
       }
     }
+    if (interrupted_) return kExitInterrupted;
     if (ok == o_.requests) return kExitOk;
     return ExitCodeFor(first_error);
   }
@@ -264,8 +367,17 @@ class Bench {
   std::vector<std::string> text_prompts_;
   std::vector<std::vector<int32_t>> token_prompts_;
   std::vector<RequestResult> results_;
-  std::mutex mu_;
+  Clock::time_point start_;
+  int32_t block_size_ = 16;
+
+  std::mutex mu_;  // guards what follows
   int errors_printed_ = 0;
+  bool interrupted_ = false;
+  bool finished_all_ = false;
+  std::condition_variable progress_cv_;
+  std::set<grpc::ClientContext*> in_flight_;
+  int32_t done_ = 0;
+  int64_t tokens_seen_ = 0;
 };
 
 }  // namespace

@@ -1,6 +1,75 @@
 #include "clients/client_common.h"
 
+#include <fmt/format.h>
+
 namespace ite::client {
+namespace {
+
+const char* StatusName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN_CODE";
+  }
+}
+
+// What to say when the server sent no message of its own (gRPC's own failures often do not).
+std::string Hint(grpc::StatusCode code, const std::string& addr) {
+  switch (code) {
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return fmt::format(
+          "{} does not serve ite.v1.Generation; is it an ite-worker's port? Point ite-client at "
+          "ite-serve or ite-scheduler (default port 50051)",
+          addr);
+    case grpc::StatusCode::UNAVAILABLE:
+      return fmt::format("{} is not reachable or has no worker up; is ite-serve running?", addr);
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "the server did not answer in time";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "the server's queue is full; retry later";
+    case grpc::StatusCode::CANCELLED:
+      return "the call was cancelled";
+    case grpc::StatusCode::INTERNAL:
+      return "the server hit an internal error (a bug); its log says more";
+    default:
+      return "";
+  }
+}
+
+}  // namespace
 
 int ExitCodeFor(const grpc::Status& status) {
   switch (status.error_code()) {
@@ -16,6 +85,23 @@ int ExitCodeFor(const grpc::Status& status) {
   }
 }
 
+std::string DescribeStatus(const grpc::Status& status, const std::string& addr) {
+  const grpc::StatusCode code = status.error_code();
+  std::string message = status.error_message();
+  // UNIMPLEMENTED from a server that lacks the service carries no useful text of its own.
+  if (code == grpc::StatusCode::UNIMPLEMENTED || message.empty()) {
+    std::string hint = Hint(code, addr);
+    if (!hint.empty()) message = message.empty() ? hint : message + "; " + hint;
+  }
+  if (message.empty()) message = "no message from the server";
+  return fmt::format("{}: {}", StatusName(code), message);
+}
+
+int Fail(const std::string& what, const grpc::Status& status, const std::string& addr) {
+  fmt::print(stderr, "ite-client {}: {}\n", what, DescribeStatus(status, addr));
+  return ExitCodeFor(status);
+}
+
 std::shared_ptr<grpc::Channel> Connect(const std::string& addr, std::chrono::milliseconds timeout,
                                        grpc::Status* status) {
   grpc::ChannelArguments args;
@@ -24,11 +110,25 @@ std::shared_ptr<grpc::Channel> Connect(const std::string& addr, std::chrono::mil
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetMaxReceiveMessageSize(64 << 20);
   auto channel = grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + timeout)) {
-    *status =
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "cannot connect to " + addr + " within " +
-                                                        std::to_string(timeout.count()) + " ms");
-    return nullptr;
+  const auto deadline = std::chrono::system_clock::now() + timeout;
+  grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY) {
+    // The first failed attempt (refused, bad name) shows as TRANSIENT_FAILURE; gRPC would retry
+    // with backoff until the deadline, which only delays the same answer.
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
+      *status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             fmt::format("cannot connect to {}: connection refused or address "
+                                         "unknown; is ite-serve running there?",
+                                         addr));
+      return nullptr;
+    }
+    if (!channel->WaitForStateChange(state, deadline)) {
+      *status =
+          grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                       fmt::format("cannot connect to {} within {} ms", addr, timeout.count()));
+      return nullptr;
+    }
+    state = channel->GetState(/*try_to_connect=*/true);
   }
   *status = grpc::Status::OK;
   return channel;

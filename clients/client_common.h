@@ -1,4 +1,5 @@
-// Shared pieces of ite-client: exit codes, channel set-up, and one streamed Generate call.
+// Shared pieces of ite-client: exit codes, channel set-up, status messages, and one streamed
+// Generate call.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -19,13 +20,28 @@ enum ExitCode : int {
   kExitUsage = 2,
   kExitUnavailable = 3,  // cannot connect, server or worker unavailable, deadline exceeded
   kExitInvalidArgument = 4,
+  kExitInterrupted = 130,  // Ctrl-C (128 + SIGINT), after partial results were printed
 };
+
+constexpr const char* kExitHelp =
+    "Exit codes: 0 ok, 1 other error, 2 usage error, 3 cannot connect / server unavailable /\n"
+    "deadline exceeded, 4 invalid argument (the server rejected the request; message on stderr),\n"
+    "130 interrupted by Ctrl-C (bench prints the partial results first).";
 
 // Maps a failed call's status to the exit code above.
 int ExitCodeFor(const grpc::Status& status);
 
-// Opens an insecure channel to `addr` and waits up to `timeout` for it to connect, so an address
-// with nothing behind it fails quickly with kExitUnavailable instead of on the first call.
+// A one-line explanation of a failed call for a person: the status name, the server's message,
+// and a hint where the code alone says little (UNIMPLEMENTED usually means `addr` is a worker's
+// port, not the public service's).
+std::string DescribeStatus(const grpc::Status& status, const std::string& addr);
+
+// Prints "ite-client WHAT: <DescribeStatus>" on stderr and returns ExitCodeFor(status).
+int Fail(const std::string& what, const grpc::Status& status, const std::string& addr);
+
+// Opens an insecure channel to `addr` and waits up to `timeout` for it to connect. A refused
+// connection fails at the first attempt (gRPC would retry until the deadline); an address that
+// does not answer at all fails after `timeout`. Both give UNAVAILABLE with a message.
 std::shared_ptr<grpc::Channel> Connect(const std::string& addr, std::chrono::milliseconds timeout,
                                        grpc::Status* status);
 

@@ -116,7 +116,26 @@ int main(int argc, char** argv) {
   app.add_flag("--skip-special-tokens", skip_special, "with --decode: leave special tokens out");
   app.add_option("--chat-template", chat_template,
                  "render chat templates instead: tokenizer_config.json, .gguf or .jinja");
-  CLI11_PARSE(app, argc, argv);
+  app.footer(
+      "Input and output, one item per line:\n"
+      "  encode (default): stdin one JSON string per line (\"Hello\\nworld\") -> stdout one\n"
+      "    JSON array of ids per line ([9906, 198, 14957]). Special tokens written in the text\n"
+      "    are parsed as special; BOS/EOS are added only with --add-special-tokens.\n"
+      "  --decode: stdin one JSON array of ids per line -> stdout one JSON string per line.\n"
+      "  --chat-template FILE: stdin one JSON list of messages per line\n"
+      "    ([{\"role\": \"user\", \"content\": \"Hi\"}]), or an object {\"messages\": [...], ...}\n"
+      "    whose other keys are template variables -> stdout the rendered prompt as one JSON\n"
+      "    string per line (add_generation_prompt=true).\n"
+      "Exit codes: 0 ok, 1 a bad input line (the message names it), 2 usage error or a\n"
+      "tokenizer that cannot be loaded.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
   if (!chat_template.empty()) return RenderChatLines(chat_template);
   if (tokenizer_path.empty()) {
     std::cerr << "ite-tokenize: --tokenizer is required (unless --chat-template is given)\n";

@@ -381,8 +381,10 @@ std::vector<std::unique_ptr<Sequence>> Batcher::Fail(const Status& error,
 void Batcher::FillStats(WorkerStats* stats) const {
   stats->num_blocks = blocks_.num_blocks();
   stats->free_blocks = blocks_.num_free();
-  stats->used_blocks = blocks_.num_used();
-  stats->cached_blocks = cache_.cached_blocks();
+  // A cached block that a sequence has locked counts as used: what is evictable is what only
+  // the cache holds.
+  stats->cached_blocks = cache_.evictable_blocks();
+  stats->used_blocks = blocks_.num_used() - stats->cached_blocks;
   stats->cached_tokens = cache_.cached_tokens();
   stats->running = num_running();
   stats->waiting = num_waiting();

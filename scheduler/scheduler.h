@@ -83,9 +83,10 @@ struct WorkerStats {
   bool up = false;
   std::string device;
   int32_t num_blocks = 0;
+  // free + used + cached = num_blocks, as the proto's WorkerStats says.
   int32_t free_blocks = 0;    // on the free list
-  int32_t used_blocks = 0;    // held by a sequence or the prefix cache
-  int32_t cached_blocks = 0;  // held by the prefix cache (some also used by sequences)
+  int32_t used_blocks = 0;    // held by running sequences (cached or not)
+  int32_t cached_blocks = 0;  // held only by the prefix cache (evictable)
   int64_t cached_tokens = 0;
   int32_t running = 0;
   int32_t waiting = 0;

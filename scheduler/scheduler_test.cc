@@ -247,13 +247,19 @@ TEST(SchedulerTest, CancellationFreesBlocksAtOnce) {
   Collector c;
   ASSERT_TRUE(h.scheduler->Submit(Greedy("long", prompt, 3000), c.Callback()).ok());
   ASSERT_TRUE(WaitFor([&] { return c.events() >= 3; }));
+  // Mid-run the sequence's blocks, its cached prompt blocks too, count as used: the three counts
+  // partition the pool (a cached block a sequence holds is not also counted as cached).
+  const WorkerStats mid = h.scheduler->Stats().workers[0];
+  EXPECT_GT(mid.used_blocks, 0);
+  EXPECT_EQ(mid.free_blocks + mid.used_blocks + mid.cached_blocks, mid.num_blocks);
   h.scheduler->Cancel("long");
   ASSERT_TRUE(c.Wait());
   EXPECT_EQ(c.finish(), FinishReason::kCancelled);
   // Stats are published before the final event is delivered.
   SchedulerStats s = h.scheduler->Stats();
   EXPECT_EQ(s.running, 0);
-  EXPECT_EQ(s.workers[0].used_blocks, s.workers[0].cached_blocks) << "only the cache holds any";
+  EXPECT_EQ(s.workers[0].used_blocks, 0) << "only the cache holds any";
+  EXPECT_EQ(s.workers[0].free_blocks + s.workers[0].cached_blocks, s.workers[0].num_blocks);
   EXPECT_LT(c.usage().completion_tokens, 3000);
   EXPECT_EQ(c.tokens(), FakeModelGenerate(prompt, c.usage().completion_tokens, kVocab));
   h.scheduler->Cancel("long");     // already gone: no-op

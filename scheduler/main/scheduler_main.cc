@@ -6,6 +6,7 @@
 // UNAVAILABLE, running and queued ones finish (drain), then the process exits.
 // Exit codes: 0 clean shutdown, 1 failure (message on stderr), 2 usage error.
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <sstream>
@@ -48,6 +49,19 @@ std::vector<std::string> SplitCommas(const std::string& s) {
     if (!item.empty()) out.push_back(item);
   }
   return out;
+}
+
+// The name clients see and may send: the model file's name without its extension, or the
+// folder's name, as the user named them; a GGUF's general.name is often a generated title
+// ("Smollm2 135M 8k Lc100K Mix1 Ep2"). Whitespace becomes '-' so the name is one word.
+std::string DefaultModelName(const std::string& model_path) {
+  std::filesystem::path p(model_path);
+  if (!p.has_filename()) p = p.parent_path();  // "models/llama/"
+  std::string name = std::filesystem::is_directory(p) ? p.filename().string() : p.stem().string();
+  for (char& c : name) {
+    if (std::isspace(static_cast<unsigned char>(c))) c = '-';
+  }
+  return name.empty() ? "model" : name;
 }
 
 // Waits until the worker answers Info (workers start in parallel with the scheduler and load
@@ -112,9 +126,7 @@ int Run(const SchedulerMainOptions& o) {
   }
 
   RequestBuilderOptions bo;
-  bo.model_name = o.model_name;
-  if (bo.model_name.empty()) bo.model_name = first_info.model.name;
-  if (bo.model_name.empty()) bo.model_name = std::filesystem::path(o.model).stem().string();
+  bo.model_name = o.model_name.empty() ? DefaultModelName(o.model) : o.model_name;
   bo.max_context = scheduler.max_context();
   bo.vocab_size = scheduler.model_info().vocab_size;
   bo.default_max_tokens = o.default_max_tokens;
@@ -153,7 +165,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--port", o.port, "port (0: pick a free one; see --ready-file)")
       ->capture_default_str();
-  app.add_option("--model-name", o.model_name, "name clients may send (default: the model's)");
+  app.add_option("--served-model-name,--model-name", o.model_name,
+                 "name clients see and may send (default: the model file's or folder's name)");
   app.add_option("--ready-file", o.ready_file, "write the bound port here once serving");
   app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
       ->capture_default_str();

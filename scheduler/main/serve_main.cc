@@ -49,6 +49,7 @@ struct ServeOptions {
   int32_t drain_timeout_s = 120;
   int32_t max_restarts = 5;
   std::string ready_file;
+  std::string served_model_name;  // empty: the scheduler's default (the file or folder name)
   bool verbose = false;
   // CUDA
   std::string gpus;                     // "0,1"; empty: every visible GPU
@@ -167,7 +168,7 @@ int Serve(ServeOptions o) {
       }
     }
     if (o.gpu_ids.empty()) {
-      ITE_LOG_ERROR("--device cuda: no CUDA device visible (ite-worker --list-devices is empty)");
+      ITE_LOG_ERROR("--device cuda: no CUDA device to run on (ite-worker's reason is above)");
       return 1;
     }
     o.workers = static_cast<int>(o.gpu_ids.size());
@@ -245,6 +246,10 @@ int Serve(ServeOptions o) {
                                     (run_dir / "scheduler.port").string(),
                                     "--max-batch-tokens",
                                     std::to_string(o.max_batch_tokens)};
+  if (!o.served_model_name.empty()) {
+    sargv.push_back("--served-model-name");
+    sargv.push_back(o.served_model_name);
+  }
   if (o.no_prefix_cache) sargv.push_back("--no-prefix-cache");
   if (o.verbose) sargv.push_back("--verbose");
   if (Status s = scheduler.Start("ite-scheduler", sargv); !s.ok()) {
@@ -340,6 +345,8 @@ int Main(int argc, char** argv) {
   app.add_option("--max-restarts", o.max_restarts, "restarts per worker before giving up")
       ->capture_default_str();
   app.add_option("--ready-file", o.ready_file, "write the public port here once serving");
+  app.add_option("--served-model-name", o.served_model_name,
+                 "name clients see and may send (default: the model file's or folder's name)");
   app.add_flag("-v,--verbose", o.verbose, "debug logging");
   app.footer("Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.");
   try {

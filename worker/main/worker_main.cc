@@ -47,8 +47,25 @@ struct WorkerOptions {
   bool batch_invariant = false;
 };
 
-// One line per CUDA device ("0 NVIDIA H200"); none without a driver or a CUDA build.
+// Why --device cuda cannot run here, or "" when it can (a CUDA build that sees a device).
+std::string CudaUnavailableReason() {
+#if ITE_HAVE_CUDA_BACKEND
+  if (CudaDeviceCount() > 0) return "";
+  return "no CUDA device is visible (no NVIDIA GPU or driver here, or CUDA_VISIBLE_DEVICES hides "
+         "them; nvidia-smi says which); --device cpu runs on the CPU";
+#else
+  return "this ite-worker was built without CUDA (configure with -DITE_WITH_CUDA=ON where nvcc "
+         "is installed); --device cpu runs on the CPU";
+#endif
+}
+
+// One ordinal per visible CUDA device on stdout (ite-serve reads them); when there is none, the
+// reason on stderr.
 int ListDevices() {
+  if (std::string why = CudaUnavailableReason(); !why.empty()) {
+    std::fprintf(stderr, "ite-worker: %s\n", why.c_str());
+    return 0;
+  }
 #if ITE_HAVE_CUDA_BACKEND
   const int n = CudaDeviceCount();
   for (int i = 0; i < n; ++i) std::printf("%d\n", i);
@@ -61,8 +78,13 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
     return InvalidArgument("--device {}: cpu or cuda", o.device);
   if (o.dtype != "bf16" && o.dtype != "f16")
     return InvalidArgument("--dtype {}: bf16 or f16", o.dtype);
+  // Checked before loading: a model can take minutes to read only to find there is no GPU.
+  if (o.device == "cuda") {
+    if (std::string why = CudaUnavailableReason(); !why.empty())
+      return FailedPrecondition("--device cuda: {}", why);
+  }
   LoadOptions load;
-  load.show_progress = o.verbose;
+  load.show_progress = true;  // a line per second of loading, so a big model does not look hung
   if (o.device == "cuda") load.dtype = o.dtype == "f16" ? DType::kF16 : DType::kBF16;
   const auto t0 = std::chrono::steady_clock::now();
   ITE_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(o.model, load));
@@ -83,8 +105,6 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
     c.enforce_eager = o.enforce_eager;
     c.batch_invariant = o.batch_invariant;
     return CreateCudaBackend(std::move(model), c);
-#else
-    return Unimplemented("--device cuda: this ite-worker was built without CUDA");
 #endif
   }
   int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());

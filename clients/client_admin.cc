@@ -37,72 +37,67 @@ std::string Join(const google::protobuf::RepeatedField<int32_t>& ids, const char
   return out;
 }
 
-// Connects and calls `call(channel)`; maps failures to messages and exit codes.
-template <typename Call>
-int WithChannel(const char* what, const std::string& addr, int32_t timeout_ms, Call call) {
+// One unary call on the Generation service: connects, calls, and prints the answer as JSON
+// (--json) or through `print_text`; failures become messages and exit codes.
+template <typename Request, typename Response, typename PrintText>
+int CallAndPrint(const char* what, const AdminOptions& o,
+                 grpc::Status (ite::v1::Generation::Stub::*rpc)(grpc::ClientContext*,
+                                                                const Request&, Response*),
+                 const Request& request, PrintText print_text) {
   grpc::Status status;
-  auto channel = Connect(addr, std::chrono::milliseconds(timeout_ms), &status);
-  if (!channel) return Fail(what, status, addr);
-  status = call(channel);
-  if (!status.ok()) return Fail(what, status, addr);
+  auto channel = Connect(o.addr, std::chrono::milliseconds(o.connect_timeout_ms), &status);
+  if (!channel) return Fail(what, status, o.addr);
+  auto stub = ite::v1::Generation::NewStub(channel);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  Response response;
+  status = ((*stub).*rpc)(&ctx, request, &response);
+  if (!status.ok()) return Fail(what, status, o.addr);
+  if (o.json) {
+    PrintJson(response);
+  } else {
+    print_text(response);
+  }
   return kExitOk;
 }
 
 }  // namespace
 
 int RunInfo(const AdminOptions& o) {
-  return WithChannel("info", o.addr, o.connect_timeout_ms, [&](auto channel) {
-    auto stub = ite::v1::Generation::NewStub(channel);
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx);
-    ite::v1::ModelInfoResponse r;
-    grpc::Status s = stub->ModelInfo(&ctx, ite::v1::ModelInfoRequest(), &r);
-    if (!s.ok()) return s;
-    if (o.json) {
-      PrintJson(r);
-      return s;
-    }
-    fmt::print("model_name        {}\n", r.model_name());
-    fmt::print("architecture      {}\n", r.architecture());
-    fmt::print("vocab_size        {}\n", r.vocab_size());
-    fmt::print("max_context       {}\n", r.max_context());
-    fmt::print("layers            {}\n", r.num_layers());
-    fmt::print("hidden_size       {}\n", r.hidden_size());
-    fmt::print("bos_token_id      {}\n", r.bos_token_id());
-    fmt::print("eos_token_ids     {}\n", Join(r.eos_token_ids(), ","));
-    fmt::print("chat_template     {}\n", r.has_chat_template() ? "yes" : "no");
-    fmt::print("workers           {}\n", r.num_workers());
-    fmt::print("block_size        {}\n", r.block_size());
-    return s;
-  });
+  using Stub = ite::v1::Generation::Stub;
+  return CallAndPrint("info", o, &Stub::ModelInfo, ite::v1::ModelInfoRequest(),
+                      [](const ite::v1::ModelInfoResponse& r) {
+                        fmt::print("model_name        {}\n", r.model_name());
+                        fmt::print("architecture      {}\n", r.architecture());
+                        fmt::print("vocab_size        {}\n", r.vocab_size());
+                        fmt::print("max_context       {}\n", r.max_context());
+                        fmt::print("layers            {}\n", r.num_layers());
+                        fmt::print("hidden_size       {}\n", r.hidden_size());
+                        fmt::print("bos_token_id      {}\n", r.bos_token_id());
+                        fmt::print("eos_token_ids     {}\n", Join(r.eos_token_ids(), ","));
+                        fmt::print("chat_template     {}\n", r.has_chat_template() ? "yes" : "no");
+                        fmt::print("workers           {}\n", r.num_workers());
+                        fmt::print("block_size        {}\n", r.block_size());
+                      });
 }
 
 int RunStats(const AdminOptions& o) {
-  return WithChannel("stats", o.addr, o.connect_timeout_ms, [&](auto channel) {
-    auto stub = ite::v1::Generation::NewStub(channel);
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx);
-    ite::v1::StatsResponse r;
-    grpc::Status s = stub->Stats(&ctx, ite::v1::StatsRequest(), &r);
-    if (!s.ok()) return s;
-    if (o.json) {
-      PrintJson(r);
-      return s;
-    }
-    fmt::print(
-        "requests: {} running, {} waiting, {} finished ({} tokens generated) | {} steps, {} "
-        "preemptions, scheduler loop CPU {:.1f} ms\n",
-        r.running(), r.waiting(), r.finished_requests(), r.generated_tokens(), r.steps(),
-        r.preemptions(), r.loop_cpu_us() / 1e3);
-    fmt::print("{:<3} {:<21} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}  {}\n", "#", "address",
-               "healthy", "blocks", "free", "used", "cached", "running", "waiting", "device");
-    for (const auto& w : r.workers()) {
-      fmt::print("{:<3} {:<21} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}  {}\n", w.index(),
-                 w.address(), w.healthy() ? "yes" : "NO", w.total_blocks(), w.free_blocks(),
-                 w.used_blocks(), w.cached_blocks(), w.running(), w.waiting(), w.device());
-    }
-    return s;
-  });
+  using Stub = ite::v1::Generation::Stub;
+  return CallAndPrint(
+      "stats", o, &Stub::Stats, ite::v1::StatsRequest(), [](const ite::v1::StatsResponse& r) {
+        fmt::print(
+            "requests: {} running, {} waiting, {} finished ({} tokens generated) | {} steps, {} "
+            "preemptions, scheduler loop CPU {:.1f} ms\n",
+            r.running(), r.waiting(), r.finished_requests(), r.generated_tokens(), r.steps(),
+            r.preemptions(), r.loop_cpu_us() / 1e3);
+        fmt::print("{:<3} {:<21} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}  {}\n", "#", "address",
+                   "healthy", "blocks", "free", "used", "cached", "running", "waiting", "device");
+        for (const auto& w : r.workers()) {
+          fmt::print("{:<3} {:<21} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}  {}\n", w.index(),
+                     w.address(), w.healthy() ? "yes" : "NO", w.total_blocks(), w.free_blocks(),
+                     w.used_blocks(), w.cached_blocks(), w.running(), w.waiting(), w.device());
+        }
+      });
 }
 
 int RunTokenize(const TokenizeOptions& o) {
@@ -111,57 +106,51 @@ int RunTokenize(const TokenizeOptions& o) {
     fmt::print(stderr, "ite-client tokenize: {}\n", error);
     return kExitUsage;
   }
-  return WithChannel("tokenize", o.input.addr, o.input.connect_timeout_ms, [&](auto channel) {
-    auto stub = ite::v1::Generation::NewStub(channel);
-    ite::v1::TokenizeRequest req;
-    if (o.input.chat) {
-      auto* msgs = req.mutable_chat();
-      if (!o.input.system.empty()) {
-        auto* m = msgs->add_messages();
-        m->set_role("system");
-        m->set_content(o.input.system);
-      }
+  ite::v1::TokenizeRequest req;
+  if (o.input.chat) {
+    auto* msgs = req.mutable_chat();
+    if (!o.input.system.empty()) {
       auto* m = msgs->add_messages();
-      m->set_role("user");
-      m->set_content(text);
-    } else {
-      req.set_text(text);
-      if (o.no_special_tokens) req.set_add_special_tokens(false);
+      m->set_role("system");
+      m->set_content(o.input.system);
     }
-    req.set_return_tokens(o.tokens);
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx);
-    ite::v1::TokenizeResponse r;
-    grpc::Status s = stub->Tokenize(&ctx, req, &r);
-    if (!s.ok()) return s;
-    if (o.json) {
-      PrintJson(r);
-      return s;
-    }
-    if (o.tokens) {
-      for (int i = 0; i < r.token_ids_size(); ++i) {
-        fmt::print("{}\t{}\n", r.token_ids(i), i < r.tokens_size() ? r.tokens(i) : "");
-      }
-    } else {
-      fmt::print("{}\n", Join(r.token_ids(), " "));
-    }
-    fmt::print(stderr, "[{} tokens]\n", r.token_ids_size());
-    return s;
-  });
+    auto* m = msgs->add_messages();
+    m->set_role("user");
+    m->set_content(text);
+  } else {
+    req.set_text(text);
+    if (o.no_special_tokens) req.set_add_special_tokens(false);
+  }
+  req.set_return_tokens(o.tokens);
+  const AdminOptions call{o.input.addr, o.input.connect_timeout_ms, o.json};
+  using Stub = ite::v1::Generation::Stub;
+  return CallAndPrint(
+      "tokenize", call, &Stub::Tokenize, req, [&](const ite::v1::TokenizeResponse& r) {
+        if (o.tokens) {
+          for (int i = 0; i < r.token_ids_size(); ++i) {
+            fmt::print("{}\t{}\n", r.token_ids(i), i < r.tokens_size() ? r.tokens(i) : "");
+          }
+        } else {
+          fmt::print("{}\n", Join(r.token_ids(), " "));
+        }
+        fmt::print(stderr, "[{} tokens]\n", r.token_ids_size());
+      });
 }
 
 int RunHealth(const HealthOptions& o) {
+  grpc::Status status;
+  const AdminOptions& a = o.admin;
+  auto channel = Connect(a.addr, std::chrono::milliseconds(a.connect_timeout_ms), &status);
+  if (!channel) return Fail("health", status, a.addr);
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(o.service);
   grpc::health::v1::HealthCheckResponse r;
-  int rc = WithChannel("health", o.admin.addr, o.admin.connect_timeout_ms, [&](auto channel) {
-    auto stub = grpc::health::v1::Health::NewStub(channel);
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx);
-    grpc::health::v1::HealthCheckRequest req;
-    req.set_service(o.service);
-    return stub->Check(&ctx, req, &r);
-  });
-  if (rc != kExitOk) return rc;
-  if (o.admin.json) {
+  status = stub->Check(&ctx, req, &r);
+  if (!status.ok()) return Fail("health", status, a.addr);
+  if (a.json) {
     PrintJson(r);
   } else {
     fmt::print("{}\n", grpc::health::v1::HealthCheckResponse::ServingStatus_Name(r.status()));

@@ -15,6 +15,7 @@
 #include "clients/client_bench.h"
 #include "clients/client_common.h"
 #include "clients/client_generate.h"
+#include "common/cli_parse.h"
 
 namespace ite::client {
 namespace {
@@ -135,16 +136,7 @@ int Main(int argc, char** argv) {
     }
   }
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
-  }
+  if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
 
   if (generate->parsed()) return RunGenerate(gen);
   if (chat->parsed()) return RunChat(chat_opts);

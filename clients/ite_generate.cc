@@ -20,6 +20,7 @@
 #include <string>
 #include <thread>
 
+#include "common/cli_parse.h"
 #include "scheduler/chat/chat_template.h"
 #include "scheduler/tokenizer/tokenizer.h"
 #include "worker/backend/cpu/cpu_backend.h"
@@ -189,14 +190,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--dtype", args.dtype, "weights: f32 (CPU reference), bf16, f16 (CUDA)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   if (!args.system.empty() && !args.chat) {
     std::fprintf(stderr, "ite-generate: --system needs --chat\n");
     return 2;

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/cli_parse.h"
 #include "scheduler/chat/chat_template.h"
 #include "scheduler/tokenizer/tokenizer.h"
 
@@ -128,14 +129,7 @@ int main(int argc, char** argv) {
       "    string per line (add_generation_prompt=true).\n"
       "Exit codes: 0 ok, 1 a bad input line (the message names it), 2 usage error or a\n"
       "tokenizer that cannot be loaded.");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   if (!chat_template.empty()) return RenderChatLines(chat_template);
   if (tokenizer_path.empty()) {
     std::cerr << "ite-tokenize: --tokenizer is required (unless --chat-template is given)\n";

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "common/cli_parse.h"
 #include "common/logging.h"
 #include "proto/grpc_server_runner.h"
 #include "scheduler/chat/chat_template.h"
@@ -183,14 +184,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("-v,--verbose", o.verbose, "debug logging");
   app.footer("Exit codes: 0 clean shutdown, 1 failure, 2 usage error.");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   InitLogging("ite-scheduler", o.verbose);
   return Run(o);
 }

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/cli_parse.h"
 #include "common/logging.h"
 #include "scheduler/main/child_process.h"
 
@@ -349,14 +350,7 @@ int Main(int argc, char** argv) {
                  "name clients see and may send (default: the model file's or folder's name)");
   app.add_flag("-v,--verbose", o.verbose, "debug logging");
   app.footer("Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   InitLogging("ite-serve", o.verbose);
   return Serve(o);
 }

@@ -13,8 +13,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from e2e_util import (Checks, Serve, bin_path, need_model_and_binaries, read_available,  # noqa: E402
-                      run)
+from e2e_util import (Checks, Serve, bin_path, finish, need_model_and_binaries,  # noqa: E402
+                      read_available, run)
 
 need_model_and_binaries("ite-serve", "ite-worker", "ite-scheduler", "ite-client")
 CLIENT = bin_path("ite-client")
@@ -182,12 +182,7 @@ with Serve("--threads", "1") as s, tempfile.TemporaryDirectory() as tmp:
     c.check(bool(re.search(r"\[bench\] \d+ s: \d+/200 requests done", progress)),
             "bench prints a progress line", progress)
     bench.send_signal(signal.SIGINT)
-    os.set_blocking(bench.stderr.fileno(), True)
-    try:
-        out, err = bench.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        bench.kill()
-        out, err = bench.communicate()
+    out, err = finish(bench, timeout=60)
     c.check(bench.returncode == 130 and "INTERRUPTED" in out and "TTFT" in out,
             "bench on Ctrl-C: exit 130, the table marked INTERRUPTED", out + err)
     j = json.load(open(bench_json)) if os.path.exists(bench_json) else {}

@@ -7,7 +7,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from e2e_util import BIN, SRC, Checks, need_model_and_binaries, read_available  # noqa: E402
+from e2e_util import (BIN, SRC, Checks, finish, need_model_and_binaries,  # noqa: E402
+                      read_available)
 
 need_model_and_binaries("ite-serve", "ite-worker", "ite-scheduler", "ite-client")
 # The demo fetches the model into the source tree's models/; the one the tests use must be it.
@@ -30,12 +31,7 @@ while first_output is None and demo.poll() is None and time.monotonic() - t0 < 1
         err += chunk
         first_output = time.monotonic() - t0
     time.sleep(0.05)
-os.set_blocking(demo.stderr.fileno(), True)
-try:
-    out, rest = demo.communicate(timeout=300)
-except subprocess.TimeoutExpired:
-    demo.kill()
-    out, rest = demo.communicate()
+out, rest = finish(demo, timeout=300)
 err += rest
 c.check(first_output is not None and first_output < 5,
         f"the demo speaks within 5 s (after {first_output} s)", err)

@@ -66,6 +66,18 @@ def read_available(stream):
     return data.decode(errors="replace")
 
 
+def finish(proc, timeout):
+    """Waits for a Popen started with text pipes (killed after `timeout` s); (stdout, stderr)."""
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            os.set_blocking(stream.fileno(), True)
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
 def run(args, timeout=120, stdin=None, input_text=None, env=None):
     """Runs a command; returns (returncode, stdout, stderr, seconds)."""
     t0 = time.monotonic()

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "common/cli_parse.h"
 #include "common/logging.h"
 #include "proto/grpc_server_runner.h"
 #include "worker/backend/cpu/cpu_backend.h"
@@ -145,14 +146,7 @@ int Main(int argc, char** argv) {
   app.add_flag("--list-devices", list_devices, "print the visible CUDA devices and exit");
   app.add_flag("-v,--verbose", o.verbose, "debug logging");
   app.footer("Exit codes: 0 clean shutdown, 1 load/serve failure, 2 usage error.");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   if (list_devices) return ListDevices();
   if (o.model.empty()) {
     std::fprintf(stderr, "--model is required\n");

@@ -115,8 +115,9 @@ StatusOr<LoadedModel> LoadModelFromGguf(const GgufFile& file, const LoadOptions&
     set.tensors.emplace(t.name, std::move(s));
   }
   LoadedModel model;
-  ITE_ASSIGN_OR_RETURN(model.weights,
-                       BuildWeights(config, set, {options.dtype, options.show_progress}));
+  ITE_ASSIGN_OR_RETURN(model.weights, BuildWeights(config, set,
+                                                   {options.dtype, options.show_progress,
+                                                    options.progress_interval_s}));
   model.config = std::move(config);
   model.path = path;
   model.format = "gguf";
@@ -210,8 +211,9 @@ StatusOr<LoadedModel> LoadHfFolder(const std::string& dir, const LoadOptions& op
     }
   }
   LoadedModel model;
-  ITE_ASSIGN_OR_RETURN(model.weights,
-                       BuildWeights(config, set, {options.dtype, options.show_progress}));
+  ITE_ASSIGN_OR_RETURN(model.weights, BuildWeights(config, set,
+                                                   {options.dtype, options.show_progress,
+                                                    options.progress_interval_s}));
   model.config = std::move(config);
   model.path = dir;
   model.format = "safetensors";

@@ -18,8 +18,9 @@
 namespace ite {
 
 struct LoadOptions {
-  DType dtype = DType::kF32;   // dtype of every output tensor (norms and biases included)
-  bool show_progress = false;  // log per-layer progress and total time (spdlog, stderr)
+  DType dtype = DType::kF32;         // dtype of every output tensor (norms and biases included)
+  bool show_progress = false;        // log per-layer progress and total time (spdlog, stderr)
+  double progress_interval_s = 1.0;  // at most one per-layer progress line this often
 };
 
 struct LoadedModel {

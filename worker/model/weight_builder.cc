@@ -193,7 +193,7 @@ StatusOr<ModelWeights> Builder::Build() {
     ITE_ASSIGN_OR_RETURN(LayerWeights layer, Layer(l));
     w.layers.push_back(std::move(layer));
     // At most a line a second: a small model loads with none, a big one shows it is moving.
-    if (opt_.show_progress && elapsed() - last_report >= 1.0) {
+    if (opt_.show_progress && elapsed() - last_report >= opt_.progress_interval_s) {
       last_report = elapsed();
       ITE_LOG_INFO("loading {}: layer {}/{} ({:.2f} s)", set_.path, l + 1, c_.num_layers,
                    last_report);

@@ -59,6 +59,7 @@ struct TensorSet {
 struct BuildOptions {
   DType dtype = DType::kF32;
   bool show_progress = false;
+  double progress_interval_s = 1.0;  // at most one per-layer line this often
 };
 
 StatusOr<ModelWeights> BuildWeights(const ModelConfig& config, const TensorSet& set,

@@ -83,9 +83,9 @@ void AddRequestFlags(CLI::App* cmd, GenerateOptions* o) {
   cmd->add_option("--max-tokens", o->max_tokens, "most new tokens")
       ->capture_default_str()
       ->check(Within(1, kInf));
-  AddOptional(cmd, "--temperature", &o->temperature, "0 = greedy (server default 1.0)",
+  AddOptional(cmd, "--temperature", &o->temperature, "0 = greedy (default: the model's, else 1.0)",
               Within(0, kInf));
-  AddOptional(cmd, "--top-p", &o->top_p, "nucleus sampling (server default 1.0)",
+  AddOptional(cmd, "--top-p", &o->top_p, "nucleus sampling (default: the model's, else 1.0)",
               Within(0, 1, /*lo_open=*/true));
   cmd->add_option("--top-k", o->top_k, "keep the k most likely tokens (0: off)")
       ->check(Within(0, kInf));

@@ -104,7 +104,7 @@ StatusOr<std::vector<int32_t>> RequestBuilder::PromptTokens(const ite::v1::ChatM
 
 StatusOr<SamplingParams> RequestBuilder::BuildSampling(const ite::v1::GenerateRequest& r) const {
   const ite::v1::SamplingParams& in = r.sampling();
-  SamplingParams p;
+  SamplingParams p = options_.default_sampling;
   if (in.has_temperature()) {
     if (!(in.temperature() >= 0.0f) || !std::isfinite(in.temperature())) {
       return InvalidArgument("sampling.temperature = {}: must be a finite number >= 0",
@@ -113,7 +113,7 @@ StatusOr<SamplingParams> RequestBuilder::BuildSampling(const ite::v1::GenerateRe
     p.temperature = in.temperature();
   }
   if (in.top_k() < 0) return InvalidArgument("sampling.top_k = {}: must be >= 0", in.top_k());
-  p.top_k = in.top_k();
+  if (in.top_k() != 0) p.top_k = in.top_k();  // 0 is also "unset" on the wire
   if (in.has_top_p()) {
     if (!(in.top_p() > 0.0f && in.top_p() <= 1.0f)) {
       return InvalidArgument("sampling.top_p = {}: must be in (0, 1]", in.top_p());
@@ -123,7 +123,7 @@ StatusOr<SamplingParams> RequestBuilder::BuildSampling(const ite::v1::GenerateRe
   if (!(in.min_p() >= 0.0f && in.min_p() <= 1.0f)) {
     return InvalidArgument("sampling.min_p = {}: must be in [0, 1]", in.min_p());
   }
-  p.min_p = in.min_p();
+  if (in.min_p() != 0.0f) p.min_p = in.min_p();  // 0 is also "unset" on the wire
   if (in.has_repetition_penalty()) {
     if (!(in.repetition_penalty() > 0.0f) || !std::isfinite(in.repetition_penalty())) {
       return InvalidArgument("sampling.repetition_penalty = {}: must be > 0",

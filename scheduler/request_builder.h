@@ -23,6 +23,9 @@ struct RequestBuilderOptions {
   int32_t vocab_size = 0;   // bound for prompt_token_ids
   int32_t default_max_tokens = 256;
   int32_t max_top_logprobs = 20;
+  // What unset sampling fields take (temperature, top_k, top_p, min_p, repetition_penalty): the
+  // model's generation_config.json (scheduler/sampling_defaults.h), else the API's defaults.
+  SamplingParams default_sampling;
 };
 
 class RequestBuilder {

@@ -84,6 +84,34 @@ TEST_F(RequestBuilderTest, ValidPromptTokenizesLikeTheTokenizer) {
   EXPECT_TRUE(d->use_prefix_cache);
 }
 
+TEST_F(RequestBuilderTest, UnsetSamplingFieldsTakeTheModelsDefaults) {
+  RequestBuilderOptions o;
+  o.vocab_size = tokenizer_->vocab_size();
+  o.default_sampling.temperature = 0.6f;  // as a generation_config.json would give them
+  o.default_sampling.top_p = 0.9f;
+  o.default_sampling.top_k = 20;
+  o.default_sampling.repetition_penalty = 1.1f;
+  RequestBuilder b(o, tokenizer_, std::nullopt);
+  StatusOr<GenerationRequest> d = b.Build(Prompt("hi"));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->sampling.temperature, 0.6f);
+  EXPECT_EQ(d->sampling.top_p, 0.9f);
+  EXPECT_EQ(d->sampling.top_k, 20);
+  EXPECT_EQ(d->sampling.repetition_penalty, 1.1f);
+  // The request's own values win, greedy included.
+  ite::v1::GenerateRequest r = Prompt("hi");
+  r.mutable_sampling()->set_temperature(0.0f);
+  r.mutable_sampling()->set_top_p(0.5f);
+  r.mutable_sampling()->set_top_k(3);
+  r.mutable_sampling()->set_repetition_penalty(1.0f);
+  StatusOr<GenerationRequest> out = b.Build(r);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->sampling.temperature, 0.0f);
+  EXPECT_EQ(out->sampling.top_p, 0.5f);
+  EXPECT_EQ(out->sampling.top_k, 3);
+  EXPECT_EQ(out->sampling.repetition_penalty, 1.0f);
+}
+
 TEST_F(RequestBuilderTest, ChatIsRenderedWithTheTemplate) {
   ite::v1::GenerateRequest r;
   auto* m = r.mutable_chat()->add_messages();

@@ -20,6 +20,7 @@
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
 #include "scheduler/request_builder.h"
+#include "scheduler/sampling_defaults.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/tokenizer/tokenizer.h"
 
@@ -131,6 +132,13 @@ int Run(const SchedulerMainOptions& o) {
   bo.max_context = scheduler.max_context();
   bo.vocab_size = scheduler.model_info().vocab_size;
   bo.default_max_tokens = o.default_max_tokens;
+  StatusOr<SamplingParams> defaults = SamplingDefaultsForModel(o.model);
+  if (!defaults.ok()) {
+    ITE_LOG_ERROR("{}", defaults.status().ToString());
+    return 1;
+  }
+  bo.default_sampling = *defaults;
+  ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
   auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
   GenerationService service(&scheduler, tokenizer, std::move(builder), addresses,
                             first_info.block_size);

@@ -2,7 +2,7 @@
 a message naming the flag), prompts from stdin and files, the sampling flags reaching the
 server, logprobs, the info / stats / tokenize / health subcommands, the message for a worker's
 port, a refused connection failing at once, and bench's progress line and partial results on
-Ctrl-C."""
+Ctrl-C, --served-model-name, and ite-tokenize's --help."""
 import json
 import os
 import re
@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from e2e_util import (Checks, Serve, bin_path, finish, need_model_and_binaries,  # noqa: E402
                       read_available, run)
 
-need_model_and_binaries("ite-serve", "ite-worker", "ite-scheduler", "ite-client")
+need_model_and_binaries("ite-serve", "ite-worker", "ite-scheduler", "ite-client", "ite-tokenize")
 CLIENT = bin_path("ite-client")
 c = Checks()
 
@@ -190,5 +190,24 @@ with Serve("--threads", "1") as s, tempfile.TemporaryDirectory() as tmp:
             j["ok"] + j["cancelled"] + j["not_started"] == 200 and
             j["ttft_ms"]["count"] == j["ok"],
             "bench on Ctrl-C: the JSON has the finished requests", j)
+
+# --served-model-name: clients see that name and may send it; another name is refused.
+with Serve("--threads", "1", "--served-model-name", "my-assistant") as s:
+    rc, out, err, _ = run([CLIENT, "info", "--addr", s.addr])
+    c.check(rc == 0 and re.search(r"model_name\s+my-assistant\n", out),
+            "--served-model-name names the model", out + err)
+    ask = [CLIENT, "generate", "--addr", s.addr, "--prompt", "hi", "--max-tokens", "2"]
+    rc, _, err, _ = run(ask + ["--model", "my-assistant"])
+    c.check(rc == 0, "a request naming the served model is served", err)
+    rc, _, err, _ = run(ask + ["--model", "SmolLM2-135M-Instruct.Q4_1"])
+    c.check(rc == 4 and "my-assistant" in err, "another model name is refused, naming the served one",
+            err)
+
+# ite-tokenize documents its line formats in --help, and a bad flag is a usage error.
+rc, out, _, _ = run([bin_path("ite-tokenize"), "--help"])
+c.check(rc == 0 and "one JSON string per line" in out and "--decode" in out,
+        "ite-tokenize --help describes its input and output", out)
+rc, _, err, _ = run([bin_path("ite-tokenize"), "--frobnicate"])
+c.check(rc == 2 and "--frobnicate" in err, "ite-tokenize: an unknown flag exits 2", err)
 
 sys.exit(c.done())

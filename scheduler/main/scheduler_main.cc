@@ -2,10 +2,13 @@
 //   ite-scheduler --model PATH --workers host:port[,host:port...] [--port 50051]
 //                 [--host 127.0.0.1] [--max-batch-tokens N] [--max-running N] [--no-prefix-cache]
 // Loads the tokenizer and chat template from the model path (not the weights: the workers hold
-// those). Waits for every worker to answer Info, then serves. SIGTERM/SIGINT: new requests get
-// UNAVAILABLE, running and queued ones finish (drain), then the process exits.
+// those), then listens at once: health NOT_SERVING (the "liveness" health service SERVING) until
+// a worker answers Info, then it serves with the workers that answer and takes in the others
+// as they do. SIGTERM/SIGINT, in any phase: new requests get UNAVAILABLE, running and queued
+// ones finish (drain), then the process exits.
 // Exit codes: 0 clean shutdown, 1 failure (message on stderr), 2 usage error.
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <sstream>
@@ -15,6 +18,7 @@
 #include "common/logging.h"
 #include "proto/grpc_server_runner.h"
 #include "scheduler/chat/chat_template.h"
+#include "scheduler/deferred_generation_service.h"
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
 #include "scheduler/request_builder.h"
@@ -50,13 +54,22 @@ std::vector<std::string> SplitCommas(const std::string& s) {
   return out;
 }
 
-// Waits until the worker answers Info (workers start in parallel with the scheduler and load
-// weights first).
-StatusOr<WorkerInfo> WaitForWorker(GrpcWorkerClient& client, int32_t wait_ms) {
+// Waits until one of the workers answers Info (workers start in parallel with the scheduler and
+// load weights first), giving up at the deadline or when `stopping` turns true.
+Status WaitForAnyWorker(std::vector<std::unique_ptr<GrpcWorkerClient>>& clients, int32_t wait_ms,
+                        const std::atomic<bool>& stopping) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   while (true) {
-    StatusOr<WorkerInfo> info = client.Info();
-    if (info.ok() || std::chrono::steady_clock::now() > deadline) return info;
+    Status last;
+    for (auto& client : clients) {
+      if (stopping) return Unavailable("stopped while waiting for workers");
+      StatusOr<WorkerInfo> info = client->Info();
+      if (info.ok()) return Status::Ok();
+      last = info.status();
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Unavailable("no worker answered within {} ms (last: {})", wait_ms, last.message());
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }
@@ -81,60 +94,65 @@ int Run(const SchedulerMainOptions& o) {
     ITE_LOG_WARN("no chat template ({}); chat requests will be rejected", tmpl.status().ToString());
   }
 
-  std::vector<std::unique_ptr<WorkerClient>> clients;
-  WorkerInfo first_info;
-  for (size_t i = 0; i < addresses.size(); ++i) {
-    GrpcWorkerClientOptions co;
-    co.address = addresses[i];
-    co.step_timeout_ms = o.step_timeout_ms;
-    auto client = std::make_unique<GrpcWorkerClient>(co);
-    StatusOr<WorkerInfo> info = WaitForWorker(*client, o.worker_wait_ms);
-    if (!info.ok()) {
-      ITE_LOG_ERROR("worker {} did not answer within {} ms: {}", addresses[i], o.worker_wait_ms,
-                    info.status().ToString());
-      return 1;
+  // Built by start-up, once a worker answers; the deferred service answers UNAVAILABLE until.
+  std::unique_ptr<Scheduler> scheduler;
+  std::unique_ptr<GenerationService> service;
+  DeferredGenerationService front;
+  auto start_up = [&](const std::atomic<bool>& stopping) -> Status {
+    std::vector<std::unique_ptr<GrpcWorkerClient>> grpc_clients;
+    for (const std::string& address : addresses) {
+      GrpcWorkerClientOptions co;
+      co.address = address;
+      co.step_timeout_ms = o.step_timeout_ms;
+      grpc_clients.push_back(std::make_unique<GrpcWorkerClient>(co));
     }
-    ITE_LOG_INFO("worker {}: {} KV blocks of {} tokens on {}", addresses[i], info->num_blocks,
-                 info->block_size, info->device);
-    if (i == 0) first_info = *info;
-    clients.push_back(std::move(client));
-  }
+    ITE_RETURN_IF_ERROR(WaitForAnyWorker(grpc_clients, o.worker_wait_ms, stopping));
+    std::vector<std::unique_ptr<WorkerClient>> clients;
+    for (auto& c : grpc_clients) clients.push_back(std::move(c));
 
-  SchedulerOptions so;
-  so.max_batch_tokens = o.max_batch_tokens;
-  so.max_running = o.max_running;
-  so.max_context = o.max_context;
-  so.enable_prefix_cache = !o.no_prefix_cache;
-  Scheduler scheduler(so, tokenizer, std::move(clients));
-  if (Status s = scheduler.Start(); !s.ok()) {
-    ITE_LOG_ERROR("scheduler: {}", s.ToString());
-    return 1;
-  }
+    SchedulerOptions so;
+    so.max_batch_tokens = o.max_batch_tokens;
+    so.max_running = o.max_running;
+    so.max_context = o.max_context;
+    so.enable_prefix_cache = !o.no_prefix_cache;
+    scheduler = std::make_unique<Scheduler>(so, tokenizer, std::move(clients));
+    ITE_RETURN_IF_ERROR(scheduler->Start());
+    SchedulerStats stats = scheduler->Stats();
+    std::string model_name;
+    for (size_t i = 0; i < stats.workers.size(); ++i) {
+      if (!stats.workers[i].up) continue;
+      ITE_LOG_INFO("worker {}: {} KV blocks on {}", addresses[i], stats.workers[i].num_blocks,
+                   stats.workers[i].device);
+    }
 
-  RequestBuilderOptions bo;
-  bo.model_name = o.model_name;
-  if (bo.model_name.empty()) bo.model_name = first_info.model.name;
-  if (bo.model_name.empty()) bo.model_name = std::filesystem::path(o.model).stem().string();
-  bo.max_context = scheduler.max_context();
-  bo.vocab_size = scheduler.model_info().vocab_size;
-  bo.default_max_tokens = o.default_max_tokens;
-  auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
-  GenerationService service(&scheduler, tokenizer, std::move(builder), addresses,
-                            first_info.block_size);
-  ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name, bo.max_context,
-               addresses.size());
+    RequestBuilderOptions bo;
+    bo.model_name = o.model_name;
+    if (bo.model_name.empty()) bo.model_name = scheduler->model_info().name;
+    if (bo.model_name.empty()) bo.model_name = std::filesystem::path(o.model).stem().string();
+    bo.max_context = scheduler->max_context();
+    bo.vocab_size = scheduler->model_info().vocab_size;
+    bo.default_max_tokens = o.default_max_tokens;
+    auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
+    service = std::make_unique<GenerationService>(scheduler.get(), tokenizer, std::move(builder),
+                                                  addresses, scheduler->block_size());
+    front.Attach(service.get());
+    ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name,
+                 bo.max_context, addresses.size());
+    return Status::Ok();
+  };
 
   GrpcServerOptions server;
   server.name = "ite-scheduler";
   server.host = o.host;
   server.port = o.port;
   server.ready_file = o.ready_file;
-  Status s = RunGrpcServer(server, {&service}, [&] {
-    service.StopAccepting();
+  server.start_up = start_up;
+  Status s = RunGrpcServer(server, {&front}, [&] {
+    service->StopAccepting();
     ITE_LOG_INFO("draining running requests");
-    scheduler.Shutdown(/*drain=*/true);
+    scheduler->Shutdown(/*drain=*/true);
   });
-  scheduler.Shutdown(false);
+  if (scheduler) scheduler->Shutdown(false);
   if (!s.ok()) {
     ITE_LOG_ERROR("{}", s.ToString());
     return 1;
@@ -164,7 +182,8 @@ int Main(int argc, char** argv) {
   app.add_option("--default-max-tokens", o.default_max_tokens, "when a request sets none")
       ->capture_default_str();
   app.add_flag("--no-prefix-cache", o.no_prefix_cache, "disable the radix prefix cache");
-  app.add_option("--worker-wait-ms", o.worker_wait_ms, "wait this long for workers at start")
+  app.add_option("--worker-wait-ms", o.worker_wait_ms,
+                 "wait this long at start for the first worker to answer")
       ->capture_default_str();
   app.add_option("--step-timeout-ms", o.step_timeout_ms, "a worker step slower than this fails")
       ->capture_default_str();

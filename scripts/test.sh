@@ -5,8 +5,5 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/setup.sh" >/dev/null
 build="${ITE_BUILD_DIR:-$root/build}"
-export PATH="$PATH:/usr/local/cuda/bin"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DITE_WERROR=ON \
-  -DPython3_EXECUTABLE="$root/.venv/bin/python" >/dev/null
-cmake --build "$build" -j"$(nproc)"
+"$root/scripts/build.sh" "$build"
 ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "$@"

@@ -1,5 +1,5 @@
 // ite-scheduler: the public ite.v1.Generation service, driving ite-worker processes.
-//   ite-scheduler --model PATH --workers host:port[,host:port...] [--port 50051]
+//   ite-scheduler --model PATH --workers host:port[,host:port...]|dns:///NAME:PORT [--port 50051]
 //                 [--host 127.0.0.1] [--max-batch-tokens N] [--max-running N] [--no-prefix-cache]
 // Loads the tokenizer and chat template from the model path (not the weights: the workers hold
 // those), then listens at once: health NOT_SERVING (the "liveness" health service SERVING) until
@@ -11,7 +11,6 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -24,6 +23,7 @@
 #include "scheduler/request_builder.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/tokenizer/tokenizer.h"
+#include "scheduler/worker_discovery.h"
 
 namespace ite {
 namespace {
@@ -41,22 +41,15 @@ struct SchedulerMainOptions {
   int32_t default_max_tokens = 256;
   bool no_prefix_cache = false;
   int32_t worker_wait_ms = 120000;
+  int32_t max_workers = 16;
+  int32_t worker_resolve_interval_ms = 5000;
   int32_t step_timeout_ms = 120000;
   bool verbose = false;
 };
 
-std::vector<std::string> SplitCommas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 // Waits until one of the workers answers Info (workers start in parallel with the scheduler and
 // load weights first), giving up at the deadline or when `stopping` turns true.
-Status WaitForAnyWorker(std::vector<std::unique_ptr<GrpcWorkerClient>>& clients, int32_t wait_ms,
+Status WaitForAnyWorker(std::vector<std::unique_ptr<WorkerClient>>& clients, int32_t wait_ms,
                         const std::atomic<bool>& stopping) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   while (true) {
@@ -75,9 +68,9 @@ Status WaitForAnyWorker(std::vector<std::unique_ptr<GrpcWorkerClient>>& clients,
 }
 
 int Run(const SchedulerMainOptions& o) {
-  std::vector<std::string> addresses = SplitCommas(o.workers);
-  if (addresses.empty()) {
-    ITE_LOG_ERROR("--workers: give at least one host:port");
+  StatusOr<WorkerTarget> target = ParseWorkerTarget(o.workers);
+  if (!target.ok()) {
+    ITE_LOG_ERROR("{}", target.status().message());
     return 2;
   }
   StatusOr<std::unique_ptr<Tokenizer>> tokenizer_or = Tokenizer::FromFile(o.model);
@@ -98,17 +91,23 @@ int Run(const SchedulerMainOptions& o) {
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<GenerationService> service;
   DeferredGenerationService front;
+  // Declared after the scheduler, so it stops before the scheduler (owner of its clients) goes.
+  WorkerDiscoveryOptions wo;
+  wo.target = *target;
+  wo.max_workers = o.max_workers;
+  wo.resolve_interval_ms = o.worker_resolve_interval_ms;
+  wo.factory = [&o](const std::string& address) -> std::unique_ptr<WorkerClient> {
+    GrpcWorkerClientOptions co;
+    co.address = address;
+    co.step_timeout_ms = o.step_timeout_ms;
+    return std::make_unique<GrpcWorkerClient>(co);
+  };
+  WorkerDiscovery discovery(wo);
+  std::vector<std::string> addresses;
   auto start_up = [&](const std::atomic<bool>& stopping) -> Status {
-    std::vector<std::unique_ptr<GrpcWorkerClient>> grpc_clients;
-    for (const std::string& address : addresses) {
-      GrpcWorkerClientOptions co;
-      co.address = address;
-      co.step_timeout_ms = o.step_timeout_ms;
-      grpc_clients.push_back(std::make_unique<GrpcWorkerClient>(co));
-    }
-    ITE_RETURN_IF_ERROR(WaitForAnyWorker(grpc_clients, o.worker_wait_ms, stopping));
-    std::vector<std::unique_ptr<WorkerClient>> clients;
-    for (auto& c : grpc_clients) clients.push_back(std::move(c));
+    std::vector<std::unique_ptr<WorkerClient>> clients = discovery.Start();
+    addresses = discovery.SlotNames();
+    ITE_RETURN_IF_ERROR(WaitForAnyWorker(clients, o.worker_wait_ms, stopping));
 
     SchedulerOptions so;
     so.max_batch_tokens = o.max_batch_tokens;
@@ -152,6 +151,7 @@ int Run(const SchedulerMainOptions& o) {
     ITE_LOG_INFO("draining running requests");
     scheduler->Shutdown(/*drain=*/true);
   });
+  discovery.Stop();
   if (scheduler) scheduler->Shutdown(false);
   if (!s.ok()) {
     ITE_LOG_ERROR("{}", s.ToString());
@@ -166,7 +166,15 @@ int Main(int argc, char** argv) {
   CLI::App app{"ite-scheduler: ite.v1.Generation service over ite-worker processes"};
   app.add_option("--model", o.model, "model path (.gguf or HF folder): tokenizer, chat template")
       ->required();
-  app.add_option("--workers", o.workers, "comma-separated worker addresses host:port")->required();
+  app.add_option("--workers", o.workers,
+                 "worker addresses host:port[,host:port...], or dns:///NAME:PORT: every address "
+                 "of NAME (a headless Service) is a worker, re-resolved")
+      ->required();
+  app.add_option("--max-workers", o.max_workers, "dns:///: the most workers taken in")
+      ->capture_default_str();
+  app.add_option("--worker-resolve-interval-ms", o.worker_resolve_interval_ms,
+                 "dns:///: how often the name is resolved again")
+      ->capture_default_str();
   app.add_option("--host", o.host, "address to listen on (127.0.0.1: loopback only)")
       ->capture_default_str();
   app.add_option("--port", o.port, "port (0: pick a free one; see --ready-file)")

@@ -1,5 +1,6 @@
 #include "scheduler/scheduler.h"
 
+#include <fmt/ranges.h>
 #include <time.h>
 
 #include <algorithm>
@@ -112,6 +113,7 @@ Status Scheduler::Start() {
     return Unavailable("no worker answered Info (worker 0: {})", infos[0].status().message());
   }
   s.min_pool_blocks = infos[first]->num_blocks;
+  std::vector<int> absent;
   for (size_t i = 0; i < s.slots.size(); ++i) {
     WorkerSlot& slot = *s.slots[i];
     const bool answered = infos[i].ok();
@@ -124,9 +126,13 @@ Status Scheduler::Start() {
       // The batcher is shaped like the first worker's until this one answers and the probe
       // replaces both (Revive).
       slot.info.device.clear();
-      ITE_LOG_WARN("worker {} does not answer yet ({}); starting without it", i,
-                   infos[i].status().message());
+      absent.push_back(static_cast<int>(i));
     }
+  }
+  if (!absent.empty()) {
+    // One line, not one per worker: a name-discovered pool has many empty slots.
+    ITE_LOG_WARN("workers {} do not answer yet (worker {}: {}); starting without them",
+                 fmt::join(absent, ", "), absent[0], infos[absent[0]].status().message());
   }
   s.model = infos[first]->model;
   s.block_size = infos[first]->block_size;

@@ -108,8 +108,7 @@ std::vector<std::string> WorkerDiscovery::SlotNames() const {
       names.push_back(options_.target.addresses[i]);
     } else {
       names.push_back(fmt::format("{}{} #{}", kDnsScheme,
-                                  WithPort(options_.target.dns_host, options_.target.dns_port),
-                                  i));
+                                  WithPort(options_.target.dns_host, options_.target.dns_port), i));
     }
   }
   return names;
@@ -127,6 +126,12 @@ void WorkerDiscovery::ResolveNow() {
     ITE_LOG_WARN("workers: {}; keeping the workers as they are", hosts.status().message());
     return;
   }
+  // Said once per spell without addresses, so a name that never resolves is visible in the log.
+  if (want.empty() && !was_empty_) {
+    ITE_LOG_WARN("workers: {} has no address (yet); resolving again every {} ms", t.dns_host,
+                 options_.resolve_interval_ms);
+  }
+  was_empty_ = want.empty();
   // Slots whose address is gone are emptied first, so their slots can take newcomers.
   std::vector<SwitchableWorkerClient*> free;
   std::set<std::string> have;

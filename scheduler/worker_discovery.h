@@ -70,7 +70,8 @@ class WorkerDiscovery {
 
   const WorkerDiscoveryOptions options_;
   std::vector<SwitchableWorkerClient*> slots_;
-  std::mutex resolve_mu_;  // one resolution at a time (the thread's and ResolveNow's)
+  std::mutex resolve_mu_;   // one resolution at a time (the thread's and ResolveNow's)
+  bool was_empty_ = false;  // guarded by resolve_mu_: the last answer had no address
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

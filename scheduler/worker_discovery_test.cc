@@ -193,8 +193,7 @@ TEST(WorkerDiscoveryTest, MoreAddressesThanSlotsLeavesTheRestOut) {
   WorkerDiscovery discovery(o);
   std::vector<std::unique_ptr<WorkerClient>> clients = discovery.Start();
   ASSERT_EQ(clients.size(), 2u);
-  EXPECT_EQ(world.created("10.0.0.1:1") + world.created("10.0.0.2:1") +
-                world.created("10.0.0.3:1"),
+  EXPECT_EQ(world.created("10.0.0.1:1") + world.created("10.0.0.2:1") + world.created("10.0.0.3:1"),
             2);
   discovery.Stop();
 }

@@ -88,9 +88,15 @@ class SchedulerStartE2E : public ::testing::Test {
   int StartWorker(ChildProcess* worker, int port, const std::string& name) {
     const std::string ready = dir_.path() + "/" + name + ".port";
     std::filesystem::remove(ready);
-    std::vector<std::string> argv = {env_.bin_dir + "/ite-worker", "--model",  env_.model,
-                                     "--port",  std::to_string(port),  "--threads", "1",
-                                     "--ready-file", ready};
+    std::vector<std::string> argv = {env_.bin_dir + "/ite-worker",
+                                     "--model",
+                                     env_.model,
+                                     "--port",
+                                     std::to_string(port),
+                                     "--threads",
+                                     "1",
+                                     "--ready-file",
+                                     ready};
     if (!worker->Start(name, argv).ok()) return 0;
     return WaitForPortFile(ready, worker, seconds(120));
   }
@@ -100,15 +106,9 @@ class SchedulerStartE2E : public ::testing::Test {
     scheduler_port_ = UnusedPort();
     ready_ = dir_.path() + "/scheduler.port";
     std::filesystem::remove(ready_);
-    std::vector<std::string> argv = {env_.bin_dir + "/ite-scheduler",
-                                     "--model",
-                                     env_.model,
-                                     "--workers",
-                                     workers,
-                                     "--port",
-                                     std::to_string(scheduler_port_),
-                                     "--ready-file",
-                                     ready_};
+    std::vector<std::string> argv = {
+        env_.bin_dir + "/ite-scheduler", "--model",      env_.model, "--workers", workers, "--port",
+        std::to_string(scheduler_port_), "--ready-file", ready_};
     return scheduler_port_ > 0 && scheduler->Start("ite-scheduler", argv).ok();
   }
   bool SchedulerReady(ChildProcess* scheduler) {
@@ -126,8 +126,8 @@ TEST_F(SchedulerStartE2E, WaitingForAnAbsentWorkerItIsLiveNotReadyAndStopsOnSigt
   ChildProcess scheduler;
   ASSERT_TRUE(StartScheduler(&scheduler, Loopback(UnusedPort())));
   const std::string address = scheduler_address();
-  ASSERT_TRUE(WaitUntil([&] { return Health(address, "liveness") == HealthStatus::SERVING; },
-                        seconds(60)))
+  ASSERT_TRUE(
+      WaitUntil([&] { return Health(address, "liveness") == HealthStatus::SERVING; }, seconds(60)))
       << "the scheduler does not answer health while it waits for its worker";
   EXPECT_EQ(Health(address, ""), HealthStatus::NOT_SERVING);
   GenerateResult r = Generate(*StubAt(address), Greedy("Hello", 2), seconds(10));
@@ -169,8 +169,8 @@ TEST_F(SchedulerStartE2E, AWorkerThatStartsLaterIsTakenInAndUsed) {
   std::vector<GenerateResult> results(6);
   for (int i = 0; i < 6; ++i) {
     threads.emplace_back([&, i] {
-      results[i] = Generate(*StubAt(address),
-                            Greedy("Request number " + std::to_string(i) + " says", 6));
+      results[i] =
+          Generate(*StubAt(address), Greedy("Request number " + std::to_string(i) + " says", 6));
     });
   }
   for (auto& t : threads) t.join();

@@ -71,9 +71,9 @@ class WorkerDiscoveryE2E : public ::testing::Test {
 
   int StartWorker(ChildProcess* worker, const std::string& ip, int port) {
     const std::string ready = dir_.path() + "/worker-" + ip + ".port";
-    std::vector<std::string> argv = {env_.bin_dir + "/ite-worker", "--model", env_.model,
-                                     "--host", ip, "--port", std::to_string(port), "--threads",
-                                     "1", "--ready-file", ready};
+    std::vector<std::string> argv = {
+        env_.bin_dir + "/ite-worker", "--model",   env_.model, "--host",       ip,   "--port",
+        std::to_string(port),         "--threads", "1",        "--ready-file", ready};
     if (!worker->Start("worker " + ip, argv).ok()) return 0;
     return WaitForPortFile(ready, worker, seconds(120));
   }
@@ -82,19 +82,19 @@ class WorkerDiscoveryE2E : public ::testing::Test {
     const std::string ready = dir_.path() + "/scheduler.port";
     const std::string command =
         "mount --bind " + hosts_ + " /etc/hosts && exec " + env_.bin_dir +
-        "/ite-scheduler --model " + env_.model + " --workers dns:///ite-worker:" +
-        std::to_string(worker_port) +
+        "/ite-scheduler --model " + env_.model +
+        " --workers dns:///ite-worker:" + std::to_string(worker_port) +
         " --max-workers 4 --worker-resolve-interval-ms 100 --port 0 --ready-file " + ready;
     std::vector<std::string> argv = {"/usr/bin/unshare", "--mount", "--propagation", "private",
-                                     "/bin/sh", "-c", command};
+                                     "/bin/sh",          "-c",      command};
     if (!scheduler->Start("ite-scheduler", argv).ok()) return false;
     port_ = WaitForPortFile(ready, scheduler, seconds(60));
     return port_ > 0;
   }
 
   std::unique_ptr<ite::v1::Generation::Stub> Stub() const {
-    return ite::v1::Generation::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()));
+    return ite::v1::Generation::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                                            grpc::InsecureChannelCredentials()));
   }
   ite::v1::StatsResponse Stats() const {
     grpc::ClientContext ctx;

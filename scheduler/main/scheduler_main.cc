@@ -107,7 +107,10 @@ int Run(const SchedulerMainOptions& o) {
   auto start_up = [&](const std::atomic<bool>& stopping) -> Status {
     std::vector<std::unique_ptr<WorkerClient>> clients = discovery.Start();
     addresses = discovery.SlotNames();
-    ITE_RETURN_IF_ERROR(WaitForAnyWorker(clients, o.worker_wait_ms, stopping));
+    if (Status waited = WaitForAnyWorker(clients, o.worker_wait_ms, stopping); !waited.ok()) {
+      discovery.Stop();  // before `clients`, which it points into, go
+      return waited;
+    }
 
     SchedulerOptions so;
     so.max_batch_tokens = o.max_batch_tokens;

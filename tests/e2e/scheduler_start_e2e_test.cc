@@ -2,10 +2,7 @@
 // worker pod may be scheduled, loading or restarting): it listens and answers health and SIGTERM
 // while no worker answers, serves with the workers that answer, takes in one that starts later,
 // and resets a worker that served a scheduler before it. Real processes on loopback.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -23,23 +20,6 @@ using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 using HealthStatus = grpc::health::v1::HealthCheckResponse;
 
-// A loopback port nothing listens on (the kernel's pick, released at once), for a worker that
-// is named before it exists.
-int UnusedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
 std::string Loopback(int port) { return "127.0.0.1:" + std::to_string(port); }
 
 // Health of `service` ("" for the whole server); UNKNOWN when the call fails.
@@ -53,15 +33,6 @@ HealthStatus::ServingStatus Health(const std::string& address, const std::string
   HealthStatus res;
   if (!stub->Check(&ctx, req, &res).ok()) return HealthStatus::UNKNOWN;
   return res.status();
-}
-
-bool WaitUntil(const std::function<bool()>& pred, seconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return pred();
 }
 
 std::unique_ptr<ite::v1::Generation::Stub> StubAt(const std::string& address) {
@@ -103,7 +74,7 @@ class SchedulerStartE2E : public ::testing::Test {
 
   // ite-scheduler on a port chosen here, so health can be asked before it is ready.
   bool StartScheduler(ChildProcess* scheduler, const std::string& workers) {
-    scheduler_port_ = UnusedPort();
+    scheduler_port_ = UnusedLoopbackPort();
     ready_ = dir_.path() + "/scheduler.port";
     std::filesystem::remove(ready_);
     std::vector<std::string> argv = {
@@ -124,7 +95,7 @@ class SchedulerStartE2E : public ::testing::Test {
 
 TEST_F(SchedulerStartE2E, WaitingForAnAbsentWorkerItIsLiveNotReadyAndStopsOnSigterm) {
   ChildProcess scheduler;
-  ASSERT_TRUE(StartScheduler(&scheduler, Loopback(UnusedPort())));
+  ASSERT_TRUE(StartScheduler(&scheduler, Loopback(UnusedLoopbackPort())));
   const std::string address = scheduler_address();
   ASSERT_TRUE(
       WaitUntil([&] { return Health(address, "liveness") == HealthStatus::SERVING; }, seconds(60)))
@@ -146,7 +117,7 @@ TEST_F(SchedulerStartE2E, AWorkerThatStartsLaterIsTakenInAndUsed) {
   ChildProcess first;
   const int first_port = StartWorker(&first, 0, "worker0");
   ASSERT_GT(first_port, 0);
-  const int later_port = UnusedPort();
+  const int later_port = UnusedLoopbackPort();
   ChildProcess scheduler;
   ASSERT_TRUE(StartScheduler(&scheduler, Loopback(first_port) + "," + Loopback(later_port)));
   ASSERT_TRUE(SchedulerReady(&scheduler)) << "did not start with the one worker that answers";

@@ -4,10 +4,7 @@
 // that process alone, which getaddrinfo reads on every lookup), with the workers on loopback
 // addresses 127.0.0.2, 127.0.0.3: the test changes what the name resolves to while requests
 // run. Needs root (for the mount namespace); skipped otherwise.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,32 +19,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
-
-// A port free on 127.0.0.1 (the kernel's pick, released at once); the workers listen on it on
-// other loopback addresses.
-int UnusedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-bool WaitUntil(const std::function<bool()>& pred, seconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return pred();
-}
 
 class WorkerDiscoveryE2E : public ::testing::Test {
  protected:
@@ -117,7 +88,8 @@ class WorkerDiscoveryE2E : public ::testing::Test {
 };
 
 TEST_F(WorkerDiscoveryE2E, WorkersFollowTheNameWhileRequestsRun) {
-  const int port = UnusedPort();
+  // Free on 127.0.0.1 now; the workers listen on it at 127.0.0.2 and 127.0.0.3.
+  const int port = UnusedLoopbackPort();
   ChildProcess a, b;
   ASSERT_EQ(StartWorker(&a, "127.0.0.2", port), port);
   ASSERT_EQ(StartWorker(&b, "127.0.0.3", port), port);

@@ -3,9 +3,14 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include "common/logging.h"
 
@@ -66,25 +71,78 @@ Status RunGrpcServer(const GrpcServerOptions& options, const std::vector<grpc::S
                        address);
   }
   ITE_LOG_INFO("{} listening on {}:{}", options.name, options.host, bound_port);
-  if (!options.ready_file.empty()) {
-    Status s = WriteReadyFile(options.ready_file, bound_port);
-    if (!s.ok()) {
-      server->Shutdown();
-      return s;
-    }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (options.start_up) health->SetServingStatus(false);
+  health->SetServingStatus(kHealthLivenessService, true);
+
+  // Start-up runs beside the signal wait, so SIGTERM is answered while it waits.
+  enum class Phase { kStarting, kSucceeded, kFailed };
+  std::atomic<Phase> phase{options.start_up ? Phase::kStarting : Phase::kSucceeded};
+  std::atomic<bool> stopping{false};
+  std::mutex start_mu;
+  std::condition_variable start_cv;
+  Status start_status;
+  std::thread starter;
+  if (options.start_up) {
+    starter = std::thread([&] {
+      Status st = options.start_up(stopping);
+      std::lock_guard<std::mutex> lock(start_mu);
+      start_status = st;
+      phase = st.ok() ? Phase::kSucceeded : Phase::kFailed;
+      start_cv.notify_all();
+    });
   }
+  bool serving = false;
+  auto become_serving = [&]() -> Status {
+    serving = true;
+    health->SetServingStatus(true);
+    if (options.start_up) ITE_LOG_INFO("{}: serving", options.name);
+    if (options.ready_file.empty()) return Status::Ok();
+    return WriteReadyFile(options.ready_file, bound_port);
+  };
 
   sigset_t set = ShutdownSignals();
   int sig = 0;
-  sigwait(&set, &sig);
-  ITE_LOG_INFO("{}: signal {} received, shutting down", options.name, sig);
-  server->GetHealthCheckService()->SetServingStatus(false);
-  if (before_shutdown) before_shutdown();
+  Status result = Status::Ok();
+  while (true) {
+    if (!serving && phase == Phase::kSucceeded) {
+      result = become_serving();
+      if (!result.ok()) break;
+    }
+    if (phase == Phase::kFailed) break;
+    if (serving) {
+      sigwait(&set, &sig);
+      break;
+    }
+    timespec tick{0, 50 * 1000 * 1000};
+    sig = sigtimedwait(&set, nullptr, &tick);
+    if (sig > 0) break;
+  }
+  if (sig > 0) ITE_LOG_INFO("{}: signal {} received, shutting down", options.name, sig);
+  stopping = true;
+  if (starter.joinable()) {
+    std::unique_lock<std::mutex> lock(start_mu);
+    if (!start_cv.wait_for(lock, std::chrono::milliseconds(options.start_up_stop_ms),
+                           [&] { return phase != Phase::kStarting; })) {
+      ITE_LOG_WARN("{}: start-up did not stop within {} ms; exiting without it", options.name,
+                   options.start_up_stop_ms);
+      spdlog::default_logger()->flush();
+      std::fflush(nullptr);
+      std::_Exit(0);
+    }
+    lock.unlock();
+    starter.join();
+    if (phase == Phase::kFailed && sig <= 0) result = start_status;
+  }
+  health->SetServingStatus(false);
+  // Still answering: a liveness probe must not kill a process that is draining.
+  health->SetServingStatus(kHealthLivenessService, true);
+  if (phase == Phase::kSucceeded && before_shutdown) before_shutdown();
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(options.shutdown_grace_ms));
   server->Wait();
   ITE_LOG_INFO("{}: stopped", options.name);
-  return Status::Ok();
+  return result;
 }
 
 }  // namespace ite

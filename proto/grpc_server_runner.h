@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -21,15 +22,30 @@ struct GrpcServerOptions {
   // a parent process waits for this file instead of guessing free ports.
   std::string ready_file;
   int shutdown_grace_ms = 5000;  // in-flight calls get this long after `before_shutdown`
+  // Work that must finish before the process takes requests (a scheduler waiting for its
+  // workers), run on a thread of its own once the server listens. Meanwhile health reports
+  // NOT_SERVING (so readiness probes hold traffic back) while kHealthLivenessService reports
+  // SERVING (so liveness probes leave a waiting process alone). OK: health turns SERVING and the
+  // ready file is written; an error ends the server. It must return soon after `stopping`
+  // turns true (on SIGTERM/SIGINT); one still running `start_up_stop_ms` later is not waited
+  // for: the process exits at once (code 0), as nothing was being served.
+  std::function<Status(const std::atomic<bool>& stopping)> start_up;
+  int start_up_stop_ms = 1500;
 };
+
+// The health service name that reports SERVING for as long as the server answers at all,
+// during start-up and drain too: what a liveness probe should ask for. The unnamed service ("")
+// is SERVING only while the process takes requests.
+inline constexpr char kHealthLivenessService[] = "liveness";
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it creates later, so that
 // RunGrpcServer can receive them with sigwait. Call first thing in main(), before any thread.
 void BlockShutdownSignals();
 
-// Builds and starts the server, then blocks until SIGTERM or SIGINT. Then it runs
-// `before_shutdown` (e.g. drain running requests) while calls still flow, and shuts the server
-// down. Returns an error if the port cannot be bound.
+// Builds and starts the server, runs `options.start_up` if set, then blocks until SIGTERM or
+// SIGINT. Then it runs `before_shutdown` (e.g. drain running requests; only if start-up
+// succeeded) while calls still flow, and shuts the server down. Returns an error if the port
+// cannot be bound or start-up failed.
 Status RunGrpcServer(const GrpcServerOptions& options, const std::vector<grpc::Service*>& services,
                      const std::function<void()>& before_shutdown);
 

@@ -1,5 +1,6 @@
 #include "scheduler/scheduler.h"
 
+#include <fmt/ranges.h>
 #include <time.h>
 
 #include <algorithm>
@@ -61,6 +62,7 @@ Scheduler::~Scheduler() { Shutdown(false); }
 
 const ModelInfo& Scheduler::model_info() const { return impl_->model; }
 int32_t Scheduler::max_context() const { return impl_->max_context; }
+int32_t Scheduler::block_size() const { return impl_->block_size; }
 
 Status Scheduler::Start() {
   Impl& s = *impl_;
@@ -74,36 +76,68 @@ Status Scheduler::Start() {
         "max_context {} (all must be >= 1, max_context >= 0)",
         o.max_batch_tokens, o.max_running, o.max_inflight_steps, o.max_context);
   }
+  // Workers that do not answer yet start down; the probe takes each in when it answers (a pod
+  // that is still loading its weights, or not scheduled yet). One must answer: the model comes
+  // from it.
+  int first = -1;
+  std::vector<StatusOr<WorkerInfo>> infos;
   for (size_t i = 0; i < s.slots.size(); ++i) {
-    StatusOr<WorkerInfo> info = s.slots[i]->client->Info();
-    if (!info.ok()) {
-      return Unavailable("worker {}: Info failed: {}", i, info.status().message());
+    infos.push_back(s.slots[i]->client->Info());
+    StatusOr<WorkerInfo>& info = infos.back();
+    if (!info.ok()) continue;
+    // A worker that served an earlier scheduler (this process restarted) may still hold that
+    // one's sequences: it starts afresh, as a worker taken back does.
+    if (Status cleared = s.slots[i]->client->Clear(); !cleared.ok()) {
+      info = cleared;
+      continue;
     }
     if (info->block_size < 1 || info->num_blocks < 1 || info->model.vocab_size < 1) {
       return InvalidArgument("worker {}: block_size {}, num_blocks {}, vocab {}", i,
                              info->block_size, info->num_blocks, info->model.vocab_size);
     }
-    if (i > 0) {
-      const WorkerInfo& first = s.slots[0]->info;
-      if (info->model.vocab_size != first.model.vocab_size ||
-          info->block_size != first.block_size ||
-          info->model.max_position != first.model.max_position) {
-        return InvalidArgument(
-            "worker {} serves a different model than worker 0 (vocab {} vs {}, block_size {} vs "
-            "{}, context {} vs {})",
-            i, info->model.vocab_size, first.model.vocab_size, info->block_size, first.block_size,
-            info->model.max_position, first.model.max_position);
-      }
+    if (first < 0) {
+      first = static_cast<int>(i);
+      continue;
     }
-    s.slots[i]->info = *info;
-    s.slots[i]->batcher = std::make_unique<Batcher>(s.MakeBatcherOptions(), *info);
+    const WorkerInfo& f = *infos[first];
+    if (info->model.vocab_size != f.model.vocab_size || info->block_size != f.block_size ||
+        info->model.max_position != f.model.max_position) {
+      return InvalidArgument(
+          "worker {} serves a different model than worker {} (vocab {} vs {}, block_size {} vs "
+          "{}, context {} vs {})",
+          i, first, info->model.vocab_size, f.model.vocab_size, info->block_size, f.block_size,
+          info->model.max_position, f.model.max_position);
+    }
   }
-  s.model = s.slots[0]->info.model;
-  s.block_size = s.slots[0]->info.block_size;
+  if (first < 0) {
+    return Unavailable("no worker answered Info (worker 0: {})", infos[0].status().message());
+  }
+  s.min_pool_blocks = infos[first]->num_blocks;
+  std::vector<int> absent;
+  for (size_t i = 0; i < s.slots.size(); ++i) {
+    WorkerSlot& slot = *s.slots[i];
+    const bool answered = infos[i].ok();
+    slot.info = answered ? *infos[i] : *infos[first];
+    slot.batcher = std::make_unique<Batcher>(s.MakeBatcherOptions(), slot.info);
+    slot.up = answered;
+    if (answered) {
+      s.min_pool_blocks = std::min(s.min_pool_blocks, slot.info.num_blocks);
+    } else {
+      // The batcher is shaped like the first worker's until this one answers and the probe
+      // replaces both (Revive).
+      slot.info.device.clear();
+      absent.push_back(static_cast<int>(i));
+    }
+  }
+  if (!absent.empty()) {
+    // One line, not one per worker: a name-discovered pool has many empty slots.
+    ITE_LOG_WARN("workers {} do not answer yet (worker {}: {}); starting without them",
+                 fmt::join(absent, ", "), absent[0], infos[absent[0]].status().message());
+  }
+  s.model = infos[first]->model;
+  s.block_size = infos[first]->block_size;
   s.max_context = s.model.max_position;
   if (o.max_context > 0) s.max_context = std::min(s.max_context, o.max_context);
-  s.min_pool_blocks = s.slots[0]->info.num_blocks;
-  for (auto& slot : s.slots) s.min_pool_blocks = std::min(s.min_pool_blocks, slot->info.num_blocks);
   s.started = true;
   {
     std::lock_guard<std::mutex> lock(s.mu);

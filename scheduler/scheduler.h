@@ -116,8 +116,9 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queries the workers (all must answer and agree on the model), sizes the block managers and
-  // starts the loop thread.
+  // Queries the workers, sizes the block managers and starts the loop thread. Those that answer
+  // must agree on the model, and at least one must answer; the others start down and are taken
+  // in by the probe once they answer (as a restarted worker is).
   Status Start();
 
   // Validates (prompt, context length, params) and queues. On OK the callback gets every event,
@@ -132,6 +133,7 @@ class Scheduler {
   // The model the workers serve (valid after Start).
   const ModelInfo& model_info() const;
   int32_t max_context() const;
+  int32_t block_size() const;  // tokens per KV block, the same on every worker
 
   // drain: finish running and queued requests first; otherwise cancel them. Idempotent.
   void Shutdown(bool drain);

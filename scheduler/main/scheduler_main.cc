@@ -1,15 +1,17 @@
 // ite-scheduler: the public ite.v1.Generation service, driving ite-worker processes.
-//   ite-scheduler --model PATH --workers host:port[,host:port...] [--port 50051]
+//   ite-scheduler --model PATH --workers host:port[,host:port...]|dns:///NAME:PORT [--port 50051]
 //                 [--host 127.0.0.1] [--max-batch-tokens N] [--max-running N] [--no-prefix-cache]
 // Loads the tokenizer and chat template from the model path (not the weights: the workers hold
-// those). Waits for every worker to answer Info, then serves. SIGTERM/SIGINT: new requests get
-// UNAVAILABLE, running and queued ones finish (drain), then the process exits.
+// those), then listens at once: health NOT_SERVING (the "liveness" health service SERVING) until
+// a worker answers Info, then it serves with the workers that answer and takes in the others
+// as they do. SIGTERM/SIGINT, in any phase: new requests get UNAVAILABLE, running and queued
+// ones finish (drain), then the process exits.
 // Exit codes: 0 clean shutdown, 1 failure (message on stderr), 2 usage error.
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <filesystem>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -17,12 +19,14 @@
 #include "common/logging.h"
 #include "proto/grpc_server_runner.h"
 #include "scheduler/chat/chat_template.h"
+#include "scheduler/deferred_generation_service.h"
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
 #include "scheduler/request_builder.h"
 #include "scheduler/sampling_defaults.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/tokenizer/tokenizer.h"
+#include "scheduler/worker_discovery.h"
 
 namespace ite {
 namespace {
@@ -40,18 +44,11 @@ struct SchedulerMainOptions {
   int32_t default_max_tokens = 256;
   bool no_prefix_cache = false;
   int32_t worker_wait_ms = 120000;
+  int32_t max_workers = 16;
+  int32_t worker_resolve_interval_ms = 5000;
   int32_t step_timeout_ms = 120000;
   bool verbose = false;
 };
-
-std::vector<std::string> SplitCommas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
 
 // The name clients see and may send: the model file's name without its extension, or the
 // folder's name, as the user named them; a GGUF's general.name is often a generated title
@@ -66,21 +63,30 @@ std::string DefaultModelName(const std::string& model_path) {
   return name.empty() ? "model" : name;
 }
 
-// Waits until the worker answers Info (workers start in parallel with the scheduler and load
-// weights first).
-StatusOr<WorkerInfo> WaitForWorker(GrpcWorkerClient& client, int32_t wait_ms) {
+// Waits until one of the workers answers Info (workers start in parallel with the scheduler and
+// load weights first), giving up at the deadline or when `stopping` turns true.
+Status WaitForAnyWorker(std::vector<std::unique_ptr<WorkerClient>>& clients, int32_t wait_ms,
+                        const std::atomic<bool>& stopping) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   while (true) {
-    StatusOr<WorkerInfo> info = client.Info();
-    if (info.ok() || std::chrono::steady_clock::now() > deadline) return info;
+    Status last;
+    for (auto& client : clients) {
+      if (stopping) return Unavailable("stopped while waiting for workers");
+      StatusOr<WorkerInfo> info = client->Info();
+      if (info.ok()) return Status::Ok();
+      last = info.status();
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Unavailable("no worker answered within {} ms (last: {})", wait_ms, last.message());
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }
 
 int Run(const SchedulerMainOptions& o) {
-  std::vector<std::string> addresses = SplitCommas(o.workers);
-  if (addresses.empty()) {
-    ITE_LOG_ERROR("--workers: give at least one host:port");
+  StatusOr<WorkerTarget> target = ParseWorkerTarget(o.workers);
+  if (!target.ok()) {
+    ITE_LOG_ERROR("{}", target.status().message());
     return 2;
   }
   StatusOr<std::unique_ptr<Tokenizer>> tokenizer_or = Tokenizer::FromFile(o.model);
@@ -97,65 +103,82 @@ int Run(const SchedulerMainOptions& o) {
     ITE_LOG_WARN("no chat template ({}); chat requests will be rejected", tmpl.status().ToString());
   }
 
-  std::vector<std::unique_ptr<WorkerClient>> clients;
-  WorkerInfo first_info;
-  for (size_t i = 0; i < addresses.size(); ++i) {
-    GrpcWorkerClientOptions co;
-    co.address = addresses[i];
-    co.step_timeout_ms = o.step_timeout_ms;
-    auto client = std::make_unique<GrpcWorkerClient>(co);
-    StatusOr<WorkerInfo> info = WaitForWorker(*client, o.worker_wait_ms);
-    if (!info.ok()) {
-      ITE_LOG_ERROR("worker {} did not answer within {} ms: {}", addresses[i], o.worker_wait_ms,
-                    info.status().ToString());
-      return 1;
-    }
-    ITE_LOG_INFO("worker {}: {} KV blocks of {} tokens on {}", addresses[i], info->num_blocks,
-                 info->block_size, info->device);
-    if (i == 0) first_info = *info;
-    clients.push_back(std::move(client));
-  }
-
-  SchedulerOptions so;
-  so.max_batch_tokens = o.max_batch_tokens;
-  so.max_running = o.max_running;
-  so.max_context = o.max_context;
-  so.enable_prefix_cache = !o.no_prefix_cache;
-  Scheduler scheduler(so, tokenizer, std::move(clients));
-  if (Status s = scheduler.Start(); !s.ok()) {
-    ITE_LOG_ERROR("scheduler: {}", s.ToString());
-    return 1;
-  }
-
-  RequestBuilderOptions bo;
-  bo.model_name = o.model_name.empty() ? DefaultModelName(o.model) : o.model_name;
-  bo.max_context = scheduler.max_context();
-  bo.vocab_size = scheduler.model_info().vocab_size;
-  bo.default_max_tokens = o.default_max_tokens;
+  // Read before listening: a malformed generation_config.json stops the scheduler at once.
   StatusOr<SamplingParams> defaults = SamplingDefaultsForModel(o.model);
   if (!defaults.ok()) {
     ITE_LOG_ERROR("{}", defaults.status().ToString());
     return 1;
   }
-  bo.default_sampling = *defaults;
   ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
-  auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
-  GenerationService service(&scheduler, tokenizer, std::move(builder), addresses,
-                            first_info.block_size);
-  ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name, bo.max_context,
-               addresses.size());
+
+  // Built by start-up, once a worker answers; the deferred service answers UNAVAILABLE until.
+  std::unique_ptr<Scheduler> scheduler;
+  std::unique_ptr<GenerationService> service;
+  DeferredGenerationService front;
+  // Declared after the scheduler, so it stops before the scheduler (owner of its clients) goes.
+  WorkerDiscoveryOptions wo;
+  wo.target = *target;
+  wo.max_workers = o.max_workers;
+  wo.resolve_interval_ms = o.worker_resolve_interval_ms;
+  wo.factory = [&o](const std::string& address) -> std::unique_ptr<WorkerClient> {
+    GrpcWorkerClientOptions co;
+    co.address = address;
+    co.step_timeout_ms = o.step_timeout_ms;
+    return std::make_unique<GrpcWorkerClient>(co);
+  };
+  WorkerDiscovery discovery(wo);
+  std::vector<std::string> addresses;
+  auto start_up = [&](const std::atomic<bool>& stopping) -> Status {
+    std::vector<std::unique_ptr<WorkerClient>> clients = discovery.Start();
+    addresses = discovery.SlotNames();
+    if (Status waited = WaitForAnyWorker(clients, o.worker_wait_ms, stopping); !waited.ok()) {
+      discovery.Stop();  // before `clients`, which it points into, go
+      return waited;
+    }
+
+    SchedulerOptions so;
+    so.max_batch_tokens = o.max_batch_tokens;
+    so.max_running = o.max_running;
+    so.max_context = o.max_context;
+    so.enable_prefix_cache = !o.no_prefix_cache;
+    scheduler = std::make_unique<Scheduler>(so, tokenizer, std::move(clients));
+    ITE_RETURN_IF_ERROR(scheduler->Start());
+    SchedulerStats stats = scheduler->Stats();
+    std::string model_name;
+    for (size_t i = 0; i < stats.workers.size(); ++i) {
+      if (!stats.workers[i].up) continue;
+      ITE_LOG_INFO("worker {}: {} KV blocks on {}", addresses[i], stats.workers[i].num_blocks,
+                   stats.workers[i].device);
+    }
+
+    RequestBuilderOptions bo;
+    bo.model_name = o.model_name.empty() ? DefaultModelName(o.model) : o.model_name;
+    bo.max_context = scheduler->max_context();
+    bo.vocab_size = scheduler->model_info().vocab_size;
+    bo.default_max_tokens = o.default_max_tokens;
+    bo.default_sampling = *defaults;
+    auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
+    service = std::make_unique<GenerationService>(scheduler.get(), tokenizer, std::move(builder),
+                                                  addresses, scheduler->block_size());
+    front.Attach(service.get());
+    ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name,
+                 bo.max_context, addresses.size());
+    return Status::Ok();
+  };
 
   GrpcServerOptions server;
   server.name = "ite-scheduler";
   server.host = o.host;
   server.port = o.port;
   server.ready_file = o.ready_file;
-  Status s = RunGrpcServer(server, {&service}, [&] {
-    service.StopAccepting();
+  server.start_up = start_up;
+  Status s = RunGrpcServer(server, {&front}, [&] {
+    service->StopAccepting();
     ITE_LOG_INFO("draining running requests");
-    scheduler.Shutdown(/*drain=*/true);
+    scheduler->Shutdown(/*drain=*/true);
   });
-  scheduler.Shutdown(false);
+  discovery.Stop();
+  if (scheduler) scheduler->Shutdown(false);
   if (!s.ok()) {
     ITE_LOG_ERROR("{}", s.ToString());
     return 1;
@@ -169,7 +192,15 @@ int Main(int argc, char** argv) {
   CLI::App app{"ite-scheduler: ite.v1.Generation service over ite-worker processes"};
   app.add_option("--model", o.model, "model path (.gguf or HF folder): tokenizer, chat template")
       ->required();
-  app.add_option("--workers", o.workers, "comma-separated worker addresses host:port")->required();
+  app.add_option("--workers", o.workers,
+                 "worker addresses host:port[,host:port...], or dns:///NAME:PORT: every address "
+                 "of NAME (a headless Service) is a worker, re-resolved")
+      ->required();
+  app.add_option("--max-workers", o.max_workers, "dns:///: the most workers taken in")
+      ->capture_default_str();
+  app.add_option("--worker-resolve-interval-ms", o.worker_resolve_interval_ms,
+                 "dns:///: how often the name is resolved again")
+      ->capture_default_str();
   app.add_option("--host", o.host, "address to listen on (127.0.0.1: loopback only)")
       ->capture_default_str();
   app.add_option("--port", o.port, "port (0: pick a free one; see --ready-file)")
@@ -186,7 +217,8 @@ int Main(int argc, char** argv) {
   app.add_option("--default-max-tokens", o.default_max_tokens, "when a request sets none")
       ->capture_default_str();
   app.add_flag("--no-prefix-cache", o.no_prefix_cache, "disable the radix prefix cache");
-  app.add_option("--worker-wait-ms", o.worker_wait_ms, "wait this long for workers at start")
+  app.add_option("--worker-wait-ms", o.worker_wait_ms,
+                 "wait this long at start for the first worker to answer")
       ->capture_default_str();
   app.add_option("--step-timeout-ms", o.step_timeout_ms, "a worker step slower than this fails")
       ->capture_default_str();

@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,14 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// A port nothing listens on at 127.0.0.1 (the kernel's pick, released at once), for a server
+// that must be named before it exists. (A race with another process taking it is possible but
+// needs that process to bind the same ephemeral port in between.)
+int UnusedLoopbackPort();
+
+// Polls `pred` every 50 ms until it holds or `timeout` passes; returns its last value.
+bool WaitUntil(const std::function<bool()>& pred, std::chrono::seconds timeout);
 
 // Waits for a ready file written by one of our binaries; 0 on timeout or if `child` exited.
 int WaitForPortFile(const std::string& file, ChildProcess* child, std::chrono::seconds timeout);

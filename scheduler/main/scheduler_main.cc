@@ -20,6 +20,7 @@
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
 #include "scheduler/request_builder.h"
+#include "scheduler/request_intake.h"
 #include "scheduler/sampling_defaults.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/tokenizer/tokenizer.h"
@@ -140,8 +141,8 @@ int Run(const SchedulerMainOptions& o) {
   bo.default_sampling = *defaults;
   ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
   auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
-  GenerationService service(&scheduler, tokenizer, std::move(builder), addresses,
-                            first_info.block_size);
+  RequestIntake intake(&scheduler, tokenizer, std::move(builder));
+  GenerationService service(&intake, addresses, first_info.block_size);
   ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name, bo.max_context,
                addresses.size());
 
@@ -151,7 +152,7 @@ int Run(const SchedulerMainOptions& o) {
   server.port = o.port;
   server.ready_file = o.ready_file;
   Status s = RunGrpcServer(server, {&service}, [&] {
-    service.StopAccepting();
+    intake.StopAccepting();
     ITE_LOG_INFO("draining running requests");
     scheduler.Shutdown(/*drain=*/true);
   });

@@ -4,10 +4,9 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <csignal>
-#include <cstdio>
-#include <fstream>
 
 #include "common/logging.h"
+#include "common/ready_file.h"
 
 namespace ite {
 namespace {
@@ -18,19 +17,6 @@ sigset_t ShutdownSignals() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   return set;
-}
-
-Status WriteReadyFile(const std::string& path, int port) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << port << "\n";
-    if (!out) return Internal("cannot write ready file {}", tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Internal("cannot rename {} to {}", tmp, path);
-  }
-  return Status::Ok();
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // ite-scheduler: the public ite.v1.Generation service, driving ite-worker processes.
 //   ite-scheduler --model PATH --workers host:port[,host:port...] [--port 50051]
-//                 [--host 127.0.0.1] [--max-batch-tokens N] [--max-running N] [--no-prefix-cache]
+//                 [--host 127.0.0.1] [--http-port 8000] [--max-batch-tokens N] [--max-running N]
+//                 [--no-prefix-cache]
+// Serves the OpenAI-compatible HTTP API on --http-port (-1: off) beside the gRPC service.
 // Loads the tokenizer and chat template from the model path (not the weights: the workers hold
 // those). Waits for every worker to answer Info, then serves. SIGTERM/SIGINT: new requests get
 // UNAVAILABLE, running and queued ones finish (drain), then the process exits.
@@ -15,10 +17,12 @@
 
 #include "common/cli_parse.h"
 #include "common/logging.h"
+#include "common/ready_file.h"
 #include "proto/grpc_server_runner.h"
 #include "scheduler/chat/chat_template.h"
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
+#include "scheduler/http/http_gateway.h"
 #include "scheduler/request_builder.h"
 #include "scheduler/request_intake.h"
 #include "scheduler/sampling_defaults.h"
@@ -35,6 +39,10 @@ struct SchedulerMainOptions {
   int port = 50051;
   std::string model_name;
   std::string ready_file;
+  int http_port = 8000;  // -1: no HTTP API
+  std::string http_ready_file;
+  int http_max_body_mib = 8;
+  int http_threads = 64;
   int32_t max_batch_tokens = 2048;
   int32_t max_running = 256;
   int32_t max_context = 0;
@@ -146,6 +154,27 @@ int Run(const SchedulerMainOptions& o) {
   ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name, bo.max_context,
                addresses.size());
 
+  std::unique_ptr<HttpGateway> http;
+  if (o.http_port >= 0) {
+    HttpGatewayOptions ho;
+    ho.host = o.host;
+    ho.port = o.http_port;
+    ho.max_body_bytes = static_cast<size_t>(o.http_max_body_mib) << 20;
+    ho.threads = o.http_threads;
+    http = std::make_unique<HttpGateway>(&intake, ho);
+    if (Status s = http->Start(); !s.ok()) {
+      ITE_LOG_ERROR("{}", s.ToString());
+      return 1;
+    }
+    ITE_LOG_INFO("OpenAI HTTP API on http://{}:{}/v1", o.host, http->port());
+    if (!o.http_ready_file.empty()) {
+      if (Status s = WriteReadyFile(o.http_ready_file, http->port()); !s.ok()) {
+        ITE_LOG_ERROR("{}", s.ToString());
+        return 1;
+      }
+    }
+  }
+
   GrpcServerOptions server;
   server.name = "ite-scheduler";
   server.host = o.host;
@@ -156,6 +185,7 @@ int Run(const SchedulerMainOptions& o) {
     ITE_LOG_INFO("draining running requests");
     scheduler.Shutdown(/*drain=*/true);
   });
+  if (http) http->Stop();
   scheduler.Shutdown(false);
   if (!s.ok()) {
     ITE_LOG_ERROR("{}", s.ToString());
@@ -178,6 +208,15 @@ int Main(int argc, char** argv) {
   app.add_option("--served-model-name,--model-name", o.model_name,
                  "name clients see and may send (default: the model file's or folder's name)");
   app.add_option("--ready-file", o.ready_file, "write the bound port here once serving");
+  app.add_option("--http-port", o.http_port, "OpenAI HTTP API port (0: any free one; -1: off)")
+      ->capture_default_str();
+  app.add_option("--http-ready-file", o.http_ready_file, "write the bound HTTP port here");
+  app.add_option("--http-max-body-mib", o.http_max_body_mib, "larger HTTP bodies get 400")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--http-threads", o.http_threads, "concurrent HTTP requests (streams)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
       ->capture_default_str();
   app.add_option("--max-running", o.max_running, "running sequences per worker")

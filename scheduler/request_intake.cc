@@ -34,18 +34,21 @@ struct PendingForks {
   void SubmitAll(Scheduler& scheduler) {
     submitted = true;
     for (size_t i = 0; i < requests.size(); ++i) {
-      GenerationSession::Shared& s = *shared[i];
-      // Under the session's lock, so a concurrent Cancel either sees this fork submitted (and
-      // cancels it in the scheduler) or stops it here.
-      std::lock_guard<std::mutex> lock(s.mu);
-      if (s.cancelled) {
-        s.events.push_back(FinalEvent(FinishReason::kCancelled, Status::Ok()));
-      } else if (Status st = scheduler.Submit(std::move(requests[i]), callbacks[i]); !st.ok()) {
-        s.events.push_back(FinalEvent(FinishReason::kError, st));
-      } else {
-        continue;
+      bool cancelled;
+      Status st;
+      {
+        // Under the session's lock, so a concurrent Cancel either sees this fork submitted (and
+        // cancels it in the scheduler) or stops it here.
+        std::lock_guard<std::mutex> lock(shared[i]->mu);
+        cancelled = shared[i]->cancelled;
+        if (!cancelled) st = scheduler.Submit(std::move(requests[i]), callbacks[i]);
       }
-      s.cv.notify_one();
+      // Through the callback (not the queue directly), so metrics see these endings too.
+      if (cancelled) {
+        callbacks[i](FinalEvent(FinishReason::kCancelled, Status::Ok()));
+      } else if (!st.ok()) {
+        callbacks[i](FinalEvent(FinishReason::kError, st));
+      }
     }
     requests.clear();
   }
@@ -54,18 +57,12 @@ struct PendingForks {
 }  // namespace
 
 RequestIntake::RequestIntake(Scheduler* scheduler, std::shared_ptr<const Tokenizer> tokenizer,
-                             std::unique_ptr<RequestBuilder> builder)
-    : scheduler_(scheduler), tokenizer_(std::move(tokenizer)), builder_(std::move(builder)) {}
-
-std::function<void(const GenerationEvent&)> RequestIntake::Counted(
-    std::function<void(const GenerationEvent&)> callback) const {
-  return [counter = generated_tokens_, callback = std::move(callback)](const GenerationEvent& e) {
-    if (e.finish != FinishReason::kNone && e.finish != FinishReason::kError) {
-      *counter += e.usage.completion_tokens;
-    }
-    callback(e);
-  };
-}
+                             std::unique_ptr<RequestBuilder> builder,
+                             std::shared_ptr<ServingMetrics> metrics)
+    : scheduler_(scheduler),
+      tokenizer_(std::move(tokenizer)),
+      builder_(std::move(builder)),
+      metrics_(metrics ? std::move(metrics) : std::make_shared<ServingMetrics>()) {}
 
 StatusOr<std::vector<std::unique_ptr<GenerationSession>>> RequestIntake::Submit(
     const GenerateInput& input, int n) {
@@ -91,11 +88,11 @@ StatusOr<std::vector<std::unique_ptr<GenerationSession>>> RequestIntake::Submit(
     if (fork.sampling.has_seed) fork.sampling.seed += static_cast<uint64_t>(i);
     forks->requests.push_back(std::move(fork));
     forks->shared.push_back(shared.back());
-    forks->callbacks.push_back(Counted(GenerationSession::Callback(shared.back())));
+    forks->callbacks.push_back(metrics_->Observe(GenerationSession::Callback(shared.back())));
   }
   request.request_id = sessions[0]->request_id();
   std::function<void(const GenerationEvent&)> first =
-      Counted(GenerationSession::Callback(shared[0]));
+      metrics_->Observe(GenerationSession::Callback(shared[0]));
   if (n > 1) {
     Scheduler* scheduler = scheduler_;
     first = [first = std::move(first), forks, scheduler](const GenerationEvent& e) {

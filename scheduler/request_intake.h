@@ -16,6 +16,7 @@
 #include "scheduler/generation_session.h"
 #include "scheduler/request_builder.h"
 #include "scheduler/scheduler.h"
+#include "scheduler/serving_metrics.h"
 
 namespace ite {
 
@@ -27,9 +28,11 @@ struct TokenizeOutput {
 
 class RequestIntake {
  public:
-  // `scheduler` must be started and outlive the intake.
+  // `scheduler` must be started and outlive the intake. `metrics` (may be null: the intake keeps
+  // its own) observes every request; it must outlive the scheduler.
   RequestIntake(Scheduler* scheduler, std::shared_ptr<const Tokenizer> tokenizer,
-                std::unique_ptr<RequestBuilder> builder);
+                std::unique_ptr<RequestBuilder> builder,
+                std::shared_ptr<ServingMetrics> metrics = nullptr);
 
   // Validates, tokenizes and submits `n` (>= 1) continuations of one prompt. The first runs at
   // once; the others are submitted when its first token arrives, so that they find the prompt's
@@ -54,20 +57,16 @@ class RequestIntake {
   Scheduler& scheduler() const { return *scheduler_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   // Completion tokens of requests that finished without error.
-  int64_t generated_tokens() const { return generated_tokens_->load(); }
+  int64_t generated_tokens() const { return metrics_->generation_tokens(); }
+  const ServingMetrics& metrics() const { return *metrics_; }
 
  private:
-  std::function<void(const GenerationEvent&)> Counted(
-      std::function<void(const GenerationEvent&)> callback) const;
-
   Scheduler* scheduler_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::unique_ptr<RequestBuilder> builder_;
   std::atomic<bool> accepting_{true};
   std::atomic<int64_t> next_request_id_{0};
-  // Shared with the callbacks, which may outlive a call but not the scheduler.
-  std::shared_ptr<std::atomic<int64_t>> generated_tokens_ =
-      std::make_shared<std::atomic<int64_t>>(0);
+  std::shared_ptr<ServingMetrics> metrics_;
 };
 
 }  // namespace ite

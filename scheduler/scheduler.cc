@@ -292,6 +292,7 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
         break;
       }
       ++slot.steps;
+      if (options.on_step) options.on_step(m.worker, m.result);
       slot.forward_us += m.result.forward_us;
       slot.idle_us += m.result.idle_us;
       Status st = slot.batcher->OnStepResult(m.result, events);

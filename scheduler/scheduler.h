@@ -83,6 +83,8 @@ struct SchedulerOptions {
   // A worker that lost its state while idle (WorkerClient::StateLost) keeps its queued requests
   // this long while it is probed; if it has not come back by then, it is failed like a dead one.
   int32_t recover_grace_ms = 5000;
+  // Called on the loop thread with every step result that came back (metrics); keep it cheap.
+  std::function<void(int worker, const StepResult& result)> on_step;
 };
 
 struct WorkerStats {

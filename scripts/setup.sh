@@ -42,10 +42,10 @@ if ! "$root/.venv/bin/python" -c "import grpc, google.protobuf" 2>/dev/null; the
   "$root/.venv/bin/pip" install -q "grpcio==1.*" "protobuf>=4.21,<6" >&2
 fi
 
-# Test-only OpenAI SDK for tests/e2e/openai_client_test.py (the HTTP API's real client).
-if ! "$root/.venv/bin/python" -c "import openai" 2>/dev/null; then
-  echo "setup: installing openai into .venv (test-only client)" >&2
-  "$root/.venv/bin/pip" install -q "openai==1.*" >&2
+# Test-only OpenAI SDK and Prometheus text parser for tests/e2e/openai_client_test.py.
+if ! "$root/.venv/bin/python" -c "import openai, prometheus_client" 2>/dev/null; then
+  echo "setup: installing openai, prometheus-client into .venv (test-only clients)" >&2
+  "$root/.venv/bin/pip" install -q "openai==1.*" "prometheus-client==0.*" >&2
 fi
 
 "$root/scripts/fetch_model.sh" >/dev/null

@@ -48,6 +48,10 @@ void HttpGateway::Impl::Routes() {
   server.Get("/v1/models",
              [this](const httplib::Request&, httplib::Response& res) { Models(res); });
   server.Get("/health", [this](const httplib::Request&, httplib::Response& res) { Health(res); });
+  server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(intake->metrics().Render(intake->scheduler().Stats()),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
   server.Post("/tokenize",
               [this](const httplib::Request& req, httplib::Response& res) { Tokenize(req, res); });
   server.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {

@@ -1,7 +1,7 @@
 // The OpenAI-compatible HTTP API of ite-scheduler (cpp-httplib), a thin adapter over
 // RequestIntake beside the gRPC service and sharing its scheduler:
 //   POST /v1/completions, /v1/chat/completions   (stream: SSE `data:` chunks, then [DONE])
-//   GET  /v1/models, /health                     POST /tokenize, /detokenize
+//   GET  /v1/models, /health, /metrics (Prometheus) POST /tokenize, /detokenize
 // Bodies are parsed by ParseOpenAiRequest; errors are OpenAI error bodies with the right status
 // (openai_response.h), never a crash or an empty reply. A streaming client that disconnects is
 // noticed at the next write (tokens, or an SSE comment every 100 ms while none come) and its

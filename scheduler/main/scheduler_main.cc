@@ -130,6 +130,8 @@ int Run(const SchedulerMainOptions& o) {
   so.max_running = o.max_running;
   so.max_context = o.max_context;
   so.enable_prefix_cache = !o.no_prefix_cache;
+  auto metrics = std::make_shared<ServingMetrics>();
+  so.on_step = [metrics](int worker, const StepResult& r) { metrics->OnStep(worker, r); };
   Scheduler scheduler(so, tokenizer, std::move(clients));
   if (Status s = scheduler.Start(); !s.ok()) {
     ITE_LOG_ERROR("scheduler: {}", s.ToString());
@@ -149,7 +151,7 @@ int Run(const SchedulerMainOptions& o) {
   bo.default_sampling = *defaults;
   ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
   auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
-  RequestIntake intake(&scheduler, tokenizer, std::move(builder));
+  RequestIntake intake(&scheduler, tokenizer, std::move(builder), metrics);
   GenerationService service(&intake, addresses, first_info.block_size);
   ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name, bo.max_context,
                addresses.size());

@@ -3,8 +3,9 @@ OpenAI-compatible HTTP API: completions and chat, streamed and not, n=2, stop st
 leaked into the stream), logprobs, usage with include_usage, reproducible seeds, the SDK's error
 types, the same greedy text as gRPC (ite-client), malformed raw bodies answered 4xx with an
 OpenAI error body while the server keeps serving, and a client that disconnects mid-stream
-cancelling its request at once (the scheduler's Stats over gRPC show it gone).
-Exit 77 (ctest: skipped) without the openai package, grpcio or the model.
+cancelling its request at once (the scheduler's Stats over gRPC show it gone), and /metrics
+parsed by prometheus-client moving by known amounts after known traffic.
+Exit 77 (ctest: skipped) without openai, prometheus-client, grpcio or the model.
 """
 import http.client
 import json
@@ -18,6 +19,7 @@ import time
 try:
     import grpc
     import openai
+    from prometheus_client.parser import text_string_to_metric_families
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 except ImportError as e:  # openai / grpcio come from scripts/setup.sh
     print(f"skip: {e}", file=sys.stderr)
@@ -127,6 +129,58 @@ def main():
                 check(False, "ite-serve exits on SIGTERM")
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0
+
+
+def scrape(host, port):
+    """GET /metrics parsed by prometheus-client's text-format parser: {(name, labels): value}."""
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request("GET", "/metrics")
+    r = conn.getresponse()
+    text = r.read().decode()
+    conn.close()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return r.status, r.getheader("Content-Type", ""), out
+
+
+def check_metrics(client, model, host, port):
+    """Known traffic moves the counters by known amounts."""
+    status, ctype, m0 = scrape(host, port)
+    check(status == 200 and ctype.startswith("text/plain"), f"/metrics: HTTP {status} {ctype}")
+    prompt = "A repeated prefix that the prefix cache keeps for the next request. " * 4
+    prompt_tokens = 0
+    for i in range(5):
+        c = client.completions.create(model=model, prompt=prompt + str(i), max_tokens=4,
+                                      temperature=0, extra_body={"ignore_eos": True})
+        prompt_tokens += c.usage.prompt_tokens
+    _, _, m1 = scrape(host, port)
+    d = lambda name, labels=(): m1.get((name, labels), 0) - m0.get((name, labels), 0)
+    check(d("ite_requests_total", (("finish_reason", "length"),)) == 5,
+          f"metrics: 5 requests finished by length "
+          f"({d('ite_requests_total', (('finish_reason', 'length'),))})")
+    check(d("ite_generation_tokens_total") == 20,
+          f"metrics: 20 generated tokens ({d('ite_generation_tokens_total')})")
+    check(d("ite_prompt_tokens_total") == prompt_tokens,
+          f"metrics: {prompt_tokens} prompt tokens ({d('ite_prompt_tokens_total')})")
+    check(d("ite_prefix_cache_hit_tokens_total") > 0,
+          f"metrics: cached tokens after a repeated prefix ({d('ite_prefix_cache_hit_tokens_total')})")
+    check(d("ite_time_to_first_token_seconds_count") == 5
+          and d("ite_e2e_request_latency_seconds_count") == 5
+          and d("ite_inter_token_latency_seconds_count") == 15,
+          "metrics: 5 TTFT and end-to-end observations, 15 inter-token ones")
+    check(d("ite_time_to_first_token_seconds_bucket", (("le", "+Inf"),)) == 5,
+          "metrics: the TTFT histogram's +Inf bucket counts them all")
+    check(d("ite_steps_total") >= 20 and d("ite_batch_size_count") >= 20
+          and d("ite_step_seconds_count") >= 20, f"metrics: steps ({d('ite_steps_total')})")
+    check(m1.get(("ite_requests_running", ())) == 0 and m1.get(("ite_requests_waiting", ())) == 0,
+          "metrics: nothing running or waiting afterwards")
+    check(m1.get(("ite_worker_up", (("worker", "0"),))) == 1
+          and m1.get(("ite_kv_blocks_total", (("worker", "0"),)), 0) > 0,
+          "metrics: worker 0 up, its KV pool size")
+    rate = m1.get(("ite_prefix_cache_hit_rate", ()), -1)
+    check(0 < rate <= 1, f"metrics: prefix-cache hit rate {rate:.3f}")
 
 
 def run_checks(tmp, grpc_port, http_port):
@@ -299,6 +353,8 @@ def run_checks(tmp, grpc_port, http_port):
     check(gone_ms < 1000, f"disconnect noticed quickly ({gone_ms:.0f} ms)")
     used = sum(w.used_blocks - w.cached_blocks for w in s_after.workers)
     check(used <= 0, f"its KV blocks are freed (blocks held by sequences: {used})")
+
+    check_metrics(client, model, host, http_port)
 
     # /tokenize and /detokenize round-trip.
     status, tok = raw_post(host, http_port, "/tokenize", json.dumps({"prompt": prompt}).encode())

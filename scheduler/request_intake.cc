@@ -88,11 +88,12 @@ StatusOr<std::vector<std::unique_ptr<GenerationSession>>> RequestIntake::Submit(
     if (fork.sampling.has_seed) fork.sampling.seed += static_cast<uint64_t>(i);
     forks->requests.push_back(std::move(fork));
     forks->shared.push_back(shared.back());
-    forks->callbacks.push_back(metrics_->Observe(GenerationSession::Callback(shared.back())));
+    forks->callbacks.push_back(
+        metrics_->Observe(choice_id, GenerationSession::Callback(shared.back())));
   }
   request.request_id = sessions[0]->request_id();
   std::function<void(const GenerationEvent&)> first =
-      metrics_->Observe(GenerationSession::Callback(shared[0]));
+      metrics_->Observe(sessions[0]->request_id(), GenerationSession::Callback(shared[0]));
   if (n > 1) {
     Scheduler* scheduler = scheduler_;
     first = [first = std::move(first), forks, scheduler](const GenerationEvent& e) {

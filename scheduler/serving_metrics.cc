@@ -3,6 +3,8 @@
 #include <chrono>
 #include <memory>
 
+#include "common/logging.h"
+
 namespace ite {
 namespace {
 
@@ -20,7 +22,9 @@ std::vector<double> BatchBuckets() { return {1, 2, 4, 8, 16, 32, 64, 128, 256, 5
 }  // namespace
 
 struct ServingMetrics::RequestClock {
+  std::string id;
   Clock::time_point start = Clock::now();
+  double ttft_s = -1;
   Clock::time_point last;
   bool first = true;
 };
@@ -33,8 +37,9 @@ ServingMetrics::ServingMetrics()
       batch_size_(BatchBuckets()) {}
 
 std::function<void(const GenerationEvent&)> ServingMetrics::Observe(
-    std::function<void(const GenerationEvent&)> callback) {
+    std::string id, std::function<void(const GenerationEvent&)> callback) {
   auto clock = std::make_shared<RequestClock>();  // shared by the callback's copies
+  clock->id = std::move(id);
   return
       [self = shared_from_this(), clock, callback = std::move(callback)](const GenerationEvent& e) {
         self->OnEvent(*clock, e);
@@ -46,7 +51,8 @@ void ServingMetrics::OnEvent(RequestClock& clock, const GenerationEvent& e) {
   const Clock::time_point now = Clock::now();
   if (!e.tokens.empty()) {
     if (clock.first) {
-      ttft_.Observe(Seconds(now - clock.start));
+      clock.ttft_s = Seconds(now - clock.start);
+      ttft_.Observe(clock.ttft_s);
       clock.first = false;
     } else {
       // Several tokens in one event arrived together: each waited a share of the gap.
@@ -56,8 +62,19 @@ void ServingMetrics::OnEvent(RequestClock& clock, const GenerationEvent& e) {
     clock.last = now;
   }
   if (e.finish != FinishReason::kNone) {
-    e2e_.Observe(Seconds(now - clock.start));
+    const double total_s = Seconds(now - clock.start);
+    e2e_.Observe(total_s);
     Finished(e);
+    nlohmann::json fields = {{"id", clock.id},
+                             {"prompt_tokens", e.usage.prompt_tokens},
+                             {"cached_tokens", e.usage.cached_tokens},
+                             {"completion_tokens", e.usage.completion_tokens},
+                             {"ttft_ms", clock.ttft_s < 0 ? nlohmann::json(nullptr)
+                                                          : nlohmann::json(clock.ttft_s * 1e3)},
+                             {"total_ms", total_s * 1e3},
+                             {"finish_reason", FinishReasonName(e.finish)}};
+    if (e.finish == FinishReason::kError) fields["error"] = e.error.ToString();
+    LogRecord("request", fields);
   }
 }
 

@@ -2,7 +2,8 @@
 // counts and latencies (TTFT, inter-token, end-to-end), observed on every request's events
 // whichever front end sent it; per-step batch size and worker step time; and, at scrape time,
 // the scheduler's gauges (running / waiting, KV blocks per worker, prefix-cache hit rate,
-// preemptions, workers up).
+// preemptions, workers up). Each finished request also gets one log record ("request": id,
+// prompt / cached / completion tokens, TTFT, total time, finish reason).
 //
 // Threads: Observe's callbacks and OnStep run on the scheduler thread; Render on any thread.
 // Made with std::make_shared: the callbacks keep it alive.
@@ -24,9 +25,9 @@ class ServingMetrics : public std::enable_shared_from_this<ServingMetrics> {
  public:
   ServingMetrics();
 
-  // Wraps a request's event callback so that its events are measured from now on.
+  // Wraps request `id`'s event callback so that its events are measured from now on.
   std::function<void(const GenerationEvent&)> Observe(
-      std::function<void(const GenerationEvent&)> callback);
+      std::string id, std::function<void(const GenerationEvent&)> callback);
   // One step came back from `worker`.
   void OnStep(int worker, const StepResult& result);
 

@@ -16,10 +16,6 @@ using Sessions = std::vector<std::unique_ptr<GenerationSession>>;
 
 constexpr auto kKeepAlive = std::chrono::milliseconds(100);
 
-double MillisSince(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
 // A request id the client sent (X-Request-Id), if it is short printable ASCII.
 std::string ClientRequestId(const httplib::Request& req) {
   std::string id = req.get_header_value("X-Request-Id");
@@ -29,31 +25,6 @@ std::string ClientRequestId(const httplib::Request& req) {
   }
   return id;
 }
-
-// What one request's log line reports.
-struct RequestLog {
-  std::string id;
-  Clock::time_point start = Clock::now();
-  double ttft_ms = -1;
-  std::vector<Usage> usage;
-  std::string finish;
-
-  void Chunk() {
-    if (ttft_ms < 0) ttft_ms = MillisSince(start);
-  }
-  void Write() const {
-    int64_t prompt = 0, cached = 0, completion = 0;
-    for (const Usage& u : usage) {
-      prompt += u.prompt_tokens;
-      cached += u.cached_tokens;
-      completion += u.completion_tokens;
-    }
-    ITE_LOG_INFO(
-        "request {} done: prompt_tokens={} cached_tokens={} completion_tokens={} ttft_ms={:.1f} "
-        "total_ms={:.1f} finish={}",
-        id, prompt, cached, completion, ttft_ms, MillisSince(start), finish);
-  }
-};
 
 // The SSE stream of one request: its sessions (choice index = position), polled in turn.
 struct Stream {
@@ -66,7 +37,7 @@ struct Stream {
   std::vector<Usage> usage;
   size_t remaining = 0;
   Clock::time_point last_write = Clock::now();
-  RequestLog log;
+  std::string id;
 
   bool Send(httplib::DataSink& sink, const std::string& data) {
     last_write = Clock::now();
@@ -111,11 +82,9 @@ struct Stream {
     if (!chunk.has_value()) {
       return Clock::now() - last_write < kKeepAlive || Send(sink, ": keep-alive\n\n");
     }
-    log.Chunk();
     if (chunk->finish != FinishReason::kNone) {
       --remaining;
       usage[i] = chunk->usage;
-      log.finish = OpenAiFinishReason(chunk->finish);
     }
     if (chunk->finish == FinishReason::kError) {
       ITE_LOG_WARN("request {} failed: {}", sessions[i]->request_id(), chunk->error.ToString());
@@ -185,31 +154,25 @@ void OpenAiGeneration::Handle(OpenAiEndpoint endpoint, const httplib::Request& r
     stream->offsets.assign(sessions.size(), 0);
     stream->usage.assign(sessions.size(), Usage());
     stream->sessions = std::move(sessions);
-    stream->log.id = id;
+    stream->id = id;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
         [stream](size_t, httplib::DataSink& sink) { return stream->Step(sink); },
         [stream](bool success) {
           if (!success || stream->remaining > 0) {
-            ITE_LOG_INFO("request {}: client went away, cancelling", stream->log.id);
-            stream->log.finish = "cancelled";
+            ITE_LOG_INFO("request {}: client went away, cancelling", stream->id);
           }
-          stream->log.usage = stream->usage;
-          stream->log.Write();
           stream->sessions.clear();  // cancels unfinished generations, freeing their blocks
         });
     return;
   }
 
-  RequestLog log;
-  log.id = id;
   std::vector<OpenAiChoice> choices(sessions.size());
   for (size_t i = 0; i < sessions.size(); ++i) {
     while (choices[i].finish == FinishReason::kNone) {
       std::optional<GenerationChunk> c = sessions[i]->Next(std::chrono::seconds(1));
       if (!c.has_value()) continue;
-      log.Chunk();
       if (c->finish == FinishReason::kError) {
         ITE_LOG_WARN("request {} failed: {}", sessions[i]->request_id(), c->error.ToString());
         SetOpenAiError(res, c->error);
@@ -220,10 +183,7 @@ void OpenAiGeneration::Handle(OpenAiEndpoint endpoint, const httplib::Request& r
       choices[i].finish = c->finish;
       choices[i].usage = c->usage;
     }
-    log.usage.push_back(choices[i].usage);
-    log.finish = OpenAiFinishReason(choices[i].finish);
   }
-  log.Write();
   res.set_content(OpenAiDump(OpenAiResponse(header, choices, r.n)), "application/json");
 }
 

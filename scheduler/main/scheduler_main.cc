@@ -51,6 +51,8 @@ struct SchedulerMainOptions {
   int32_t worker_wait_ms = 120000;
   int32_t step_timeout_ms = 120000;
   bool verbose = false;
+  std::string log_level = "info";   // -v: debug
+  std::string log_format = "text";  // or json
 };
 
 std::vector<std::string> SplitCommas(const std::string& s) {
@@ -232,10 +234,17 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--step-timeout-ms", o.step_timeout_ms, "a worker step slower than this fails")
       ->capture_default_str();
-  app.add_flag("-v,--verbose", o.verbose, "debug logging");
+  app.add_flag("-v,--verbose", o.verbose, "debug logging (--log-level debug)");
+  app.add_option("--log-level", o.log_level, "trace, debug, info, warn or error")
+      ->capture_default_str();
+  app.add_option("--log-format", o.log_format, "text or json (one JSON object per line)")
+      ->capture_default_str();
   app.footer("Exit codes: 0 clean shutdown, 1 failure, 2 usage error.");
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
-  InitLogging("ite-scheduler", o.verbose);
+  if (std::optional<int> rc =
+          InitLoggingOrExit("ite-scheduler", o.verbose, o.log_level, o.log_format)) {
+    return *rc;
+  }
   return Run(o);
 }
 

@@ -58,6 +58,8 @@ struct ServeOptions {
   std::string ready_file;
   std::string served_model_name;  // empty: the scheduler's default (the file or folder name)
   bool verbose = false;
+  std::string log_level = "info";   // -v: debug
+  std::string log_format = "text";  // or json
   // CUDA
   std::string gpus;                     // "0,1"; empty: every visible GPU
   std::vector<int> gpu_ids;             // resolved from gpus, one worker each
@@ -263,6 +265,7 @@ int Serve(ServeOptions o) {
   }
   if (o.no_prefix_cache) sargv.push_back("--no-prefix-cache");
   if (o.verbose) sargv.push_back("--verbose");
+  sargv.insert(sargv.end(), {"--log-level", o.log_level, "--log-format", o.log_format});
   if (Status s = scheduler.Start("ite-scheduler", sargv); !s.ok()) {
     ITE_LOG_ERROR("{}", s.ToString());
     cleanup();
@@ -372,11 +375,18 @@ int Main(int argc, char** argv) {
   app.add_option("--ready-file", o.ready_file, "write the public port here once serving");
   app.add_option("--served-model-name", o.served_model_name,
                  "name clients see and may send (default: the model file's or folder's name)");
-  app.add_flag("-v,--verbose", o.verbose, "debug logging");
+  app.add_flag("-v,--verbose", o.verbose, "debug logging (--log-level debug)");
+  app.add_option("--log-level", o.log_level, "trace, debug, info, warn or error")
+      ->capture_default_str();
+  app.add_option("--log-format", o.log_format, "text or json (one JSON object per line)")
+      ->capture_default_str();
   app.footer("Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.");
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   if (http_port->count() == 0 && o.port == 0) o.http_port = 0;
-  InitLogging("ite-serve", o.verbose);
+  if (std::optional<int> rc =
+          InitLoggingOrExit("ite-serve", o.verbose, o.log_level, o.log_format)) {
+    return *rc;
+  }
   return Serve(o);
 }
 

@@ -112,9 +112,12 @@ def expect_error(exc_type, what, fn, needle):
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         ready, http_ready = os.path.join(tmp, "port"), os.path.join(tmp, "http_port")
+        log_path = os.path.join(tmp, "serve.log")
+        log = open(log_path, "w")
         serve = subprocess.Popen([os.path.join(BIN, "ite-serve"), "--model", MODEL, "--port", "0",
                                   "--threads", "1", "--ready-file", ready,
-                                  "--http-ready-file", http_ready], stderr=subprocess.DEVNULL)
+                                  "--http-ready-file", http_ready, "--log-format", "json"],
+                                 stderr=log)
         try:
             grpc_port = wait_file(ready, serve)
             http_port = wait_file(http_ready, serve)
@@ -127,8 +130,37 @@ def main():
                 serve.kill()
                 serve.wait()
                 check(False, "ite-serve exits on SIGTERM")
+            log.close()
+            check_logs(log_path)
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0
+
+
+TRACE_ID = "trace-7f3a-e2e"
+
+
+def check_logs(path):
+    """--log-format json: the scheduler's lines are JSON objects; each request has one record."""
+    records, scheduler_lines, bad = [], 0, []
+    for line in open(path, errors="replace"):
+        if '"program":"ite-scheduler"' not in line and '"program":"ite-serve"' not in line:
+            continue  # the workers' own lines (text)
+        scheduler_lines += 1
+        try:
+            j = json.loads(line)
+        except ValueError:
+            bad.append(line)
+            continue
+        if j.get("event") == "request":
+            records.append(j)
+    check(scheduler_lines > 0 and not bad,
+          f"json logs: {scheduler_lines} scheduler/serve lines, {len(bad)} not JSON {bad[:1]}")
+    mine = [r for r in records if r.get("id") == TRACE_ID]
+    ok = (len(mine) == 1 and mine[0]["completion_tokens"] == 4 and mine[0]["prompt_tokens"] > 0
+          and mine[0]["finish_reason"] == "length" and mine[0]["ttft_ms"] > 0
+          and mine[0]["total_ms"] >= mine[0]["ttft_ms"] and "cached_tokens" in mine[0])
+    check(ok, f"json logs: one request record for X-Request-Id {TRACE_ID}: {mine}")
+    check(len(records) >= 20, f"json logs: a record per generation ({len(records)})")
 
 
 def scrape(host, port):
@@ -355,6 +387,13 @@ def run_checks(tmp, grpc_port, http_port):
     check(used <= 0, f"its KV blocks are freed (blocks held by sequences: {used})")
 
     check_metrics(client, model, host, http_port)
+
+    # A client-chosen request id follows the request into the scheduler's log record.
+    traced = client.completions.with_raw_response.create(
+        model=model, prompt=prompt, max_tokens=4, temperature=0,
+        extra_body={"ignore_eos": True}, extra_headers={"X-Request-Id": TRACE_ID})
+    check(traced.headers.get("x-request-id") == TRACE_ID and traced.parse().id == TRACE_ID,
+          f"X-Request-Id echoed and used as the id ({traced.headers.get('x-request-id')})")
 
     # /tokenize and /detokenize round-trip.
     status, tok = raw_post(host, http_port, "/tokenize", json.dumps({"prompt": prompt}).encode())

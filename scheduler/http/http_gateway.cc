@@ -1,6 +1,7 @@
 #include "scheduler/http/http_gateway.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <ctime>
 #include <thread>
@@ -146,6 +147,16 @@ Status HttpGateway::Start() {
   s.server.set_payload_max_length(s.options.max_body_bytes);
   const int threads = std::max(1, s.options.threads);
   s.server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // The library listens with a backlog of 5, so a burst of new connections (a benchmark's
+  // clients starting together) overflows it: SYNs are dropped and retried a second later, or
+  // connections reset. Linux lets listen() be called again to raise the backlog, so keep the
+  // listening socket's descriptor (the options callback replaces the default SO_REUSEADDR).
+  int listen_fd = -1;
+  s.server.set_socket_options([&listen_fd](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd = sock;
+  });
   if (s.options.port == 0) {
     s.port = s.server.bind_to_any_port(s.options.host);
   } else {
@@ -153,6 +164,9 @@ Status HttpGateway::Start() {
   }
   if (s.port <= 0) {
     return Unavailable("HTTP: cannot listen on {}:{}", s.options.host, s.options.port);
+  }
+  if (listen_fd >= 0 && ::listen(listen_fd, s.options.listen_backlog) != 0) {
+    ITE_LOG_WARN("HTTP: cannot raise the listen backlog to {}", s.options.listen_backlog);
   }
   s.thread = std::thread([&s] { s.server.listen_after_bind(); });
   return Status::Ok();

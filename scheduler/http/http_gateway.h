@@ -23,7 +23,8 @@ struct HttpGatewayOptions {
   std::string host = "127.0.0.1";
   int port = 8000;  // 0: any free port (see HttpGateway::port)
   size_t max_body_bytes = 8u << 20;
-  int threads = 64;  // concurrent requests; more wait for a free thread
+  int threads = 64;           // concurrent requests; more wait for a free thread
+  int listen_backlog = 1024;  // connections the kernel queues before they are accepted
 };
 
 class HttpGateway {

@@ -16,55 +16,25 @@ import sys
 import tempfile
 import time
 
+from e2e_util import (BIN, MODEL, Checks, need_model_and_binaries, proto_messages, skip,
+                      wait_port_file)
+
 try:
     import grpc
     import openai
     from prometheus_client.parser import text_string_to_metric_families
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-except ImportError as e:  # openai / grpcio come from scripts/setup.sh
-    print(f"skip: {e}", file=sys.stderr)
-    sys.exit(77)
+except ImportError as e:  # openai / prometheus-client / grpcio come from scripts/setup.sh
+    skip(e)
+need_model_and_binaries("ite-serve", "ite-client")
 
-SRC = os.environ["ITE_SOURCE_DIR"]
-BIN = os.environ["ITE_BIN_DIR"]
-MODEL = os.environ.get("ITE_MODEL_GGUF", "")
-if not os.path.exists(MODEL):
-    print("skip: ITE_MODEL_GGUF missing", file=sys.stderr)
-    sys.exit(77)
-
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def wait_file(path, proc, timeout=120):
-    deadline = time.time() + timeout
-    while not os.path.exists(path):
-        if proc.poll() is not None:
-            raise RuntimeError(f"ite-serve exited with {proc.returncode}")
-        if time.time() > deadline:
-            raise RuntimeError(f"{path} not written within {timeout} s")
-        time.sleep(0.1)
-    return int(open(path).read().strip())
+checks = Checks()
+check = checks.check
 
 
 def stats_client(tmp, addr):
-    """Generation.Stats over gRPC, message classes built from the .proto at run time."""
-    ds = os.path.join(tmp, "ds.pb")
-    subprocess.run(["protoc", f"--proto_path={SRC}", "--include_imports",
-                    f"--descriptor_set_out={ds}", "proto/ite/v1/generation.proto"], check=True)
-    fds = descriptor_pb2.FileDescriptorSet()
-    with open(ds, "rb") as f:
-        fds.ParseFromString(f.read())
-    pool = descriptor_pool.DescriptorPool()
-    for fd in fds.file:
-        pool.Add(fd)
-    cls = lambda n: message_factory.GetMessageClass(pool.FindMessageTypeByName(n))
-    req, resp = cls("ite.v1.StatsRequest"), cls("ite.v1.StatsResponse")
+    """Generation.Stats over gRPC."""
+    msg = proto_messages(tmp, "proto/ite/v1/generation.proto")
+    req, resp = msg("ite.v1.StatsRequest"), msg("ite.v1.StatsResponse")
     channel = grpc.insecure_channel(addr)
     call = channel.unary_unary("/ite.v1.Generation/Stats", request_serializer=req.SerializeToString,
                                response_deserializer=resp.FromString)
@@ -119,8 +89,8 @@ def main():
                                   "--http-ready-file", http_ready, "--log-format", "json"],
                                  stderr=log)
         try:
-            grpc_port = wait_file(ready, serve)
-            http_port = wait_file(http_ready, serve)
+            grpc_port = wait_port_file(ready, serve)
+            http_port = wait_port_file(http_ready, serve)
             run_checks(tmp, grpc_port, http_port)
         finally:
             serve.send_signal(signal.SIGTERM)
@@ -132,8 +102,8 @@ def main():
                 check(False, "ite-serve exits on SIGTERM")
             log.close()
             check_logs(log_path)
-    print(f"{len(failures)} failure(s)")
-    return 1 if failures else 0
+    print(f"{len(checks.failures)} failure(s)")
+    return 1 if checks.failures else 0
 
 
 TRACE_ID = "trace-7f3a-e2e"

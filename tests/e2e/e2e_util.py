@@ -155,3 +155,14 @@ def wait_port_file(path, proc, timeout=120):
             raise RuntimeError(f"{path} not written within {timeout} s")
         time.sleep(0.1)
     return int(open(path).read().strip())
+
+
+def stop_serve(serve, check):
+    """SIGTERM: ite-serve must drain and exit 0 within a minute (else it is killed)."""
+    serve.send_signal(signal.SIGTERM)
+    try:
+        check(serve.wait(timeout=60) == 0, "ite-serve exits 0 on SIGTERM")
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        serve.wait()
+        check(False, "ite-serve exits on SIGTERM")

@@ -10,14 +10,13 @@ Exit 77 (ctest: skipped) without openai, prometheus-client, grpcio or the model.
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 from e2e_util import (BIN, MODEL, Checks, need_model_and_binaries, proto_messages, skip,
-                      wait_port_file)
+                      stop_serve, wait_port_file)
 
 try:
     import grpc
@@ -93,13 +92,7 @@ def main():
             http_port = wait_port_file(http_ready, serve)
             run_checks(tmp, grpc_port, http_port)
         finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                check(serve.wait(timeout=60) == 0, "ite-serve exits 0 on SIGTERM")
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                serve.wait()
-                check(False, "ite-serve exits on SIGTERM")
+            stop_serve(serve, check)
             log.close()
             check_logs(log_path)
     print(f"{len(checks.failures)} failure(s)")

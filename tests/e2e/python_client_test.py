@@ -4,13 +4,12 @@ in. Checks streaming Generate, the same greedy text as ite-client, INVALID_ARGUM
 message, and the standard health service. Exit 77 (ctest: skipped) without grpcio or the model.
 """
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 
 from e2e_util import (BIN, MODEL, Checks, need_model_and_binaries, proto_messages, skip,
-                      wait_port_file)
+                      stop_serve, wait_port_file)
 
 try:
     import grpc
@@ -77,13 +76,7 @@ def main():
             check(health(HReq(), timeout=10).status == 1, "health: SERVING")
             channel.close()
         finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                check(serve.wait(timeout=60) == 0, "ite-serve exits 0 on SIGTERM")
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                serve.wait()
-                check(False, "ite-serve exits on SIGTERM")
+            stop_serve(serve, check)
     return 1 if checks.failures else 0
 
 

@@ -139,11 +139,11 @@ std::string ServingMetrics::Render(const SchedulerStats& stats) const {
   for (size_t i = 0; i < stats.workers.size(); ++i) {
     w.Sample("ite_kv_blocks_total", fmt::format("worker=\"{}\"", i), stats.workers[i].num_blocks);
   }
-  w.Family("ite_kv_blocks_used", "gauge", "KV blocks held by sequences or the prefix cache.");
+  w.Family("ite_kv_blocks_used", "gauge", "KV blocks held by running sequences (cached or not).");
   for (size_t i = 0; i < stats.workers.size(); ++i) {
     w.Sample("ite_kv_blocks_used", fmt::format("worker=\"{}\"", i), stats.workers[i].used_blocks);
   }
-  w.Family("ite_kv_blocks_cached", "gauge", "KV blocks held by the prefix cache.");
+  w.Family("ite_kv_blocks_cached", "gauge", "KV blocks held only by the prefix cache (evictable).");
   for (size_t i = 0; i < stats.workers.size(); ++i) {
     w.Sample("ite_kv_blocks_cached", fmt::format("worker=\"{}\"", i),
              stats.workers[i].cached_blocks);

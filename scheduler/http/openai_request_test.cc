@@ -33,7 +33,7 @@ TEST(OpenAiRequestTest, CompletionFields) {
   EXPECT_EQ(in.sampling.presence_penalty, 0.5f);
   EXPECT_EQ(in.sampling.frequency_penalty, -1.0f);
   EXPECT_EQ(in.sampling.top_k, 5);
-  EXPECT_FLOAT_EQ(in.sampling.min_p, 0.1f);
+  EXPECT_FLOAT_EQ(in.sampling.min_p.value_or(0), 0.1f);
   EXPECT_EQ(in.sampling.repetition_penalty, 1.1f);
   EXPECT_EQ(in.stop, std::vector<std::string>{"\n"});
   EXPECT_EQ(in.stop_token_ids, (std::vector<int32_t>{3, 4}));

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "common/ready_file.h"
 
 namespace ite {
 namespace {
@@ -23,19 +24,6 @@ sigset_t ShutdownSignals() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   return set;
-}
-
-Status WriteReadyFile(const std::string& path, int port) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << port << "\n";
-    if (!out) return Internal("cannot write ready file {}", tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Internal("cannot rename {} to {}", tmp, path);
-  }
-  return Status::Ok();
 }
 
 }  // namespace

@@ -293,12 +293,14 @@ void Batcher::OnToken(Sequence* seq, const SampleResult& sample, std::vector<Out
   }
   const GenerationRequest& req = seq->request;
   FinishReason reason = FinishReason::kNone;
+  const bool may_stop = seq->generated() >= req.min_tokens;
   bool stop_id =
-      (!req.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end()) ||
-      std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), token) !=
-          req.stop_token_ids.end();
+      may_stop &&
+      ((!req.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end()) ||
+       std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), token) !=
+           req.stop_token_ids.end());
   if (!stop_id) {
-    StopChecker::Result r = seq->stop.Push(token);
+    StopChecker::Result r = may_stop ? seq->stop.Push(token) : seq->stop.PushNoStop(token);
     ev.text = std::move(r.text);
     if (r.stopped) reason = FinishReason::kStop;
   } else {

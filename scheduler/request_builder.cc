@@ -49,144 +49,163 @@ RequestBuilder::RequestBuilder(RequestBuilderOptions options,
       tokenizer_(std::move(tokenizer)),
       chat_template_(std::move(chat_template)) {}
 
-StatusOr<std::vector<int32_t>> RequestBuilder::PromptTokens(const ite::v1::ChatMessages* chat,
-                                                            const std::string* text,
-                                                            const ite::v1::TokenIds* ids,
-                                                            bool add_special_tokens,
+StatusOr<std::vector<int32_t>> RequestBuilder::PromptTokens(const PromptInput& prompt,
                                                             std::string* rendered) const {
-  if (ids != nullptr) {
-    if (ids->ids_size() == 0) return InvalidArgument("prompt_token_ids: empty prompt");
-    for (int i = 0; i < ids->ids_size(); ++i) {
-      int32_t id = ids->ids(i);
-      if (id < 0 || id >= options_.vocab_size) {
-        return InvalidArgument("prompt_token_ids[{}] = {}: outside the vocabulary [0, {})", i, id,
-                               options_.vocab_size);
+  if (prompt.token_ids.has_value()) {
+    const std::vector<int32_t>& ids = *prompt.token_ids;
+    if (ids.empty()) return InvalidArgument("prompt_token_ids: empty prompt");
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] < 0 || ids[i] >= options_.vocab_size) {
+        return InvalidArgument("prompt_token_ids[{}] = {}: outside the vocabulary [0, {})", i,
+                               ids[i], options_.vocab_size);
       }
     }
-    return std::vector<int32_t>(ids->ids().begin(), ids->ids().end());
+    return ids;
   }
-  if (text != nullptr) {
-    if (text->empty()) return InvalidArgument("prompt: empty prompt");
-    if (!IsValidUtf8(*text)) return InvalidArgument("prompt: not valid UTF-8");
-    std::vector<int32_t> tokens = tokenizer_->Encode(*text, add_special_tokens);
+  if (prompt.text.has_value()) {
+    const std::string& text = *prompt.text;
+    if (text.empty()) return InvalidArgument("prompt: empty prompt");
+    if (!IsValidUtf8(text)) return InvalidArgument("prompt: not valid UTF-8");
+    std::vector<int32_t> tokens =
+        tokenizer_->Encode(text, prompt.add_special_tokens.value_or(true));
     if (tokens.empty()) return InvalidArgument("prompt: tokenizes to no tokens");
     return tokens;
   }
-  if (chat != nullptr) {
-    if (!chat_template_) {
-      return InvalidArgument("chat: model '{}' has no chat template; send a raw prompt",
-                             options_.model_name);
-    }
-    if (chat->messages_size() == 0) return InvalidArgument("chat.messages: empty conversation");
-    nlohmann::json messages = nlohmann::json::array();
-    for (int i = 0; i < chat->messages_size(); ++i) {
-      const ite::v1::ChatMessage& m = chat->messages(i);
-      if (m.role().empty()) return InvalidArgument("chat.messages[{}].role: empty", i);
-      if (!IsValidUtf8(m.role())) return InvalidArgument("chat.messages[{}].role: not UTF-8", i);
-      if (!IsValidUtf8(m.content())) {
-        return InvalidArgument("chat.messages[{}].content: not valid UTF-8", i);
-      }
-      messages.push_back({{"role", m.role()}, {"content", m.content()}});
-    }
-    StatusOr<std::string> text_or = chat_template_->Render(messages, true);
-    if (!text_or.ok()) {
-      return InvalidArgument("chat: the model's chat template failed: {}",
-                             text_or.status().message());
-    }
-    // The template writes its own special tokens (BOS included), like HF apply_chat_template.
-    std::vector<int32_t> tokens = tokenizer_->Encode(*text_or, false);
-    if (rendered != nullptr) *rendered = std::move(text_or).value();
-    if (tokens.empty()) return InvalidArgument("chat: renders to no tokens");
-    return tokens;
-  }
+  if (prompt.chat.has_value()) return ChatTokens(*prompt.chat, rendered);
   return InvalidArgument("prompt: empty prompt (set prompt, chat or prompt_token_ids)");
 }
 
-StatusOr<SamplingParams> RequestBuilder::BuildSampling(const ite::v1::GenerateRequest& r) const {
-  const ite::v1::SamplingParams& in = r.sampling();
+StatusOr<std::vector<int32_t>> RequestBuilder::ChatTokens(const std::vector<ChatMessage>& chat,
+                                                          std::string* rendered) const {
+  if (!chat_template_) {
+    return InvalidArgument("chat: model '{}' has no chat template; send a raw prompt",
+                           options_.model_name);
+  }
+  if (chat.empty()) return InvalidArgument("chat.messages: empty conversation");
+  nlohmann::json messages = nlohmann::json::array();
+  for (size_t i = 0; i < chat.size(); ++i) {
+    const ChatMessage& m = chat[i];
+    if (m.role.empty()) return InvalidArgument("chat.messages[{}].role: empty", i);
+    if (!IsValidUtf8(m.role)) return InvalidArgument("chat.messages[{}].role: not UTF-8", i);
+    // Text parts are joined with newlines into the one string the templates expect.
+    std::string content;
+    for (size_t k = 0; k < m.content.size(); ++k) {
+      const ContentPart& part = m.content[k];
+      if (part.kind != ContentPart::Kind::kText) {
+        return InvalidArgument("chat.messages[{}].content[{}]: only text parts are supported", i,
+                               k);
+      }
+      if (!IsValidUtf8(part.text)) {
+        return InvalidArgument("chat.messages[{}].content: not valid UTF-8", i);
+      }
+      if (k > 0) content += '\n';
+      content += part.text;
+    }
+    messages.push_back({{"role", m.role}, {"content", std::move(content)}});
+  }
+  StatusOr<std::string> text_or = chat_template_->Render(messages, true);
+  if (!text_or.ok()) {
+    return InvalidArgument("chat: the model's chat template failed: {}",
+                           text_or.status().message());
+  }
+  // The template writes its own special tokens (BOS included), like HF apply_chat_template.
+  std::vector<int32_t> tokens = tokenizer_->Encode(*text_or, false);
+  if (rendered != nullptr) *rendered = std::move(text_or).value();
+  if (tokens.empty()) return InvalidArgument("chat: renders to no tokens");
+  return tokens;
+}
+
+StatusOr<SamplingParams> RequestBuilder::BuildSampling(const GenerateInput& r) const {
+  const SamplingInput& in = r.sampling;
   SamplingParams p = options_.default_sampling;
-  if (in.has_temperature()) {
-    if (!(in.temperature() >= 0.0f) || !std::isfinite(in.temperature())) {
+  if (in.temperature.has_value()) {
+    if (!(*in.temperature >= 0.0f) || !std::isfinite(*in.temperature)) {
       return InvalidArgument("sampling.temperature = {}: must be a finite number >= 0",
-                             in.temperature());
+                             *in.temperature);
     }
-    p.temperature = in.temperature();
+    p.temperature = *in.temperature;
   }
-  if (in.top_k() < 0) return InvalidArgument("sampling.top_k = {}: must be >= 0", in.top_k());
-  if (in.top_k() != 0) p.top_k = in.top_k();  // 0 is also "unset" on the wire
-  if (in.has_top_p()) {
-    if (!(in.top_p() > 0.0f && in.top_p() <= 1.0f)) {
-      return InvalidArgument("sampling.top_p = {}: must be in (0, 1]", in.top_p());
+  if (in.top_k.has_value()) {
+    if (*in.top_k < 0) return InvalidArgument("sampling.top_k = {}: must be >= 0", *in.top_k);
+    p.top_k = *in.top_k;
+  }
+  if (in.top_p.has_value()) {
+    if (!(*in.top_p > 0.0f && *in.top_p <= 1.0f)) {
+      return InvalidArgument("sampling.top_p = {}: must be in (0, 1]", *in.top_p);
     }
-    p.top_p = in.top_p();
+    p.top_p = *in.top_p;
   }
-  if (!(in.min_p() >= 0.0f && in.min_p() <= 1.0f)) {
-    return InvalidArgument("sampling.min_p = {}: must be in [0, 1]", in.min_p());
+  if (in.min_p.has_value()) {
+    if (!(*in.min_p >= 0.0f && *in.min_p <= 1.0f)) {
+      return InvalidArgument("sampling.min_p = {}: must be in [0, 1]", *in.min_p);
+    }
+    p.min_p = *in.min_p;
   }
-  if (in.min_p() != 0.0f) p.min_p = in.min_p();  // 0 is also "unset" on the wire
-  if (in.has_repetition_penalty()) {
-    if (!(in.repetition_penalty() > 0.0f) || !std::isfinite(in.repetition_penalty())) {
+  if (in.repetition_penalty.has_value()) {
+    if (!(*in.repetition_penalty > 0.0f) || !std::isfinite(*in.repetition_penalty)) {
       return InvalidArgument("sampling.repetition_penalty = {}: must be > 0",
-                             in.repetition_penalty());
+                             *in.repetition_penalty);
     }
-    p.repetition_penalty = in.repetition_penalty();
+    p.repetition_penalty = *in.repetition_penalty;
   }
-  if (!std::isfinite(in.presence_penalty()) || !std::isfinite(in.frequency_penalty())) {
+  if (!std::isfinite(in.presence_penalty) || !std::isfinite(in.frequency_penalty)) {
     return InvalidArgument("sampling.presence_penalty / frequency_penalty: must be finite");
   }
-  p.presence_penalty = in.presence_penalty();
-  p.frequency_penalty = in.frequency_penalty();
-  if (in.has_seed()) {
-    p.seed = in.seed();
+  p.presence_penalty = in.presence_penalty;
+  p.frequency_penalty = in.frequency_penalty;
+  if (in.seed.has_value()) {
+    p.seed = *in.seed;
     p.has_seed = true;
   }
-  if (r.top_logprobs() < 0 || r.top_logprobs() > options_.max_top_logprobs) {
-    return InvalidArgument("top_logprobs = {}: must be in [0, {}]", r.top_logprobs(),
+  if (r.top_logprobs < 0 || r.top_logprobs > options_.max_top_logprobs) {
+    return InvalidArgument("top_logprobs = {}: must be in [0, {}]", r.top_logprobs,
                            options_.max_top_logprobs);
   }
-  p.top_logprobs = r.top_logprobs();
-  p.logprobs = r.logprobs() || r.top_logprobs() > 0;
+  p.top_logprobs = r.top_logprobs;
+  p.logprobs = r.logprobs || r.top_logprobs > 0;
   ITE_RETURN_IF_ERROR(p.Validate());
   return p;
 }
 
-StatusOr<GenerationRequest> RequestBuilder::Build(const ite::v1::GenerateRequest& r) const {
-  if (!r.model().empty() && r.model() != options_.model_name) {
-    return InvalidArgument("model: unknown model '{}' (this server serves '{}')", r.model(),
+StatusOr<GenerationRequest> RequestBuilder::Build(const GenerateInput& r) const {
+  if (!r.model.empty() && r.model != options_.model_name) {
+    return InvalidArgument("model: unknown model '{}' (this server serves '{}')", r.model,
                            options_.model_name);
   }
   GenerationRequest out;
-  if (r.has_max_tokens()) {
-    if (r.max_tokens() < 1) {
-      return InvalidArgument("max_tokens = {}: must be >= 1", r.max_tokens());
+  if (r.max_tokens.has_value()) {
+    if (*r.max_tokens < 1) {
+      return InvalidArgument("max_tokens = {}: must be >= 1", *r.max_tokens);
     }
-    out.max_tokens = r.max_tokens();
+    out.max_tokens = *r.max_tokens;
   } else {
     out.max_tokens = options_.default_max_tokens;
   }
-  ITE_ASSIGN_OR_RETURN(out.sampling, BuildSampling(r));
-  for (int i = 0; i < r.stop_size(); ++i) {
-    if (r.stop(i).empty()) return InvalidArgument("stop[{}]: empty stop string", i);
-    out.stop.push_back(r.stop(i));
+  if (r.min_tokens < 0 || r.min_tokens > out.max_tokens) {
+    return InvalidArgument("min_tokens = {}: must be in [0, max_tokens = {}]", r.min_tokens,
+                           out.max_tokens);
   }
-  for (int i = 0; i < r.stop_token_ids_size(); ++i) {
-    int32_t id = r.stop_token_ids(i);
+  out.min_tokens = r.min_tokens;
+  ITE_ASSIGN_OR_RETURN(out.sampling, BuildSampling(r));
+  for (size_t i = 0; i < r.stop.size(); ++i) {
+    if (r.stop[i].empty()) return InvalidArgument("stop[{}]: empty stop string", i);
+    if (!IsValidUtf8(r.stop[i])) return InvalidArgument("stop[{}]: not valid UTF-8", i);
+    out.stop.push_back(r.stop[i]);
+  }
+  for (size_t i = 0; i < r.stop_token_ids.size(); ++i) {
+    int32_t id = r.stop_token_ids[i];
     if (id < 0 || id >= options_.vocab_size) {
       return InvalidArgument("stop_token_ids[{}] = {}: outside the vocabulary [0, {})", i, id,
                              options_.vocab_size);
     }
     out.stop_token_ids.push_back(id);
   }
-  out.ignore_eos = r.ignore_eos();
-  out.priority = r.priority();
-  out.use_prefix_cache = !r.disable_prefix_cache();
+  out.include_stop_str_in_output = r.include_stop_str_in_output;
+  out.ignore_eos = r.ignore_eos;
+  out.priority = r.priority;
+  out.use_prefix_cache = !r.disable_prefix_cache;
 
-  bool add_special = r.has_add_special_tokens() ? r.add_special_tokens() : true;
-  ITE_ASSIGN_OR_RETURN(
-      out.prompt_tokens,
-      PromptTokens(r.has_chat() ? &r.chat() : nullptr, r.has_prompt() ? &r.prompt() : nullptr,
-                   r.has_prompt_token_ids() ? &r.prompt_token_ids() : nullptr, add_special,
-                   nullptr));
+  ITE_ASSIGN_OR_RETURN(out.prompt_tokens, PromptTokens(r.prompt, nullptr));
   auto n = static_cast<int32_t>(out.prompt_tokens.size());
   if (options_.max_context > 0 && n >= options_.max_context) {
     return InvalidArgument(

@@ -1,6 +1,7 @@
-// RequestBuilder turns a public ite.v1.GenerateRequest into a scheduler GenerationRequest:
-// validates every field (each error is INVALID_ARGUMENT naming the field), renders chats with the
-// model's template and tokenizes. No gRPC server code here, so it is unit-tested without sockets.
+// RequestBuilder turns a front end's GenerateInput into a scheduler GenerationRequest: validates
+// every field (each error is INVALID_ARGUMENT whose message starts with the field's name),
+// renders chats with the model's template and tokenizes. Proto-free, so the gRPC service and the
+// HTTP gateway share it, and it is unit-tested without sockets.
 //
 // Thread safety: const methods only; one instance serves every call.
 #pragma once
@@ -10,8 +11,8 @@
 #include <string>
 
 #include "common/status.h"
-#include "proto/ite/v1/generation.pb.h"
 #include "scheduler/chat/chat_template.h"
+#include "scheduler/generate_input.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/tokenizer/tokenizer.h"
 
@@ -36,18 +37,19 @@ class RequestBuilder {
 
   // The prompt tokens of a Generate input (also used by Tokenize). `rendered` gets the chat
   // template's output for chat inputs.
-  StatusOr<std::vector<int32_t>> PromptTokens(const ite::v1::ChatMessages* chat,
-                                              const std::string* text, const ite::v1::TokenIds* ids,
-                                              bool add_special_tokens, std::string* rendered) const;
+  StatusOr<std::vector<int32_t>> PromptTokens(const PromptInput& prompt,
+                                              std::string* rendered) const;
 
-  // Everything but request_id (the service assigns one when the client sends none).
-  StatusOr<GenerationRequest> Build(const ite::v1::GenerateRequest& request) const;
+  // Everything but request_id (the intake assigns one when the client sends none).
+  StatusOr<GenerationRequest> Build(const GenerateInput& request) const;
 
   const RequestBuilderOptions& options() const { return options_; }
   bool has_chat_template() const { return chat_template_.has_value(); }
 
  private:
-  StatusOr<SamplingParams> BuildSampling(const ite::v1::GenerateRequest& request) const;
+  StatusOr<SamplingParams> BuildSampling(const GenerateInput& request) const;
+  StatusOr<std::vector<int32_t>> ChatTokens(const std::vector<ChatMessage>& chat,
+                                            std::string* rendered) const;
 
   RequestBuilderOptions options_;
   std::shared_ptr<const Tokenizer> tokenizer_;

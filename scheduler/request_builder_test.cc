@@ -1,6 +1,6 @@
-// RequestBuilder: every malformed Generate request is INVALID_ARGUMENT with a message naming the
-// field; valid ones tokenize exactly like the tokenizer. Uses the real SmolLM2 GGUF (tokenizer +
-// chat template), which ctest passes in ITE_MODEL_GGUF.
+// RequestBuilder: every malformed request is INVALID_ARGUMENT with a message naming the field;
+// valid ones tokenize exactly like the tokenizer. Uses the real SmolLM2 GGUF (tokenizer + chat
+// template), which ctest passes in ITE_MODEL_GGUF.
 #include "scheduler/request_builder.h"
 
 #include <gtest/gtest.h>
@@ -36,18 +36,23 @@ class RequestBuilderTest : public ::testing::Test {
   }
 
   // Expects INVALID_ARGUMENT whose message contains `field`.
-  void ExpectInvalid(const ite::v1::GenerateRequest& r, const std::string& field,
+  void ExpectInvalid(const GenerateInput& r, const std::string& field,
                      RequestBuilder* b = nullptr) {
     StatusOr<GenerationRequest> out = (b ? b : builder_.get())->Build(r);
-    ASSERT_FALSE(out.ok()) << "accepted: " << r.ShortDebugString();
+    ASSERT_FALSE(out.ok()) << "accepted a request that names " << field;
     EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument) << out.status().ToString();
     EXPECT_NE(out.status().message().find(field), std::string::npos)
         << "message '" << out.status().message() << "' does not name " << field;
   }
 
-  static ite::v1::GenerateRequest Prompt(const std::string& text) {
-    ite::v1::GenerateRequest r;
-    r.set_prompt(text);
+  static GenerateInput Prompt(const std::string& text) {
+    GenerateInput r;
+    r.prompt.text = text;
+    return r;
+  }
+  static GenerateInput Chat(const std::string& content) {
+    GenerateInput r;
+    r.prompt.chat = {ChatMessage::Text("user", content)};
     return r;
   }
 
@@ -57,13 +62,13 @@ class RequestBuilderTest : public ::testing::Test {
 };
 
 TEST_F(RequestBuilderTest, ValidPromptTokenizesLikeTheTokenizer) {
-  ite::v1::GenerateRequest r = Prompt("The capital of France is");
-  r.set_max_tokens(5);
-  r.mutable_sampling()->set_temperature(0.0f);
-  r.mutable_sampling()->set_seed(7);
-  r.add_stop("\n");
-  r.set_priority(3);
-  r.set_disable_prefix_cache(true);
+  GenerateInput r = Prompt("The capital of France is");
+  r.max_tokens = 5;
+  r.sampling.temperature = 0.0f;
+  r.sampling.seed = 7;
+  r.stop = {"\n"};
+  r.priority = 3;
+  r.disable_prefix_cache = true;
   StatusOr<GenerationRequest> out = builder_->Build(r);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ(out->prompt_tokens, tokenizer_->Encode("The capital of France is", true));
@@ -99,24 +104,26 @@ TEST_F(RequestBuilderTest, UnsetSamplingFieldsTakeTheModelsDefaults) {
   EXPECT_EQ(d->sampling.top_k, 20);
   EXPECT_EQ(d->sampling.repetition_penalty, 1.1f);
   // The request's own values win, greedy included.
-  ite::v1::GenerateRequest r = Prompt("hi");
-  r.mutable_sampling()->set_temperature(0.0f);
-  r.mutable_sampling()->set_top_p(0.5f);
-  r.mutable_sampling()->set_top_k(3);
-  r.mutable_sampling()->set_repetition_penalty(1.0f);
+  GenerateInput r = Prompt("hi");
+  r.sampling.temperature = 0.0f;
+  r.sampling.top_p = 0.5f;
+  r.sampling.top_k = 3;
+  r.sampling.repetition_penalty = 1.0f;
   StatusOr<GenerationRequest> out = b.Build(r);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ(out->sampling.temperature, 0.0f);
   EXPECT_EQ(out->sampling.top_p, 0.5f);
   EXPECT_EQ(out->sampling.top_k, 3);
   EXPECT_EQ(out->sampling.repetition_penalty, 1.0f);
+  // An explicit "off" (HTTP's top_k 0 / -1) wins over the model's top_k too.
+  r.sampling.top_k = 0;
+  out = b.Build(r);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->sampling.top_k, 0);
 }
 
 TEST_F(RequestBuilderTest, ChatIsRenderedWithTheTemplate) {
-  ite::v1::GenerateRequest r;
-  auto* m = r.mutable_chat()->add_messages();
-  m->set_role("user");
-  m->set_content("Hello!");
+  GenerateInput r = Chat("Hello!");
   StatusOr<GenerationRequest> out = builder_->Build(r);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   std::string text = tokenizer_->Decode(out->prompt_tokens, false);
@@ -126,7 +133,7 @@ TEST_F(RequestBuilderTest, ChatIsRenderedWithTheTemplate) {
 }
 
 TEST_F(RequestBuilderTest, BadRequestsNameTheField) {
-  ExpectInvalid(ite::v1::GenerateRequest(), "prompt");
+  ExpectInvalid(GenerateInput(), "prompt");
   ExpectInvalid(Prompt(""), "prompt");
   ExpectInvalid(Prompt("ab\xff\xfe"), "UTF-8");
   ExpectInvalid(Prompt("\xc0\xaf"), "UTF-8");      // overlong '/'
@@ -135,43 +142,74 @@ TEST_F(RequestBuilderTest, BadRequestsNameTheField) {
   for (int i = 0; i < 200; ++i) longp += " word";
   ExpectInvalid(Prompt(longp), "context");
 
-  ite::v1::GenerateRequest r = Prompt("hi");
-  r.set_max_tokens(0);
+  GenerateInput r = Prompt("hi");
+  r.max_tokens = 0;
   ExpectInvalid(r, "max_tokens");
   r = Prompt("hi");
-  r.mutable_sampling()->set_top_p(0.0f);
+  r.sampling.top_p = 0.0f;
   ExpectInvalid(r, "top_p");
-  r.mutable_sampling()->set_top_p(1.5f);
+  r.sampling.top_p = 1.5f;
   ExpectInvalid(r, "top_p");
   r = Prompt("hi");
-  r.mutable_sampling()->set_temperature(-1.0f);
+  r.sampling.temperature = -1.0f;
   ExpectInvalid(r, "temperature");
   r = Prompt("hi");
-  r.mutable_sampling()->set_top_k(-2);
+  r.sampling.top_k = -2;
   ExpectInvalid(r, "top_k");
   r = Prompt("hi");
-  r.mutable_sampling()->set_min_p(2.0f);
+  r.sampling.min_p = 2.0f;
   ExpectInvalid(r, "min_p");
   r = Prompt("hi");
-  r.set_top_logprobs(1000);
+  r.top_logprobs = 1000;
   ExpectInvalid(r, "top_logprobs");
   r = Prompt("hi");
-  r.set_model("gpt-4");
+  r.model = "gpt-4";
   ExpectInvalid(r, "model");
   r = Prompt("hi");
-  r.add_stop("");
+  r.stop = {""};
   ExpectInvalid(r, "stop");
-  r = ite::v1::GenerateRequest();
-  r.mutable_prompt_token_ids()->add_ids(tokenizer_->vocab_size());
+  r.stop = {"\xff"};
+  ExpectInvalid(r, "stop[0]");
+  r = Prompt("hi");
+  r.max_tokens = 4;
+  r.min_tokens = 5;
+  ExpectInvalid(r, "min_tokens");
+  r.min_tokens = -1;
+  ExpectInvalid(r, "min_tokens");
+  r = GenerateInput();
+  r.prompt.token_ids = std::vector<int32_t>{tokenizer_->vocab_size()};
   ExpectInvalid(r, "prompt_token_ids");
-  r = ite::v1::GenerateRequest();
-  auto* m = r.mutable_chat()->add_messages();
-  m->set_role("user");
-  m->set_content("bad \xff");
-  ExpectInvalid(r, "content");
-  r = ite::v1::GenerateRequest();
-  r.mutable_chat();
+  r.prompt.token_ids = std::vector<int32_t>{};
+  ExpectInvalid(r, "prompt_token_ids");
+  ExpectInvalid(Chat("bad \xff"), "content");
+  r = Chat("hi");
+  r.prompt.chat->front().role = "";
+  ExpectInvalid(r, "role");
+  r = GenerateInput();
+  r.prompt.chat.emplace();
   ExpectInvalid(r, "chat");
+}
+
+TEST_F(RequestBuilderTest, TextPartsAreJoinedWithNewlines) {
+  GenerateInput parts = Chat("first");
+  parts.prompt.chat->front().content.push_back({ContentPart::Kind::kText, "second"});
+  StatusOr<GenerationRequest> a = builder_->Build(parts);
+  StatusOr<GenerationRequest> b = builder_->Build(Chat("first\nsecond"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->prompt_tokens, b->prompt_tokens);
+}
+
+TEST_F(RequestBuilderTest, StopOptionsPassThrough) {
+  GenerateInput r = Prompt("hi");
+  r.max_tokens = 8;
+  r.min_tokens = 3;
+  r.include_stop_str_in_output = true;
+  r.stop_token_ids = {5};
+  StatusOr<GenerationRequest> out = builder_->Build(r);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->min_tokens, 3);
+  EXPECT_TRUE(out->include_stop_str_in_output);
+  EXPECT_EQ(out->stop_token_ids, std::vector<int32_t>{5});
 }
 
 TEST(Utf8Test, Validation) {

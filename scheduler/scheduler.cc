@@ -153,6 +153,10 @@ Status Scheduler::Impl::Validate(const GenerationRequest& r) const {
   if (r.prompt_tokens.empty()) return InvalidArgument("prompt_tokens is empty");
   if (r.max_tokens < 1)
     return InvalidArgument("max_tokens must be at least 1, got {}", r.max_tokens);
+  if (r.min_tokens < 0 || r.min_tokens > r.max_tokens) {
+    return InvalidArgument("min_tokens must be in [0, max_tokens = {}], got {}", r.max_tokens,
+                           r.min_tokens);
+  }
   const int64_t total = static_cast<int64_t>(r.prompt_tokens.size()) + r.max_tokens;
   if (total > max_context) {
     return InvalidArgument(
@@ -197,7 +201,7 @@ Status Scheduler::Submit(GenerationRequest request,
   auto seq = std::make_unique<Sequence>();
   seq->tokens = request.prompt_tokens;
   seq->num_prompt = static_cast<int32_t>(request.prompt_tokens.size());
-  seq->stop = StopChecker(s.tokenizer.get(), request.stop);
+  seq->stop = StopChecker(s.tokenizer.get(), request.stop, request.include_stop_str_in_output);
   seq->on_event = std::make_shared<EventCallback>(std::move(on_event));
   seq->request = std::move(request);
   {
@@ -322,6 +326,7 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
         break;
       }
       ++slot.steps;
+      if (options.on_step) options.on_step(m.worker, m.result);
       slot.forward_us += m.result.forward_us;
       slot.idle_us += m.result.idle_us;
       Status st = slot.batcher->OnStepResult(m.result, events);

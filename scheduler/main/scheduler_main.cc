@@ -1,6 +1,9 @@
 // ite-scheduler: the public ite.v1.Generation service, driving ite-worker processes.
 //   ite-scheduler --model PATH --workers host:port[,host:port...]|dns:///NAME:PORT [--port 50051]
-//                 [--host 127.0.0.1] [--max-batch-tokens N] [--max-running N] [--no-prefix-cache]
+//                 [--host 127.0.0.1] [--http-port 8000] [--max-batch-tokens N] [--max-running N]
+//                 [--no-prefix-cache]
+// Serves the OpenAI-compatible HTTP API on --http-port (-1: off) beside the gRPC service, from
+// the moment a worker answers.
 // Loads the tokenizer and chat template from the model path (not the weights: the workers hold
 // those), then listens at once: health NOT_SERVING (the "liveness" health service SERVING) until
 // a worker answers Info, then it serves with the workers that answer and takes in the others
@@ -17,12 +20,15 @@
 
 #include "common/cli_parse.h"
 #include "common/logging.h"
+#include "common/ready_file.h"
 #include "proto/grpc_server_runner.h"
 #include "scheduler/chat/chat_template.h"
 #include "scheduler/deferred_generation_service.h"
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
+#include "scheduler/http/http_gateway.h"
 #include "scheduler/request_builder.h"
+#include "scheduler/request_intake.h"
 #include "scheduler/sampling_defaults.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/tokenizer/tokenizer.h"
@@ -38,6 +44,10 @@ struct SchedulerMainOptions {
   int port = 50051;
   std::string model_name;
   std::string ready_file;
+  int http_port = 8000;  // -1: no HTTP API
+  std::string http_ready_file;
+  int http_max_body_mib = 8;
+  int http_threads = 64;
   int32_t max_batch_tokens = 2048;
   int32_t max_running = 256;
   int32_t max_context = 0;
@@ -48,6 +58,8 @@ struct SchedulerMainOptions {
   int32_t worker_resolve_interval_ms = 5000;
   int32_t step_timeout_ms = 120000;
   bool verbose = false;
+  std::string log_level = "info";   // -v: debug
+  std::string log_format = "text";  // or json
 };
 
 // The name clients see and may send: the model file's name without its extension, or the
@@ -112,8 +124,11 @@ int Run(const SchedulerMainOptions& o) {
   ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
 
   // Built by start-up, once a worker answers; the deferred service answers UNAVAILABLE until.
+  auto metrics = std::make_shared<ServingMetrics>();
   std::unique_ptr<Scheduler> scheduler;
+  std::unique_ptr<RequestIntake> intake;
   std::unique_ptr<GenerationService> service;
+  std::unique_ptr<HttpGateway> http;
   DeferredGenerationService front;
   // Declared after the scheduler, so it stops before the scheduler (owner of its clients) goes.
   WorkerDiscoveryOptions wo;
@@ -141,10 +156,10 @@ int Run(const SchedulerMainOptions& o) {
     so.max_running = o.max_running;
     so.max_context = o.max_context;
     so.enable_prefix_cache = !o.no_prefix_cache;
+    so.on_step = [metrics](int worker, const StepResult& r) { metrics->OnStep(worker, r); };
     scheduler = std::make_unique<Scheduler>(so, tokenizer, std::move(clients));
     ITE_RETURN_IF_ERROR(scheduler->Start());
     SchedulerStats stats = scheduler->Stats();
-    std::string model_name;
     for (size_t i = 0; i < stats.workers.size(); ++i) {
       if (!stats.workers[i].up) continue;
       ITE_LOG_INFO("worker {}: {} KV blocks on {}", addresses[i], stats.workers[i].num_blocks,
@@ -158,8 +173,21 @@ int Run(const SchedulerMainOptions& o) {
     bo.default_max_tokens = o.default_max_tokens;
     bo.default_sampling = *defaults;
     auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
-    service = std::make_unique<GenerationService>(scheduler.get(), tokenizer, std::move(builder),
-                                                  addresses, scheduler->block_size());
+    intake =
+        std::make_unique<RequestIntake>(scheduler.get(), tokenizer, std::move(builder), metrics);
+    service = std::make_unique<GenerationService>(intake.get(), addresses, scheduler->block_size());
+    if (o.http_port >= 0) {
+      HttpGatewayOptions ho;
+      ho.host = o.host;
+      ho.port = o.http_port;
+      ho.max_body_bytes = static_cast<size_t>(o.http_max_body_mib) << 20;
+      ho.threads = o.http_threads;
+      http = std::make_unique<HttpGateway>(intake.get(), ho);
+      ITE_RETURN_IF_ERROR(http->Start());
+      ITE_LOG_INFO("OpenAI HTTP API on http://{}:{}/v1", o.host, http->port());
+      if (!o.http_ready_file.empty())
+        ITE_RETURN_IF_ERROR(WriteReadyFile(o.http_ready_file, http->port()));
+    }
     front.Attach(service.get());
     ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name,
                  bo.max_context, addresses.size());
@@ -173,10 +201,11 @@ int Run(const SchedulerMainOptions& o) {
   server.ready_file = o.ready_file;
   server.start_up = start_up;
   Status s = RunGrpcServer(server, {&front}, [&] {
-    service->StopAccepting();
+    if (intake) intake->StopAccepting();
     ITE_LOG_INFO("draining running requests");
-    scheduler->Shutdown(/*drain=*/true);
+    if (scheduler) scheduler->Shutdown(/*drain=*/true);
   });
+  if (http) http->Stop();
   discovery.Stop();
   if (scheduler) scheduler->Shutdown(false);
   if (!s.ok()) {
@@ -208,6 +237,15 @@ int Main(int argc, char** argv) {
   app.add_option("--served-model-name,--model-name", o.model_name,
                  "name clients see and may send (default: the model file's or folder's name)");
   app.add_option("--ready-file", o.ready_file, "write the bound port here once serving");
+  app.add_option("--http-port", o.http_port, "OpenAI HTTP API port (0: any free one; -1: off)")
+      ->capture_default_str();
+  app.add_option("--http-ready-file", o.http_ready_file, "write the bound HTTP port here");
+  app.add_option("--http-max-body-mib", o.http_max_body_mib, "larger HTTP bodies get 400")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--http-threads", o.http_threads, "concurrent HTTP requests (streams)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
       ->capture_default_str();
   app.add_option("--max-running", o.max_running, "running sequences per worker")
@@ -222,10 +260,17 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--step-timeout-ms", o.step_timeout_ms, "a worker step slower than this fails")
       ->capture_default_str();
-  app.add_flag("-v,--verbose", o.verbose, "debug logging");
+  app.add_flag("-v,--verbose", o.verbose, "debug logging (--log-level debug)");
+  app.add_option("--log-level", o.log_level, "trace, debug, info, warn or error")
+      ->capture_default_str();
+  app.add_option("--log-format", o.log_format, "text or json (one JSON object per line)")
+      ->capture_default_str();
   app.footer("Exit codes: 0 clean shutdown, 1 failure, 2 usage error.");
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
-  InitLogging("ite-scheduler", o.verbose);
+  if (std::optional<int> rc =
+          InitLoggingOrExit("ite-scheduler", o.verbose, o.log_level, o.log_format)) {
+    return *rc;
+  }
   return Run(o);
 }
 

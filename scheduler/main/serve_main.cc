@@ -1,8 +1,11 @@
 // ite-serve: the whole service on one host. Starts N ite-worker processes (on free loopback
 // ports) and one ite-scheduler in front of them, waits until they serve, and supervises them:
-//   ite-serve --model PATH [--host H] [--port 50051] [--device cpu|cuda] [--workers N]
-//             [--gpus 0,1] [--gpu-memory-utilization F] [--enforce-eager] [--batch-invariant]
-//             [--dtype bf16|f16]
+//   ite-serve --model PATH [--host H] [--port 50051] [--http-port 8000] [--device cpu|cuda]
+//             [--workers N] [--gpus 0,1] [--gpu-memory-utilization F] [--enforce-eager]
+//             [--batch-invariant] [--dtype bf16|f16]
+// The scheduler serves gRPC on --port and the OpenAI HTTP API on --http-port (-1: off; when
+// --port is 0 and --http-port is not given, HTTP takes any free port too, so that instances
+// started for tests never collide on 8000).
 // With --device cuda there is one worker per GPU: those of --gpus, else every visible one.
 // SIGTERM/SIGINT: the scheduler drains running requests and exits, then the workers stop; every
 // child is reaped (and dies with ite-serve even if ite-serve is SIGKILLed). A worker that dies is
@@ -26,6 +29,7 @@
 
 #include "common/cli_parse.h"
 #include "common/logging.h"
+#include "common/ready_file.h"
 #include "scheduler/main/child_process.h"
 
 namespace ite {
@@ -38,6 +42,8 @@ struct ServeOptions {
   std::string model;
   std::string host = "127.0.0.1";
   int port = 50051;
+  int http_port = 8000;  // -1: off
+  std::string http_ready_file;
   std::string device = "cpu";
   int workers = 1;
   int threads = 0;  // per worker; 0: hardware threads / workers
@@ -52,6 +58,8 @@ struct ServeOptions {
   std::string ready_file;
   std::string served_model_name;  // empty: the scheduler's default (the file or folder name)
   bool verbose = false;
+  std::string log_level = "info";   // -v: debug
+  std::string log_format = "text";  // or json
   // CUDA
   std::string gpus;                     // "0,1"; empty: every visible GPU
   std::vector<int> gpu_ids;             // resolved from gpus, one worker each
@@ -246,13 +254,18 @@ int Serve(ServeOptions o) {
                                     "--ready-file",
                                     (run_dir / "scheduler.port").string(),
                                     "--max-batch-tokens",
-                                    std::to_string(o.max_batch_tokens)};
+                                    std::to_string(o.max_batch_tokens),
+                                    "--http-port",
+                                    std::to_string(o.http_port),
+                                    "--http-ready-file",
+                                    (run_dir / "scheduler.http.port").string()};
   if (!o.served_model_name.empty()) {
     sargv.push_back("--served-model-name");
     sargv.push_back(o.served_model_name);
   }
   if (o.no_prefix_cache) sargv.push_back("--no-prefix-cache");
   if (o.verbose) sargv.push_back("--verbose");
+  sargv.insert(sargv.end(), {"--log-level", o.log_level, "--log-format", o.log_format});
   if (Status s = scheduler.Start("ite-scheduler", sargv); !s.ok()) {
     ITE_LOG_ERROR("{}", s.ToString());
     cleanup();
@@ -263,11 +276,21 @@ int Serve(ServeOptions o) {
     cleanup();
     return stop ? 0 : 1;
   }
-  ITE_LOG_INFO("ready: ite.v1.Generation on {}:{} ({} worker(s), device {})", o.host, port,
+  int http_port = -1;
+  if (o.http_port >= 0) {
+    // Written before the gRPC one, so it is there once the scheduler serves.
+    std::ifstream in(run_dir / "scheduler.http.port");
+    if (!(in >> http_port)) http_port = -1;
+  }
+  ITE_LOG_INFO("ready: ite.v1.Generation on {}:{}{} ({} worker(s), device {})", o.host, port,
+               http_port > 0
+                   ? fmt::format(", OpenAI HTTP API on http://{}:{}/v1", o.host, http_port)
+                   : std::string(),
                o.workers, o.device);
-  if (!o.ready_file.empty()) {
-    std::ofstream(o.ready_file + ".tmp") << port << "\n";
-    fs::rename(o.ready_file + ".tmp", o.ready_file);
+  for (const auto& [file, value] :
+       {std::pair{o.ready_file, port}, {o.http_ready_file, http_port}}) {
+    if (file.empty() || value <= 0) continue;
+    if (Status s = WriteReadyFile(file, value); !s.ok()) ITE_LOG_ERROR("{}", s.ToString());
   }
 
   // Supervise until a shutdown signal or the scheduler's death.
@@ -317,6 +340,10 @@ int Main(int argc, char** argv) {
   app.add_option("--host", o.host, "address the public service listens on")->capture_default_str();
   app.add_option("--port", o.port, "port of the public service (0: any free port)")
       ->capture_default_str();
+  CLI::Option* http_port =
+      app.add_option("--http-port", o.http_port,
+                     "OpenAI HTTP API port (-1: off; default 8000, or any free one with --port 0)");
+  app.add_option("--http-ready-file", o.http_ready_file, "write the HTTP port here once serving");
   app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   app.add_option("--gpus", o.gpus, "CUDA: GPU ordinals, one worker each (default: all)");
   app.add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
@@ -348,10 +375,18 @@ int Main(int argc, char** argv) {
   app.add_option("--ready-file", o.ready_file, "write the public port here once serving");
   app.add_option("--served-model-name", o.served_model_name,
                  "name clients see and may send (default: the model file's or folder's name)");
-  app.add_flag("-v,--verbose", o.verbose, "debug logging");
+  app.add_flag("-v,--verbose", o.verbose, "debug logging (--log-level debug)");
+  app.add_option("--log-level", o.log_level, "trace, debug, info, warn or error")
+      ->capture_default_str();
+  app.add_option("--log-format", o.log_format, "text or json (one JSON object per line)")
+      ->capture_default_str();
   app.footer("Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.");
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
-  InitLogging("ite-serve", o.verbose);
+  if (http_port->count() == 0 && o.port == 0) o.http_port = 0;
+  if (std::optional<int> rc =
+          InitLoggingOrExit("ite-serve", o.verbose, o.log_level, o.log_format)) {
+    return *rc;
+  }
   return Serve(o);
 }
 

@@ -127,3 +127,42 @@ class Serve:
         self.log.close()
         self.tmp.cleanup()
         return False
+
+
+def proto_messages(tmp, *protos):
+    """A function from a full message name to its class, for the given .proto files (built at
+    run time with protoc --descriptor_set_out, so nothing generated is checked in)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    ds = os.path.join(tmp, "ds.pb")
+    subprocess.run(["protoc", f"--proto_path={SRC}", "--include_imports",
+                    f"--descriptor_set_out={ds}", *protos], check=True)
+    fds = descriptor_pb2.FileDescriptorSet()
+    with open(ds, "rb") as f:
+        fds.ParseFromString(f.read())
+    pool = descriptor_pool.DescriptorPool()
+    for fd in fds.file:
+        pool.Add(fd)
+    return lambda name: message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+
+def wait_port_file(path, proc, timeout=120):
+    """The port a server wrote to its ready file; raises if it exits or takes too long."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            raise RuntimeError(f"ite-serve exited with {proc.returncode}")
+        if time.time() > deadline:
+            raise RuntimeError(f"{path} not written within {timeout} s")
+        time.sleep(0.1)
+    return int(open(path).read().strip())
+
+
+def stop_serve(serve, check):
+    """SIGTERM: ite-serve must drain and exit 0 within a minute (else it is killed)."""
+    serve.send_signal(signal.SIGTERM)
+    try:
+        check(serve.wait(timeout=60) == 0, "ite-serve exits 0 on SIGTERM")
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        serve.wait()
+        check(False, "ite-serve exits on SIGTERM")

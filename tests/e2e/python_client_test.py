@@ -4,62 +4,32 @@ in. Checks streaming Generate, the same greedy text as ite-client, INVALID_ARGUM
 message, and the standard health service. Exit 77 (ctest: skipped) without grpcio or the model.
 """
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+from e2e_util import (BIN, MODEL, Checks, need_model_and_binaries, proto_messages, skip,
+                      stop_serve, wait_port_file)
 
 try:
     import grpc
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 except ImportError as e:  # grpcio/protobuf come from scripts/setup.sh
-    print(f"skip: {e}", file=sys.stderr)
-    sys.exit(77)
-
-SRC = os.environ["ITE_SOURCE_DIR"]
-BIN = os.environ["ITE_BIN_DIR"]
-MODEL = os.environ.get("ITE_MODEL_GGUF", "")
-if not os.path.exists(MODEL):
-    print("skip: ITE_MODEL_GGUF missing", file=sys.stderr)
-    sys.exit(77)
-
-
-def load_messages(tmp):
-    ds = os.path.join(tmp, "ds.pb")
-    subprocess.run(["protoc", f"--proto_path={SRC}", "--include_imports",
-                    f"--descriptor_set_out={ds}", "proto/ite/v1/generation.proto",
-                    "proto/grpc/health/v1/health.proto"], check=True)
-    fds = descriptor_pb2.FileDescriptorSet()
-    with open(ds, "rb") as f:
-        fds.ParseFromString(f.read())
-    pool = descriptor_pool.DescriptorPool()
-    for fd in fds.file:
-        pool.Add(fd)
-    return lambda name: message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+    skip(e)
+need_model_and_binaries("ite-serve", "ite-client")
 
 
 def main():
-    failures = []
-
-    def check(cond, what):
-        print(("ok   " if cond else "FAIL ") + what)
-        if not cond:
-            failures.append(what)
-
+    checks = Checks()
+    check = checks.check
     with tempfile.TemporaryDirectory() as tmp:
-        msg = load_messages(tmp)
+        msg = proto_messages(tmp, "proto/ite/v1/generation.proto",
+                             "proto/grpc/health/v1/health.proto")
         ready = os.path.join(tmp, "port")
         serve = subprocess.Popen([os.path.join(BIN, "ite-serve"), "--model", MODEL, "--port", "0",
                                   "--threads", "1", "--ready-file", ready],
                                  stderr=subprocess.DEVNULL)
         try:
-            deadline = time.time() + 120
-            while not os.path.exists(ready) and time.time() < deadline:
-                if serve.poll() is not None:
-                    raise RuntimeError(f"ite-serve exited with {serve.returncode}")
-                time.sleep(0.1)
-            addr = "127.0.0.1:" + open(ready).read().strip()
+            addr = f"127.0.0.1:{wait_port_file(ready, serve)}"
             channel = grpc.insecure_channel(addr)
             Req = msg("ite.v1.GenerateRequest")
             Resp = msg("ite.v1.GenerateResponse")
@@ -106,14 +76,8 @@ def main():
             check(health(HReq(), timeout=10).status == 1, "health: SERVING")
             channel.close()
         finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                check(serve.wait(timeout=60) == 0, "ite-serve exits 0 on SIGTERM")
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                serve.wait()
-                check(False, "ite-serve exits on SIGTERM")
-    return 1 if failures else 0
+            stop_serve(serve, check)
+    return 1 if checks.failures else 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-// Runs the fuzz entry point once over every file of the given folders (the seed corpus), so the
-// normal build checks that the seeds neither crash nor hang.
+// Runs a fuzz entry point (LLVMFuzzerTestOneInput) once over every file of the given folders (the
+// seed corpus), so the normal build checks that the seeds neither crash nor hang.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>

@@ -1,0 +1,47 @@
+// The OpenAI-compatible HTTP API of ite-scheduler (cpp-httplib), a thin adapter over
+// RequestIntake beside the gRPC service and sharing its scheduler:
+//   POST /v1/completions, /v1/chat/completions   (stream: SSE `data:` chunks, then [DONE])
+//   GET  /v1/models, /health, /metrics (Prometheus) POST /tokenize, /detokenize
+// Bodies are parsed by ParseOpenAiRequest; errors are OpenAI error bodies with the right status
+// (openai_response.h), never a crash or an empty reply. A streaming client that disconnects is
+// noticed at the next write (tokens, or an SSE comment every 100 ms while none come) and its
+// generation is cancelled, freeing its KV blocks.
+//
+// Threads: requests run on the server's own pool (`threads`: one per concurrent request, a
+// stream holds its thread); Start and Stop from the owning thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "scheduler/request_intake.h"
+
+namespace ite {
+
+struct HttpGatewayOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;  // 0: any free port (see HttpGateway::port)
+  size_t max_body_bytes = 8u << 20;
+  int threads = 64;           // concurrent requests; more wait for a free thread
+  int listen_backlog = 1024;  // connections the kernel queues before they are accepted
+};
+
+class HttpGateway {
+ public:
+  // `intake` must outlive the gateway.
+  HttpGateway(RequestIntake* intake, HttpGatewayOptions options);
+  ~HttpGateway();  // Stop()
+
+  // Binds and starts serving on a thread of its own. Fails when the port cannot be bound.
+  Status Start();
+  int port() const;  // the bound port, after Start
+  // Stops accepting and closes connections; running streams are cancelled. Idempotent.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ite

@@ -39,6 +39,8 @@ float At(const Tensor& t, int64_t i) {
       return HalfToFloat(t.as<uint16_t>()[i]);
     case DType::kBF16:
       return Bf16ToFloat(t.as<uint16_t>()[i]);
+    default:  // block formats: read through DequantizeRow
+      break;
   }
   return NAN;
 }

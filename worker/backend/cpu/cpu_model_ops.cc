@@ -6,6 +6,9 @@
 #include <cstring>
 #include <new>
 
+#include "common/check.h"
+#include "worker/model/dequantize.h"
+
 namespace ite {
 namespace {
 
@@ -21,6 +24,8 @@ float ToF32(DType dtype, const void* data, int64_t i) {
     }
     case DType::kF16:
       return _cvtsh_ss(static_cast<const uint16_t*>(data)[i]);
+    default:
+      ITE_CHECK(false, "ToF32: {} is a block format", DTypeName(dtype));
   }
   return 0.0f;
 }
@@ -30,7 +35,10 @@ float* F(Activation a) { return static_cast<float*>(a.data); }
 }  // namespace
 
 CpuModelOps::CpuModelOps(const ModelConfig& config, int num_threads)
-    : config_(config), pool_(std::max(num_threads, 1)), inv_freq_(cpu::RopeInvFreq(config)) {}
+    : config_(config),
+      pool_(std::max(num_threads, 1)),
+      inv_freq_(cpu::RopeInvFreq(config)),
+      quant_kernels_(&cpu::QuantKernelsFor(cpu::BestQuantIsa())) {}
 
 Status CpuModelOps::InitKv(const KvCacheOptions& kv) {
   if (kv.block_size <= 0) return InvalidArgument("KV cache: block_size {} <= 0", kv.block_size);
@@ -90,14 +98,27 @@ const float* CpuModelOps::Fp32(const Tensor& t) {
   return dst;
 }
 
+StatusOr<const cpu::QuantMatrix*> CpuModelOps::Quant(const Tensor& t, const std::string& name) {
+  if (!cpu::UnpackSupported(t.dtype) || t.shape.size() != 2)
+    return Unimplemented("CPU backend: weight {} is {} {}, which it cannot multiply", name,
+                         DTypeName(t.dtype), t.ShapeString());
+  quant_.push_back(std::make_unique<cpu::QuantMatrix>(cpu::QuantMatrixOf(t)));
+  return quant_.back().get();
+}
+
 StatusOr<OpWeight> CpuModelOps::LoadMatrix(const Tensor& w, const Tensor& bias,
                                            const std::string& name) {
   OpWeight out;
   out.rows = static_cast<int32_t>(w.shape[0]);
   out.cols = static_cast<int32_t>(w.shape[1]);
-  // BF16 stays as it is (the matmul widens it); F16 is widened to F32 once.
-  out.dtype = w.dtype == DType::kBF16 ? DType::kBF16 : DType::kF32;
-  out.data = w.dtype == DType::kBF16 ? w.data : Fp32(w);
+  if (DTypeQuantized(w.dtype)) {  // multiplied as stored
+    out.dtype = w.dtype;
+    ITE_ASSIGN_OR_RETURN(out.data, Quant(w, name));
+  } else {
+    // BF16 stays as it is (the matmul widens it); F16 is widened to F32 once.
+    out.dtype = w.dtype == DType::kBF16 ? DType::kBF16 : DType::kF32;
+    out.data = w.dtype == DType::kBF16 ? w.data : Fp32(w);
+  }
   if (!bias.empty()) {
     if (bias.numel() != out.rows)
       return InvalidArgument("CPU backend: bias of {} has {} values for {} rows", name,
@@ -122,6 +143,11 @@ StatusOr<OpWeight> CpuModelOps::LoadTable(const Tensor& table, const std::string
   out.cols = static_cast<int32_t>(table.shape[1]);
   out.dtype = table.dtype;
   out.data = table.data;
+  if (DTypeQuantized(table.dtype)) {
+    if (!DequantizeSupported(DTypeGgml(table.dtype)))
+      return Unimplemented("CPU backend: table {} is {}", name, DTypeName(table.dtype));
+    ITE_ASSIGN_OR_RETURN(out.data, Quant(table, name));
+  }
   return out;
 }
 
@@ -135,6 +161,14 @@ Status CpuModelOps::Embedding(const OpWeight& table, Activation out) {
   const std::vector<int32_t>& tokens = plan_->tokens;
   if (table.dtype == DType::kF32) {
     cpu::Embedding(static_cast<const float*>(table.data), table.cols, tokens, F(out));
+    return Status::Ok();
+  }
+  if (DTypeQuantized(table.dtype)) {
+    const auto* q = static_cast<const cpu::QuantMatrix*>(table.data);
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      DequantizeRow(DTypeGgml(table.dtype), q->row_ptrs[static_cast<size_t>(tokens[t])],
+                    F(out) + t * table.cols, table.cols);
+    }
     return Status::Ok();
   }
   for (size_t t = 0; t < tokens.size(); ++t) {
@@ -161,7 +195,10 @@ Status CpuModelOps::AddRmsNorm(Activation residual, Activation x, const OpWeight
 
 Status CpuModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
   const float* bias = static_cast<const float*>(w.bias);
-  if (w.dtype == DType::kBF16) {
+  if (DTypeQuantized(w.dtype)) {
+    cpu::QuantMatMul(F(x), *static_cast<const cpu::QuantMatrix*>(w.data), bias, x.rows, F(out),
+                     *quant_kernels_, &quant_scratch_, &pool_);
+  } else if (w.dtype == DType::kBF16) {
     cpu::MatMulBf16(F(x), static_cast<const uint16_t*>(w.data), bias, x.rows, w.rows, w.cols,
                     F(out), &pool_);
   } else {

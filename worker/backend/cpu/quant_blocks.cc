@@ -1,0 +1,198 @@
+#include "worker/backend/cpu/quant_blocks.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "common/check.h"
+
+namespace ite::cpu {
+namespace {
+
+float Half(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// Q4_0 {d; qs[16]} / Q4_1 {d; m; qs[16]}: element j in the low nibble of byte j, element j + 16
+// in its high nibble.
+void Unpack4(const uint8_t* b, bool has_min, int8_t* q, float* scale, float* offset) {
+  const float d = Half(b);
+  const uint8_t* qs = b + (has_min ? 4 : 2);
+  const int bias = has_min ? 0 : 8;
+  for (int j = 0; j < 16; ++j) {
+    q[j] = static_cast<int8_t>((qs[j] & 0xF) - bias);
+    q[j + 16] = static_cast<int8_t>((qs[j] >> 4) - bias);
+  }
+  scale[0] = scale[1] = d;
+  *offset = has_min ? Half(b + 2) : 0.0f;
+}
+
+// Q5_0 {d; qh[4]; qs[16]} / Q5_1 {d; m; qh[4]; qs[16]}: bit j of the u32 qh is element j's fifth.
+void Unpack5(const uint8_t* b, bool has_min, int8_t* q, float* scale, float* offset) {
+  const float d = Half(b);
+  const uint8_t* p = b + (has_min ? 4 : 2);
+  uint32_t qh;
+  std::memcpy(&qh, p, 4);
+  const uint8_t* qs = p + 4;
+  const int bias = has_min ? 0 : 16;
+  for (int j = 0; j < 16; ++j) {
+    q[j] = static_cast<int8_t>(((qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - bias);
+    q[j + 16] = static_cast<int8_t>(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - bias);
+  }
+  scale[0] = scale[1] = d;
+  *offset = has_min ? Half(b + 2) : 0.0f;
+}
+
+void Unpack8(const uint8_t* b, int8_t* q, float* scale, float* offset) {
+  std::memcpy(q, b + 2, 32);
+  scale[0] = scale[1] = Half(b);
+  *offset = 0.0f;
+}
+
+// Six-bit (scale, min) pair j of the 12 packed bytes of Q4_K / Q5_K.
+void KScaleMin(int j, const uint8_t* s, int* sc, int* m) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *m = s[j + 4] & 63;
+  } else {
+    *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+// Q4_K {d; dmin; scales[12]; qs[128]} and Q5_K {d; dmin; scales[12]; qh[32]; qs[128]}: 256
+// elements in 4 chunks of 64; chunk c's first 32 elements are the low nibbles of qs[32c..], the
+// next 32 the high nibbles; Q5_K adds bit 2c (2c + 1) of qh[l] as the fifth bit.
+void UnpackK45(const uint8_t* b, bool five, int8_t* q, float* scale, float* offset) {
+  const float d = Half(b), dmin = Half(b + 2);
+  const uint8_t* scales = b + 4;
+  const uint8_t* qh = b + 16;
+  const uint8_t* qs = b + (five ? 48 : 16);
+  for (int c = 0; c < 4; ++c) {
+    for (int half = 0; half < 2; ++half) {
+      const int sub = 2 * c + half;
+      int sc, m;
+      KScaleMin(sub, scales, &sc, &m);
+      scale[2 * sub] = scale[2 * sub + 1] = d * static_cast<float>(sc);
+      offset[sub] = -dmin * static_cast<float>(m);
+      int8_t* out = q + 32 * sub;
+      for (int l = 0; l < 32; ++l) {
+        int v = half == 0 ? (qs[32 * c + l] & 0xF) : (qs[32 * c + l] >> 4);
+        if (five) v |= ((qh[l] >> sub) & 1) << 4;
+        out[l] = static_cast<int8_t>(v);
+      }
+    }
+  }
+}
+
+// Q6_K {ql[128]; qh[64]; scales[16] int8; d}: two halves of 128; in half h element l + 32k has
+// low bits from ql[64h + l + 32(k & 1)] (low nibble for k < 2), top bits from qh[32h + l] bits
+// 2k..2k+1, and scale 8h + 2k + l / 16; value d * scale * (q - 32).
+void UnpackQ6K(const uint8_t* b, int8_t* q, float* scale, float* offset) {
+  const uint8_t* ql = b;
+  const uint8_t* qh = b + 128;
+  const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+  const float d = Half(b + 208);
+  for (int h = 0; h < 2; ++h) {
+    for (int k = 0; k < 4; ++k) {
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t lo = ql[64 * h + l + 32 * (k & 1)];
+        const int low = k < 2 ? (lo & 0xF) : (lo >> 4);
+        const int high = (qh[32 * h + l] >> (2 * k)) & 3;
+        q[128 * h + 32 * k + l] = static_cast<int8_t>((low | (high << 4)) - 32);
+      }
+    }
+  }
+  // Scale index 8h + 2k + l/16 belongs to elements 128h + 32k + 16(l/16) ..: group g = 8h+2k+l/16.
+  for (int g = 0; g < 16; ++g) scale[g] = d * static_cast<float>(sc[g]);
+  for (int g = 0; g < 8; ++g) offset[g] = 0.0f;
+}
+
+}  // namespace
+
+void QuantizeQ8Rows(const float* x, int64_t rows, int64_t cols, Q8Rows* out) {
+  ITE_CHECK(cols % kQ8Block == 0, "QuantizeQ8Rows: {} columns", cols);
+  const int64_t nb = cols / kQ8Block;
+  out->rows = rows;
+  out->cols = cols;
+  out->q.resize(static_cast<size_t>(rows * cols));
+  out->d.resize(static_cast<size_t>(rows * nb));
+  out->s.resize(out->d.size());
+  for (int64_t b = 0; b < rows * nb; ++b) {
+    const float* v = x + b * kQ8Block;
+    float amax = 0.0f;
+    for (int i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(v[i]));
+    const float d = amax / 127.0f;
+    const float inv = d > 0.0f ? 1.0f / d : 0.0f;
+    int8_t* q = out->q.data() + b * kQ8Block;
+    int sum = 0;
+    for (int i = 0; i < kQ8Block; ++i) {
+      q[i] = static_cast<int8_t>(std::lrintf(v[i] * inv));
+      sum += q[i];
+    }
+    out->d[b] = d;
+    out->s[b] = d * static_cast<float>(sum);
+  }
+}
+
+bool UnpackSupported(DType dtype) {
+  switch (dtype) {
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ8_0:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void UnpackRow(DType dtype, const uint8_t* src, int64_t cols, UnpackedRow out) {
+  const int64_t block = DTypeBlockSize(dtype);
+  ITE_CHECK(UnpackSupported(dtype) && cols % block == 0, "UnpackRow: {} row of {}",
+            DTypeName(dtype), cols);
+  const size_t bytes = DTypeBlockBytes(dtype);
+  for (int64_t i = 0; i < cols / block; ++i) {
+    const uint8_t* b = src + i * bytes;
+    int8_t* q = out.q + i * block;
+    float* scale = out.scale + i * block / 16;
+    float* offset = out.offset + i * block / 32;
+    switch (dtype) {
+      case DType::kQ4_0:
+        Unpack4(b, false, q, scale, offset);
+        break;
+      case DType::kQ4_1:
+        Unpack4(b, true, q, scale, offset);
+        break;
+      case DType::kQ5_0:
+        Unpack5(b, false, q, scale, offset);
+        break;
+      case DType::kQ5_1:
+        Unpack5(b, true, q, scale, offset);
+        break;
+      case DType::kQ8_0:
+        Unpack8(b, q, scale, offset);
+        break;
+      case DType::kQ4_K:
+        UnpackK45(b, false, q, scale, offset);
+        break;
+      case DType::kQ5_K:
+        UnpackK45(b, true, q, scale, offset);
+        break;
+      case DType::kQ6_K:
+        UnpackQ6K(b, q, scale, offset);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+}  // namespace ite::cpu

@@ -17,20 +17,18 @@ QuantIsa BestQuantIsa();
 // Whether this CPU runs `isa`.
 bool QuantIsaSupported(QuantIsa isa);
 
-// An activation row as the kernels read it: cols / 32 blocks.
-struct Q8Row {
-  const int8_t* q;
-  const float* d;
-  const float* s;
-};
-
+// The kernels compute a tile out[t * out_stride + i] = sum_k W[i, k] x[t, k] for the n rows of
+// `rows` and every row t of `x` (no bias). Weight rows are either read straight from their
+// stored blocks (Q4_0, Q4_1, Q8_0) or unpacked first (every format, UnpackRow).
 struct QuantKernels {
-  // sum_i w_i x_i over `cols` elements of an unpacked row.
-  float (*dot_unpacked)(const UnpackedRow& w, const Q8Row& x, int64_t cols);
-  // The same read straight from the stored blocks of Q4_0, Q4_1 and Q8_0 (no unpacking).
-  float (*dot_q4_0)(const uint8_t* w, const Q8Row& x, int64_t cols);
-  float (*dot_q4_1)(const uint8_t* w, const Q8Row& x, int64_t cols);
-  float (*dot_q8_0)(const uint8_t* w, const Q8Row& x, int64_t cols);
+  void (*tile_unpacked)(const UnpackedRow* rows, int n, const Q8Rows& x, float* out,
+                        int64_t out_stride);
+  void (*tile_q4_0)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
+                    int64_t out_stride);
+  void (*tile_q4_1)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
+                    int64_t out_stride);
+  void (*tile_q8_0)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
+                    int64_t out_stride);
 };
 
 // The kernels of `isa`, which must be supported.

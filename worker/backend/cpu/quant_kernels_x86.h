@@ -39,79 +39,142 @@ inline __m256i Nibbles(const uint8_t* qs) {
 // Signed x signed through the unsigned x signed product: |w| * (x with w's sign). |w| <= 128 and
 // |x| <= 127, so no pair sum saturates in VPMADDUBSW.
 template <class Isa>
-inline __m256i DotSigned(__m256i w, __m256i x) {
-  return Isa::Dot4(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+inline __m256i DotSigned(__m256i w_abs, __m256i w, __m256i x) {
+  return Isa::Dot4(w_abs, _mm256_sign_epi8(x, w));
 }
 
-template <class Isa>
-float DotUnpacked(const UnpackedRow& w, const Q8Row& x, int64_t cols) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float offsets = 0.0f;
-  const int64_t nb = cols / kQ8Block;
-  for (int64_t b = 0; b < nb; ++b) {
-    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.q + b * kQ8Block));
-    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * kQ8Block));
-    // Lanes 0-3 hold elements 0-15 (scale 2b), lanes 4-7 elements 16-31 (scale 2b + 1).
-    const __m256 sums = _mm256_cvtepi32_ps(DotSigned<Isa>(wq, xq));
-    const __m256 scale =
-        _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(w.scale[2 * b + 1]), _mm_set1_ps(w.scale[2 * b])),
-                      _mm256_set1_ps(x.d[b]));
-    if (b & 1) {
-      acc1 = _mm256_fmadd_ps(sums, scale, acc1);
-    } else {
-      acc0 = _mm256_fmadd_ps(sums, scale, acc0);
-    }
-    offsets += w.offset[b] * x.s[b];
+// How a weight format's block b of a row is read: 32 values in element order (unsigned when
+// kSigned is false), their scales per lane (lanes 0-3 are elements 0-15, lanes 4-7 elements
+// 16-31) and the block's offset (w = scale * q + offset).
+struct Q4_0Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = false;
+  static const uint8_t* Block(Row r, int64_t b) { return r + b * 18; }
+  static __m256i Values(Row r, int64_t b) { return Nibbles(Block(r, b) + 2); }
+  static __m256 Scale(Row r, int64_t b) { return _mm256_set1_ps(HalfAt(Block(r, b))); }
+  static float Offset(Row r, int64_t b) { return -8.0f * HalfAt(Block(r, b)); }  // q is stored + 8
+};
+
+struct Q4_1Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = false;
+  static const uint8_t* Block(Row r, int64_t b) { return r + b * 20; }
+  static __m256i Values(Row r, int64_t b) { return Nibbles(Block(r, b) + 4); }
+  static __m256 Scale(Row r, int64_t b) { return _mm256_set1_ps(HalfAt(Block(r, b))); }
+  static float Offset(Row r, int64_t b) { return HalfAt(Block(r, b) + 2); }
+};
+
+struct Q8_0Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = true;
+  static const uint8_t* Block(Row r, int64_t b) { return r + b * 34; }
+  static __m256i Values(Row r, int64_t b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(Block(r, b) + 2));
   }
-  return HorizontalSum(_mm256_add_ps(acc0, acc1)) + offsets;
+  static __m256 Scale(Row r, int64_t b) { return _mm256_set1_ps(HalfAt(Block(r, b))); }
+  static float Offset(Row, int64_t) { return 0.0f; }
+};
+
+struct UnpackedFormat {
+  using Row = UnpackedRow;
+  static constexpr bool kSigned = true;
+  static __m256i Values(const Row& r, int64_t b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.q + b * kQ8Block));
+  }
+  static __m256 Scale(const Row& r, int64_t b) {
+    return _mm256_set_m128(_mm_set1_ps(r.scale[2 * b + 1]), _mm_set1_ps(r.scale[2 * b]));
+  }
+  static float Offset(const Row& r, int64_t b) { return r.offset[b]; }
+};
+
+// R weight rows x T activation rows: each weight block is decoded once for T tokens and each
+// activation block loaded once for R rows. The loops over R and T are unrolled by hand (pragma)
+// because GCC -O2 otherwise keeps the accumulator arrays in memory.
+template <class Isa, class Fmt, int R, int T>
+void MicroTile(const typename Fmt::Row* rows, const Q8Rows& x, int64_t t0, float* out,
+               int64_t out_stride) {
+  __m256 acc[R][T];
+  float offsets[R][T];
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j) {
+      acc[i][j] = _mm256_setzero_ps();
+      offsets[i][j] = 0.0f;
+    }
+  }
+  const int64_t nb = x.cols / kQ8Block;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i w[R], w_abs[R];
+    __m256 scale[R];
+    float offset[R];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      w[i] = Fmt::Values(rows[i], b);
+      if constexpr (Fmt::kSigned) w_abs[i] = _mm256_sign_epi8(w[i], w[i]);
+      scale[i] = Fmt::Scale(rows[i], b);
+      offset[i] = Fmt::Offset(rows[i], b);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j) {
+      const int64_t t = t0 + j;
+      const __m256i xq =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.row_q(t) + b * kQ8Block));
+      const __m256 xd = _mm256_set1_ps(x.row_d(t)[b]);
+      const float xs = x.row_s(t)[b];
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) {
+        __m256i p;
+        if constexpr (Fmt::kSigned) {
+          p = DotSigned<Isa>(w_abs[i], w[i], xq);
+        } else {
+          p = Isa::Dot4(w[i], xq);
+        }
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(scale[i], xd), acc[i][j]);
+        offsets[i][j] += offset[i] * xs;
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j)
+      out[(t0 + j) * out_stride + i] = HorizontalSum(acc[i][j]) + offsets[i][j];
+  }
 }
 
-template <class Isa, bool kHasMin>
-float DotQ4(const uint8_t* w, const Q8Row& x, int64_t cols) {
-  constexpr int kBytes = kHasMin ? 20 : 18;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float offsets = 0.0f;
-  const int64_t nb = cols / kQ8Block;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = w + b * kBytes;
-    const __m256i wq = Nibbles(blk + (kHasMin ? 4 : 2));
-    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * kQ8Block));
-    const __m256 sums = _mm256_cvtepi32_ps(Isa::Dot4(wq, xq));
-    const float d = HalfAt(blk);
-    const __m256 scale = _mm256_set1_ps(d * x.d[b]);
-    if (b & 1) {
-      acc1 = _mm256_fmadd_ps(sums, scale, acc1);
-    } else {
-      acc0 = _mm256_fmadd_ps(sums, scale, acc0);
-    }
-    // Q4_0 stores q + 8: its -8 d per element is an offset like Q4_1's m.
-    offsets += (kHasMin ? HalfAt(blk + 2) : -8.0f * d) * x.s[b];
+template <class Isa, class Fmt, int R>
+void RowsTile(const typename Fmt::Row* rows, const Q8Rows& x, float* out, int64_t out_stride) {
+  constexpr int kT = 4;
+  int64_t t = 0;
+  for (; t + kT <= x.rows; t += kT) MicroTile<Isa, Fmt, R, kT>(rows, x, t, out, out_stride);
+  switch (x.rows - t) {
+    case 3:
+      MicroTile<Isa, Fmt, R, 3>(rows, x, t, out, out_stride);
+      break;
+    case 2:
+      MicroTile<Isa, Fmt, R, 2>(rows, x, t, out, out_stride);
+      break;
+    case 1:
+      MicroTile<Isa, Fmt, R, 1>(rows, x, t, out, out_stride);
+      break;
+    default:
+      break;
   }
-  return HorizontalSum(_mm256_add_ps(acc0, acc1)) + offsets;
 }
 
-template <class Isa>
-float DotQ8_0(const uint8_t* w, const Q8Row& x, int64_t cols) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  const int64_t nb = cols / kQ8Block;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = w + b * 34;
-    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * kQ8Block));
-    const __m256 sums = _mm256_cvtepi32_ps(DotSigned<Isa>(wq, xq));
-    const __m256 scale = _mm256_set1_ps(HalfAt(blk) * x.d[b]);
-    if (b & 1) {
-      acc1 = _mm256_fmadd_ps(sums, scale, acc1);
-    } else {
-      acc0 = _mm256_fmadd_ps(sums, scale, acc0);
-    }
-  }
-  return HorizontalSum(_mm256_add_ps(acc0, acc1));
+template <class Isa, class Fmt>
+void Tile(const typename Fmt::Row* rows, int n, const Q8Rows& x, float* out, int64_t out_stride) {
+  constexpr int kR = 2;
+  int i = 0;
+  for (; i + kR <= n; i += kR) RowsTile<Isa, Fmt, kR>(rows + i, x, out + i, out_stride);
+  if (i < n) RowsTile<Isa, Fmt, 1>(rows + i, x, out + i, out_stride);
 }
 
 template <class Isa>
 constexpr QuantKernels MakeKernels() {
-  return {DotUnpacked<Isa>, DotQ4<Isa, false>, DotQ4<Isa, true>, DotQ8_0<Isa>};
+  return {Tile<Isa, UnpackedFormat>, Tile<Isa, Q4_0Format>, Tile<Isa, Q4_1Format>,
+          Tile<Isa, Q8_0Format>};
 }
 
 }  // namespace

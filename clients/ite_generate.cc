@@ -3,7 +3,7 @@
 //   ite-generate --model PATH (--prompt TEXT | --chat --prompt TEXT) [--max-tokens N]
 //       [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]
 //       [--seed S] [--threads N] [--output text|ids] [--system TEXT] [--device cpu|cuda]
-//       [--dtype auto|f32|bf16|f16]
+//       [--dtype auto|f32|bf16|f16] [--kv-dtype f32|bf16]
 //
 // The tokenizer and chat template come from the same GGUF file, or from the HF folder's
 // tokenizer.json / tokenizer_config.json (--tokenizer overrides). A raw prompt is encoded with
@@ -47,6 +47,7 @@ struct Args {
   int threads = 0;
   std::string output = "text";
   std::string dtype = "auto";
+  std::string kv_dtype = "f32";
   std::string device = "cpu";
 };
 
@@ -113,6 +114,7 @@ int Run(const Args& args) {
   int64_t positions =
       std::min<int64_t>(prompt.size() + args.max_tokens, model->config.max_position);
   kv.num_blocks = static_cast<int32_t>((positions + kv.block_size - 1) / kv.block_size);
+  kv.cpu_bf16 = args.kv_dtype == "bf16";
   int threads = args.threads > 0
                     ? args.threads
                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -201,6 +203,9 @@ int main(int argc, char** argv) {
                  "reference), bf16, f16 (CUDA)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}));
+  app.add_option("--kv-dtype", args.kv_dtype, "CPU KV cache: f32 or bf16 (half the memory)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   if (!args.system.empty() && !args.chat) {
     std::fprintf(stderr, "ite-generate: --system needs --chat\n");

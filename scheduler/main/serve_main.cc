@@ -2,7 +2,7 @@
 // ports) and one ite-scheduler in front of them, waits until they serve, and supervises them:
 //   ite-serve --model PATH [--host H] [--port 50051] [--device cpu|cuda] [--workers N]
 //             [--gpus 0,1] [--gpu-memory-utilization F] [--enforce-eager] [--batch-invariant]
-//             [--dtype auto|f32|bf16|f16]
+//             [--dtype auto|f32|bf16|f16] [--kv-dtype auto|f32|bf16]
 // With --device cuda there is one worker per GPU: those of --gpus, else every visible one.
 // SIGTERM/SIGINT: the scheduler drains running requests and exits, then the workers stop; every
 // child is reaped (and dies with ite-serve even if ite-serve is SIGKILLed). A worker that dies is
@@ -59,6 +59,7 @@ struct ServeOptions {
   bool enforce_eager = false;
   bool batch_invariant = false;
   std::string dtype = "auto";
+  std::string kv_dtype = "auto";
 };
 
 // The GPUs `ite-worker --list-devices` reports (one ordinal per line).
@@ -128,7 +129,9 @@ std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, 
                                    "--kv-mib",
                                    std::to_string(o.kv_mib),
                                    "--dtype",
-                                   o.dtype};
+                                   o.dtype,
+                                   "--kv-dtype",
+                                   o.kv_dtype};
   if (o.device == "cuda") {
     const std::vector<std::string> cuda = {"--gpu",
                                            std::to_string(o.gpu_ids.at(index)),
@@ -331,6 +334,10 @@ int Main(int argc, char** argv) {
                  "f32 (CPU), bf16, f16 (CUDA)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}));
+  app.add_option("--kv-dtype", o.kv_dtype,
+                 "worker KV cache: auto (CPU f32, CUDA the model dtype), f32 or bf16 (CPU)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
   app.add_option("--workers", o.workers, "worker processes (CPU; with cuda, one per GPU)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

@@ -1,6 +1,7 @@
 // ite-worker: one process per GPU (or the CPU backend) serving ite.v1.Worker.
 //   ite-worker --model PATH --port P [--host H] [--device cpu|cuda] [--threads N]
-//              [--dtype auto|f32|bf16|f16] [--kv-blocks N] [--block-size N] [--ready-file F]
+//              [--dtype auto|f32|bf16|f16] [--kv-dtype auto|f32|bf16] [--kv-blocks N]
+//              [--block-size N] [--ready-file F]
 //              CUDA: [--gpu I] [--gpu-memory-utilization F]
 //                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager] [--batch-invariant]
 //   ite-worker --list-devices     prints one line per visible CUDA device and exits
@@ -38,6 +39,7 @@ struct WorkerOptions {
   int32_t block_size = 16;
   int64_t kv_mib = 512;
   std::string dtype = "auto";
+  std::string kv_dtype = "auto";
   std::string ready_file;
   bool verbose = false;
   // CUDA
@@ -94,6 +96,11 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
   kv.block_size = o.block_size;
   kv.num_blocks = o.kv_blocks;
   kv.max_kv_bytes = o.kv_mib << 20;
+  if (o.kv_dtype != "auto" && o.kv_dtype != "f32" && o.kv_dtype != "bf16")
+    return InvalidArgument("--kv-dtype {}: auto, f32 or bf16", o.kv_dtype);
+  if (o.device == "cuda" && o.kv_dtype != "auto")
+    return InvalidArgument("--kv-dtype {}: the CUDA KV pool is in the model's dtype", o.kv_dtype);
+  kv.cpu_bf16 = o.kv_dtype == "bf16";
   if (o.device == "cuda") {
 #if ITE_HAVE_CUDA_BACKEND
     CudaBackendOptions c;
@@ -126,6 +133,10 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--block-size", o.block_size, "tokens per KV block")->capture_default_str();
   app.add_option("--kv-mib", o.kv_mib, "KV pool size in MiB when --kv-blocks is 0")
+      ->capture_default_str();
+  app.add_option(
+         "--kv-dtype", o.kv_dtype,
+         "KV cache: auto (CPU f32, CUDA the model dtype), f32 or bf16 (CPU: half the memory)")
       ->capture_default_str();
   app.add_option("--ready-file", o.ready_file, "write the bound port here once serving");
   app.add_option("--gpu", o.gpu, "CUDA device ordinal")->capture_default_str();

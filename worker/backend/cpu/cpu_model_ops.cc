@@ -43,29 +43,42 @@ CpuModelOps::CpuModelOps(const ModelConfig& config, int num_threads)
 Status CpuModelOps::InitKv(const KvCacheOptions& kv) {
   if (kv.block_size <= 0) return InvalidArgument("KV cache: block_size {} <= 0", kv.block_size);
   block_size_ = kv.block_size;
+  kv_bf16_ = kv.cpu_bf16;
   block_floats_ = static_cast<int64_t>(block_size_) * config_.kv_dim();
-  const int64_t bytes_per_block =
-      2 * block_floats_ * config_.num_layers * static_cast<int64_t>(sizeof(float));
+  const int64_t element_bytes = kv_bf16_ ? 2 : 4;
+  const int64_t bytes_per_block = 2 * block_floats_ * config_.num_layers * element_bytes;
   const int64_t blocks = kv.num_blocks > 0 ? kv.num_blocks : kv.max_kv_bytes / bytes_per_block;
   if (blocks <= 0 || blocks > INT32_MAX)
     return InvalidArgument("KV cache: {} blocks of {} bytes (num_blocks {}, max_kv_bytes {})",
                            blocks, bytes_per_block, kv.num_blocks, kv.max_kv_bytes);
   num_blocks_ = static_cast<int32_t>(blocks);
   // Left uninitialised: pages become resident only as blocks are written.
-  kv_pool_.reset(new (std::nothrow) float[2 * block_floats_ * num_blocks_ * config_.num_layers]);
-  if (kv_pool_ == nullptr)
+  const int64_t elements = 2 * block_floats_ * num_blocks_ * config_.num_layers;
+  if (kv_bf16_) {
+    kv_pool16_.reset(new (std::nothrow) uint16_t[elements]);
+  } else {
+    kv_pool_.reset(new (std::nothrow) float[elements]);
+  }
+  if (kv_pool_ == nullptr && kv_pool16_ == nullptr)
     return ResourceExhausted("KV cache: cannot allocate {} bytes", bytes_per_block * blocks);
   return Status::Ok();
 }
 
 cpu::PagedKv CpuModelOps::LayerKv(int32_t layer) {
-  float* base = kv_pool_.get() + 2 * block_floats_ * num_blocks_ * layer;
-  return {base,
-          base + block_floats_ * num_blocks_,
-          num_blocks_,
-          block_size_,
-          config_.num_kv_heads,
-          config_.head_dim};
+  cpu::PagedKv kv;
+  kv.num_blocks = num_blocks_;
+  kv.block_size = block_size_;
+  kv.num_kv_heads = config_.num_kv_heads;
+  kv.head_dim = config_.head_dim;
+  const int64_t layer_offset = 2 * block_floats_ * num_blocks_ * layer;
+  if (kv_bf16_) {
+    kv.k16 = kv_pool16_.get() + layer_offset;
+    kv.v16 = kv.k16 + block_floats_ * num_blocks_;
+  } else {
+    kv.k = kv_pool_.get() + layer_offset;
+    kv.v = kv.k + block_floats_ * num_blocks_;
+  }
+  return kv;
 }
 
 Status CpuModelOps::CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst) {
@@ -80,6 +93,13 @@ Status CpuModelOps::CopyBlocks(std::span<const int32_t> src, std::span<const int
     cpu::PagedKv kv = LayerKv(l);
     for (size_t i = 0; i < src.size(); ++i) {
       if (src[i] == dst[i]) continue;
+      if (kv_bf16_) {
+        std::memcpy(kv.k16 + dst[i] * block_floats_, kv.k16 + src[i] * block_floats_,
+                    sizeof(uint16_t) * block_floats_);
+        std::memcpy(kv.v16 + dst[i] * block_floats_, kv.v16 + src[i] * block_floats_,
+                    sizeof(uint16_t) * block_floats_);
+        continue;
+      }
       std::memcpy(kv.k + dst[i] * block_floats_, kv.k + src[i] * block_floats_,
                   sizeof(float) * block_floats_);
       std::memcpy(kv.v + dst[i] * block_floats_, kv.v + src[i] * block_floats_,

@@ -2,7 +2,7 @@
 // widened as it is read: half the memory traffic of F32), or weights in ggml block formats
 // multiplied as they are stored (quant_matmul.h). The reference the CUDA ops are tested against.
 // Weights are used where the loader put them (often the file's memory map); F16 and the norms
-// are converted to fp32 once. The paged KV pool (fp32) is allocated once.
+// are converted to fp32 once. The paged KV pool (fp32, or bf16 as an option) is allocated once.
 #pragma once
 
 #include <memory>
@@ -70,8 +70,11 @@ class CpuModelOps final : public ModelOps {
 
   int32_t block_size_ = 0;
   int32_t num_blocks_ = 0;
-  int64_t block_floats_ = 0;          // floats of one block of K (or V) of one layer
-  std::unique_ptr<float[]> kv_pool_;  // per layer: K blocks then V blocks
+  int64_t block_floats_ = 0;  // elements of one block of K (or V) of one layer
+  bool kv_bf16_ = false;
+  // Per layer: K blocks then V blocks, fp32 or bf16 (kv_bf16_).
+  std::unique_ptr<float[]> kv_pool_;
+  std::unique_ptr<uint16_t[]> kv_pool16_;
 
   std::vector<float> buffers_[static_cast<int>(ActBuffer::kCount)];
   std::vector<float> q_, k_, v_;  // RopeKvWrite's split of the fused QKV, Q rotated

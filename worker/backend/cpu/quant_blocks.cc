@@ -8,18 +8,23 @@
 #include "common/check.h"
 
 namespace ite::cpu {
-namespace {
 
-float Half(const uint8_t* p) {
+float BlockHalf(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
   return _cvtsh_ss(h);
 }
 
+namespace {
+
+// The decoders below read the same ggml layouts as worker/model/dequantize.cc but produce the
+// kernels' int8 + scale form; they are kept apart on purpose, so that the tests compare the
+// kernels with a decoder written independently.
+//
 // Q4_0 {d; qs[16]} / Q4_1 {d; m; qs[16]}: element j in the low nibble of byte j, element j + 16
 // in its high nibble.
 void Unpack4(const uint8_t* b, bool has_min, int8_t* q, float* scale, float* offset) {
-  const float d = Half(b);
+  const float d = BlockHalf(b);
   const uint8_t* qs = b + (has_min ? 4 : 2);
   const int bias = has_min ? 0 : 8;
   for (int j = 0; j < 16; ++j) {
@@ -27,12 +32,12 @@ void Unpack4(const uint8_t* b, bool has_min, int8_t* q, float* scale, float* off
     q[j + 16] = static_cast<int8_t>((qs[j] >> 4) - bias);
   }
   scale[0] = scale[1] = d;
-  *offset = has_min ? Half(b + 2) : 0.0f;
+  *offset = has_min ? BlockHalf(b + 2) : 0.0f;
 }
 
 // Q5_0 {d; qh[4]; qs[16]} / Q5_1 {d; m; qh[4]; qs[16]}: bit j of the u32 qh is element j's fifth.
 void Unpack5(const uint8_t* b, bool has_min, int8_t* q, float* scale, float* offset) {
-  const float d = Half(b);
+  const float d = BlockHalf(b);
   const uint8_t* p = b + (has_min ? 4 : 2);
   uint32_t qh;
   std::memcpy(&qh, p, 4);
@@ -43,12 +48,12 @@ void Unpack5(const uint8_t* b, bool has_min, int8_t* q, float* scale, float* off
     q[j + 16] = static_cast<int8_t>(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - bias);
   }
   scale[0] = scale[1] = d;
-  *offset = has_min ? Half(b + 2) : 0.0f;
+  *offset = has_min ? BlockHalf(b + 2) : 0.0f;
 }
 
 void Unpack8(const uint8_t* b, int8_t* q, float* scale, float* offset) {
   std::memcpy(q, b + 2, 32);
-  scale[0] = scale[1] = Half(b);
+  scale[0] = scale[1] = BlockHalf(b);
   *offset = 0.0f;
 }
 
@@ -78,7 +83,7 @@ inline __m256i BitsOf(__m256i bytes, int bit, int mask, int to) {
 // elements in 4 chunks of 64; chunk c's first 32 elements are the low nibbles of qs[32c..], the
 // next 32 the high nibbles; Q5_K adds bit 2c (2c + 1) of qh[l] as the fifth bit.
 void UnpackK45(const uint8_t* b, bool five, int8_t* q, float* scale, float* offset) {
-  const float d = Half(b), dmin = Half(b + 2);
+  const float d = BlockHalf(b), dmin = BlockHalf(b + 2);
   const uint8_t* scales = b + 4;
   const __m256i qh = Load32(b + 16);
   const uint8_t* qs = b + (five ? 48 : 16);
@@ -111,7 +116,7 @@ void UnpackQ6K(const uint8_t* b, int8_t* q, float* scale, float* offset) {
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
   const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
-  const float d = Half(b + 208);
+  const float d = BlockHalf(b + 208);
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i bias = _mm256_set1_epi8(32);
   for (int h = 0; h < 2; ++h) {

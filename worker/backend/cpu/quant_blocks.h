@@ -37,6 +37,9 @@ struct UnpackedRow {
   float* offset;  // [cols / 32]
 };
 
+// The f16 scale stored at p (unaligned, as in ggml blocks).
+float BlockHalf(const uint8_t* p);
+
 // Whether UnpackRow handles `dtype` (the block formats the CPU matmul reads as they are).
 bool UnpackSupported(DType dtype);
 

@@ -1,19 +1,9 @@
 // The reference kernels: plain integer loops, one dot product per output, the arithmetic the
 // vector kernels must match.
-#include <immintrin.h>
-
-#include <cstring>
-
 #include "worker/backend/cpu/quant_kernels.h"
 
 namespace ite::cpu {
 namespace {
-
-float Half(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
 
 float DotUnpacked(const UnpackedRow& w, const Q8Rows& x, int64_t t) {
   const int8_t* xq = x.row_q(t);
@@ -43,8 +33,8 @@ float DotQ4(const uint8_t* w, const Q8Rows& x, int64_t t) {
     const int8_t* xq = x.row_q(t) + b * kQ8Block;
     int32_t sum = 0;
     for (int j = 0; j < 16; ++j) sum += (qs[j] & 0xF) * xq[j] + (qs[j] >> 4) * xq[j + 16];
-    const float d = Half(blk);
-    const float m = kHasMin ? Half(blk + 2) : -8.0f * d;
+    const float d = BlockHalf(blk);
+    const float m = kHasMin ? BlockHalf(blk + 2) : -8.0f * d;
     acc += d * x.row_d(t)[b] * static_cast<float>(sum) + m * x.row_s(t)[b];
   }
   return acc;
@@ -58,7 +48,7 @@ float DotQ8_0(const uint8_t* w, const Q8Rows& x, int64_t t) {
     const int8_t* xq = x.row_q(t) + b * kQ8Block;
     int32_t sum = 0;
     for (int j = 0; j < 32; ++j) sum += static_cast<int32_t>(qs[j]) * xq[j];
-    acc += Half(blk) * x.row_d(t)[b] * static_cast<float>(sum);
+    acc += BlockHalf(blk) * x.row_d(t)[b] * static_cast<float>(sum);
   }
   return acc;
 }

@@ -2,7 +2,7 @@
 // model (SmolLM2-135M-Instruct by default). Prints a table and writes/updates a JSON file keyed
 // by "<dtype>/<threads>t" so several runs (f32, bf16, thread counts) land in one file.
 //
-//   cpu_bench [--model PATH] [--dtype f32|bf16] [--threads N] [--prompt-len 128]
+//   cpu_bench [--model PATH] [--dtype auto|f32|bf16] [--threads N] [--prompt-len 128]
 //             [--decode-tokens 64] [--batch 4] [--json bench/results/cpu.json]
 #include <sys/resource.h>
 #include <time.h>
@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "worker/backend/cpu/cpu_backend.h"
+#include "worker/model/model.h"
 #include "worker/model/model_loader.h"
 
 namespace {
@@ -56,7 +57,8 @@ int main(int argc, char** argv) {
   int prompt_len = 128, decode_tokens = 64, batch = 4;
   std::string json_path;
   app.add_option("--model", model_path, "HF folder or .gguf");
-  app.add_option("--dtype", dtype, "weight dtype")->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--dtype", dtype, "weights: auto (as stored: block formats), f32, bf16")
+      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
   app.add_option("--threads", threads)->check(CLI::Range(1, 256));
   app.add_option("--prompt-len", prompt_len)->check(CLI::Range(1, 4096));
   app.add_option("--decode-tokens", decode_tokens)->check(CLI::Range(2, 4096));
@@ -66,14 +68,18 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   double t0 = Seconds();
-  ite::LoadOptions load;
-  load.dtype = dtype == "bf16" ? ite::DType::kBF16 : ite::DType::kF32;
-  auto model = ite::LoadModel(model_path, load);
+  auto load = ite::LoadOptionsForDType(dtype, "cpu");
+  if (!load.ok()) {
+    std::fprintf(stderr, "cpu_bench: %s\n", load.status().ToString().c_str());
+    return 2;
+  }
+  auto model = ite::LoadModel(model_path, *load);
   if (!model.ok()) {
     std::fprintf(stderr, "cpu_bench: %s\n", model.status().ToString().c_str());
     return 1;
   }
   const ite::ModelConfig config = model->config;
+  const std::string weights = ite::DescribeWeights(model->weights);
   ite::KvCacheOptions kv;
   kv.block_size = 16;
   int per_seq = (prompt_len + decode_tokens + kv.block_size - 1) / kv.block_size;
@@ -171,9 +177,10 @@ int main(int argc, char** argv) {
       {"batch", batch},
       {"batch_decode_tok_per_s", batch * batch_steps / batch_s},
       {"peak_rss_mb", PeakRssMb()},
+      {"weights", weights},
   };
   std::printf("%-28s %s\n", "model", r["model"].get<std::string>().c_str());
-  std::printf("%-28s %s, %d threads\n", "weights", dtype.c_str(), threads);
+  std::printf("%-28s %s (%s), %d threads\n", "weights", dtype.c_str(), weights.c_str(), threads);
   std::printf("%-28s %.2f s\n", "load (file -> backend)", load_s);
   std::printf("%-28s %.1f tok/s (%d tokens)\n", "prefill", prompt_len / prefill_s, prompt_len);
   std::printf("%-28s %.1f tok/s (%.1f ms/token)\n", "decode, batch 1", decode_tokens / decode_s,

@@ -3,6 +3,7 @@
 //   ite-generate --model PATH (--prompt TEXT | --chat --prompt TEXT) [--max-tokens N]
 //       [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]
 //       [--seed S] [--threads N] [--output text|ids] [--system TEXT] [--device cpu|cuda]
+//       [--dtype auto|f32|bf16|f16] [--kv-dtype f32|bf16]
 //
 // The tokenizer and chat template come from the same GGUF file, or from the HF folder's
 // tokenizer.json / tokenizer_config.json (--tokenizer overrides). A raw prompt is encoded with
@@ -14,6 +15,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -28,6 +30,7 @@
 #include "worker/backend/cuda/cuda_backend.h"
 #endif
 #include "worker/engine/generator.h"
+#include "worker/model/model.h"
 #include "worker/model/model_loader.h"
 
 namespace {
@@ -43,7 +46,8 @@ struct Args {
   int64_t seed = -1;
   int threads = 0;
   std::string output = "text";
-  std::string dtype = "f32";
+  std::string dtype = "auto";
+  std::string kv_dtype = "f32";
   std::string device = "cpu";
 };
 
@@ -89,12 +93,17 @@ int Run(const Args& args) {
     return 2;
   }
 
-  ite::LoadOptions load;
-  load.dtype = args.dtype == "bf16" ? ite::DType::kBF16 : ite::DType::kF32;
-  if (args.device == "cuda")
-    load.dtype = args.dtype == "f16" ? ite::DType::kF16 : ite::DType::kBF16;
-  auto model = ite::LoadModel(args.model, load);
+  auto load = ite::LoadOptionsForDType(args.dtype, args.device);
+  if (!load.ok()) {
+    std::fprintf(stderr, "ite-generate: %s\n", load.status().ToString().c_str());
+    return 2;
+  }
+  const auto load_start = std::chrono::steady_clock::now();
+  auto model = ite::LoadModel(args.model, *load);
   if (!model.ok()) return Fail("model " + args.model, model.status());
+  std::fprintf(stderr, "ite-generate: loaded %s in %.3f s; --dtype %s: %s\n", args.model.c_str(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(),
+               args.dtype.c_str(), ite::DescribeWeights(model->weights).c_str());
   std::vector<int32_t> stop_ids = tok.eos_ids();
   for (int32_t id : model->config.eos_token_ids)
     if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
@@ -105,6 +114,7 @@ int Run(const Args& args) {
   int64_t positions =
       std::min<int64_t>(prompt.size() + args.max_tokens, model->config.max_position);
   kv.num_blocks = static_cast<int32_t>((positions + kv.block_size - 1) / kv.block_size);
+  kv.cpu_bf16 = args.kv_dtype == "bf16";
   int threads = args.threads > 0
                     ? args.threads
                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -188,8 +198,14 @@ int main(int argc, char** argv) {
   app.add_option("--device", args.device, "cpu or cuda")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("--dtype", args.dtype, "weights: f32 (CPU reference), bf16, f16 (CUDA)")
-      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  app.add_option("--dtype", args.dtype,
+                 "weights: auto (CPU: as stored, block formats included; CUDA: bf16), f32 (CPU "
+                 "reference), bf16, f16 (CUDA)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}));
+  app.add_option("--kv-dtype", args.kv_dtype, "CPU KV cache: f32 or bf16 (half the memory)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   if (!args.system.empty() && !args.chat) {
     std::fprintf(stderr, "ite-generate: --system needs --chat\n");

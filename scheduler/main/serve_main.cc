@@ -2,7 +2,7 @@
 // ports) and one ite-scheduler in front of them, waits until they serve, and supervises them:
 //   ite-serve --model PATH [--host H] [--port 50051] [--http-port 8000] [--device cpu|cuda]
 //             [--workers N] [--gpus 0,1] [--gpu-memory-utilization F] [--enforce-eager]
-//             [--batch-invariant] [--dtype bf16|f16]
+//             [--batch-invariant] [--dtype auto|f32|bf16|f16] [--kv-dtype auto|f32|bf16]
 // The scheduler serves gRPC on --port and the OpenAI HTTP API on --http-port (-1: off; when
 // --port is 0 and --http-port is not given, HTTP takes any free port too, so that instances
 // started for tests never collide on 8000).
@@ -66,7 +66,8 @@ struct ServeOptions {
   double gpu_memory_utilization = 0.0;  // 0: the KV pool is --kv-mib
   bool enforce_eager = false;
   bool batch_invariant = false;
-  std::string dtype = "bf16";
+  std::string dtype = "auto";
+  std::string kv_dtype = "auto";
 };
 
 // The GPUs `ite-worker --list-devices` reports (one ordinal per line).
@@ -134,12 +135,14 @@ std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, 
                                    "--block-size",
                                    std::to_string(o.block_size),
                                    "--kv-mib",
-                                   std::to_string(o.kv_mib)};
+                                   std::to_string(o.kv_mib),
+                                   "--dtype",
+                                   o.dtype,
+                                   "--kv-dtype",
+                                   o.kv_dtype};
   if (o.device == "cuda") {
     const std::vector<std::string> cuda = {"--gpu",
                                            std::to_string(o.gpu_ids.at(index)),
-                                           "--dtype",
-                                           o.dtype,
                                            "--gpu-memory-utilization",
                                            std::to_string(o.gpu_memory_utilization),
                                            "--max-step-tokens",
@@ -353,7 +356,15 @@ int Main(int argc, char** argv) {
   app.add_flag("--enforce-eager", o.enforce_eager, "CUDA: no CUDA graphs");
   app.add_flag("--batch-invariant", o.batch_invariant,
                "CUDA: a request's tokens do not depend on the batch it runs in (slower)");
-  app.add_option("--dtype", o.dtype, "CUDA: bf16 or f16")->capture_default_str();
+  app.add_option("--dtype", o.dtype,
+                 "worker weights: auto (CPU: as stored, block formats included; CUDA: bf16), "
+                 "f32 (CPU), bf16, f16 (CUDA)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}));
+  app.add_option("--kv-dtype", o.kv_dtype,
+                 "worker KV cache: auto (CPU f32, CUDA the model dtype), f32 or bf16 (CPU)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
   app.add_option("--workers", o.workers, "worker processes (CPU; with cuda, one per GPU)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

@@ -27,6 +27,9 @@ struct KvCacheOptions {
   int32_t block_size = 16;  // tokens per block
   int32_t num_blocks = 0;   // 0: derive from max_kv_bytes
   int64_t max_kv_bytes = 512ll << 20;
+  // CPU: K/V stored in bf16 instead of fp32 (twice the blocks in max_kv_bytes). The CUDA pool
+  // is always in the model's dtype.
+  bool cpu_bf16 = false;
 };
 
 class Backend {

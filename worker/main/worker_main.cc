@@ -1,7 +1,8 @@
 // ite-worker: one process per GPU (or the CPU backend) serving ite.v1.Worker.
 //   ite-worker --model PATH --port P [--host H] [--device cpu|cuda] [--threads N]
-//              [--kv-blocks N] [--block-size N] [--ready-file F]
-//              CUDA: [--gpu I] [--dtype bf16|f16] [--gpu-memory-utilization F]
+//              [--dtype auto|f32|bf16|f16] [--kv-dtype auto|f32|bf16] [--kv-blocks N]
+//              [--block-size N] [--ready-file F]
+//              CUDA: [--gpu I] [--gpu-memory-utilization F]
 //                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager] [--batch-invariant]
 //   ite-worker --list-devices     prints one line per visible CUDA device and exits
 // Listens on 127.0.0.1 unless --host says otherwise. Exit codes: 0 after a clean shutdown
@@ -20,6 +21,7 @@
 #if ITE_HAVE_CUDA_BACKEND
 #include "worker/backend/cuda/cuda_backend.h"
 #endif
+#include "worker/model/model.h"
 #include "worker/model/model_loader.h"
 #include "worker/service/grpc_worker_service.h"
 #include "worker/service/worker_engine.h"
@@ -36,11 +38,12 @@ struct WorkerOptions {
   int32_t kv_blocks = 0;
   int32_t block_size = 16;
   int64_t kv_mib = 512;
+  std::string dtype = "auto";
+  std::string kv_dtype = "auto";
   std::string ready_file;
   bool verbose = false;
   // CUDA
   int gpu = 0;
-  std::string dtype = "bf16";
   double gpu_memory_utilization = 0.0;
   int32_t max_step_tokens = 8192;
   int32_t max_seqs = 256;
@@ -77,24 +80,27 @@ int ListDevices() {
 StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
   if (o.device != "cpu" && o.device != "cuda")
     return InvalidArgument("--device {}: cpu or cuda", o.device);
-  if (o.dtype != "bf16" && o.dtype != "f16")
-    return InvalidArgument("--dtype {}: bf16 or f16", o.dtype);
   // Checked before loading: a model can take minutes to read only to find there is no GPU.
   if (o.device == "cuda") {
     if (std::string why = CudaUnavailableReason(); !why.empty())
       return FailedPrecondition("--device cuda: {}", why);
   }
-  LoadOptions load;
+  ITE_ASSIGN_OR_RETURN(LoadOptions load, LoadOptionsForDType(o.dtype, o.device));
   load.show_progress = true;  // a line per second of loading, so a big model does not look hung
-  if (o.device == "cuda") load.dtype = o.dtype == "f16" ? DType::kF16 : DType::kBF16;
   const auto t0 = std::chrono::steady_clock::now();
   ITE_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(o.model, load));
-  ITE_LOG_INFO("read {} ({}) in {:.1f} s", o.model, model.format,
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  ITE_LOG_INFO("read {} ({}) in {:.3f} s; --dtype {}: {}", o.model, model.format,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+               o.dtype, DescribeWeights(model.weights));
   KvCacheOptions kv;
   kv.block_size = o.block_size;
   kv.num_blocks = o.kv_blocks;
   kv.max_kv_bytes = o.kv_mib << 20;
+  if (o.kv_dtype != "auto" && o.kv_dtype != "f32" && o.kv_dtype != "bf16")
+    return InvalidArgument("--kv-dtype {}: auto, f32 or bf16", o.kv_dtype);
+  if (o.device == "cuda" && o.kv_dtype != "auto")
+    return InvalidArgument("--kv-dtype {}: the CUDA KV pool is in the model's dtype", o.kv_dtype);
+  kv.cpu_bf16 = o.kv_dtype == "bf16";
   if (o.device == "cuda") {
 #if ITE_HAVE_CUDA_BACKEND
     CudaBackendOptions c;
@@ -128,9 +134,15 @@ int Main(int argc, char** argv) {
   app.add_option("--block-size", o.block_size, "tokens per KV block")->capture_default_str();
   app.add_option("--kv-mib", o.kv_mib, "KV pool size in MiB when --kv-blocks is 0")
       ->capture_default_str();
+  app.add_option(
+         "--kv-dtype", o.kv_dtype,
+         "KV cache: auto (CPU f32, CUDA the model dtype), f32 or bf16 (CPU: half the memory)")
+      ->capture_default_str();
   app.add_option("--ready-file", o.ready_file, "write the bound port here once serving");
   app.add_option("--gpu", o.gpu, "CUDA device ordinal")->capture_default_str();
-  app.add_option("--dtype", o.dtype, "CUDA weights and activations: bf16 or f16")
+  app.add_option("--dtype", o.dtype,
+                 "weights: auto (CPU: as stored, block formats included; CUDA: bf16), f32 (CPU), "
+                 "bf16, f16 (CUDA)")
       ->capture_default_str();
   app.add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                  "CUDA: size the KV pool so the GPU is used to this fraction (0: --kv-mib)")

@@ -1,5 +1,8 @@
 #include "worker/model/model.h"
 
+#include <fmt/format.h>
+
+#include <map>
 #include <unordered_set>
 
 namespace ite {
@@ -17,21 +20,42 @@ Status ValidateModelConfig(const ModelConfig& c) {
   return Status::Ok();
 }
 
-int64_t WeightBytes(const ModelWeights& w) {
+namespace {
+
+// Calls fn once per distinct tensor (a tied LM head shares the embedding's storage).
+template <class Fn>
+void ForEachDistinct(const ModelWeights& w, Fn fn) {
   std::unordered_set<const void*> seen;
-  int64_t n = 0;
-  auto add = [&](const Tensor& t) {
-    if (!t.empty() && seen.insert(t.data).second) n += static_cast<int64_t>(t.nbytes());
+  auto visit = [&](const Tensor& t) {
+    if (!t.empty() && seen.insert(t.data).second) fn(t);
   };
-  add(w.token_embedding);
-  add(w.final_norm);
-  add(w.lm_head);
+  visit(w.token_embedding);
+  visit(w.final_norm);
+  visit(w.lm_head);
   for (const LayerWeights& l : w.layers) {
     for (const Tensor* t :
          {&l.attn_norm, &l.wqkv, &l.bqkv, &l.wo, &l.ffn_norm, &l.w_gate_up, &l.w_down})
-      add(*t);
+      visit(*t);
   }
+}
+
+}  // namespace
+
+int64_t WeightBytes(const ModelWeights& w) {
+  int64_t n = 0;
+  ForEachDistinct(w, [&](const Tensor& t) { n += static_cast<int64_t>(t.nbytes()); });
   return n;
+}
+
+std::string DescribeWeights(const ModelWeights& w) {
+  std::map<DType, int> count;
+  ForEachDistinct(w, [&](const Tensor& t) { ++count[t.dtype]; });
+  std::string out;
+  for (const auto& [dtype, n] : count) {
+    out += fmt::format("{}{} ({}{})", out.empty() ? "" : ", ", DTypeName(dtype), n,
+                       out.empty() ? " tensors" : "");
+  }
+  return fmt::format("{}: {:.1f} MiB", out, WeightBytes(w) / 1048576.0);
 }
 
 StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, const ModelWeights& weights,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "common/status.h"
 #include "worker/model/model_config.h"
@@ -30,6 +31,10 @@ StatusOr<std::unique_ptr<Model>> CreateLlamaModel(const ModelConfig& config,
 
 // Bytes of the distinct weight tensors (a tied LM head shares the embedding's and counts once).
 int64_t WeightBytes(const ModelWeights& weights);
+
+// One line for start-up logs: the weights' encodings and bytes, e.g.
+// "Q4_1 (210 tensors), Q8_0 (1), F32 (61): 103.6 MiB".
+std::string DescribeWeights(const ModelWeights& weights);
 
 // Shared by the backends: config fields every architecture needs, checked once.
 Status ValidateModelConfig(const ModelConfig& config);

@@ -115,9 +115,10 @@ StatusOr<LoadedModel> LoadModelFromGguf(const GgufFile& file, const LoadOptions&
     set.tensors.emplace(t.name, std::move(s));
   }
   LoadedModel model;
-  ITE_ASSIGN_OR_RETURN(model.weights, BuildWeights(config, set,
-                                                   {options.dtype, options.show_progress,
-                                                    options.progress_interval_s}));
+  ITE_ASSIGN_OR_RETURN(model.weights,
+                       BuildWeights(config, set,
+                                    {options.dtype, options.show_progress,
+                                     options.progress_interval_s, options.keep_stored}));
   model.config = std::move(config);
   model.path = path;
   model.format = "gguf";
@@ -211,9 +212,10 @@ StatusOr<LoadedModel> LoadHfFolder(const std::string& dir, const LoadOptions& op
     }
   }
   LoadedModel model;
-  ITE_ASSIGN_OR_RETURN(model.weights, BuildWeights(config, set,
-                                                   {options.dtype, options.show_progress,
-                                                    options.progress_interval_s}));
+  ITE_ASSIGN_OR_RETURN(model.weights,
+                       BuildWeights(config, set,
+                                    {options.dtype, options.show_progress,
+                                     options.progress_interval_s, options.keep_stored}));
   model.config = std::move(config);
   model.path = dir;
   model.format = "safetensors";
@@ -221,6 +223,26 @@ StatusOr<LoadedModel> LoadHfFolder(const std::string& dir, const LoadOptions& op
 }
 
 }  // namespace
+
+StatusOr<LoadOptions> LoadOptionsForDType(const std::string& dtype, const std::string& device) {
+  const bool cuda = device == "cuda";
+  if (!cuda && device != "cpu") return InvalidArgument("device {}: cpu or cuda", device);
+  LoadOptions o;
+  if (dtype == "auto") {
+    o.dtype = cuda ? DType::kBF16 : DType::kF32;
+    o.keep_stored = !cuda;
+  } else if (dtype == "f32" && !cuda) {
+    o.dtype = DType::kF32;
+  } else if (dtype == "bf16") {
+    o.dtype = DType::kBF16;
+  } else if (dtype == "f16" && cuda) {
+    o.dtype = DType::kF16;
+  } else {
+    return InvalidArgument("--dtype {}: {} takes auto, {}", dtype, device,
+                           cuda ? "bf16 or f16" : "f32 or bf16");
+  }
+  return o;
+}
 
 StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options) {
   std::error_code ec;

@@ -21,6 +21,8 @@ struct LoadOptions {
   DType dtype = DType::kF32;         // dtype of every output tensor (norms and biases included)
   bool show_progress = false;        // log per-layer progress and total time (spdlog, stderr)
   double progress_interval_s = 1.0;  // at most one per-layer progress line this often
+  // Matrices stored as F32, BF16 or a ggml block format keep it (weight_builder.h); "auto".
+  bool keep_stored = false;
 };
 
 struct LoadedModel {
@@ -29,6 +31,11 @@ struct LoadedModel {
   std::string path;
   std::string format;  // "gguf" or "safetensors"
 };
+
+// What a --dtype flag ("auto", "f32", "bf16", "f16") asks of the loader for `device` ("cpu" or
+// "cuda"). auto: on the CPU every matrix stays as stored (F32, BF16 or a ggml block format,
+// multiplied as it is), the rest F32; on CUDA bf16. f32 is CPU-only, f16 CUDA-only.
+StatusOr<LoadOptions> LoadOptionsForDType(const std::string& dtype, const std::string& device);
 
 // `path`: a .gguf file, or a folder with config.json and model.safetensors /
 // model.safetensors.index.json.

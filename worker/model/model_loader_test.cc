@@ -56,8 +56,10 @@ float ReadElement(const Tensor& t, int64_t i) {
       return HalfToFloat(t.as<uint16_t>()[i]);
     case DType::kBF16:
       return Bf16ToFloat(t.as<uint16_t>()[i]);
+    default:  // block formats are not read element by element
+      break;
   }
-  return 0.0f;
+  return NAN;
 }
 
 // What a stored float becomes after the round trip through `dtype`.
@@ -69,8 +71,10 @@ float Rounded(float v, DType dtype) {
       return HalfToFloat(FloatToHalf(v));
     case DType::kBF16:
       return Bf16ToFloat(FloatToBf16(v));
+    default:
+      break;
   }
-  return v;
+  return NAN;
 }
 
 // Checks `t` equals the row-wise concatenation of `parts`, each rounded to t.dtype (and first to

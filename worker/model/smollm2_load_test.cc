@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/gguf_reader.h"
 #include "worker/model/dequantize.h"
+#include "worker/model/model.h"
 #include "worker/model/model_loader.h"
 
 namespace ite {
@@ -39,6 +42,8 @@ float At(const Tensor& t, int64_t i) {
       return HalfToFloat(t.as<uint16_t>()[i]);
     case DType::kBF16:
       return Bf16ToFloat(t.as<uint16_t>()[i]);
+    default:  // block formats: read through DequantizeRow
+      break;
   }
   return NAN;
 }
@@ -151,6 +156,49 @@ TEST_F(SmolLm2LoadTest, Bf16OutputMatchesWithinRounding) {
   EXPECT_EQ(m->weights.layers[3].w_gate_up.dtype, DType::kBF16);
   EXPECT_EQ(m->weights.final_norm.dtype, DType::kBF16);
   ExpectSamples(*m, 1.0f / 128);  // bf16 keeps 8 significant bits
+}
+
+// --dtype auto keeps the stored blocks: every matrix row points into the file's own mapping
+// (nothing dequantized, nothing copied), and decodes to exactly the row of the F32 load, Q/K
+// permutation undone and Q/K/V and gate/up fused included.
+TEST_F(SmolLm2LoadTest, StoredBlocksAreViewsOfTheFile) {
+  auto options = LoadOptionsForDType("auto", "cpu");
+  ASSERT_TRUE(options.ok());
+  auto file = GgufFile::Open(ModelPath());
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  auto q = LoadModelFromGguf(**file, *options);
+  auto f = LoadModel(ModelPath(), {DType::kF32, false});
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  ASSERT_TRUE(f.ok());
+  const uint8_t* begin = (*file)->mapping()->data();
+  const uint8_t* end = begin + (*file)->mapping()->size();
+  auto check = [&](const Tensor& qt, const Tensor& ft, DType want, const char* what) {
+    SCOPED_TRACE(what);
+    ASSERT_EQ(qt.dtype, want);
+    ASSERT_EQ(qt.shape, ft.shape);
+    std::vector<float> row(static_cast<size_t>(qt.cols()));
+    const size_t row_bytes = DTypeRowBytes(qt.dtype, qt.cols());
+    for (int64_t r = 0; r < qt.shape[0]; ++r) {
+      ASSERT_GE(qt.row(r), begin);
+      ASSERT_LE(qt.row(r) + row_bytes, end);
+      DequantizeRow(DTypeGgml(qt.dtype), qt.row(r), row.data(), qt.cols());
+      ASSERT_EQ(std::memcmp(row.data(), ft.as<float>() + r * ft.cols(), row.size() * 4), 0)
+          << "row " << r;
+    }
+  };
+  check(q->weights.token_embedding, f->weights.token_embedding, DType::kQ8_0, "embedding");
+  for (size_t l = 0; l < q->weights.layers.size(); l += 7) {
+    const LayerWeights& a = q->weights.layers[l];
+    const LayerWeights& b = f->weights.layers[l];
+    check(a.wqkv, b.wqkv, DType::kQ4_1, "wqkv");
+    check(a.wo, b.wo, DType::kQ4_1, "wo");
+    check(a.w_gate_up, b.w_gate_up, DType::kQ4_1, "w_gate_up");
+    check(a.w_down, b.w_down, DType::kQ4_1, "w_down");
+    EXPECT_EQ(a.attn_norm.dtype, DType::kF32);
+  }
+  // What stays resident is the file's own blocks (plus the F32 norms): about the file's size.
+  EXPECT_LT(WeightBytes(q->weights), static_cast<int64_t>(end - begin));
+  EXPECT_GT(WeightBytes(q->weights), static_cast<int64_t>(end - begin) * 9 / 10);
 }
 
 }  // namespace

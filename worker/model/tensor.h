@@ -1,5 +1,10 @@
 // A host tensor: dtype, shape and a pointer kept alive by `owner` (a memory map or a buffer).
-// Row-major, contiguous. Weight matrices use the Hugging Face nn.Linear layout [out, in].
+// Row-major. Weight matrices use the Hugging Face nn.Linear layout [out, in].
+//
+// Quantized dtypes are ggml's block formats, used as they are stored in a GGUF file: a row of
+// `cols` elements is cols / DTypeBlockSize blocks of DTypeBlockBytes bytes. Such a matrix is
+// contiguous at `data`, or, when `row_ptrs` is set, row r starts at (*row_ptrs)[r]: that is how a
+// matrix fused from several tensors, or with rows permuted, points into the file without a copy.
 #pragma once
 
 #include <cstddef>
@@ -8,18 +13,28 @@
 #include <string>
 #include <vector>
 
+#include "common/gguf_reader.h"
+
 namespace ite {
 
-enum class DType { kF32, kF16, kBF16 };
+enum class DType { kF32, kF16, kBF16, kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ8_0, kQ4_K, kQ5_K, kQ6_K };
 
-size_t DTypeSize(DType dtype);
+bool DTypeQuantized(DType dtype);
+int64_t DTypeBlockSize(DType dtype);  // elements per block: 1 for F32/F16/BF16
+size_t DTypeBlockBytes(DType dtype);  // bytes per block
+size_t DTypeSize(DType dtype);        // bytes per element of F32/F16/BF16; 0 for block formats
+size_t DTypeRowBytes(DType dtype, int64_t cols);  // cols: a multiple of DTypeBlockSize
 const char* DTypeName(DType dtype);
+// The DType of a stored ggml type, false if it has none.
+bool DTypeFromGgml(GgmlType type, DType* dtype);
+GgmlType DTypeGgml(DType dtype);
 
 struct Tensor {
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
   const void* data = nullptr;
-  std::shared_ptr<const void> owner;  // keeps `data` valid
+  std::shared_ptr<const void> owner;  // keeps `data` (and what row_ptrs point to) valid
+  std::shared_ptr<const std::vector<const uint8_t*>> row_ptrs;  // quantized only; may be null
 
   bool empty() const { return data == nullptr; }
   int64_t numel() const {
@@ -27,9 +42,21 @@ struct Tensor {
     for (int64_t d : shape) n *= d;
     return shape.empty() ? 0 : n;
   }
-  size_t nbytes() const { return static_cast<size_t>(numel()) * DTypeSize(dtype); }
+  int64_t cols() const { return shape.empty() ? 0 : shape.back(); }
+  size_t nbytes() const {
+    if (shape.empty() || cols() == 0) return 0;
+    return static_cast<size_t>(numel() / cols()) * DTypeRowBytes(dtype, cols());
+  }
+  // Start of row r of a matrix (any dtype).
+  const uint8_t* row(int64_t r) const {
+    if (row_ptrs) return (*row_ptrs)[static_cast<size_t>(r)];
+    return static_cast<const uint8_t*>(data) +
+           static_cast<size_t>(r) * DTypeRowBytes(dtype, cols());
+  }
   template <typename T>
-  const T* as() const { return static_cast<const T*>(data); }
+  const T* as() const {
+    return static_cast<const T*>(data);
+  }
   std::string ShapeString() const;
 };
 

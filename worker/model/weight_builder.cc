@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/check.h"
 #include "common/logging.h"
 #include "worker/model/dequantize.h"
 
@@ -45,7 +46,14 @@ void StoreRow(const float* src, int64_t n, DType dtype, void* dst) {
       for (int64_t i = 0; i < n; ++i) out[i] = FloatToBf16(src[i]);
       return;
     }
+    default:
+      ITE_CHECK(false, "StoreRow: no conversion to {}", DTypeName(dtype));
   }
+}
+
+// The block format a stored tensor keeps under keep_stored, false if it is not one.
+bool QuantizedDType(const SourceTensor& t, DType* dtype) {
+  return DTypeFromGgml(t.type, dtype) && DTypeQuantized(*dtype);
 }
 
 bool SameEncoding(GgmlType type, DType dtype) {
@@ -64,7 +72,14 @@ class Builder {
  private:
   StatusOr<const SourceTensor*> Get(WeightKind kind, int layer, std::vector<int64_t> shape);
   // Output [sum(rows), cols] filled from `parts` in order.
-  Tensor Convert(const std::vector<Part>& parts, int64_t cols, bool is_vector);
+  Tensor Assemble(const std::vector<Part>& parts, int64_t cols, bool is_vector);
+  // The same as a view of the parts' rows in their shared block format; false if they are not
+  // all in one.
+  bool QuantizedView(const std::vector<Part>& parts, int64_t cols, Tensor* out) const;
+  Tensor Convert(const std::vector<Part>& parts, int64_t cols, bool is_vector, DType dtype);
+  // The dtype a matrix from `parts` is given: their shared F32 or BF16 encoding under
+  // keep_stored, else opt_.dtype.
+  DType OutDType(const std::vector<Part>& parts, bool is_vector) const;
   StatusOr<Tensor> Single(WeightKind kind, int layer, std::vector<int64_t> shape);
   StatusOr<LayerWeights> Layer(int layer);
 
@@ -99,28 +114,64 @@ StatusOr<const SourceTensor*> Builder::Get(WeightKind kind, int layer, std::vect
   return &t;
 }
 
-Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_vector) {
+Tensor Builder::Assemble(const std::vector<Part>& parts, int64_t cols, bool is_vector) {
+  Tensor view;
+  if (!is_vector && opt_.keep_stored && QuantizedView(parts, cols, &view)) return view;
+  return Convert(parts, cols, is_vector, OutDType(parts, is_vector));
+}
+
+DType Builder::OutDType(const std::vector<Part>& parts, bool is_vector) const {
+  if (is_vector || !opt_.keep_stored) return opt_.dtype;
+  const GgmlType type = parts[0].src->type;
+  for (const Part& p : parts) {
+    if (p.src->type != type) return opt_.dtype;
+  }
+  if (type == GgmlType::F32) return DType::kF32;
+  if (type == GgmlType::BF16) return DType::kBF16;
+  return opt_.dtype;
+}
+
+bool Builder::QuantizedView(const std::vector<Part>& parts, int64_t cols, Tensor* out) const {
+  DType dtype;
+  if (!QuantizedDType(*parts[0].src, &dtype)) return false;
+  auto rows = std::make_shared<std::vector<const uint8_t*>>();
+  const size_t row_bytes = DTypeRowBytes(dtype, cols);
+  for (const Part& p : parts) {
+    DType d;
+    if (!QuantizedDType(*p.src, &d) || d != dtype) return false;
+    for (int64_t r = 0; r < p.rows; ++r)
+      rows->push_back(p.src->data + static_cast<size_t>(SourceRow(r, p.head_dim)) * row_bytes);
+  }
+  out->dtype = dtype;
+  out->shape = {static_cast<int64_t>(rows->size()), cols};
+  out->data = rows->empty() ? nullptr : (*rows)[0];
+  out->owner = parts[0].src->owner;  // every part comes from one file's mapping
+  out->row_ptrs = std::move(rows);
+  return true;
+}
+
+Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_vector, DType dtype) {
   int64_t total_rows = 0;
   for (const Part& p : parts) total_rows += p.rows;
   void* out = nullptr;
   std::vector<int64_t> shape =
       is_vector ? std::vector<int64_t>{cols} : std::vector<int64_t>{total_rows, cols};
-  Tensor t = AllocTensor(opt_.dtype, std::move(shape), &out);
+  Tensor t = AllocTensor(dtype, std::move(shape), &out);
   scratch_.resize(static_cast<size_t>(cols));
-  const size_t out_row_bytes = static_cast<size_t>(cols) * DTypeSize(opt_.dtype);
+  const size_t out_row_bytes = static_cast<size_t>(cols) * DTypeSize(dtype);
   auto* dst = static_cast<uint8_t*>(out);
   for (const Part& p : parts) {
     const size_t src_row_bytes = GgmlRowBytes(p.src->type, cols);
     for (int64_t r = 0; r < p.rows; ++r) {
       const uint8_t* src =
           p.src->data + static_cast<size_t>(SourceRow(r, p.head_dim)) * src_row_bytes;
-      if (opt_.dtype == DType::kF32) {
+      if (dtype == DType::kF32) {
         DequantizeRow(p.src->type, src, reinterpret_cast<float*>(dst), cols);
-      } else if (SameEncoding(p.src->type, opt_.dtype)) {
+      } else if (SameEncoding(p.src->type, dtype)) {
         std::memcpy(dst, src, out_row_bytes);
       } else {
         DequantizeRow(p.src->type, src, scratch_.data(), cols);
-        StoreRow(scratch_.data(), cols, opt_.dtype, dst);
+        StoreRow(scratch_.data(), cols, dtype, dst);
       }
       dst += out_row_bytes;
     }
@@ -130,18 +181,20 @@ Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_ve
 
 StatusOr<Tensor> Builder::Single(WeightKind kind, int layer, std::vector<int64_t> shape) {
   ITE_ASSIGN_OR_RETURN(const SourceTensor* src, Get(kind, layer, shape));
+  const bool is_vector = shape.size() == 1;
+  const std::vector<Part> parts = {Part{src, is_vector ? 1 : shape[0], 0}};
+  const DType dtype = OutDType(parts, is_vector);
   // Already in the wanted encoding and aligned: use the mapping in place.
-  if (SameEncoding(src->type, opt_.dtype) &&
-      reinterpret_cast<uintptr_t>(src->data) % DTypeSize(opt_.dtype) == 0) {
+  if (SameEncoding(src->type, dtype) &&
+      reinterpret_cast<uintptr_t>(src->data) % DTypeSize(dtype) == 0) {
     Tensor t;
-    t.dtype = opt_.dtype;
+    t.dtype = dtype;
     t.shape = shape;
     t.data = src->data;
     t.owner = src->owner;
     return t;
   }
-  const bool is_vector = shape.size() == 1;
-  return Convert({Part{src, is_vector ? 1 : shape[0], 0}}, shape.back(), is_vector);
+  return Assemble(parts, shape.back(), is_vector);
 }
 
 StatusOr<LayerWeights> Builder::Layer(int l) {
@@ -152,7 +205,7 @@ StatusOr<LayerWeights> Builder::Layer(int l) {
   ITE_ASSIGN_OR_RETURN(const SourceTensor* wq, Get(WeightKind::kQ, l, {q, h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* wk, Get(WeightKind::kK, l, {kv, h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* wv, Get(WeightKind::kV, l, {kv, h}));
-  w.wqkv = Convert({{wq, q, qk_head}, {wk, kv, qk_head}, {wv, kv, 0}}, h, false);
+  w.wqkv = Assemble({{wq, q, qk_head}, {wk, kv, qk_head}, {wv, kv, 0}}, h, false);
   if (c_.qkv_bias) {
     // Qwen2 only; its GGUF rows are not permuted (set_.qk_interleaved is false there), and the
     // biases are converted as one-column matrices so the same row logic applies.
@@ -174,7 +227,7 @@ StatusOr<LayerWeights> Builder::Layer(int l) {
   ITE_ASSIGN_OR_RETURN(w.ffn_norm, Single(WeightKind::kFfnNorm, l, {h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* gate, Get(WeightKind::kGate, l, {ff, h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* up, Get(WeightKind::kUp, l, {ff, h}));
-  w.w_gate_up = Convert({{gate, ff, 0}, {up, ff, 0}}, h, false);
+  w.w_gate_up = Assemble({{gate, ff, 0}, {up, ff, 0}}, h, false);
   ITE_ASSIGN_OR_RETURN(w.w_down, Single(WeightKind::kDown, l, {h, ff}));
   return w;
 }
@@ -206,8 +259,8 @@ StatusOr<ModelWeights> Builder::Build() {
     ITE_ASSIGN_OR_RETURN(w.lm_head, Single(WeightKind::kLmHead, 0, {vocab, h}));
   }
   if (opt_.show_progress) {
-    ITE_LOG_INFO("loaded {} in {:.2f} s ({} layers, {})", set_.path, elapsed(), c_.num_layers,
-                 DTypeName(opt_.dtype));
+    ITE_LOG_INFO("loaded {} in {:.2f} s ({} layers, {}{})", set_.path, elapsed(), c_.num_layers,
+                 DTypeName(opt_.dtype), opt_.keep_stored ? ", stored formats kept" : "");
   }
   return w;
 }
@@ -216,6 +269,11 @@ StatusOr<ModelWeights> Builder::Build() {
 
 StatusOr<ModelWeights> BuildWeights(const ModelConfig& config, const TensorSet& set,
                                     const BuildOptions& options) {
+  if (DTypeQuantized(options.dtype)) {
+    return InvalidArgument(
+        "{}: cannot convert weights to {} (block formats are only kept as stored)", set.path,
+        DTypeName(options.dtype));
+  }
   return Builder(config, set, options).Build();
 }
 

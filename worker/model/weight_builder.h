@@ -60,6 +60,11 @@ struct BuildOptions {
   DType dtype = DType::kF32;
   bool show_progress = false;
   double progress_interval_s = 1.0;  // at most one per-layer line this often
+  // Matrices (the embedding included) stored as F32, BF16 or a ggml block format stay in it:
+  // block formats point into the file (fused ones through row pointers), F32/BF16 as before
+  // (in place unless fused). The rest, and a fused matrix whose parts differ in encoding, is
+  // converted to `dtype`.
+  bool keep_stored = false;
 };
 
 StatusOr<ModelWeights> BuildWeights(const ModelConfig& config, const TensorSet& set,

@@ -15,10 +15,11 @@ namespace ite {
 namespace {
 
 std::unique_ptr<Backend> MakeBackend(bool qkv_bias = false, DType dtype = DType::kF32,
-                                     int threads = 2) {
+                                     int threads = 2, bool kv_bf16 = false) {
   KvCacheOptions kv;
   kv.block_size = 4;
   kv.num_blocks = 40;
+  kv.cpu_bf16 = kv_bf16;
   auto b = CreateCpuBackend(RandomModel(TinyRandomConfig(qkv_bias), dtype, 42), kv, threads);
   EXPECT_TRUE(b.ok()) << b.status().ToString();
   return std::move(b).value();
@@ -136,22 +137,55 @@ TEST(CpuBackendTest, Bf16WeightsMatchTheSameValuesInF32) {
               RunChunk(f32->get(), kSeq, 0, t, LogitsMode::kAll), 1e-5f);
 }
 
-TEST(CpuBackendTest, CopyBlocksCarriesThePrefix) {
-  auto b = MakeBackend();
+// The bf16 KV cache: the same logits as fp32 K/V up to bf16's rounding of K and V (8 bits of
+// mantissa), chunking still irrelevant, and half the bytes per block.
+TEST(CpuBackendTest, Bf16KvCacheMatchesF32Cache) {
+  auto f32 = MakeBackend();
+  auto bf16 = MakeBackend(false, DType::kF32, 2, /*kv_bf16=*/true);
+  std::vector<int32_t> table = {0, 1, 2};
+  auto want = RunChunk(f32.get(), kSeq, 0, table, LogitsMode::kAll);
+  auto got = RunChunk(bf16.get(), kSeq, 0, table, LogitsMode::kAll);
+  float worst = 0.0f;
+  for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(want[i] - got[i]));
+  ExpectClose(got, want, 2e-2f);
+  EXPECT_GT(worst, 0.0f) << "bf16 K/V rounded nothing: the option did not take effect";
   std::span<const int32_t> seq(kSeq);
-  std::vector<int32_t> orig = {11, 12, 13}, copy = {20, 21, 13};
-  RunChunk(b.get(), seq.first(8), 0, orig, LogitsMode::kNone);
-  std::vector<int32_t> src = {11, 12}, dst = {20, 21};
-  ASSERT_TRUE(b->CopyBlocks(src, dst).ok());
-  auto from_orig = RunChunk(b.get(), seq.subspan(8, 1), 8, orig, LogitsMode::kLast);
-  auto from_copy = RunChunk(b.get(), seq.subspan(8, 1), 8, copy, LogitsMode::kLast);
-  EXPECT_EQ(from_orig, from_copy);
+  const std::vector<int32_t> other = {10, 11, 12};
+  auto a = RunChunk(bf16.get(), seq.first(5), 0, other, LogitsMode::kAll);
+  auto c = RunChunk(bf16.get(), seq.subspan(5), 5, other, LogitsMode::kAll);
+  a.insert(a.end(), c.begin(), c.end());
+  ExpectClose(a, got, 1e-5f);
 
-  std::vector<int32_t> bad = {40};
-  EXPECT_EQ(b->CopyBlocks(bad, std::span<const int32_t>(src).first(1)).code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(b->CopyBlocks(src, std::span<const int32_t>(dst).first(1)).code(),
-            StatusCode::kInvalidArgument);
+  KvCacheOptions kv;
+  kv.block_size = 4;
+  kv.max_kv_bytes = 1 << 20;
+  auto blocks = [&](bool bf16_kv) {
+    kv.cpu_bf16 = bf16_kv;
+    auto b = CreateCpuBackend(RandomModel(TinyRandomConfig(false), DType::kF32, 42), kv, 1);
+    EXPECT_TRUE(b.ok());
+    return b.ok() ? (*b)->num_blocks() : 0;
+  };
+  EXPECT_EQ(blocks(true), 2 * blocks(false));
+}
+
+TEST(CpuBackendTest, CopyBlocksCarriesThePrefix) {
+  for (bool kv_bf16 : {false, true}) {
+    auto b = MakeBackend(false, DType::kF32, 2, kv_bf16);
+    std::span<const int32_t> seq(kSeq);
+    std::vector<int32_t> orig = {11, 12, 13}, copy = {20, 21, 13};
+    RunChunk(b.get(), seq.first(8), 0, orig, LogitsMode::kNone);
+    std::vector<int32_t> src = {11, 12}, dst = {20, 21};
+    ASSERT_TRUE(b->CopyBlocks(src, dst).ok());
+    auto from_orig = RunChunk(b.get(), seq.subspan(8, 1), 8, orig, LogitsMode::kLast);
+    auto from_copy = RunChunk(b.get(), seq.subspan(8, 1), 8, copy, LogitsMode::kLast);
+    EXPECT_EQ(from_orig, from_copy);
+
+    std::vector<int32_t> bad = {40};
+    EXPECT_EQ(b->CopyBlocks(bad, std::span<const int32_t>(src).first(1)).code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(b->CopyBlocks(src, std::span<const int32_t>(dst).first(1)).code(),
+              StatusCode::kInvalidArgument);
+  }
 }
 
 TEST(CpuBackendTest, BadBatchesAreErrorsNotCrashes) {

@@ -6,6 +6,9 @@
 #include <cstring>
 #include <new>
 
+#include "common/check.h"
+#include "worker/model/dequantize.h"
+
 namespace ite {
 namespace {
 
@@ -21,6 +24,8 @@ float ToF32(DType dtype, const void* data, int64_t i) {
     }
     case DType::kF16:
       return _cvtsh_ss(static_cast<const uint16_t*>(data)[i]);
+    default:
+      ITE_CHECK(false, "ToF32: {} is a block format", DTypeName(dtype));
   }
   return 0.0f;
 }
@@ -30,34 +35,50 @@ float* F(Activation a) { return static_cast<float*>(a.data); }
 }  // namespace
 
 CpuModelOps::CpuModelOps(const ModelConfig& config, int num_threads)
-    : config_(config), pool_(std::max(num_threads, 1)), inv_freq_(cpu::RopeInvFreq(config)) {}
+    : config_(config),
+      pool_(std::max(num_threads, 1)),
+      inv_freq_(cpu::RopeInvFreq(config)),
+      quant_kernels_(&cpu::QuantKernelsFor(cpu::BestQuantIsa())) {}
 
 Status CpuModelOps::InitKv(const KvCacheOptions& kv) {
   if (kv.block_size <= 0) return InvalidArgument("KV cache: block_size {} <= 0", kv.block_size);
   block_size_ = kv.block_size;
+  kv_bf16_ = kv.cpu_bf16;
   block_floats_ = static_cast<int64_t>(block_size_) * config_.kv_dim();
-  const int64_t bytes_per_block =
-      2 * block_floats_ * config_.num_layers * static_cast<int64_t>(sizeof(float));
+  const int64_t element_bytes = kv_bf16_ ? 2 : 4;
+  const int64_t bytes_per_block = 2 * block_floats_ * config_.num_layers * element_bytes;
   const int64_t blocks = kv.num_blocks > 0 ? kv.num_blocks : kv.max_kv_bytes / bytes_per_block;
   if (blocks <= 0 || blocks > INT32_MAX)
     return InvalidArgument("KV cache: {} blocks of {} bytes (num_blocks {}, max_kv_bytes {})",
                            blocks, bytes_per_block, kv.num_blocks, kv.max_kv_bytes);
   num_blocks_ = static_cast<int32_t>(blocks);
   // Left uninitialised: pages become resident only as blocks are written.
-  kv_pool_.reset(new (std::nothrow) float[2 * block_floats_ * num_blocks_ * config_.num_layers]);
-  if (kv_pool_ == nullptr)
+  const int64_t elements = 2 * block_floats_ * num_blocks_ * config_.num_layers;
+  if (kv_bf16_) {
+    kv_pool16_.reset(new (std::nothrow) uint16_t[elements]);
+  } else {
+    kv_pool_.reset(new (std::nothrow) float[elements]);
+  }
+  if (kv_pool_ == nullptr && kv_pool16_ == nullptr)
     return ResourceExhausted("KV cache: cannot allocate {} bytes", bytes_per_block * blocks);
   return Status::Ok();
 }
 
 cpu::PagedKv CpuModelOps::LayerKv(int32_t layer) {
-  float* base = kv_pool_.get() + 2 * block_floats_ * num_blocks_ * layer;
-  return {base,
-          base + block_floats_ * num_blocks_,
-          num_blocks_,
-          block_size_,
-          config_.num_kv_heads,
-          config_.head_dim};
+  cpu::PagedKv kv;
+  kv.num_blocks = num_blocks_;
+  kv.block_size = block_size_;
+  kv.num_kv_heads = config_.num_kv_heads;
+  kv.head_dim = config_.head_dim;
+  const int64_t layer_offset = 2 * block_floats_ * num_blocks_ * layer;
+  if (kv_bf16_) {
+    kv.k16 = kv_pool16_.get() + layer_offset;
+    kv.v16 = kv.k16 + block_floats_ * num_blocks_;
+  } else {
+    kv.k = kv_pool_.get() + layer_offset;
+    kv.v = kv.k + block_floats_ * num_blocks_;
+  }
+  return kv;
 }
 
 Status CpuModelOps::CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst) {
@@ -72,6 +93,13 @@ Status CpuModelOps::CopyBlocks(std::span<const int32_t> src, std::span<const int
     cpu::PagedKv kv = LayerKv(l);
     for (size_t i = 0; i < src.size(); ++i) {
       if (src[i] == dst[i]) continue;
+      if (kv_bf16_) {
+        std::memcpy(kv.k16 + dst[i] * block_floats_, kv.k16 + src[i] * block_floats_,
+                    sizeof(uint16_t) * block_floats_);
+        std::memcpy(kv.v16 + dst[i] * block_floats_, kv.v16 + src[i] * block_floats_,
+                    sizeof(uint16_t) * block_floats_);
+        continue;
+      }
       std::memcpy(kv.k + dst[i] * block_floats_, kv.k + src[i] * block_floats_,
                   sizeof(float) * block_floats_);
       std::memcpy(kv.v + dst[i] * block_floats_, kv.v + src[i] * block_floats_,
@@ -90,14 +118,27 @@ const float* CpuModelOps::Fp32(const Tensor& t) {
   return dst;
 }
 
+StatusOr<const cpu::QuantMatrix*> CpuModelOps::Quant(const Tensor& t, const std::string& name) {
+  if (!cpu::UnpackSupported(t.dtype) || t.shape.size() != 2)
+    return Unimplemented("CPU backend: weight {} is {} {}, which it cannot multiply", name,
+                         DTypeName(t.dtype), t.ShapeString());
+  quant_.push_back(std::make_unique<cpu::QuantMatrix>(cpu::QuantMatrixOf(t)));
+  return quant_.back().get();
+}
+
 StatusOr<OpWeight> CpuModelOps::LoadMatrix(const Tensor& w, const Tensor& bias,
                                            const std::string& name) {
   OpWeight out;
   out.rows = static_cast<int32_t>(w.shape[0]);
   out.cols = static_cast<int32_t>(w.shape[1]);
-  // BF16 stays as it is (the matmul widens it); F16 is widened to F32 once.
-  out.dtype = w.dtype == DType::kBF16 ? DType::kBF16 : DType::kF32;
-  out.data = w.dtype == DType::kBF16 ? w.data : Fp32(w);
+  if (DTypeQuantized(w.dtype)) {  // multiplied as stored
+    out.dtype = w.dtype;
+    ITE_ASSIGN_OR_RETURN(out.data, Quant(w, name));
+  } else {
+    // BF16 stays as it is (the matmul widens it); F16 is widened to F32 once.
+    out.dtype = w.dtype == DType::kBF16 ? DType::kBF16 : DType::kF32;
+    out.data = w.dtype == DType::kBF16 ? w.data : Fp32(w);
+  }
   if (!bias.empty()) {
     if (bias.numel() != out.rows)
       return InvalidArgument("CPU backend: bias of {} has {} values for {} rows", name,
@@ -122,6 +163,11 @@ StatusOr<OpWeight> CpuModelOps::LoadTable(const Tensor& table, const std::string
   out.cols = static_cast<int32_t>(table.shape[1]);
   out.dtype = table.dtype;
   out.data = table.data;
+  if (DTypeQuantized(table.dtype)) {
+    if (!DequantizeSupported(DTypeGgml(table.dtype)))
+      return Unimplemented("CPU backend: table {} is {}", name, DTypeName(table.dtype));
+    ITE_ASSIGN_OR_RETURN(out.data, Quant(table, name));
+  }
   return out;
 }
 
@@ -135,6 +181,14 @@ Status CpuModelOps::Embedding(const OpWeight& table, Activation out) {
   const std::vector<int32_t>& tokens = plan_->tokens;
   if (table.dtype == DType::kF32) {
     cpu::Embedding(static_cast<const float*>(table.data), table.cols, tokens, F(out));
+    return Status::Ok();
+  }
+  if (DTypeQuantized(table.dtype)) {
+    const auto* q = static_cast<const cpu::QuantMatrix*>(table.data);
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      DequantizeRow(DTypeGgml(table.dtype), q->row_ptrs[static_cast<size_t>(tokens[t])],
+                    F(out) + t * table.cols, table.cols);
+    }
     return Status::Ok();
   }
   for (size_t t = 0; t < tokens.size(); ++t) {
@@ -161,7 +215,10 @@ Status CpuModelOps::AddRmsNorm(Activation residual, Activation x, const OpWeight
 
 Status CpuModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
   const float* bias = static_cast<const float*>(w.bias);
-  if (w.dtype == DType::kBF16) {
+  if (DTypeQuantized(w.dtype)) {
+    cpu::QuantMatMul(F(x), *static_cast<const cpu::QuantMatrix*>(w.data), bias, x.rows, F(out),
+                     *quant_kernels_, &quant_scratch_, &pool_);
+  } else if (w.dtype == DType::kBF16) {
     cpu::MatMulBf16(F(x), static_cast<const uint16_t*>(w.data), bias, x.rows, w.rows, w.cols,
                     F(out), &pool_);
   } else {

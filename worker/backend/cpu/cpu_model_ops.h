@@ -1,7 +1,8 @@
 // ModelOps on the host: fp32 activations and accumulation over F32 or BF16 weights (BF16 is
-// widened as it is read: half the memory traffic of F32). The reference the CUDA ops are tested
-// against. Weights are used where the loader put them (often the file's memory map); F16 and
-// the norms are converted to fp32 once. The paged KV pool (fp32) is allocated once.
+// widened as it is read: half the memory traffic of F32), or weights in ggml block formats
+// multiplied as they are stored (quant_matmul.h). The reference the CUDA ops are tested against.
+// Weights are used where the loader put them (often the file's memory map); F16 and the norms
+// are converted to fp32 once. The paged KV pool (fp32, or bf16 as an option) is allocated once.
 #pragma once
 
 #include <memory>
@@ -10,6 +11,7 @@
 #include "common/thread_pool.h"
 #include "worker/backend/backend.h"
 #include "worker/backend/cpu/cpu_ops.h"
+#include "worker/backend/cpu/quant_matmul.h"
 #include "worker/backend/step_plan.h"
 #include "worker/model/model_ops.h"
 
@@ -53,18 +55,26 @@ class CpuModelOps final : public ModelOps {
 
  private:
   const float* Fp32(const Tensor& t);  // t itself when F32, else a converted copy
+  StatusOr<const cpu::QuantMatrix*> Quant(const Tensor& t, const std::string& name);
   cpu::PagedKv LayerKv(int32_t layer);
 
   ModelConfig config_;
   ThreadPool pool_;
   std::vector<float> inv_freq_;
   std::vector<std::unique_ptr<float[]>> owned_;  // converted weights
+  // Block-format weights: OpWeight::data of a quantized dtype points to one of these.
+  std::vector<std::unique_ptr<cpu::QuantMatrix>> quant_;
+  const cpu::QuantKernels* quant_kernels_;
+  cpu::QuantScratch quant_scratch_;
   const StepPlan* plan_ = nullptr;
 
   int32_t block_size_ = 0;
   int32_t num_blocks_ = 0;
-  int64_t block_floats_ = 0;          // floats of one block of K (or V) of one layer
-  std::unique_ptr<float[]> kv_pool_;  // per layer: K blocks then V blocks
+  int64_t block_floats_ = 0;  // elements of one block of K (or V) of one layer
+  bool kv_bf16_ = false;
+  // Per layer: K blocks then V blocks, fp32 or bf16 (kv_bf16_).
+  std::unique_ptr<float[]> kv_pool_;
+  std::unique_ptr<uint16_t[]> kv_pool16_;
 
   std::vector<float> buffers_[static_cast<int>(ActBuffer::kCount)];
   std::vector<float> q_, k_, v_;  // RopeKvWrite's split of the fused QKV, Q rotated

@@ -33,6 +33,15 @@ inline float Bf16ToF32(uint16_t v) {
   return f;
 }
 
+// Rounds to nearest even; NaN stays NaN.
+inline uint16_t F32ToBf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof(x));
+  if ((x & 0x7FFFFFFF) > 0x7F800000) return static_cast<uint16_t>((x >> 16) | 0x40);
+  x += 0x7FFF + ((x >> 16) & 1);
+  return static_cast<uint16_t>(x >> 16);
+}
+
 // How a weight row element of type W becomes fp32, scalar and 8 at a time.
 template <typename W>
 struct WeightLoad;
@@ -283,6 +292,13 @@ void KvWrite(const PagedKv& cache, std::span<const int32_t> block_table,
     int32_t block = block_table[pos / cache.block_size];
     ITE_DCHECK(block >= 0 && block < cache.num_blocks, "block {}", block);
     int64_t slot = static_cast<int64_t>(block) * cache.block_size + pos % cache.block_size;
+    if (cache.k16 != nullptr) {
+      for (int64_t i = 0; i < row; ++i) {
+        cache.k16[slot * row + i] = F32ToBf16(k[t * row + i]);
+        cache.v16[slot * row + i] = F32ToBf16(v[t * row + i]);
+      }
+      continue;
+    }
     std::memcpy(cache.k + slot * row, k + t * row, sizeof(float) * row);
     std::memcpy(cache.v + slot * row, v + t * row, sizeof(float) * row);
   }
@@ -290,37 +306,67 @@ void KvWrite(const PagedKv& cache, std::span<const int32_t> block_table,
 
 namespace {
 
-inline float Dot(const float* a, const float* b, int32_t n) {
+#ifdef ITE_CPU_AVX2
+inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 Load8(const uint16_t* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+#endif
+inline float Load1(const float* p) { return *p; }
+inline float Load1(const uint16_t* p) { return Bf16ToF32(*p); }
+
+template <typename T>
+inline float Dot(const float* a, const T* b, int32_t n) {
   int32_t i = 0;
   float sum = 0.0f;
 #ifdef ITE_CPU_AVX2
   __m256 acc = _mm256_setzero_ps();
-  for (; i + 8 <= n; i += 8)
-    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), Load8(b + i), acc);
   sum = HorizontalSum(acc);
 #endif
-  for (; i < n; ++i) sum += a[i] * b[i];
+  for (; i < n; ++i) sum += a[i] * Load1(b + i);
   return sum;
 }
 
 // out += w * v
-inline void Axpy(float w, const float* v, float* out, int32_t n) {
+template <typename T>
+inline void Axpy(float w, const T* v, float* out, int32_t n) {
   int32_t i = 0;
 #ifdef ITE_CPU_AVX2
   // Explicit: GCC -O2's cheap vectoriser leaves this loop scalar, and it is half of attention.
   const __m256 wv = _mm256_set1_ps(w);
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i,
-                     _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + i), _mm256_loadu_ps(out + i)));
+    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(wv, Load8(v + i), _mm256_loadu_ps(out + i)));
 #endif
-  for (; i < n; ++i) out[i] += w * v[i];
+  for (; i < n; ++i) out[i] += w * Load1(v + i);
 }
+
+template <typename T>
+void PagedAttentionOf(const PagedKv& cache, const T* k_cache, const T* v_cache,
+                      std::span<const int32_t> block_table, int32_t start_pos, const float* q,
+                      int32_t n, int32_t num_heads, float scale, float* out, ThreadPool* pool);
 
 }  // namespace
 
 void PagedAttention(const PagedKv& cache, std::span<const int32_t> block_table, int32_t start_pos,
                     const float* q, int32_t n, int32_t num_heads, float scale, float* out,
                     ThreadPool* pool) {
+  if (cache.k16 != nullptr) {
+    PagedAttentionOf<uint16_t>(cache, cache.k16, cache.v16, block_table, start_pos, q, n, num_heads,
+                               scale, out, pool);
+  } else {
+    PagedAttentionOf<float>(cache, cache.k, cache.v, block_table, start_pos, q, n, num_heads, scale,
+                            out, pool);
+  }
+}
+
+namespace {
+
+template <typename T>
+void PagedAttentionOf(const PagedKv& cache, const T* k_cache, const T* v_cache,
+                      std::span<const int32_t> block_table, int32_t start_pos, const float* q,
+                      int32_t n, int32_t num_heads, float scale, float* out, ThreadPool* pool) {
   const int32_t hd = cache.head_dim;
   const int32_t group = num_heads / cache.num_kv_heads;
   ITE_CHECK(group * cache.num_kv_heads == num_heads, "heads {} kv heads {}", num_heads,
@@ -340,7 +386,7 @@ void PagedAttention(const PagedKv& cache, std::span<const int32_t> block_table, 
       for (int32_t p = 0; p < len; ++p) {
         int64_t slot = static_cast<int64_t>(block_table[p / cache.block_size]) * cache.block_size +
                        p % cache.block_size;
-        scores[p] = Dot(qh, cache.k + slot * row + static_cast<int64_t>(kvh) * hd, hd) * scale;
+        scores[p] = Dot(qh, k_cache + slot * row + static_cast<int64_t>(kvh) * hd, hd) * scale;
         mx = std::max(mx, scores[p]);
       }
       float sum = 0.0f;
@@ -354,10 +400,12 @@ void PagedAttention(const PagedKv& cache, std::span<const int32_t> block_table, 
       for (int32_t p = 0; p < len; ++p) {
         int64_t slot = static_cast<int64_t>(block_table[p / cache.block_size]) * cache.block_size +
                        p % cache.block_size;
-        Axpy(scores[p] * inv, cache.v + slot * row + static_cast<int64_t>(kvh) * hd, oh, hd);
+        Axpy(scores[p] * inv, v_cache + slot * row + static_cast<int64_t>(kvh) * hd, oh, hd);
       }
     }
   });
 }
+
+}  // namespace
 
 }  // namespace ite::cpu

@@ -52,7 +52,8 @@ void SiluMul(const float* gate_up, int32_t rows, int32_t inter, float* out);
 // In-place softmax of each row of x [rows, n].
 void Softmax(float* x, int32_t rows, int32_t n);
 
-// Paged KV cache of one layer: [num_blocks, block_size, num_kv_heads, head_dim].
+// Paged KV cache of one layer: [num_blocks, block_size, num_kv_heads, head_dim], fp32 in k/v, or
+// bf16 (half the memory; written rounded to nearest even, read widened) in k16/v16 when set.
 struct PagedKv {
   float* k = nullptr;
   float* v = nullptr;
@@ -60,6 +61,8 @@ struct PagedKv {
   int32_t block_size = 0;
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
+  uint16_t* k16 = nullptr;
+  uint16_t* v16 = nullptr;
 };
 
 // Writes k, v [n, num_kv_heads, head_dim] of one sequence, token t at position positions[t],

@@ -1,8 +1,7 @@
 #include "worker/model/fuzz/fuzz_entry.h"
 
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "common/gguf_reader.h"
 #include "worker/model/config_parser.h"
@@ -50,6 +49,19 @@ int FuzzGguf(const uint8_t* data, size_t size) {
   auto model = LoadModelFromGguf(**file, {DType::kBF16, false});
   if (model.ok() && !model->weights.layers.empty()) {
     g_sink = g_sink + static_cast<float>(model->weights.layers[0].wqkv.numel());
+  }
+  // Stored blocks kept as views (--dtype auto): each row a view points to must lie in the file.
+  LoadOptions keep;
+  keep.keep_stored = true;
+  auto kept = LoadModelFromGguf(**file, keep);
+  if (kept.ok()) {
+    for (const LayerWeights& l : kept->weights.layers) {
+      for (const Tensor* t : {&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down}) {
+        if (t->shape.size() != 2 || t->cols() == 0) continue;
+        const size_t row_bytes = DTypeRowBytes(t->dtype, t->cols());
+        for (int64_t r = 0; r < t->shape[0]; ++r) g_sink = g_sink + t->row(r)[row_bytes - 1];
+      }
+    }
   }
   return 0;
 }

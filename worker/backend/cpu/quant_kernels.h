@@ -1,0 +1,42 @@
+// Dot products of one quantized weight row with one Q8 activation row (quant_blocks.h), one set
+// per instruction set, chosen at run time: the scalar reference, AVX2, and AVX-VNNI (the same
+// code with VPDPBUSD in place of VPMADDUBSW + VPMADDWD, where the CPU has it).
+#pragma once
+
+#include <cstdint>
+
+#include "worker/backend/cpu/quant_blocks.h"
+
+namespace ite::cpu {
+
+enum class QuantIsa { kScalar, kAvx2, kAvxVnni };
+
+const char* QuantIsaName(QuantIsa isa);
+// The fastest set this CPU runs.
+QuantIsa BestQuantIsa();
+// Whether this CPU runs `isa`.
+bool QuantIsaSupported(QuantIsa isa);
+
+// The kernels compute a tile out[t * out_stride + i] = sum_k W[i, k] x[t, k] for the n rows of
+// `rows` and every row t of `x` (no bias). Weight rows are either read straight from their
+// stored blocks (Q4_0, Q4_1, Q8_0) or unpacked first (every format, UnpackRow).
+struct QuantKernels {
+  void (*tile_unpacked)(const UnpackedRow* rows, int n, const Q8Rows& x, float* out,
+                        int64_t out_stride);
+  void (*tile_q4_0)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
+                    int64_t out_stride);
+  void (*tile_q4_1)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
+                    int64_t out_stride);
+  void (*tile_q8_0)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
+                    int64_t out_stride);
+};
+
+// The kernels of `isa`, which must be supported.
+const QuantKernels& QuantKernelsFor(QuantIsa isa);
+
+// Per instruction set (quant_kernels_<isa>.cc).
+extern const QuantKernels kQuantKernelsScalar;
+extern const QuantKernels kQuantKernelsAvx2;
+extern const QuantKernels kQuantKernelsAvxVnni;
+
+}  // namespace ite::cpu

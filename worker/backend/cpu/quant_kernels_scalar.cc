@@ -1,0 +1,73 @@
+// The reference kernels: plain integer loops, one dot product per output, the arithmetic the
+// vector kernels must match.
+#include "worker/backend/cpu/quant_kernels.h"
+
+namespace ite::cpu {
+namespace {
+
+float DotUnpacked(const UnpackedRow& w, const Q8Rows& x, int64_t t) {
+  const int8_t* xq = x.row_q(t);
+  float acc = 0.0f;
+  for (int64_t b = 0; b < x.cols / kQ8Block; ++b) {
+    for (int g = 0; g < 2; ++g) {
+      int32_t sum = 0;
+      for (int i = 0; i < 16; ++i) {
+        const int64_t e = b * kQ8Block + 16 * g + i;
+        sum += static_cast<int32_t>(w.q[e]) * xq[e];
+      }
+      acc += w.scale[2 * b + g] * x.row_d(t)[b] * static_cast<float>(sum);
+    }
+    acc += w.offset[b] * x.row_s(t)[b];
+  }
+  return acc;
+}
+
+// Q4_0 and Q4_1 read nibbles as 0..15; Q4_0's -8 is folded into an offset of -8 d.
+template <bool kHasMin>
+float DotQ4(const uint8_t* w, const Q8Rows& x, int64_t t) {
+  constexpr int kBytes = kHasMin ? 20 : 18;
+  float acc = 0.0f;
+  for (int64_t b = 0; b < x.cols / kQ8Block; ++b) {
+    const uint8_t* blk = w + b * kBytes;
+    const uint8_t* qs = blk + (kHasMin ? 4 : 2);
+    const int8_t* xq = x.row_q(t) + b * kQ8Block;
+    int32_t sum = 0;
+    for (int j = 0; j < 16; ++j) sum += (qs[j] & 0xF) * xq[j] + (qs[j] >> 4) * xq[j + 16];
+    const float d = BlockHalf(blk);
+    const float m = kHasMin ? BlockHalf(blk + 2) : -8.0f * d;
+    acc += d * x.row_d(t)[b] * static_cast<float>(sum) + m * x.row_s(t)[b];
+  }
+  return acc;
+}
+
+float DotQ8_0(const uint8_t* w, const Q8Rows& x, int64_t t) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < x.cols / kQ8Block; ++b) {
+    const uint8_t* blk = w + b * 34;
+    const auto* qs = reinterpret_cast<const int8_t*>(blk + 2);
+    const int8_t* xq = x.row_q(t) + b * kQ8Block;
+    int32_t sum = 0;
+    for (int j = 0; j < 32; ++j) sum += static_cast<int32_t>(qs[j]) * xq[j];
+    acc += BlockHalf(blk) * x.row_d(t)[b] * static_cast<float>(sum);
+  }
+  return acc;
+}
+
+template <class Row, float (*kDot)(const Row&, const Q8Rows&, int64_t)>
+void Tile(const Row* rows, int n, const Q8Rows& x, float* out, int64_t out_stride) {
+  for (int64_t t = 0; t < x.rows; ++t) {
+    for (int i = 0; i < n; ++i) out[t * out_stride + i] = kDot(rows[i], x, t);
+  }
+}
+
+float DotQ4_0(const uint8_t* const& w, const Q8Rows& x, int64_t t) { return DotQ4<false>(w, x, t); }
+float DotQ4_1(const uint8_t* const& w, const Q8Rows& x, int64_t t) { return DotQ4<true>(w, x, t); }
+float DotQ8_0Ref(const uint8_t* const& w, const Q8Rows& x, int64_t t) { return DotQ8_0(w, x, t); }
+
+}  // namespace
+
+const QuantKernels kQuantKernelsScalar = {
+    Tile<UnpackedRow, DotUnpacked>, Tile<const uint8_t*, DotQ4_0>, Tile<const uint8_t*, DotQ4_1>,
+    Tile<const uint8_t*, DotQ8_0Ref>};
+
+}  // namespace ite::cpu

@@ -1,0 +1,198 @@
+// The AVX2-width kernels, written once over `Isa::Dot4(u8, s8)`: per 32-bit lane, the sum of
+// four products of an unsigned and a signed byte. Included by quant_kernels_avx2.cc and
+// quant_kernels_vnni.cc, each compiled for its instruction set; everything here has internal
+// linkage so the two copies (different instructions, same names) never meet at link time.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "worker/backend/cpu/quant_kernels.h"
+
+namespace ite::cpu {
+namespace {
+
+inline float HalfAt(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 32 stored nibbles (16 bytes: element j low, j + 16 high) as 32 bytes in element order.
+inline __m256i Nibbles(const uint8_t* qs) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(v, mask);
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+  return _mm256_set_m128i(hi, lo);
+}
+
+// Signed x signed through the unsigned x signed product: |w| * (x with w's sign). |w| <= 128 and
+// |x| <= 127, so no pair sum saturates in VPMADDUBSW.
+template <class Isa>
+inline __m256i DotSigned(__m256i w_abs, __m256i w, __m256i x) {
+  return Isa::Dot4(w_abs, _mm256_sign_epi8(x, w));
+}
+
+// Stored rows stream from memory once per product at batch 1, and the hardware prefetchers alone
+// leave a product over a matrix larger than L3 at a quarter of the memory bandwidth (7 of 30
+// GB/s on one core here); asking for the bytes this far ahead brings it to ~30. Prefetches past
+// the end of a matrix are harmless hints.
+constexpr int kPrefetchBytes = 8192;
+
+// How a weight format's block b of a row is read: 32 values in element order (unsigned when
+// kSigned is false), their scales per lane (lanes 0-3 are elements 0-15, lanes 4-7 elements
+// 16-31) and the block's offset (w = scale * q + offset).
+struct Q4_0Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = false;
+  static const uint8_t* Block(Row r, int64_t b) { return r + b * 18; }
+  static __m256i Values(Row r, int64_t b) { return Nibbles(Block(r, b) + 2); }
+  static __m256 Scale(Row r, int64_t b) { return _mm256_set1_ps(HalfAt(Block(r, b))); }
+  static float Offset(Row r, int64_t b) { return -8.0f * HalfAt(Block(r, b)); }  // q is stored + 8
+  static void Prefetch(Row r, int64_t b) {
+    _mm_prefetch(reinterpret_cast<const char*>(Block(r, b)) + kPrefetchBytes, _MM_HINT_T0);
+  }
+};
+
+struct Q4_1Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = false;
+  static const uint8_t* Block(Row r, int64_t b) { return r + b * 20; }
+  static __m256i Values(Row r, int64_t b) { return Nibbles(Block(r, b) + 4); }
+  static __m256 Scale(Row r, int64_t b) { return _mm256_set1_ps(HalfAt(Block(r, b))); }
+  static float Offset(Row r, int64_t b) { return HalfAt(Block(r, b) + 2); }
+  static void Prefetch(Row r, int64_t b) {
+    _mm_prefetch(reinterpret_cast<const char*>(Block(r, b)) + kPrefetchBytes, _MM_HINT_T0);
+  }
+};
+
+struct Q8_0Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = true;
+  static const uint8_t* Block(Row r, int64_t b) { return r + b * 34; }
+  static __m256i Values(Row r, int64_t b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(Block(r, b) + 2));
+  }
+  static __m256 Scale(Row r, int64_t b) { return _mm256_set1_ps(HalfAt(Block(r, b))); }
+  static float Offset(Row, int64_t) { return 0.0f; }
+  static void Prefetch(Row r, int64_t b) {
+    _mm_prefetch(reinterpret_cast<const char*>(Block(r, b)) + kPrefetchBytes, _MM_HINT_T0);
+  }
+};
+
+struct UnpackedFormat {
+  using Row = UnpackedRow;
+  static constexpr bool kSigned = true;
+  static __m256i Values(const Row& r, int64_t b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.q + b * kQ8Block));
+  }
+  static __m256 Scale(const Row& r, int64_t b) {
+    return _mm256_set_m128(_mm_set1_ps(r.scale[2 * b + 1]), _mm_set1_ps(r.scale[2 * b]));
+  }
+  static float Offset(const Row& r, int64_t b) { return r.offset[b]; }
+  static void Prefetch(const Row&, int64_t) {}  // unpacked rows are in L1 already
+};
+
+// R weight rows x T activation rows: each weight block is decoded once for T tokens and each
+// activation block loaded once for R rows. The loops over R and T are unrolled by hand (pragma)
+// because GCC -O2 otherwise keeps the accumulator arrays in memory.
+template <class Isa, class Fmt, int R, int T>
+void MicroTile(const typename Fmt::Row* rows, const Q8Rows& x, int64_t t0, float* out,
+               int64_t out_stride) {
+  __m256 acc[R][T];
+  float offsets[R][T];
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j) {
+      acc[i][j] = _mm256_setzero_ps();
+      offsets[i][j] = 0.0f;
+    }
+  }
+  const int64_t nb = x.cols / kQ8Block;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i w[R], w_abs[R];
+    __m256 scale[R];
+    float offset[R];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      Fmt::Prefetch(rows[i], b);
+      w[i] = Fmt::Values(rows[i], b);
+      if constexpr (Fmt::kSigned) w_abs[i] = _mm256_sign_epi8(w[i], w[i]);
+      scale[i] = Fmt::Scale(rows[i], b);
+      offset[i] = Fmt::Offset(rows[i], b);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j) {
+      const int64_t t = t0 + j;
+      const __m256i xq =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.row_q(t) + b * kQ8Block));
+      const __m256 xd = _mm256_set1_ps(x.row_d(t)[b]);
+      const float xs = x.row_s(t)[b];
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) {
+        __m256i p;
+        if constexpr (Fmt::kSigned) {
+          p = DotSigned<Isa>(w_abs[i], w[i], xq);
+        } else {
+          p = Isa::Dot4(w[i], xq);
+        }
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(scale[i], xd), acc[i][j]);
+        offsets[i][j] += offset[i] * xs;
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j)
+      out[(t0 + j) * out_stride + i] = HorizontalSum(acc[i][j]) + offsets[i][j];
+  }
+}
+
+template <class Isa, class Fmt, int R>
+void RowsTile(const typename Fmt::Row* rows, const Q8Rows& x, float* out, int64_t out_stride) {
+  constexpr int kT = 4;
+  int64_t t = 0;
+  for (; t + kT <= x.rows; t += kT) MicroTile<Isa, Fmt, R, kT>(rows, x, t, out, out_stride);
+  switch (x.rows - t) {
+    case 3:
+      MicroTile<Isa, Fmt, R, 3>(rows, x, t, out, out_stride);
+      break;
+    case 2:
+      MicroTile<Isa, Fmt, R, 2>(rows, x, t, out, out_stride);
+      break;
+    case 1:
+      MicroTile<Isa, Fmt, R, 1>(rows, x, t, out, out_stride);
+      break;
+    default:
+      break;
+  }
+}
+
+template <class Isa, class Fmt>
+void Tile(const typename Fmt::Row* rows, int n, const Q8Rows& x, float* out, int64_t out_stride) {
+  constexpr int kR = 2;
+  int i = 0;
+  for (; i + kR <= n; i += kR) RowsTile<Isa, Fmt, kR>(rows + i, x, out + i, out_stride);
+  if (i < n) RowsTile<Isa, Fmt, 1>(rows + i, x, out + i, out_stride);
+}
+
+template <class Isa>
+constexpr QuantKernels MakeKernels() {
+  return {Tile<Isa, UnpackedFormat>, Tile<Isa, Q4_0Format>, Tile<Isa, Q4_1Format>,
+          Tile<Isa, Q8_0Format>};
+}
+
+}  // namespace
+}  // namespace ite::cpu

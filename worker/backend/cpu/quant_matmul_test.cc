@@ -1,0 +1,172 @@
+// The quantized matrix product of each block format, for every instruction set this CPU runs,
+// against the product with the weights dequantized by the loader's own decoder (dequantize.cc,
+// written separately from the kernels' unpacking):
+//  - exactly, up to fp32 rounding, when the activations are replaced by their Q8 values: any
+//    mistake in unpacking, scales, offsets or lane order shows here;
+//  - against the fp32 activations within the bound the activation quantization implies.
+#include "worker/backend/cpu/quant_matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "worker/model/dequantize.h"
+
+namespace ite::cpu {
+namespace {
+
+constexpr DType kFormats[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
+                              DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+
+// Byte offsets of the f16 scale fields in one block (the rest of a block may be any bits).
+std::vector<int> HalfFields(DType dtype) {
+  switch (dtype) {
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      return {0, 2};
+    case DType::kQ6_K:
+      return {208};
+    default:
+      return {0};
+  }
+}
+
+// `rows` random rows of `cols` elements: random code bits, scales in [-0.05, 0.05).
+std::vector<uint8_t> RandomBlocks(DType dtype, int64_t rows, int64_t cols, std::mt19937* rng) {
+  const size_t bytes = DTypeRowBytes(dtype, cols) * static_cast<size_t>(rows);
+  std::vector<uint8_t> data(bytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& b : data) b = static_cast<uint8_t>(byte(*rng));
+  std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
+  const size_t block = DTypeBlockBytes(dtype);
+  for (size_t b = 0; b < bytes; b += block) {
+    for (int off : HalfFields(dtype)) {
+      const uint16_t h = FloatToHalf(scale(*rng));
+      std::memcpy(&data[b + off], &h, 2);
+    }
+  }
+  return data;
+}
+
+std::vector<QuantIsa> SupportedIsas() {
+  std::vector<QuantIsa> out;
+  for (QuantIsa isa : {QuantIsa::kScalar, QuantIsa::kAvx2, QuantIsa::kAvxVnni}) {
+    if (QuantIsaSupported(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+struct Shape {
+  int32_t m, rows, cols_blocks;  // cols = cols_blocks * the format's block
+};
+
+class QuantMatMulTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(QuantMatMulTest, MatchesDequantizedProduct) {
+  const DType dtype = GetParam();
+  const GgmlType ggml = DTypeGgml(dtype);
+  std::mt19937 rng(1234 + static_cast<int>(dtype));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  // One row, rows that do not fill a thread's 32-row chunk, several chunks; one and many tokens.
+  const Shape shapes[] = {{1, 1, 1}, {1, 7, 3}, {3, 33, 2}, {17, 70, 1}, {5, 64, 6}};
+  ThreadPool pool(2);
+  for (const Shape& s : shapes) {
+    const int64_t cols = s.cols_blocks * DTypeBlockSize(dtype);
+    const std::vector<uint8_t> blocks = RandomBlocks(dtype, s.rows, cols, &rng);
+    std::vector<float> x(static_cast<size_t>(s.m * cols));
+    for (float& v : x) v = normal(rng);
+    std::vector<float> bias(static_cast<size_t>(s.rows));
+    for (float& v : bias) v = normal(rng);
+
+    // The references, in double: W dequantized, times x and times x's Q8 values.
+    std::vector<float> w(static_cast<size_t>(s.rows * cols));
+    const size_t row_bytes = DTypeRowBytes(dtype, cols);
+    for (int32_t r = 0; r < s.rows; ++r)
+      DequantizeRow(ggml, blocks.data() + r * row_bytes, w.data() + r * cols, cols);
+    Q8Rows xq;
+    QuantizeQ8Rows(x.data(), s.m, cols, &xq);
+
+    Tensor t;
+    t.dtype = dtype;
+    t.shape = {s.rows, cols};
+    t.data = blocks.data();
+    const QuantMatrix qm = QuantMatrixOf(t);
+    for (QuantIsa isa : SupportedIsas()) {
+      for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+        SCOPED_TRACE(::testing::Message()
+                     << DTypeName(dtype) << " " << QuantIsaName(isa) << " m=" << s.m
+                     << " rows=" << s.rows << " cols=" << cols << (p ? " pool" : ""));
+        std::vector<float> out(static_cast<size_t>(s.m * s.rows), NAN);
+        QuantScratch scratch;
+        QuantMatMul(x.data(), qm, bias.data(), s.m, out.data(), QuantKernelsFor(isa), &scratch, p);
+        for (int32_t i = 0; i < s.m; ++i) {
+          for (int32_t r = 0; r < s.rows; ++r) {
+            double exact = 0, on_q8 = 0, abs_sum = 0, quant_bound = 0;
+            for (int64_t b = 0; b < cols / kQ8Block; ++b) {
+              double amax = 0, w_abs = 0;
+              for (int64_t j = b * kQ8Block; j < (b + 1) * kQ8Block; ++j) {
+                const double wv = w[r * cols + j], xv = x[i * cols + j];
+                const double x8 = static_cast<double>(xq.row_d(i)[b]) * xq.row_q(i)[j];
+                exact += wv * xv;
+                on_q8 += wv * x8;
+                abs_sum += std::fabs(wv * xv);
+                amax = std::max(amax, std::fabs(xv));
+                w_abs += std::fabs(wv);
+              }
+              quant_bound += amax / 254.0 * w_abs;
+            }
+            const double got = out[i * s.rows + r] - static_cast<double>(bias[r]);
+            const double rounding = 1e-5 * (abs_sum + quant_bound) + 1e-6;
+            ASSERT_NEAR(got, on_q8, rounding) << "token " << i << " row " << r;
+            ASSERT_NEAR(got, exact, quant_bound * 1.001 + rounding)
+                << "token " << i << " row " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest, ::testing::ValuesIn(kFormats),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+// Rows taken through row pointers (a fused or permuted matrix) give the rows they point to.
+TEST(QuantMatMul, RowPointers) {
+  std::mt19937 rng(7);
+  const int64_t cols = 64;
+  const std::vector<uint8_t> blocks = RandomBlocks(DType::kQ4_1, 4, cols, &rng);
+  const size_t row_bytes = DTypeRowBytes(DType::kQ4_1, cols);
+  Tensor dense;
+  dense.dtype = DType::kQ4_1;
+  dense.shape = {4, cols};
+  dense.data = blocks.data();
+  Tensor permuted = dense;
+  permuted.row_ptrs = std::make_shared<std::vector<const uint8_t*>>(
+      std::vector<const uint8_t*>{blocks.data() + 2 * row_bytes, blocks.data(),
+                                  blocks.data() + 3 * row_bytes, blocks.data() + row_bytes});
+  std::vector<float> x(cols);
+  std::normal_distribution<float> normal;
+  for (float& v : x) v = normal(rng);
+  std::vector<float> a(4), b(4);
+  QuantScratch scratch;
+  const QuantKernels& k = QuantKernelsFor(BestQuantIsa());
+  QuantMatMul(x.data(), QuantMatrixOf(dense), nullptr, 1, a.data(), k, &scratch, nullptr);
+  QuantMatMul(x.data(), QuantMatrixOf(permuted), nullptr, 1, b.data(), k, &scratch, nullptr);
+  EXPECT_EQ(b[0], a[2]);
+  EXPECT_EQ(b[1], a[0]);
+  EXPECT_EQ(b[2], a[3]);
+  EXPECT_EQ(b[3], a[1]);
+  EXPECT_NE(a[0], a[1]);
+}
+
+TEST(QuantIsa, BestIsSupported) {
+  EXPECT_TRUE(QuantIsaSupported(BestQuantIsa()));
+  EXPECT_TRUE(QuantIsaSupported(QuantIsa::kScalar));
+}
+
+}  // namespace
+}  // namespace ite::cpu

@@ -44,10 +44,12 @@ bool IsValidUtf8(std::string_view s) {
 
 RequestBuilder::RequestBuilder(RequestBuilderOptions options,
                                std::shared_ptr<const Tokenizer> tokenizer,
-                               std::optional<ChatTemplate> chat_template)
+                               std::optional<ChatTemplate> chat_template,
+                               std::optional<ImageIntake> images)
     : options_(std::move(options)),
       tokenizer_(std::move(tokenizer)),
-      chat_template_(std::move(chat_template)) {}
+      chat_template_(std::move(chat_template)),
+      images_(std::move(images)) {}
 
 StatusOr<std::vector<int32_t>> RequestBuilder::PromptTokens(const ite::v1::ChatMessages* chat,
                                                             const std::string* text,
@@ -86,7 +88,25 @@ StatusOr<std::vector<int32_t>> RequestBuilder::PromptTokens(const ite::v1::ChatM
       if (!IsValidUtf8(m.content())) {
         return InvalidArgument("chat.messages[{}].content: not valid UTF-8", i);
       }
-      messages.push_back({{"role", m.role()}, {"content", m.content()}});
+      if (m.parts_size() == 0) {
+        messages.push_back({{"role", m.role()}, {"content", m.content()}});
+        continue;
+      }
+      if (!m.content().empty())
+        return InvalidArgument("chat.messages[{}]: set content or parts, not both", i);
+      // As transformers passes multimodal content to the template.
+      nlohmann::json parts = nlohmann::json::array();
+      for (int p = 0; p < m.parts_size(); ++p) {
+        const ite::v1::ContentPart& part = m.parts(p);
+        if (part.has_image()) {
+          parts.push_back({{"type", "image"}});
+        } else if (!IsValidUtf8(part.text())) {
+          return InvalidArgument("chat.messages[{}].parts[{}].text: not valid UTF-8", i, p);
+        } else {
+          parts.push_back({{"type", "text"}, {"text", part.text()}});
+        }
+      }
+      messages.push_back({{"role", m.role()}, {"content", std::move(parts)}});
     }
     StatusOr<std::string> text_or = chat_template_->Render(messages, true);
     if (!text_or.ok()) {
@@ -150,6 +170,38 @@ StatusOr<SamplingParams> RequestBuilder::BuildSampling(const ite::v1::GenerateRe
   return p;
 }
 
+StatusOr<std::vector<ImageIntake::Prepared>> RequestBuilder::PrepareImages(
+    const ite::v1::GenerateRequest& r) const {
+  std::vector<std::pair<const ite::v1::Image*, std::string>> found;
+  for (int i = 0; i < r.images_size(); ++i)
+    found.emplace_back(&r.images(i), fmt::format("images[{}]", i));
+  if (!found.empty() && !r.has_prompt())
+    return InvalidArgument("images: only with a raw prompt (chat messages carry image parts)");
+  if (r.has_chat()) {
+    for (int i = 0; i < r.chat().messages_size(); ++i) {
+      const ite::v1::ChatMessage& m = r.chat().messages(i);
+      for (int p = 0; p < m.parts_size(); ++p) {
+        if (m.parts(p).has_image())
+          found.emplace_back(&m.parts(p).image(),
+                             fmt::format("chat.messages[{}].parts[{}].image", i, p));
+      }
+    }
+  }
+  std::vector<ImageIntake::Prepared> out;
+  if (found.empty()) return out;
+  if (!images_)
+    return InvalidArgument("{}: model '{}' takes no images", found[0].second, options_.model_name);
+  if (static_cast<int32_t>(found.size()) > images_->max_images())
+    return InvalidArgument("images: {} images, more than the limit of {} per request", found.size(),
+                           images_->max_images());
+  for (const auto& [image, what] : found) {
+    ITE_ASSIGN_OR_RETURN(ImageIntake::Prepared p,
+                         images_->Prepare(image->data(), image->mime_type(), what));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 StatusOr<GenerationRequest> RequestBuilder::Build(const ite::v1::GenerateRequest& r) const {
   if (!r.model().empty() && r.model() != options_.model_name) {
     return InvalidArgument("model: unknown model '{}' (this server serves '{}')", r.model(),
@@ -187,6 +239,11 @@ StatusOr<GenerationRequest> RequestBuilder::Build(const ite::v1::GenerateRequest
       PromptTokens(r.has_chat() ? &r.chat() : nullptr, r.has_prompt() ? &r.prompt() : nullptr,
                    r.has_prompt_token_ids() ? &r.prompt_token_ids() : nullptr, add_special,
                    nullptr));
+  ITE_ASSIGN_OR_RETURN(std::vector<ImageIntake::Prepared> images, PrepareImages(r));
+  if (images_) {
+    ITE_ASSIGN_OR_RETURN(out.images, images_->Expand(&out.prompt_tokens, images));
+    out.image_token_id = images_->image_token_id();
+  }
   auto n = static_cast<int32_t>(out.prompt_tokens.size());
   if (options_.max_context > 0 && n >= options_.max_context) {
     return InvalidArgument(

@@ -50,34 +50,10 @@ ite::v1::GenerateRequest ImageChat(const std::string& image_bytes, int max_token
   return req;
 }
 
-class LlavaE2E : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    env_ = new Env(ReadEnv());
-    if (!env_->missing.empty()) return;
-    env_->model = SourceDir() + "/tests/data/tiny-llava";
-    serve_ = new ServeProcess();
-    started_ = serve_->Start(*env_, 1);
-  }
-  static void TearDownTestSuite() {
-    delete serve_;
-    serve_ = nullptr;
-    delete env_;
-  }
-  void SetUp() override {
-    if (!env_->missing.empty()) GTEST_SKIP() << env_->missing;
-    ASSERT_TRUE(started_) << "ite-serve did not start";
-    stub_ = serve_->Stub();
-  }
-
-  static Env* env_;
-  static ServeProcess* serve_;
-  static bool started_;
-  std::unique_ptr<ite::v1::Generation::Stub> stub_;
+class LlavaE2E : public SharedServeTest<LlavaE2E> {
+ public:
+  static std::string Model() { return SourceDir() + "/tests/data/tiny-llava"; }
 };
-Env* LlavaE2E::env_ = nullptr;
-ServeProcess* LlavaE2E::serve_ = nullptr;
-bool LlavaE2E::started_ = false;
 
 TEST_F(LlavaE2E, SameImageHitsTheCacheAnotherDoesNot) {
   const nlohmann::json g = Golden();
@@ -139,6 +115,15 @@ TEST_F(LlavaE2E, CommandLineClientsTakeImages) {
       RunCommand(client + "--chat --prompt 'What is shown?' --image " + ImagePath("coffee.png"),
                  &out),
       0);
+  // Interactive chat: /image adds the image to the next message (593 prompt tokens with it,
+  // 17 without).
+  out.clear();
+  ASSERT_EQ(RunCommand("printf '/image " + ImagePath("coffee.png") + "\\nWhat is shown?\\n' | " +
+                           env_->bin_dir + "/ite-client chat --usage --addr " +
+                           serve_->address() + " --max-tokens 4 --temperature 0 2>&1",
+                       &out),
+            0);
+  EXPECT_NE(out.find("prompt 593 tokens"), std::string::npos) << out;
   // A truncated file: exit code 4 (the server rejected the request).
   {
     const std::string png = ReadImage("coffee.png");

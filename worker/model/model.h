@@ -31,6 +31,9 @@ StatusOr<std::unique_ptr<Model>> CreateLlamaModel(const ModelConfig& config,
 // Bytes of the distinct weight tensors (a tied LM head shares the embedding's and counts once).
 int64_t WeightBytes(const ModelWeights& weights);
 
+// Shared by the architectures: `t` is present with exactly `shape`, or an error naming `name`.
+Status CheckWeightShape(const Tensor& t, const std::string& name, std::vector<int64_t> shape);
+
 // Shared by the backends: config fields every architecture needs, checked once.
 Status ValidateModelConfig(const ModelConfig& config);
 

@@ -9,23 +9,14 @@
 
 #include <vector>
 
+#include "worker/model/model.h"
+
 namespace ite {
 namespace {
 
 struct VisionLayer {
   OpWeight norm1_w, norm1_b, qkv, o, norm2_w, norm2_b, fc1, fc2;
 };
-
-Status CheckShape(const Tensor& t, const std::string& name, std::vector<int64_t> shape) {
-  if (t.empty()) return InvalidArgument("weight {} is missing", name);
-  if (t.shape != shape) {
-    Tensor want;
-    want.shape = std::move(shape);
-    return InvalidArgument("weight {} has shape {}, expected {}", name, t.ShapeString(),
-                           want.ShapeString());
-  }
-  return Status::Ok();
-}
 
 class ClipVisionModel final : public VisionModel {
  public:
@@ -36,12 +27,12 @@ class ClipVisionModel final : public VisionModel {
     const Tensor none;
     auto matrix = [&](const Tensor& t, const Tensor& bias, const std::string& name, int32_t out,
                       int32_t in) -> StatusOr<OpWeight> {
-      ITE_RETURN_IF_ERROR(CheckShape(t, name, {out, in}));
-      if (!bias.empty()) ITE_RETURN_IF_ERROR(CheckShape(bias, name + ".bias", {out}));
+      ITE_RETURN_IF_ERROR(CheckWeightShape(t, name, {out, in}));
+      if (!bias.empty()) ITE_RETURN_IF_ERROR(CheckWeightShape(bias, name + ".bias", {out}));
       return ops->LoadMatrix(t, bias, name);
     };
     auto vector = [&](const Tensor& t, const std::string& name, int32_t n) -> StatusOr<OpWeight> {
-      ITE_RETURN_IF_ERROR(CheckShape(t, name, {n}));
+      ITE_RETURN_IF_ERROR(CheckWeightShape(t, name, {n}));
       return ops->LoadVector(t, name);
     };
     if (static_cast<int32_t>(w.layers.size()) < v_.feature_layers)
@@ -50,7 +41,7 @@ class ClipVisionModel final : public VisionModel {
     ITE_ASSIGN_OR_RETURN(
         patch_, matrix(w.patch_embedding, none, "vision.patch_embedding", h, v_.patch_dim()));
     ITE_RETURN_IF_ERROR(
-        CheckShape(w.position_table, "vision.position_table", {v_.num_positions(), h}));
+        CheckWeightShape(w.position_table, "vision.position_table", {v_.num_positions(), h}));
     ITE_ASSIGN_OR_RETURN(positions_, ops->LoadTable(w.position_table, "vision.position_table"));
     ITE_ASSIGN_OR_RETURN(pre_w_, vector(w.pre_norm_w, "vision.pre_norm_w", h));
     ITE_ASSIGN_OR_RETURN(pre_b_, vector(w.pre_norm_b, "vision.pre_norm_b", h));

@@ -13,8 +13,8 @@ namespace ite::client {
 namespace {
 
 constexpr const char* kChatHelp =
-    "/history shows the conversation, /reset clears it, /exit or Ctrl-D quits; Ctrl-C stops "
-    "the answer being written";
+    "/image FILE adds an image to your next message, /history shows the conversation, /reset "
+    "clears it, /exit or Ctrl-D quits; Ctrl-C stops the answer being written";
 
 void AddMessage(ite::v1::ChatMessages* history, const char* role, const std::string& content) {
   auto* m = history->add_messages();
@@ -46,6 +46,7 @@ int RunChat(const GenerateOptions& o) {
   fmt::print(stderr, "chat with {} at {} ({})\n", model.empty() ? "the model" : model, o.addr,
              kChatHelp);
   std::string line;
+  std::vector<ite::v1::Image> pending;  // /image files for the next user message
   while (true) {
     LineStatus got = reader.Read(&line);
     if (got == LineStatus::kEof) break;
@@ -56,6 +57,7 @@ int RunChat(const GenerateOptions& o) {
     if (line == "/reset") {
       const int turns = history.messages_size();
       history.clear_messages();
+      pending.clear();
       if (!o.system.empty()) AddMessage(&history, "system", o.system);
       fmt::print(stderr, "[history cleared: {} message(s) dropped{}]\n",
                  turns - history.messages_size(),
@@ -68,11 +70,23 @@ int RunChat(const GenerateOptions& o) {
       fmt::print(stderr, "[{} message(s)]\n", history.messages_size());
       continue;
     }
+    if (line.rfind("/image ", 0) == 0) {
+      ite::v1::Image image;
+      if (ReadImage(line.substr(7), &image)) pending.push_back(std::move(image));
+      continue;
+    }
     if (line.front() == '/') {
       fmt::print(stderr, "[unknown command {}: {}]\n", line, kChatHelp);
       continue;
     }
     AddMessage(&history, "user", line);
+    if (!pending.empty()) {  // the images, then the text, as content parts
+      ite::v1::ChatMessage* m = history.mutable_messages(history.messages_size() - 1);
+      m->clear_content();
+      for (ite::v1::Image& image : pending) *m->add_parts()->mutable_image() = std::move(image);
+      m->add_parts()->set_text(line);
+      pending.clear();
+    }
     ite::v1::GenerateRequest req;
     *req.mutable_chat() = history;
     FillRequest(o, &req);

@@ -180,6 +180,16 @@ grpc::Status StreamToStdout(ite::v1::Generation::Stub& stub, const ite::v1::Gene
   return status;
 }
 
+bool ReadImage(const std::string& path, ite::v1::Image* image) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    fmt::print(stderr, "ite-client: --image {}: cannot read the file\n", path);
+    return false;
+  }
+  image->set_data(std::string((std::istreambuf_iterator<char>(in)), {}));
+  return true;
+}
+
 int RunGenerate(const GenerateOptions& o) {
   std::string prompt, error;
   if (!ReadPrompt(o, &prompt, &error)) {
@@ -200,9 +210,17 @@ int RunGenerate(const GenerateOptions& o) {
     }
     auto* m = msgs->add_messages();
     m->set_role("user");
-    m->set_content(prompt);
+    if (o.images.empty()) {
+      m->set_content(prompt);
+    } else {  // the images, then the text, as content parts
+      for (const std::string& path : o.images)
+        if (!ReadImage(path, m->add_parts()->mutable_image())) return kExitUsage;
+      m->add_parts()->set_text(prompt);
+    }
   } else {
     req.set_prompt(prompt);
+    for (const std::string& path : o.images)
+      if (!ReadImage(path, req.add_images())) return kExitUsage;
   }
   FillRequest(o, &req);
   std::string text;

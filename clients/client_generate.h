@@ -32,6 +32,7 @@ struct GenerateOptions {
   bool logprobs = false;
   int32_t top_logprobs = 0;
   std::vector<std::string> stop;
+  std::vector<std::string> images;  // files, sent as they are (the server decodes them)
   int32_t connect_timeout_ms = 5000;
 };
 
@@ -54,6 +55,9 @@ void FillRequest(const GenerateOptions& o, ite::v1::GenerateRequest* req);
 // of a file or stdin is dropped. False, with a message naming the flag in *error, when the file
 // cannot be read.
 bool ReadPrompt(const GenerateOptions& o, std::string* prompt, std::string* error);
+
+// The file's bytes as an ite.v1.Image; false (with a message on stderr) when it cannot be read.
+bool ReadImage(const std::string& path, ite::v1::Image* image);
 
 // Streams one request's text to stdout; with --usage / --logprobs, also prints the finish
 // reason, token counts and per-token logprobs on stderr. `text` gets the full answer.

@@ -78,6 +78,8 @@ int Main(int argc, char** argv) {
   AddRequestFlags(generate, &gen);
   AddPromptFlags(generate, &gen);
   AddChatFlags(generate, &gen);
+  generate->add_option("--image", gen.images,
+                       "image file (repeatable; a raw prompt marks each place with <image>)");
 
   GenerateOptions chat_opts;
   chat_opts.chat = true;

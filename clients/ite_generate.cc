@@ -4,7 +4,10 @@
 //       [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]
 //       [--seed S] [--threads N] [--output text|ids] [--system TEXT] [--device cpu|cuda]
 //       [--dtype auto|f32|bf16|f16] [--kv-dtype f32|bf16]
+//       [--image FILE]...
 //
+// --image (LLaVA models, repeatable): a raw prompt names each image's place with `<image>`; a
+// --chat prompt puts the images before the text of the user message, as the template says.
 // The tokenizer and chat template come from the same GGUF file, or from the HF folder's
 // tokenizer.json / tokenizer_config.json (--tokenizer overrides). A raw prompt is encoded with
 // the tokenizer's special tokens (BOS exactly when its config adds one); a chat prompt is the
@@ -18,18 +21,22 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "common/cli_parse.h"
 #include "scheduler/chat/chat_template.h"
+#include "scheduler/image_intake.h"
 #include "scheduler/tokenizer/tokenizer.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #if ITE_HAVE_CUDA_BACKEND
 #include "worker/backend/cuda/cuda_backend.h"
 #endif
 #include "worker/engine/generator.h"
+#include "worker/model/describe_model.h"
 #include "worker/model/model.h"
 #include "worker/model/model_loader.h"
 
@@ -49,6 +56,7 @@ struct Args {
   std::string dtype = "auto";
   std::string kv_dtype = "f32";
   std::string device = "cpu";
+  std::vector<std::string> images;
 };
 
 int Fail(const std::string& what, const ite::Status& status) {
@@ -74,25 +82,6 @@ int Run(const Args& args) {
   if (!tokenizer.ok()) return Fail("tokenizer " + tok_path, tokenizer.status());
   const ite::Tokenizer& tok = **tokenizer;
 
-  std::vector<int32_t> prompt;
-  if (args.chat) {
-    auto tmpl = IsGguf(tok_path) ? ite::ChatTemplate::FromGguf(tok_path)
-                                 : ite::ChatTemplate::FromTokenizerConfig(tok_path);
-    if (!tmpl.ok()) return Fail("chat template of " + tok_path, tmpl.status());
-    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-    if (!args.system.empty()) messages.push_back({{"role", "system"}, {"content", args.system}});
-    messages.push_back({{"role", "user"}, {"content", args.prompt}});
-    auto text = tmpl->Render(messages, /*add_generation_prompt=*/true);
-    if (!text.ok()) return Fail("chat template", text.status());
-    prompt = tok.Encode(*text, /*add_special_tokens=*/false);
-  } else {
-    prompt = tok.Encode(args.prompt, /*add_special_tokens=*/true);
-  }
-  if (prompt.empty()) {
-    std::fprintf(stderr, "ite-generate: the prompt encodes to no tokens\n");
-    return 2;
-  }
-
   auto load = ite::LoadOptionsForDType(args.dtype, args.device);
   if (!load.ok()) {
     std::fprintf(stderr, "ite-generate: %s\n", load.status().ToString().c_str());
@@ -104,6 +93,58 @@ int Run(const Args& args) {
   std::fprintf(stderr, "ite-generate: loaded %s in %.3f s; --dtype %s: %s\n", args.model.c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(),
                args.dtype.c_str(), ite::DescribeWeights(model->weights).c_str());
+
+  // The images, decoded and preprocessed as the model folder's image processor says.
+  std::vector<ite::ImageIntake::Prepared> images;
+  std::optional<ite::ImageIntake> intake;
+  if (!args.images.empty()) {
+    auto made = ite::ImageIntake::Create(args.model, ite::DescribeModel(model->config), {});
+    if (!made.ok()) return Fail("--image", made.status());
+    intake = std::move(made).value();
+    for (const std::string& path : args.images) {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return Fail("--image " + path, ite::NotFound("cannot read the file"));
+      const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+      auto image = intake->Prepare(bytes, "", path);
+      if (!image.ok()) return Fail("--image", image.status());
+      images.push_back(std::move(image).value());
+    }
+  }
+
+  std::vector<int32_t> prompt;
+  if (args.chat) {
+    auto tmpl = IsGguf(tok_path) ? ite::ChatTemplate::FromGguf(tok_path)
+                                 : ite::ChatTemplate::FromTokenizerConfig(tok_path);
+    if (!tmpl.ok()) return Fail("chat template of " + tok_path, tmpl.status());
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    if (!args.system.empty()) messages.push_back({{"role", "system"}, {"content", args.system}});
+    if (images.empty()) {
+      messages.push_back({{"role", "user"}, {"content", args.prompt}});
+    } else {
+      nlohmann::ordered_json content = nlohmann::ordered_json::array();
+      for (size_t i = 0; i < images.size(); ++i) content.push_back({{"type", "image"}});
+      content.push_back({{"type", "text"}, {"text", args.prompt}});
+      messages.push_back({{"role", "user"}, {"content", content}});
+    }
+    auto text = tmpl->Render(messages, /*add_generation_prompt=*/true);
+    if (!text.ok()) return Fail("chat template", text.status());
+    prompt = tok.Encode(*text, /*add_special_tokens=*/false);
+  } else {
+    prompt = tok.Encode(args.prompt, /*add_special_tokens=*/true);
+  }
+  if (prompt.empty()) {
+    std::fprintf(stderr, "ite-generate: the prompt encodes to no tokens\n");
+    return 2;
+  }
+  std::vector<ite::StepImage> step_images;
+  if (intake) {
+    auto placed = intake->Expand(&prompt, images);
+    if (!placed.ok()) return Fail("--image", placed.status());
+    for (int32_t& t : prompt)
+      if (t < 0) t = intake->image_token_id();  // no prefix cache here: the keys are not needed
+    for (const ite::PromptImage& im : *placed) step_images.push_back({im.position, *im.pixels});
+  }
+
   std::vector<int32_t> stop_ids = tok.eos_ids();
   for (int32_t id : model->config.eos_token_ids)
     if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
@@ -139,6 +180,7 @@ int Run(const Args& args) {
   ite::GenerateOptions options;
   options.max_new_tokens = args.max_tokens;
   options.stop_ids = stop_ids;
+  options.images = {std::move(step_images)};
   const bool text = args.output == "text";
   ite::IncrementalDecoder decoder(tok, /*skip_special_tokens=*/true);
   auto result =
@@ -198,6 +240,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", args.device, "cpu or cuda")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--image", args.images, "image file for a LLaVA model (repeatable)");
   app.add_option("--dtype", args.dtype,
                  "weights: auto (CPU: as stored, block formats included; CUDA: bf16), f32 (CPU "
                  "reference), bf16, f16 (CUDA)")

@@ -43,6 +43,9 @@ void EncodeModelInfo(const ModelInfo& m, ite::v1::WorkerModelConfig* out) {
   out->set_num_layers(m.num_layers);
   out->set_max_position(m.max_position);
   for (int32_t id : m.eos_token_ids) out->add_eos_token_ids(id);
+  out->set_image_token_id(m.image_token_id);
+  out->set_image_tokens(m.image_tokens);
+  out->set_image_size(m.image_size);
 }
 
 StatusOr<ModelInfo> DecodeModelInfo(const ite::v1::WorkerModelConfig& in) {
@@ -57,6 +60,16 @@ StatusOr<ModelInfo> DecodeModelInfo(const ite::v1::WorkerModelConfig& in) {
   m.num_layers = in.num_layers();
   m.max_position = in.max_position();
   m.eos_token_ids.assign(in.eos_token_ids().begin(), in.eos_token_ids().end());
+  // A text-only worker leaves these at 0; -1 is the text-only id here.
+  m.image_tokens = in.image_tokens();
+  m.image_size = in.image_size();
+  m.image_token_id = m.image_tokens > 0 ? in.image_token_id() : -1;
+  if (m.image_tokens < 0 || m.image_size < 0 ||
+      (m.image_tokens > 0 &&
+       (m.image_token_id < 0 || m.image_token_id >= m.vocab_size || m.image_size == 0))) {
+    return InvalidArgument("WorkerInfo.config: image token {} / {} positions / size {} invalid",
+                           in.image_token_id(), m.image_tokens, m.image_size);
+  }
   return m;
 }
 
@@ -94,6 +107,11 @@ void EncodeStepRequest(const StepRequest& r, ite::v1::StepRequest* out) {
     if (s.sampling) EncodeSampling(*s.sampling, o->mutable_sampling());
     o->mutable_prompt_tokens()->Assign(s.prompt_tokens.begin(), s.prompt_tokens.end());
     o->set_generated_tokens(s.generated_tokens);
+    for (const StepImage& im : s.images) {
+      ite::v1::StepImage* oi = o->add_images();
+      oi->set_position(im.position);
+      oi->mutable_pixels()->Assign(im.pixels.begin(), im.pixels.end());
+    }
   }
   out->mutable_release_seq_ids()->Assign(r.release_seq_ids.begin(), r.release_seq_ids.end());
   for (const auto& [src, dst] : r.copy_blocks) {
@@ -118,6 +136,11 @@ StepRequest DecodeStepRequest(const ite::v1::StepRequest& in) {
     if (s.has_sampling()) o.sampling = DecodeSampling(s.sampling());
     o.prompt_tokens.assign(s.prompt_tokens().begin(), s.prompt_tokens().end());
     o.generated_tokens = s.generated_tokens();
+    for (const ite::v1::StepImage& im : s.images()) {
+      StepImage& oi = o.images.emplace_back();
+      oi.position = im.position();
+      oi.pixels.assign(im.pixels().begin(), im.pixels().end());
+    }
   }
   r.release_seq_ids.assign(in.release_seq_ids().begin(), in.release_seq_ids().end());
   for (const ite::v1::BlockCopy& c : in.copy_blocks()) r.copy_blocks.emplace_back(c.src(), c.dst());

@@ -92,6 +92,14 @@ bool Batcher::BuildStep(int64_t step_id, StepRequest* request) {
   return true;
 }
 
+// Image positions hold cache keys (negative) in the scheduler's tokens; the worker gets the
+// model's image token there.
+void Batcher::ModelTokens(const GenerationRequest& request, std::vector<int32_t>* tokens) {
+  if (request.images.empty()) return;
+  for (int32_t& t : *tokens)
+    if (t < 0) t = request.image_token_id;
+}
+
 bool Batcher::ScheduleChunk(Sequence* seq, int32_t* budget, StepRequest* request,
                             bool may_preempt) {
   const int32_t start = seq->num_scheduled;
@@ -118,7 +126,10 @@ bool Batcher::ScheduleChunk(Sequence* seq, int32_t* budget, StepRequest* request
   StepSequence s;
   s.seq_id = seq->seq_id;
   s.start_pos = start;
-  if (!feed_sampled) s.new_tokens.assign(seq->tokens.begin() + start, seq->tokens.begin() + end);
+  if (!feed_sampled) {
+    s.new_tokens.assign(seq->tokens.begin() + start, seq->tokens.begin() + end);
+    ModelTokens(seq->request, &s.new_tokens);
+  }
   // Only the entries the worker does not hold yet: a decode step inside a block sends none.
   s.block_table_offset = seq->joined ? seq->blocks_sent : 0;
   s.block_table.assign(seq->blocks.ids().begin() + s.block_table_offset, seq->blocks.ids().end());
@@ -128,7 +139,9 @@ bool Batcher::ScheduleChunk(Sequence* seq, int32_t* budget, StepRequest* request
     ITE_CHECK(!feed_sampled, "seq {} would join without tokens", seq->seq_id);
     s.sampling = seq->request.sampling;
     s.prompt_tokens = seq->tokens;
+    ModelTokens(seq->request, &s.prompt_tokens);
     s.generated_tokens = seq->generated();
+    for (const PromptImage& im : seq->request.images) s.images.push_back({im.position, *im.pixels});
     seq->joined = true;
   }
   request->seqs.push_back(std::move(s));

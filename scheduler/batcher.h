@@ -103,6 +103,7 @@ class Batcher {
   int32_t max_inflight() const { return options_.max_inflight_steps; }
   bool UsesCache(const Sequence& seq) const;
   WaitKey KeyOf(const Sequence& seq) const;
+  static void ModelTokens(const GenerationRequest& request, std::vector<int32_t>* tokens);
   // Adds the sequence's next chunk (up to `budget` tokens) to the step; false if it cannot run.
   bool ScheduleChunk(Sequence* seq, int32_t* budget, StepRequest* request, bool may_preempt);
   // Makes room for `blocks_needed` more blocks: evicts cached prefixes, then (if allowed)

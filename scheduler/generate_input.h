@@ -13,12 +13,19 @@
 
 namespace ite {
 
-// One piece of a chat message's content. Only text today; other kinds (images) are new enum
-// values with their own fields, so a message with mixed parts needs no second code path.
+// An image as the client sent it: its encoded bytes (PNG, JPEG, GIF) and their MIME type.
+struct ImageInput {
+  std::string data;
+  std::string mime_type;
+};
+
+// One piece of a chat message's content: text or an image (a LLaVA model's chat template places
+// the image's positions where the part stands).
 struct ContentPart {
-  enum class Kind { kText };
+  enum class Kind { kText, kImage };
   Kind kind = Kind::kText;
   std::string text;  // kText: UTF-8 (checked by RequestBuilder)
+  ImageInput image;  // kImage
 };
 
 struct ChatMessage {
@@ -26,7 +33,7 @@ struct ChatMessage {
   std::vector<ContentPart> content;
 
   static ChatMessage Text(std::string role, std::string text) {
-    return {std::move(role), {ContentPart{ContentPart::Kind::kText, std::move(text)}}};
+    return {std::move(role), {ContentPart{ContentPart::Kind::kText, std::move(text), {}}}};
   }
 };
 
@@ -37,14 +44,16 @@ struct PromptInput {
   std::optional<std::vector<int32_t>> token_ids;  // already tokenized
   // For `text`: add BOS etc. Unset: true. Ignored for chat (the template writes its own).
   std::optional<bool> add_special_tokens;
+  // For `text`: one image for each `<image>` in it, in order (chat carries image parts).
+  std::vector<ImageInput> images;
 };
 
 // Unset fields take the model's defaults (generation_config.json), else the API's (written here).
 struct SamplingInput {
-  std::optional<float> temperature;  // API default 1.0; 0: greedy
-  std::optional<int32_t> top_k;      // API default 0: off
-  std::optional<float> top_p;        // API default 1.0
-  std::optional<float> min_p;        // API default 0: off
+  std::optional<float> temperature;         // API default 1.0; 0: greedy
+  std::optional<int32_t> top_k;             // API default 0: off
+  std::optional<float> top_p;               // API default 1.0
+  std::optional<float> min_p;               // API default 0: off
   std::optional<float> repetition_penalty;  // API default 1.0
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;

@@ -7,7 +7,24 @@ std::vector<ChatMessage> ChatFromProto(const ite::v1::ChatMessages& chat) {
   std::vector<ChatMessage> out;
   out.reserve(chat.messages_size());
   for (const ite::v1::ChatMessage& m : chat.messages()) {
-    out.push_back(ChatMessage::Text(m.role(), m.content()));
+    if (m.parts_size() == 0) {
+      out.push_back(ChatMessage::Text(m.role(), m.content()));
+      continue;
+    }
+    // Content and parts both set: the content comes first, as one more text part.
+    ChatMessage message;
+    message.role = m.role();
+    if (!m.content().empty())
+      message.content.push_back({ContentPart::Kind::kText, m.content(), {}});
+    for (const ite::v1::ContentPart& part : m.parts()) {
+      if (part.has_image()) {
+        message.content.push_back(
+            {ContentPart::Kind::kImage, {}, {part.image().data(), part.image().mime_type()}});
+      } else {
+        message.content.push_back({ContentPart::Kind::kText, part.text(), {}});
+      }
+    }
+    out.push_back(std::move(message));
   }
   return out;
 }
@@ -44,6 +61,8 @@ GenerateInput GenerateInputFromProto(const ite::v1::GenerateRequest& r) {
                                 r.prompt_token_ids().ids().end());
   }
   if (r.has_add_special_tokens()) in.prompt.add_special_tokens = r.add_special_tokens();
+  for (const ite::v1::Image& image : r.images())
+    in.prompt.images.push_back({image.data(), image.mime_type()});
   const ite::v1::SamplingParams& s = r.sampling();
   if (s.has_temperature()) in.sampling.temperature = s.temperature();
   // 0 is also "unset" on the wire for top_k and min_p: the model's default applies.

@@ -44,10 +44,12 @@ bool IsValidUtf8(std::string_view s) {
 
 RequestBuilder::RequestBuilder(RequestBuilderOptions options,
                                std::shared_ptr<const Tokenizer> tokenizer,
-                               std::optional<ChatTemplate> chat_template)
+                               std::optional<ChatTemplate> chat_template,
+                               std::optional<ImageIntake> images)
     : options_(std::move(options)),
       tokenizer_(std::move(tokenizer)),
-      chat_template_(std::move(chat_template)) {}
+      chat_template_(std::move(chat_template)),
+      images_(std::move(images)) {}
 
 StatusOr<std::vector<int32_t>> RequestBuilder::PromptTokens(const PromptInput& prompt,
                                                             std::string* rendered) const {
@@ -87,21 +89,30 @@ StatusOr<std::vector<int32_t>> RequestBuilder::ChatTokens(const std::vector<Chat
     const ChatMessage& m = chat[i];
     if (m.role.empty()) return InvalidArgument("chat.messages[{}].role: empty", i);
     if (!IsValidUtf8(m.role)) return InvalidArgument("chat.messages[{}].role: not UTF-8", i);
-    // Text parts are joined with newlines into the one string the templates expect.
+    // Text parts are joined with newlines into the one string the templates expect; a message
+    // with images goes as a list of typed parts, as transformers passes multimodal content.
+    bool has_image = false;
+    for (const ContentPart& part : m.content) has_image |= part.kind == ContentPart::Kind::kImage;
     std::string content;
+    nlohmann::json parts = nlohmann::json::array();
     for (size_t k = 0; k < m.content.size(); ++k) {
       const ContentPart& part = m.content[k];
-      if (part.kind != ContentPart::Kind::kText) {
-        return InvalidArgument("chat.messages[{}].content[{}]: only text parts are supported", i,
-                               k);
+      if (part.kind == ContentPart::Kind::kImage) {
+        parts.push_back({{"type", "image"}});
+        continue;
       }
       if (!IsValidUtf8(part.text)) {
         return InvalidArgument("chat.messages[{}].content: not valid UTF-8", i);
       }
+      parts.push_back({{"type", "text"}, {"text", part.text}});
       if (k > 0) content += '\n';
       content += part.text;
     }
-    messages.push_back({{"role", m.role}, {"content", std::move(content)}});
+    if (has_image) {
+      messages.push_back({{"role", m.role}, {"content", std::move(parts)}});
+    } else {
+      messages.push_back({{"role", m.role}, {"content", std::move(content)}});
+    }
   }
   StatusOr<std::string> text_or = chat_template_->Render(messages, true);
   if (!text_or.ok()) {
@@ -167,6 +178,38 @@ StatusOr<SamplingParams> RequestBuilder::BuildSampling(const GenerateInput& r) c
   return p;
 }
 
+StatusOr<std::vector<ImageIntake::Prepared>> RequestBuilder::PrepareImages(
+    const GenerateInput& r) const {
+  std::vector<std::pair<const ImageInput*, std::string>> found;
+  for (size_t i = 0; i < r.prompt.images.size(); ++i)
+    found.emplace_back(&r.prompt.images[i], fmt::format("images[{}]", i));
+  if (!found.empty() && !r.prompt.text.has_value())
+    return InvalidArgument("images: only with a raw prompt (chat messages carry image parts)");
+  if (r.prompt.chat.has_value()) {
+    const std::vector<ChatMessage>& chat = *r.prompt.chat;
+    for (size_t i = 0; i < chat.size(); ++i) {
+      for (size_t p = 0; p < chat[i].content.size(); ++p) {
+        if (chat[i].content[p].kind == ContentPart::Kind::kImage)
+          found.emplace_back(&chat[i].content[p].image,
+                             fmt::format("chat.messages[{}].parts[{}].image", i, p));
+      }
+    }
+  }
+  std::vector<ImageIntake::Prepared> out;
+  if (found.empty()) return out;
+  if (!images_)
+    return InvalidArgument("{}: model '{}' takes no images", found[0].second, options_.model_name);
+  if (static_cast<int32_t>(found.size()) > images_->max_images())
+    return InvalidArgument("images: {} images, more than the limit of {} per request", found.size(),
+                           images_->max_images());
+  for (const auto& [image, what] : found) {
+    ITE_ASSIGN_OR_RETURN(ImageIntake::Prepared p,
+                         images_->Prepare(image->data, image->mime_type, what));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 StatusOr<GenerationRequest> RequestBuilder::Build(const GenerateInput& r) const {
   if (!r.model.empty() && r.model != options_.model_name) {
     return InvalidArgument("model: unknown model '{}' (this server serves '{}')", r.model,
@@ -206,6 +249,11 @@ StatusOr<GenerationRequest> RequestBuilder::Build(const GenerateInput& r) const 
   out.use_prefix_cache = !r.disable_prefix_cache;
 
   ITE_ASSIGN_OR_RETURN(out.prompt_tokens, PromptTokens(r.prompt, nullptr));
+  ITE_ASSIGN_OR_RETURN(std::vector<ImageIntake::Prepared> images, PrepareImages(r));
+  if (images_) {
+    ITE_ASSIGN_OR_RETURN(out.images, images_->Expand(&out.prompt_tokens, images));
+    out.image_token_id = images_->image_token_id();
+  }
   auto n = static_cast<int32_t>(out.prompt_tokens.size());
   if (options_.max_context > 0 && n >= options_.max_context) {
     return InvalidArgument(

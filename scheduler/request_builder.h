@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "scheduler/chat/chat_template.h"
 #include "scheduler/generate_input.h"
+#include "scheduler/image_intake.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/tokenizer/tokenizer.h"
 
@@ -31,9 +32,11 @@ struct RequestBuilderOptions {
 
 class RequestBuilder {
  public:
-  // `chat_template` may be empty: chat requests are then rejected.
+  // `chat_template` may be empty: chat requests are then rejected. `images` empty: requests
+  // with images are rejected (a model without a vision tower).
   RequestBuilder(RequestBuilderOptions options, std::shared_ptr<const Tokenizer> tokenizer,
-                 std::optional<ChatTemplate> chat_template);
+                 std::optional<ChatTemplate> chat_template,
+                 std::optional<ImageIntake> images = std::nullopt);
 
   // The prompt tokens of a Generate input (also used by Tokenize). `rendered` gets the chat
   // template's output for chat inputs.
@@ -50,10 +53,14 @@ class RequestBuilder {
   StatusOr<SamplingParams> BuildSampling(const GenerateInput& request) const;
   StatusOr<std::vector<int32_t>> ChatTokens(const std::vector<ChatMessage>& chat,
                                             std::string* rendered) const;
+  // The request's images (raw prompt: `images`; chat: the messages' image parts), decoded and
+  // preprocessed, in prompt order.
+  StatusOr<std::vector<ImageIntake::Prepared>> PrepareImages(const GenerateInput& request) const;
 
   RequestBuilderOptions options_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::optional<ChatTemplate> chat_template_;
+  std::optional<ImageIntake> images_;
 };
 
 // True when `s` is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).

@@ -192,7 +192,7 @@ TEST_F(RequestBuilderTest, BadRequestsNameTheField) {
 
 TEST_F(RequestBuilderTest, TextPartsAreJoinedWithNewlines) {
   GenerateInput parts = Chat("first");
-  parts.prompt.chat->front().content.push_back({ContentPart::Kind::kText, "second"});
+  parts.prompt.chat->front().content.push_back({ContentPart::Kind::kText, "second", {}});
   StatusOr<GenerationRequest> a = builder_->Build(parts);
   StatusOr<GenerationRequest> b = builder_->Build(Chat("first\nsecond"));
   ASSERT_TRUE(a.ok() && b.ok());

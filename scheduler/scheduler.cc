@@ -164,10 +164,28 @@ Status Scheduler::Impl::Validate(const GenerationRequest& r) const {
         r.prompt_tokens.size(), r.max_tokens, total, max_context);
   }
   const int32_t vocab = model.vocab_size;
+  // Image positions hold negative cache keys (PromptImage); every other token must be real.
+  std::vector<bool> image_position(r.prompt_tokens.size(), false);
+  if (!r.images.empty()) {
+    if (model.image_tokens <= 0 || r.image_token_id != model.image_token_id)
+      return InvalidArgument("images: the model takes no images (or another image token)");
+    for (const PromptImage& im : r.images) {
+      const int64_t end = int64_t{im.position} + model.image_tokens;
+      if (im.position < 0 || end > static_cast<int64_t>(r.prompt_tokens.size()) ||
+          im.pixels == nullptr ||
+          im.pixels->size() != size_t{3} * model.image_size * model.image_size)
+        return InvalidArgument(
+            "images: an image at position {} does not fit the prompt or the "
+            "vision tower",
+            im.position);
+      for (int64_t p = im.position; p < end; ++p) image_position[p] = true;
+    }
+  }
   for (size_t i = 0; i < r.prompt_tokens.size(); ++i) {
-    if (r.prompt_tokens[i] < 0 || r.prompt_tokens[i] >= vocab) {
-      return InvalidArgument("prompt_tokens[{}] = {} is outside the vocabulary [0, {})", i,
-                             r.prompt_tokens[i], vocab);
+    const int32_t t = r.prompt_tokens[i];
+    if (image_position[i] ? t >= 0 : (t < 0 || t >= vocab)) {
+      return InvalidArgument("prompt_tokens[{}] = {} is outside the vocabulary [0, {})", i, t,
+                             vocab);
     }
   }
   for (size_t i = 0; i < r.stop_token_ids.size(); ++i) {

@@ -22,6 +22,7 @@
 #include "common/protocol/sampling_params.h"
 #include "common/protocol/worker_client.h"
 #include "common/status.h"
+#include "scheduler/prompt_image.h"
 
 namespace ite {
 
@@ -41,6 +42,8 @@ struct GenerationRequest {
   bool ignore_eos = false;
   int32_t priority = 0;  // higher first; FCFS within a priority
   bool use_prefix_cache = true;
+  std::vector<PromptImage> images;  // in position order
+  int32_t image_token_id = -1;      // what the worker gets for a (negative) image key
 };
 
 enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };

@@ -17,6 +17,11 @@ struct ModelInfo {
   int32_t num_layers = 0;
   int32_t hidden_size = 0;
   std::vector<int32_t> eos_token_ids;  // ends a sequence unless the request ignores EOS
+  // LLaVA: the prompt token standing for each image position, the positions one image takes and
+  // the square size its pixel values must have. -1 / 0 for a text-only model.
+  int32_t image_token_id = -1;
+  int32_t image_tokens = 0;
+  int32_t image_size = 0;
 };
 
 }  // namespace ite

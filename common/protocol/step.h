@@ -21,6 +21,14 @@
 
 namespace ite {
 
+// An image in a sequence's prompt (LLaVA), preprocessed by the scheduler: the worker runs the
+// vision tower on it once, when a step first reaches its positions, and its embeddings take the
+// place of the prompt's tokens at [position, position + the model's image tokens).
+struct StepImage {
+  int32_t position = 0;
+  std::vector<float> pixels;  // [3, image_size, image_size], the image processor's output
+};
+
 // One sequence's part of a step. Sequences are named by a scheduler-chosen seq_id, unique per
 // worker for the sequence's lifetime.
 struct StepSequence {
@@ -43,6 +51,8 @@ struct StepSequence {
   // With `sampling`: how many of prompt_tokens (the last ones) the sequence generated before it
   // was preempted; they count for the penalties and the seeded RNG resumes past them.
   int32_t generated_tokens = 0;
+  // With `sampling`: the prompt's images, in position order, not overlapping.
+  std::vector<StepImage> images;
 };
 
 struct StepRequest {

@@ -175,9 +175,9 @@ Status ParseMessages(const Json& v, const OpenAiParseLimits& limits,
     auto content = m.find("content");
     if (content == m.end() || content->is_null()) {
       // An assistant turn that only called tools has no content; keep the turn, empty.
-      msg.content.push_back({ContentPart::Kind::kText, ""});
+      msg.content.push_back({ContentPart::Kind::kText, "", {}});
     } else if (content->is_string()) {
-      msg.content.push_back({ContentPart::Kind::kText, content->get<std::string>()});
+      msg.content.push_back({ContentPart::Kind::kText, content->get<std::string>(), {}});
     } else if (content->is_array()) {
       for (size_t k = 0; k < content->size(); ++k) {
         const Json& part = (*content)[k];
@@ -193,7 +193,7 @@ Status ParseMessages(const Json& v, const OpenAiParseLimits& limits,
         if (text == part.end() || !text->is_string()) {
           return InvalidArgument("messages[{}].content[{}].text: expected a string", i, k);
         }
-        msg.content.push_back({ContentPart::Kind::kText, text->get<std::string>()});
+        msg.content.push_back({ContentPart::Kind::kText, text->get<std::string>(), {}});
       }
     } else {
       return InvalidArgument("messages[{}].content: expected a string or an array of parts, got {}",

@@ -172,7 +172,16 @@ int Run(const SchedulerMainOptions& o) {
     bo.vocab_size = scheduler->model_info().vocab_size;
     bo.default_max_tokens = o.default_max_tokens;
     bo.default_sampling = *defaults;
-    auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template));
+    std::optional<ImageIntake> images;
+    if (scheduler->model_info().image_tokens > 0) {
+      ITE_ASSIGN_OR_RETURN(ImageIntake made,
+                           ImageIntake::Create(o.model, scheduler->model_info(), {}));
+      images = std::move(made);
+      ITE_LOG_INFO("images: {} positions each, {}x{} pixels", scheduler->model_info().image_tokens,
+                   scheduler->model_info().image_size, scheduler->model_info().image_size);
+    }
+    auto builder = std::make_unique<RequestBuilder>(bo, tokenizer, std::move(chat_template),
+                                                    std::move(images));
     intake =
         std::make_unique<RequestIntake>(scheduler.get(), tokenizer, std::move(builder), metrics);
     service = std::make_unique<GenerationService>(intake.get(), addresses, scheduler->block_size());

@@ -44,33 +44,10 @@ std::string ClientCmd(const Env& env, const std::string& args) {
   return env.bin_dir + "/ite-client " + args + " 2>/dev/null";
 }
 
-class ServiceE2E : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    env_ = new Env(ReadEnv());
-    if (!env_->missing.empty()) return;
-    serve_ = new ServeProcess();
-    started_ = serve_->Start(*env_, 1);
-  }
-  static void TearDownTestSuite() {
-    delete serve_;
-    serve_ = nullptr;
-    delete env_;
-  }
-  void SetUp() override {
-    if (!env_->missing.empty()) GTEST_SKIP() << env_->missing;
-    ASSERT_TRUE(started_) << "ite-serve did not come up";
-    stub_ = serve_->Stub();
-  }
-
-  static Env* env_;
-  static ServeProcess* serve_;
-  static bool started_;
-  std::unique_ptr<ite::v1::Generation::Stub> stub_;
+class ServiceE2E : public SharedServeTest<ServiceE2E> {
+ public:
+  static std::string Model() { return ""; }
 };
-Env* ServiceE2E::env_ = nullptr;
-ServeProcess* ServiceE2E::serve_ = nullptr;
-bool ServiceE2E::started_ = false;
 
 TEST_F(ServiceE2E, StreamingGenerateViaIteClient) {
   GenerateResult r = Generate(*stub_, Greedy("The capital of France is", 12));

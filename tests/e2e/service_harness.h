@@ -4,6 +4,7 @@
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <functional>
@@ -63,6 +64,35 @@ class ServeProcess {
   TempDir dir_;
   ChildProcess process_;
   int port_ = 0;
+};
+
+// A test suite sharing one ite-serve (one worker): `Suite::Model()` names the model (empty:
+// ITE_MODEL_GGUF). Tests skip when the binaries or the model are missing.
+template <typename Suite>
+class SharedServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    env_ = new Env(ReadEnv());
+    if (!env_->missing.empty()) return;
+    if (std::string model = Suite::Model(); !model.empty()) env_->model = model;
+    serve_ = new ServeProcess();
+    started_ = serve_->Start(*env_, 1);
+  }
+  static void TearDownTestSuite() {
+    delete serve_;
+    serve_ = nullptr;
+    delete env_;
+  }
+  void SetUp() override {
+    if (!env_->missing.empty()) GTEST_SKIP() << env_->missing;
+    ASSERT_TRUE(started_) << "ite-serve did not come up";
+    stub_ = serve_->Stub();
+  }
+
+  inline static Env* env_ = nullptr;
+  inline static ServeProcess* serve_ = nullptr;
+  inline static bool started_ = false;
+  std::unique_ptr<ite::v1::Generation::Stub> stub_;
 };
 
 // Result of one streamed Generate call.

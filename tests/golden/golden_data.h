@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "worker/backend/backend.h"
+
 namespace ite::golden {
 
 struct Golden {
@@ -31,6 +33,31 @@ inline Golden Read(const std::string& source_dir, const std::string& name) {
   bin.read(reinterpret_cast<char*>(g.logits.data()), g.logits.size() * sizeof(float));
   EXPECT_TRUE(bin.good());
   return g;
+}
+
+// Logits of every row of `ids` (sequence 0, with its `images`), run in prefill chunks of
+// `chunk` tokens over blocks 0, 1, ...; the sequence is released afterwards.
+inline std::vector<float> PromptLogits(Backend& backend, const std::vector<int32_t>& ids,
+                                       std::vector<StepImage> images, int32_t chunk) {
+  std::vector<int32_t> blocks;
+  for (int32_t b = 0; b * backend.block_size() < static_cast<int32_t>(ids.size()); ++b)
+    blocks.push_back(b);
+  EXPECT_TRUE(backend.AddSequence(0, SamplingParams{}, ids, 0).ok());
+  Status set = backend.SetSequenceImages(0, std::move(images), ids);
+  EXPECT_TRUE(set.ok()) << set.ToString();
+  std::vector<float> all;
+  for (size_t start = 0; start < ids.size(); start += chunk) {
+    const size_t n = std::min<size_t>(chunk, ids.size() - start);
+    ForwardBatch batch;
+    batch.chunks.push_back(LogitsChunk(std::span(ids).subspan(start, n),
+                                       static_cast<int32_t>(start), blocks, LogitsMode::kAll));
+    std::vector<float> logits;
+    Status s = ForwardLogits(backend, batch, &logits);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+  backend.ReleaseSequence(0);
+  return all;
 }
 
 }  // namespace ite::golden

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/protocol/step.h"
 #include "common/status.h"
 #include "worker/backend/forward_batch.h"
 #include "worker/model/model_config.h"
@@ -47,6 +48,13 @@ class Backend {
   // resume past them). params must have passed Validate().
   virtual Status AddSequence(int64_t seq_id, const SamplingParams& params,
                              std::span<const int32_t> context, int32_t generated) = 0;
+  // The images of a sequence's prompt (after AddSequence; replaces earlier ones). `context` is
+  // the prompt AddSequence got. A backend without a vision tower refuses any image.
+  virtual Status SetSequenceImages(int64_t seq_id, std::vector<StepImage> images,
+                                   std::span<const int32_t> context) {
+    if (images.empty()) return Status::Ok();
+    return InvalidArgument("seq {}: this backend takes no images", seq_id);
+  }
   virtual void ReleaseSequence(int64_t seq_id) = 0;
   virtual void ClearSequences() = 0;
 

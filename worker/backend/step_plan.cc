@@ -9,6 +9,7 @@ Status PlanStep(const ForwardBatch& batch, const PlanLimits& limits, StepPlan* p
   plan->tokens.clear();
   plan->positions.clear();
   plan->logit_rows.clear();
+  plan->embeds.clear();
   plan->max_q_len = plan->max_kv_len = plan->max_blocks = 0;
   plan->decode_only = true;
   if (batch.chunks.empty()) return InvalidArgument("step: empty batch");

@@ -28,11 +28,21 @@ struct PlannedChunk {
   int32_t kv_len() const { return start_pos + len; }
 };
 
+// Rows of the step whose input embeddings come from an image's features instead of the token
+// table: rows [row0, row0 + rows) take the rows starting at `src` (ops activation dtype and
+// memory, hidden wide), which stay valid until the step has run.
+struct EmbedRun {
+  int32_t row0 = 0;
+  int32_t rows = 0;
+  const void* src = nullptr;
+};
+
 struct StepPlan {
   std::vector<PlannedChunk> chunks;
   std::vector<int32_t> tokens;      // [rows]; a decode row holds -1 until the backend feeds it
   std::vector<int32_t> positions;   // [rows]
   std::vector<int32_t> logit_rows;  // token rows whose logits are computed, in chunk order
+  std::vector<EmbedRun> embeds;     // filled by the backend (SequenceImages::Prepare)
   int32_t max_q_len = 0;
   int32_t max_kv_len = 0;
   int32_t max_blocks = 0;   // longest block table any chunk needs

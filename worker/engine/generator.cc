@@ -70,6 +70,10 @@ StatusOr<std::vector<GenerateResult>> Generator::GenerateBatch(
     SamplingParams sp = params;
     if (sp.has_seed) sp.seed += i;
     ITE_RETURN_IF_ERROR(backend_->AddSequence(static_cast<int64_t>(i), sp, prompts[i], 0));
+    if (i < options.images.size()) {
+      ITE_RETURN_IF_ERROR(
+          backend_->SetSequenceImages(static_cast<int64_t>(i), options.images[i], prompts[i]));
+    }
   }
   // The backend keeps the sequences' sampling state; drop it whatever happens.
   struct Release {

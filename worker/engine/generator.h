@@ -21,6 +21,8 @@ struct GenerateOptions {
   int32_t max_new_tokens = 256;
   int32_t prefill_chunk = 512;    // prompt tokens per Forward
   std::vector<int32_t> stop_ids;  // e.g. the EOS ids; the stop token is part of the output
+  // LLaVA: the images of each prompt (index as in the prompts; missing or empty: none).
+  std::vector<std::vector<StepImage>> images;
 };
 
 struct GenerateResult {

@@ -22,30 +22,6 @@ StatusOr<float> ToFloat(double v, const std::string& path, std::string_view key)
   return static_cast<float>(v);
 }
 
-StatusOr<int32_t> JsonInt(const json& j, const char* key, const std::string& path,
-                          std::optional<int32_t> fallback = std::nullopt) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) {
-    if (fallback) return *fallback;
-    return InvalidArgument("{}: missing integer '{}'", path, key);
-  }
-  if (!it->is_number_integer() ||
-      (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t{INT64_MAX})) {
-    return InvalidArgument("{}: '{}' is not an integer in range", path, key);
-  }
-  int64_t v = it->get<int64_t>();
-  if (v < -1 || v > kMaxDim * 1024)
-    return InvalidArgument("{}: '{}' = {} is out of range", path, key, v);
-  return static_cast<int32_t>(v);
-}
-
-StatusOr<float> JsonFloat(const json& j, const char* key, const std::string& path, float fallback) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return fallback;
-  if (!it->is_number()) return InvalidArgument("{}: '{}' is not a number", path, key);
-  return ToFloat(it->get<double>(), path, key);
-}
-
 // eos_token_id / bos_token_id may be an int, a list of ints, or null.
 StatusOr<std::vector<int32_t>> JsonIds(const json& j, const char* key, const std::string& path) {
   std::vector<int32_t> ids;
@@ -109,6 +85,30 @@ Status ParseHfRope(const json& config, const std::string& path, ModelConfig* c) 
 
 }  // namespace
 
+StatusOr<int32_t> JsonInt(const json& j, const char* key, const std::string& path,
+                          std::optional<int32_t> fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (fallback) return *fallback;
+    return InvalidArgument("{}: missing integer '{}'", path, key);
+  }
+  if (!it->is_number_integer() ||
+      (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t{INT64_MAX})) {
+    return InvalidArgument("{}: '{}' is not an integer in range", path, key);
+  }
+  int64_t v = it->get<int64_t>();
+  if (v < -1 || v > kMaxDim * 1024)
+    return InvalidArgument("{}: '{}' = {} is out of range", path, key, v);
+  return static_cast<int32_t>(v);
+}
+
+StatusOr<float> JsonFloat(const json& j, const char* key, const std::string& path, float fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_number()) return InvalidArgument("{}: '{}' is not a number", path, key);
+  return ToFloat(it->get<double>(), path, key);
+}
+
 Status ValidateConfig(const ModelConfig& c, const std::string& path) {
   auto positive = [&](int64_t v, const char* what) -> Status {
     if (v <= 0 || v > kMaxDim) return InvalidArgument("{}: {} = {} is out of range", path, what, v);
@@ -146,6 +146,9 @@ StatusOr<ModelConfig> ConfigFromHfJson(const json& config, const json& generatio
   } else if (auto mt = config.find("model_type"); mt != config.end() && mt->is_string()) {
     arch = mt->get<std::string>();
   }
+  if (arch == "LlavaForConditionalGeneration" || arch == "llava") {
+    return LlavaConfigFromHfJson(config, generation, path);
+  }
   ModelConfig c;
   if (arch == "LlamaForCausalLM" || arch == "llama") {
     c.arch = ModelArch::kLlama;
@@ -155,7 +158,7 @@ StatusOr<ModelConfig> ConfigFromHfJson(const json& config, const json& generatio
   } else {
     return Unimplemented(
         "{}: architecture '{}' is not supported (LlamaForCausalLM, "
-        "Qwen2ForCausalLM are)",
+        "Qwen2ForCausalLM, LlavaForConditionalGeneration are)",
         path, arch);
   }
   if (auto it = config.find("attention_bias");

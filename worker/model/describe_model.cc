@@ -11,6 +11,11 @@ ModelInfo DescribeModel(const ModelConfig& config) {
   info.num_layers = config.num_layers;
   info.hidden_size = config.hidden_size;
   info.eos_token_ids = config.eos_token_ids;
+  if (config.vision) {
+    info.image_token_id = config.vision->image_token_id;
+    info.image_tokens = config.vision->image_tokens();
+    info.image_size = config.vision->image_size;
+  }
   return info;
 }
 

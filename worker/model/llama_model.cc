@@ -15,17 +15,6 @@ struct LlamaLayer {
   OpWeight attn_norm, qkv, o, ffn_norm, gate_up, down;
 };
 
-Status CheckShape(const Tensor& t, const std::string& name, std::vector<int64_t> shape) {
-  if (t.empty()) return InvalidArgument("weight {} is missing", name);
-  if (t.shape != shape) {
-    Tensor want;
-    want.shape = std::move(shape);
-    return InvalidArgument("weight {} has shape {}, expected {}", name, t.ShapeString(),
-                           want.ShapeString());
-  }
-  return Status::Ok();
-}
-
 class LlamaModel final : public Model {
  public:
   explicit LlamaModel(const ModelConfig& config) : c_(config) {}
@@ -35,15 +24,16 @@ class LlamaModel final : public Model {
       return InvalidArgument("{} layers of weights for num_layers {}", w.layers.size(),
                              c_.num_layers);
     const int32_t hidden = c_.hidden_size, inter = c_.intermediate_size;
-    ITE_RETURN_IF_ERROR(CheckShape(w.token_embedding, "token_embedding", {c_.vocab_size, hidden}));
+    ITE_RETURN_IF_ERROR(
+        CheckWeightShape(w.token_embedding, "token_embedding", {c_.vocab_size, hidden}));
     ITE_ASSIGN_OR_RETURN(embedding_, ops->LoadTable(w.token_embedding, "token_embedding"));
     auto matrix = [&](const Tensor& t, const Tensor& bias, const std::string& name, int32_t out,
                       int32_t in) -> StatusOr<OpWeight> {
-      ITE_RETURN_IF_ERROR(CheckShape(t, name, {out, in}));
+      ITE_RETURN_IF_ERROR(CheckWeightShape(t, name, {out, in}));
       return ops->LoadMatrix(t, bias, name);
     };
     auto vector = [&](const Tensor& t, const std::string& name) -> StatusOr<OpWeight> {
-      ITE_RETURN_IF_ERROR(CheckShape(t, name, {hidden}));
+      ITE_RETURN_IF_ERROR(CheckWeightShape(t, name, {hidden}));
       return ops->LoadVector(t, name);
     };
     const Tensor none;
@@ -51,7 +41,7 @@ class LlamaModel final : public Model {
       const LayerWeights& lw = w.layers[l];
       const std::string p = fmt::format("layers.{}.", l);
       if (c_.qkv_bias) {
-        ITE_RETURN_IF_ERROR(CheckShape(lw.bqkv, p + "bqkv", {c_.qkv_dim()}));
+        ITE_RETURN_IF_ERROR(CheckWeightShape(lw.bqkv, p + "bqkv", {c_.qkv_dim()}));
       } else if (!lw.bqkv.empty()) {
         return InvalidArgument("weight {}bqkv present but the config has no qkv bias", p);
       }

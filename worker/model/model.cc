@@ -20,6 +20,17 @@ Status ValidateModelConfig(const ModelConfig& c) {
   return Status::Ok();
 }
 
+Status CheckWeightShape(const Tensor& t, const std::string& name, std::vector<int64_t> shape) {
+  if (t.empty()) return InvalidArgument("weight {} is missing", name);
+  if (t.shape != shape) {
+    Tensor want;
+    want.shape = std::move(shape);
+    return InvalidArgument("weight {} has shape {}, expected {}", name, t.ShapeString(),
+                           want.ShapeString());
+  }
+  return Status::Ok();
+}
+
 namespace {
 
 // Calls fn once per distinct tensor (a tied LM head shares the embedding's storage).

@@ -36,6 +36,9 @@ int64_t WeightBytes(const ModelWeights& weights);
 // "Q4_1 (210 tensors), Q8_0 (1), F32 (61): 103.6 MiB".
 std::string DescribeWeights(const ModelWeights& weights);
 
+// Shared by the architectures: `t` is present with exactly `shape`, or an error naming `name`.
+Status CheckWeightShape(const Tensor& t, const std::string& name, std::vector<int64_t> shape);
+
 // Shared by the backends: config fields every architecture needs, checked once.
 Status ValidateModelConfig(const ModelConfig& config);
 

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "worker/model/vision_config.h"
 
 namespace ite {
 
@@ -21,22 +24,24 @@ struct RopeScaling {
 
 struct ModelConfig {
   ModelArch arch = ModelArch::kLlama;
-  std::string name;           // e.g. "SmolLM2-135M-Instruct", for ModelInfo and logs
+  std::string name;  // e.g. "SmolLM2-135M-Instruct", for ModelInfo and logs
   int32_t vocab_size = 0;
   int32_t hidden_size = 0;
   int32_t intermediate_size = 0;
   int32_t num_layers = 0;
   int32_t num_heads = 0;
   int32_t num_kv_heads = 0;
-  int32_t head_dim = 0;       // hidden_size / num_heads unless the config says otherwise
+  int32_t head_dim = 0;  // hidden_size / num_heads unless the config says otherwise
   float rms_norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
   RopeScaling rope_scaling;
   int32_t max_position = 2048;  // context length
   bool tie_embeddings = false;
-  bool qkv_bias = false;        // Qwen2: Q, K and V projections carry a bias
+  bool qkv_bias = false;  // Qwen2: Q, K and V projections carry a bias
   int32_t bos_token_id = -1;
   std::vector<int32_t> eos_token_ids;
+  // LLaVA: the vision tower and projector in front of the language model described above.
+  std::optional<VisionConfig> vision;
 
   int32_t q_dim() const { return num_heads * head_dim; }
   int32_t kv_dim() const { return num_kv_heads * head_dim; }

@@ -9,6 +9,7 @@
 #include "common/gguf_reader.h"
 #include "worker/model/config_parser.h"
 #include "worker/model/safetensors_file.h"
+#include "worker/model/vision_weight_builder.h"
 #include "worker/model/weight_builder.h"
 
 namespace ite {
@@ -164,6 +165,26 @@ StatusOr<std::vector<std::string>> ShardNames(const json& index, const std::stri
   return std::vector<std::string>(shards.begin(), shards.end());
 }
 
+// LLaVA checkpoints keep the language model under "language_model." (the layout transformers
+// writes and the llava-hf releases use) or "model.language_model." (transformers 5 in memory).
+Status UseLlavaTextNames(TensorSet* set) {
+  if (set->tensors.count("language_model.model.embed_tokens.weight")) {
+    set->name_of = [](WeightKind kind, int l) { return "language_model." + HfName(kind, l); };
+  } else if (set->tensors.count("model.language_model.embed_tokens.weight")) {
+    set->name_of = [](WeightKind kind, int l) {
+      std::string name = HfName(kind, l);
+      if (name.rfind("model.", 0) == 0) name.insert(6, "language_model.");
+      return name;
+    };
+  } else {
+    return NotFound(
+        "{}: the language model is missing (no tensor "
+        "'language_model.model.embed_tokens.weight')",
+        set->path);
+  }
+  return Status::Ok();
+}
+
 StatusOr<LoadedModel> LoadHfFolder(const std::string& dir, const LoadOptions& options) {
   const fs::path root(dir);
   ITE_ASSIGN_OR_RETURN(json config_json, ReadJson(root / "config.json", true));
@@ -211,11 +232,17 @@ StatusOr<LoadedModel> LoadHfFolder(const std::string& dir, const LoadOptions& op
       }
     }
   }
+  if (config.vision) ITE_RETURN_IF_ERROR(UseLlavaTextNames(&set));
   LoadedModel model;
   ITE_ASSIGN_OR_RETURN(model.weights,
                        BuildWeights(config, set,
                                     {options.dtype, options.show_progress,
                                      options.progress_interval_s, options.keep_stored}));
+  if (config.vision) {
+    ITE_ASSIGN_OR_RETURN(
+        model.weights.vision,
+        BuildVisionWeights(*config.vision, config.hidden_size, set, options.dtype));
+  }
   model.config = std::move(config);
   model.path = dir;
   model.format = "safetensors";

@@ -14,6 +14,7 @@
 
 #include "common/status.h"
 #include "worker/model/tensor.h"
+#include "worker/model/vision_config.h"
 
 namespace ite {
 
@@ -35,7 +36,25 @@ struct OpWeight {
 };
 
 // Scratch activations by role; the ops keep one buffer per role, sized for their largest step.
-enum class ActBuffer { kResidual, kNormed, kQkv, kAttn, kProj, kGateUp, kMlp, kLogitRows, kCount };
+// The kVision* buffers serve the vision tower (one image at a time, num_positions rows).
+enum class ActBuffer {
+  kResidual,
+  kNormed,
+  kQkv,
+  kAttn,
+  kProj,
+  kGateUp,
+  kMlp,
+  kLogitRows,
+  kVisionPatches,
+  kVisionX,
+  kVisionH,
+  kVisionQkv,
+  kVisionAttn,
+  kVisionMlp,
+  kVisionProj,
+  kCount
+};
 
 class ModelOps {
  public:
@@ -52,7 +71,8 @@ class ModelOps {
   virtual int32_t num_logit_rows() const = 0;
   virtual Activation Buffer(ActBuffer which, int32_t rows, int32_t cols) = 0;
 
-  // out[t] = table[token t of the step]
+  // out[t] = table[token t of the step], or, for rows the plan fills from image features, that
+  // feature row.
   virtual Status Embedding(const OpWeight& table, Activation out) = 0;
   // out = RmsNorm(x) * w; out may alias x.
   virtual Status RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) = 0;
@@ -73,6 +93,24 @@ class ModelOps {
   virtual Status GatherLogitRows(Activation x, Activation out) = 0;
   // fp32 logits [rows, vocab] = x @ w^T into the ops' logits buffer.
   virtual Status LmHead(Activation x, const OpWeight& w) = 0;
+
+  // The vision tower's operators (LLaVA). They work on whole activations, not on the step plan.
+  // out = host fp32 values [out.rows, out.cols], converted to the activation dtype.
+  virtual Status UploadRows(const float* host, Activation out) = 0;
+  // out = (x - mean) / sqrt(var + eps) * w + b per row; out may alias x.
+  virtual Status LayerNorm(Activation x, const OpWeight& w, const OpWeight& b, float eps,
+                           Activation out) = 0;
+  // x += y, same shape.
+  virtual Status Add(Activation x, Activation y) = 0;
+  // x[r] += table[r] for r < x.rows (table: LoadTable, at least x.rows rows of x.cols).
+  virtual Status AddTable(Activation x, const OpWeight& table) = 0;
+  // x = fn(x), in place.
+  virtual Status Activate(Activation x, ActFn fn) = 0;
+  // Non-causal attention among all rows of qkv [rows, 3 * num_heads * head_dim] (Q | K | V, one
+  // image), scaled by 1/sqrt(head_dim); out [rows, num_heads * head_dim].
+  virtual Status DenseAttention(Activation qkv, int32_t num_heads, Activation out) = 0;
+  // Rows [row0, row0 + rows) of x, sharing its memory.
+  virtual Activation Rows(Activation x, int32_t row0, int32_t rows) = 0;
 };
 
 }  // namespace ite

@@ -18,6 +18,7 @@
 
 #include "worker/model/model_config.h"
 #include "worker/model/tensor.h"
+#include "worker/model/vision_weights.h"
 
 namespace ite {
 
@@ -36,6 +37,7 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   Tensor final_norm;
   Tensor lm_head;
+  VisionWeights vision;  // empty unless config.vision
 };
 
 }  // namespace ite

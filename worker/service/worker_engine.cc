@@ -180,6 +180,7 @@ Status WorkerEngine::Submit(const StepRequest& request) {
       state = std::make_unique<SeqState>();
       ITE_RETURN_IF_ERROR(
           backend_->AddSequence(s.seq_id, *s.sampling, s.prompt_tokens, s.generated_tokens));
+      ITE_RETURN_IF_ERROR(backend_->SetSequenceImages(s.seq_id, s.images, s.prompt_tokens));
     }
     state->block_table.resize(s.block_table_offset);
     state->block_table.insert(state->block_table.end(), s.block_table.begin(), s.block_table.end());

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus for the GGUF and safetensors fuzz targets (and their ctest).
-The hf_config/ seeds are hand-written config.json files (smollm2.json as saved by transformers).
+"""Writes the seed corpus for the GGUF, safetensors and image fuzz targets (and their ctest).
+The hf_config/ seeds are hand-written config.json files (smollm2.json as saved by transformers,
+tiny_llava.json copied from tests/data/tiny-llava).
 
 GGUF seeds come from gguf-py's GGUFWriter, an implementation independent of ours.
 Run with the reference environment: /opt/refpy/bin/python tests/data/fuzz/make_seeds.py
@@ -128,8 +129,28 @@ def safetensors_seeds():
         "z": ("BF16", (0, 4), b"")}))
 
 
+
+
+def image_seeds():
+    """Small images of each kind the decoder takes (PIL writes them): RGB and palette PNG with
+    transparency, grey and colour JPEG (baseline and progressive), GIF."""
+    from PIL import Image
+    out = HERE / "image"
+    out.mkdir(exist_ok=True)
+    rng = np.random.default_rng(9)
+    rgb = Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8))
+    rgb.save(out / "rgb.png")
+    rgb.convert("P").save(out / "palette.png", transparency=0)
+    rgb.convert("RGBA").save(out / "rgba.png")
+    rgb.save(out / "baseline.jpg", quality=80)
+    rgb.save(out / "progressive.jpg", quality=80, progressive=True)
+    rgb.convert("L").save(out / "grey.jpg", quality=80)
+    rgb.save(out / "frame.gif")
+
+
 if __name__ == "__main__":
     gguf_seeds()
     safetensors_seeds()
+    image_seeds()
     for p in sorted(HERE.glob("*/*")):
         print(p.relative_to(HERE), p.stat().st_size)

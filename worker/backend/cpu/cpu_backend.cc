@@ -5,7 +5,9 @@
 
 #include "worker/backend/cpu/cpu_model_ops.h"
 #include "worker/backend/host_sequences.h"
+#include "worker/backend/sequence_images.h"
 #include "worker/model/model.h"
+#include "worker/model/vision_model.h"
 
 namespace ite {
 namespace {
@@ -14,10 +16,16 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   CpuBackend(LoadedModel model, int num_threads)
-      : model_(std::move(model)), ops_(model_.config, num_threads) {}
+      : model_(std::move(model)),
+        ops_(model_.config, num_threads),
+        images_(model_.config.vision ? &*model_.config.vision : nullptr,
+                sizeof(float) * model_.config.hidden_size) {}
 
   Status Init(const KvCacheOptions& kv) {
     ITE_ASSIGN_OR_RETURN(net_, CreateModel(model_.config, model_.weights, &ops_));
+    if (model_.config.vision) {
+      ITE_ASSIGN_OR_RETURN(vision_, CreateVisionModel(model_.config, model_.weights.vision, &ops_));
+    }
     return ops_.InitKv(kv);
   }
 
@@ -31,8 +39,18 @@ class CpuBackend final : public Backend {
     seqs_.Add(seq_id, params, context, generated);
     return Status::Ok();
   }
-  void ReleaseSequence(int64_t seq_id) override { seqs_.Release(seq_id); }
-  void ClearSequences() override { seqs_.Clear(); }
+  Status SetSequenceImages(int64_t seq_id, std::vector<StepImage> images,
+                           std::span<const int32_t> context) override {
+    return images_.Set(seq_id, std::move(images), context);
+  }
+  void ReleaseSequence(int64_t seq_id) override {
+    seqs_.Release(seq_id);
+    images_.Release(seq_id);
+  }
+  void ClearSequences() override {
+    seqs_.Clear();
+    images_.Clear();
+  }
 
   Status CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst) override {
     return ops_.CopyBlocks(src, dst);
@@ -44,6 +62,15 @@ class CpuBackend final : public Backend {
                             ops_.num_blocks()};
     ITE_RETURN_IF_ERROR(PlanStep(batch, limits, &plan_));
     ITE_RETURN_IF_ERROR(seqs_.FeedDecodes(&plan_));
+    ITE_RETURN_IF_ERROR(images_.Prepare(
+        &plan_, [&](std::span<const float> pixels) -> StatusOr<std::shared_ptr<void>> {
+          const VisionConfig& v = *model_.config.vision;
+          std::shared_ptr<float[]> features(
+              new float[static_cast<size_t>(v.image_tokens()) * model_.config.hidden_size]);
+          ITE_RETURN_IF_ERROR(vision_->Encode(
+              &ops_, pixels, {features.get(), v.image_tokens(), model_.config.hidden_size}));
+          return std::shared_ptr<void>(features, features.get());
+        }));
     ops_.SetPlan(&plan_);
     ITE_RETURN_IF_ERROR(net_->Forward(&ops_));
     ForwardOutput out;
@@ -69,7 +96,9 @@ class CpuBackend final : public Backend {
   LoadedModel model_;  // owns the weights (often the file's memory map) the ops point into
   CpuModelOps ops_;
   std::unique_ptr<Model> net_;
+  std::unique_ptr<VisionModel> vision_;  // LLaVA only
   HostSequences seqs_;
+  SequenceImages images_;
   StepPlan plan_;
   std::mutex done_mu_;  // Collect may run on another thread than Submit
   std::deque<ForwardOutput> done_;

@@ -7,6 +7,7 @@
 #include <new>
 
 #include "common/check.h"
+#include "worker/backend/cpu/cpu_vision_ops.h"
 #include "worker/model/dequantize.h"
 
 namespace ite {
@@ -181,22 +182,24 @@ Status CpuModelOps::Embedding(const OpWeight& table, Activation out) {
   const std::vector<int32_t>& tokens = plan_->tokens;
   if (table.dtype == DType::kF32) {
     cpu::Embedding(static_cast<const float*>(table.data), table.cols, tokens, F(out));
-    return Status::Ok();
-  }
-  if (DTypeQuantized(table.dtype)) {
+  } else if (DTypeQuantized(table.dtype)) {
     const auto* q = static_cast<const cpu::QuantMatrix*>(table.data);
     for (size_t t = 0; t < tokens.size(); ++t) {
       DequantizeRow(DTypeGgml(table.dtype), q->row_ptrs[static_cast<size_t>(tokens[t])],
                     F(out) + t * table.cols, table.cols);
     }
-    return Status::Ok();
-  }
-  for (size_t t = 0; t < tokens.size(); ++t) {
-    for (int32_t i = 0; i < table.cols; ++i) {
-      F(out)
-      [t * table.cols + i] =
-          ToF32(table.dtype, table.data, static_cast<int64_t>(tokens[t]) * table.cols + i);
+  } else {
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      for (int32_t i = 0; i < table.cols; ++i) {
+        F(out)
+        [t * table.cols + i] =
+            ToF32(table.dtype, table.data, static_cast<int64_t>(tokens[t]) * table.cols + i);
+      }
     }
+  }
+  for (const EmbedRun& run : plan_->embeds) {
+    std::memcpy(F(out) + static_cast<size_t>(run.row0) * out.cols, run.src,
+                sizeof(float) * run.rows * out.cols);
   }
   return Status::Ok();
 }
@@ -280,6 +283,55 @@ Status CpuModelOps::LmHead(Activation x, const OpWeight& w) {
   logits_.resize(static_cast<size_t>(x.rows) * w.rows);
   Activation logits{logits_.data(), x.rows, w.rows};
   return Linear(x, w, logits);
+}
+
+Status CpuModelOps::UploadRows(const float* host, Activation out) {
+  std::memcpy(out.data, host, sizeof(float) * out.rows * out.cols);
+  return Status::Ok();
+}
+
+Status CpuModelOps::LayerNorm(Activation x, const OpWeight& w, const OpWeight& b, float eps,
+                              Activation out) {
+  cpu::LayerNorm(F(x), static_cast<const float*>(w.data), static_cast<const float*>(b.data), x.rows,
+                 x.cols, eps, F(out));
+  return Status::Ok();
+}
+
+Status CpuModelOps::Add(Activation x, Activation y) {
+  const int64_t n = int64_t{x.rows} * x.cols;
+  for (int64_t i = 0; i < n; ++i) F(x)[i] += F(y)[i];
+  return Status::Ok();
+}
+
+Status CpuModelOps::AddTable(Activation x, const OpWeight& table) {
+  if (table.rows < x.rows || table.cols != x.cols)
+    return InvalidArgument("AddTable: table [{}, {}] for [{}, {}]", table.rows, table.cols, x.rows,
+                           x.cols);
+  const int64_t n = int64_t{x.rows} * x.cols;
+  for (int64_t i = 0; i < n; ++i) F(x)[i] += ToF32(table.dtype, table.data, i);
+  return Status::Ok();
+}
+
+Status CpuModelOps::Activate(Activation x, ActFn fn) {
+  const int64_t n = int64_t{x.rows} * x.cols;
+  if (fn == ActFn::kGelu) {
+    cpu::Gelu(F(x), n);
+  } else {
+    cpu::QuickGelu(F(x), n);
+  }
+  return Status::Ok();
+}
+
+Status CpuModelOps::DenseAttention(Activation qkv, int32_t num_heads, Activation out) {
+  if (num_heads <= 0 || qkv.cols % (3 * num_heads) != 0 || out.cols * 3 != qkv.cols)
+    return InvalidArgument("DenseAttention: qkv [{}, {}] with {} heads into {} columns", qkv.rows,
+                           qkv.cols, num_heads, out.cols);
+  cpu::DenseAttention(F(qkv), qkv.rows, num_heads, qkv.cols / (3 * num_heads), F(out), &pool_);
+  return Status::Ok();
+}
+
+Activation CpuModelOps::Rows(Activation x, int32_t row0, int32_t rows) {
+  return {F(x) + static_cast<size_t>(row0) * x.cols, rows, x.cols};
 }
 
 }  // namespace ite

@@ -53,6 +53,15 @@ class CpuModelOps final : public ModelOps {
   Status GatherLogitRows(Activation x, Activation out) override;
   Status LmHead(Activation x, const OpWeight& w) override;
 
+  Status UploadRows(const float* host, Activation out) override;
+  Status LayerNorm(Activation x, const OpWeight& w, const OpWeight& b, float eps,
+                   Activation out) override;
+  Status Add(Activation x, Activation y) override;
+  Status AddTable(Activation x, const OpWeight& table) override;
+  Status Activate(Activation x, ActFn fn) override;
+  Status DenseAttention(Activation qkv, int32_t num_heads, Activation out) override;
+  Activation Rows(Activation x, int32_t row0, int32_t rows) override;
+
  private:
   const float* Fp32(const Tensor& t);  // t itself when F32, else a converted copy
   StatusOr<const cpu::QuantMatrix*> Quant(const Tensor& t, const std::string& name);

@@ -72,6 +72,13 @@ Status CudaBackend::Init() {
   o.batch_invariant = options_.batch_invariant;
   ITE_ASSIGN_OR_RETURN(ops_, CudaModelOps::Create(model_.config, o, stream_));
   ITE_ASSIGN_OR_RETURN(net_, CreateModel(model_.config, model_.weights, ops_.get()));
+  const VisionConfig* vision = model_.config.vision ? &*model_.config.vision : nullptr;
+  if (vision != nullptr) {
+    ITE_ASSIGN_OR_RETURN(vision_,
+                         CreateVisionModel(model_.config, model_.weights.vision, ops_.get()));
+  }
+  images_ = std::make_unique<SequenceImages>(vision, size_t{2} * model_.config.hidden_size);
+  ops_->SetEmbeds(&plan_.embeds);
   // The host copies (often a memory map) are not needed any more.
   model_.weights = ModelWeights{};
   ITE_LOG_INFO("{}: {:.2f} GB of weights on {} in {:.1f} s", model_.config.name,
@@ -340,6 +347,16 @@ Status CudaBackend::SubmitStep(const ForwardBatch& batch, bool* enqueued) {
                    key.batch, key.max_blocks * bs, ElapsedUs(t0));
     }
   } else {
+    // Images this step reaches first: the vision tower runs on the stream ahead of the step.
+    ITE_RETURN_IF_ERROR(images_->Prepare(
+        &plan_, [&](std::span<const float> pixels) -> StatusOr<std::shared_ptr<void>> {
+          const int32_t n = model_.config.vision->image_tokens(),
+                        hidden = model_.config.hidden_size;
+          auto features = std::make_shared<DeviceBuffer>();
+          ITE_RETURN_IF_ERROR(features->Allocate(size_t{2} * n * hidden, "image features"));
+          ITE_RETURN_IF_ERROR(vision_->Encode(ops_.get(), pixels, {features->get(), n, hidden}));
+          return std::shared_ptr<void>(features, features->get());
+        }));
     ITE_RETURN_IF_ERROR(
         RunModel(View(l, sizes, plan_.decode_only, plan_.max_q_len, logit_identity)));
     const int32_t vocab = model_.config.vocab_size;

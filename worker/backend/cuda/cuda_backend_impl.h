@@ -15,8 +15,10 @@
 #include "worker/backend/cuda/cuda_model_ops.h"
 #include "worker/backend/cuda/device_sequences.h"
 #include "worker/backend/cuda/step_layout.h"
+#include "worker/backend/sequence_images.h"
 #include "worker/backend/step_plan.h"
 #include "worker/model/model.h"
+#include "worker/model/vision_model.h"
 
 namespace ite::cuda_backend {
 
@@ -74,13 +76,20 @@ class CudaBackend final : public Backend {
     std::lock_guard<std::mutex> lock(mu_);
     return seqs_.Add(seq_id, params, context, generated);
   }
+  Status SetSequenceImages(int64_t seq_id, std::vector<StepImage> images,
+                           std::span<const int32_t> context) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return images_->Set(seq_id, std::move(images), context);
+  }
   void ReleaseSequence(int64_t seq_id) override {
     std::lock_guard<std::mutex> lock(mu_);
     seqs_.Release(seq_id);
+    images_->Release(seq_id);
   }
   void ClearSequences() override {
     std::lock_guard<std::mutex> lock(mu_);
     seqs_.Clear();
+    images_->Clear();
   }
   Status CopyBlocks(std::span<const int32_t> src, std::span<const int32_t> dst) override;
   Status Submit(const ForwardBatch& batch) override;
@@ -118,6 +127,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CudaModelOps> ops_;
   std::unique_ptr<Model> net_;
+  std::unique_ptr<VisionModel> vision_;  // LLaVA only
   PlanLimits limits_;
   int32_t max_blocks_ = 0;  // block-table stride bound: the longest sequence's blocks
   int num_sms_ = 1;
@@ -126,6 +136,7 @@ class CudaBackend final : public Backend {
   std::mutex mu_;  // everything below; Collect waits for the GPU without it
   std::condition_variable ring_cv_;
   DeviceSequences seqs_;
+  std::unique_ptr<SequenceImages> images_;  // features in device memory, [image_tokens, hidden]
   StepPlan plan_;
   std::deque<InFlight> in_flight_;
   bool ring_busy_[kRing] = {};

@@ -11,6 +11,7 @@
 #include "ite/kernels/norm.h"
 #include "ite/kernels/rope.h"
 #include "ite/kernels/step_io.h"
+#include "ite/kernels/vision.h"
 #include "worker/backend/cpu/cpu_ops.h"
 
 namespace ite {
@@ -46,6 +47,9 @@ Status CudaModelOps::Init() {
   ITE_CUDA_TRY(cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(float),
                           cudaMemcpyHostToDevice));
   const size_t rows = options_.max_rows, h = config_.hidden_size, inter = config_.intermediate_size;
+  // The vision tower's buffers hold one image (none for a text-only model).
+  const VisionConfig* v = config_.vision ? &*config_.vision : nullptr;
+  const size_t vrows = v ? v->num_positions() : 0, vh = v ? v->hidden_size : 0;
   const size_t sizes[] = {
       rows * h,                                          // kResidual
       rows * h,                                          // kNormed
@@ -55,8 +59,19 @@ Status CudaModelOps::Init() {
       rows * 2 * inter,                                  // kGateUp
       rows * inter,                                      // kMlp
       static_cast<size_t>(options_.max_logit_rows) * h,  // kLogitRows
+      vrows * (v ? v->patch_dim() : 0),                  // kVisionPatches
+      vrows * vh,                                        // kVisionX
+      vrows * vh,                                        // kVisionH
+      vrows * 3 * vh,                                    // kVisionQkv
+      vrows * vh,                                        // kVisionAttn
+      vrows * (v ? v->intermediate_size : 0),            // kVisionMlp
+      vrows * h,                                         // kVisionProj
   };
   static_assert(std::size(sizes) == static_cast<size_t>(ActBuffer::kCount));
+  if (config_.vision) {
+    ITE_RETURN_IF_ERROR(vision_staging_.Allocate(
+        sizes[static_cast<int>(ActBuffer::kVisionPatches)] * sizeof(float), "vision patches"));
+  }
   for (size_t i = 0; i < std::size(sizes); ++i) {
     ITE_RETURN_IF_ERROR(buffers_[i].Allocate(sizes[i] * 2, "activations"));
     buffer_elems_[i] = sizes[i];
@@ -166,8 +181,15 @@ Activation CudaModelOps::Buffer(ActBuffer which, int32_t rows, int32_t cols) {
 }
 
 Status CudaModelOps::Embedding(const OpWeight& table, Activation out) {
-  return kernels::Embedding(options_.dtype, table.data, table.rows, table.cols, step_.tokens,
-                            step_.num_rows, out.data, stream_);
+  ITE_RETURN_IF_ERROR(kernels::Embedding(options_.dtype, table.data, table.rows, table.cols,
+                                         step_.tokens, step_.num_rows, out.data, stream_));
+  if (embeds_ == nullptr) return Status::Ok();
+  const size_t row_bytes = static_cast<size_t>(out.cols) * 2;
+  for (const EmbedRun& run : *embeds_) {
+    ITE_CUDA_TRY(cudaMemcpyAsync(static_cast<char*>(out.data) + run.row0 * row_bytes, run.src,
+                                 run.rows * row_bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  return Status::Ok();
 }
 
 kernels::RmsNormArgs CudaModelOps::NormArgs(Activation x, const OpWeight& w, float eps,
@@ -277,6 +299,68 @@ Status CudaModelOps::GatherLogitRows(Activation x, Activation out) {
 
 Status CudaModelOps::LmHead(Activation x, const OpWeight& w) {
   return Gemm(x, w, /*bias=*/nullptr, logits_.get(), /*out_f32=*/true);
+}
+
+Status CudaModelOps::UploadRows(const float* host, Activation out) {
+  const size_t n = static_cast<size_t>(out.rows) * out.cols;
+  if (vision_staging_.bytes() < n * sizeof(float))
+    return InvalidArgument("UploadRows: [{}, {}] exceeds the vision staging buffer", out.rows,
+                           out.cols);
+  // From pageable memory: returns once `host` is consumed, so the caller may free it.
+  ITE_CUDA_TRY(cudaMemcpyAsync(vision_staging_.get(), host, n * sizeof(float),
+                               cudaMemcpyHostToDevice, stream_));
+  return kernels::ConvertFromF32(options_.dtype, vision_staging_.as<float>(), out.data,
+                                 static_cast<int64_t>(n), stream_);
+}
+
+Status CudaModelOps::LayerNorm(Activation x, const OpWeight& w, const OpWeight& b, float eps,
+                               Activation out) {
+  kernels::LayerNormArgs a;
+  a.dtype = options_.dtype;
+  a.x = x.data;
+  a.weight = w.data;
+  a.bias = b.data;
+  a.out = out.data;
+  a.rows = x.rows;
+  a.dim = x.cols;
+  a.eps = eps;
+  return kernels::LayerNorm(a, stream_);
+}
+
+Status CudaModelOps::Add(Activation x, Activation y) {
+  return kernels::AddInPlace(options_.dtype, x.data, y.data, int64_t{x.rows} * x.cols, stream_);
+}
+
+Status CudaModelOps::AddTable(Activation x, const OpWeight& table) {
+  if (table.rows < x.rows || table.cols != x.cols)
+    return InvalidArgument("AddTable: table [{}, {}] for [{}, {}]", table.rows, table.cols, x.rows,
+                           x.cols);
+  return kernels::AddInPlace(options_.dtype, x.data, table.data, int64_t{x.rows} * x.cols, stream_);
+}
+
+Status CudaModelOps::Activate(Activation x, ActFn fn) {
+  return kernels::Gelu(options_.dtype,
+                       fn == ActFn::kGelu ? kernels::GeluKind::kErf : kernels::GeluKind::kQuick,
+                       x.data, int64_t{x.rows} * x.cols, stream_);
+}
+
+Status CudaModelOps::DenseAttention(Activation qkv, int32_t num_heads, Activation out) {
+  if (num_heads <= 0 || qkv.cols % (3 * num_heads) != 0 || out.cols * 3 != qkv.cols)
+    return InvalidArgument("DenseAttention: qkv [{}, {}] with {} heads into {} columns", qkv.rows,
+                           qkv.cols, num_heads, out.cols);
+  kernels::DenseAttentionArgs a;
+  a.dtype = options_.dtype;
+  a.qkv = qkv.data;
+  a.out = out.data;
+  a.rows = qkv.rows;
+  a.num_heads = num_heads;
+  a.head_dim = qkv.cols / (3 * num_heads);
+  a.scale = 1.0f / std::sqrt(static_cast<float>(a.head_dim));
+  return kernels::DenseAttention(a, stream_);
+}
+
+Activation CudaModelOps::Rows(Activation x, int32_t row0, int32_t rows) {
+  return {static_cast<char*>(x.data) + static_cast<size_t>(row0) * x.cols * 2, rows, x.cols};
 }
 
 }  // namespace ite

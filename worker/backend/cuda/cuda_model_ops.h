@@ -12,6 +12,7 @@
 #include "ite/kernels/kernel_types.h"
 #include "ite/kernels/norm.h"
 #include "worker/backend/cuda/cuda_memory.h"
+#include "worker/backend/step_plan.h"
 #include "worker/model/model_config.h"
 #include "worker/model/model_ops.h"
 
@@ -69,6 +70,9 @@ class CudaModelOps final : public ModelOps {
   Status CopyBlocks(const int32_t* src, const int32_t* dst, int32_t pairs);
 
   void SetStep(const DeviceStep& step) { step_ = step; }
+  // Rows Embedding takes from image features (device memory) instead of the table; `embeds`
+  // (the backend's StepPlan::embeds) must outlive the ops.
+  void SetEmbeds(const std::vector<EmbedRun>* embeds) { embeds_ = embeds; }
   // fp32 logits [max_logit_rows, vocab] on the device (LmHead's output).
   float* logits() const { return logits_.as<float>(); }
   int64_t weight_bytes() const { return weight_bytes_; }
@@ -93,6 +97,15 @@ class CudaModelOps final : public ModelOps {
   Status SiluMul(Activation gate_up, Activation out) override;
   Status GatherLogitRows(Activation x, Activation out) override;
   Status LmHead(Activation x, const OpWeight& w) override;
+
+  Status UploadRows(const float* host, Activation out) override;
+  Status LayerNorm(Activation x, const OpWeight& w, const OpWeight& b, float eps,
+                   Activation out) override;
+  Status Add(Activation x, Activation y) override;
+  Status AddTable(Activation x, const OpWeight& table) override;
+  Status Activate(Activation x, ActFn fn) override;
+  Status DenseAttention(Activation qkv, int32_t num_heads, Activation out) override;
+  Activation Rows(Activation x, int32_t row0, int32_t rows) override;
 
  private:
   CudaModelOps(const ModelConfig& config, const CudaOpsOptions& options, cudaStream_t stream);
@@ -121,6 +134,8 @@ class CudaModelOps final : public ModelOps {
   int32_t num_blocks_ = 0;
   int64_t kv_plane_bytes_ = 0;
   DeviceStep step_;
+  const std::vector<EmbedRun>* embeds_ = nullptr;
+  DeviceBuffer vision_staging_;  // fp32 [num_positions, patch_dim]: UploadRows' host copy
 };
 
 }  // namespace ite

@@ -1,13 +1,12 @@
-// Runs the fuzz entry points over the committed seed corpus (tests/data/fuzz/{gguf,safetensors,hf_config})
-// and over every truncation and a few byte flips of each seed, in the normal build, so the
-// fuzzers' code paths stay exercised by ctest.
+// Runs the fuzz entry points over the committed seed corpus
+// (tests/data/fuzz/{gguf,safetensors,hf_config}) and over every truncation and a few byte flips of
+// each seed, in the normal build, so the fuzzers' code paths stay exercised by ctest.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "worker/model/config_parser.h"
@@ -69,6 +68,12 @@ TEST(FuzzCorpusTest, HfConfig) {
     ASSERT_TRUE(c.ok()) << c.status().ToString();
   }
   RunAll(corpus, FuzzHfConfig);
+}
+
+TEST(FuzzCorpusTest, Image) {
+  auto corpus = Corpus("image");
+  ASSERT_GE(corpus.size(), 5u);
+  RunAll(corpus, FuzzImage);
 }
 
 // The model seeds (written by gguf-py) must load, or the fuzzer would never reach the builder.

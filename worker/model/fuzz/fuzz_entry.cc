@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "common/gguf_reader.h"
+#include "common/image/image_decoder.h"
+#include "common/image/image_processor.h"
 #include "worker/model/config_parser.h"
 #include "worker/model/dequantize.h"
 #include "worker/model/model_loader.h"
@@ -83,6 +85,21 @@ int FuzzHfConfig(const uint8_t* data, size_t size) {
   // The same document doubles as generation_config.json, whose eos_token_id overrides.
   auto c = ConfigFromHfJson(config, config, "fuzz/config.json");
   if (c.ok()) g_sink = g_sink + static_cast<float>(c->qkv_dim());
+  return 0;
+}
+
+int FuzzImage(const uint8_t* data, size_t size) {
+  ImageLimits limits;
+  limits.max_pixels = 1 << 20;  // keeps each run fast; the limit check itself is what is fuzzed
+  auto image = DecodeImage(std::string_view(reinterpret_cast<const char*>(data), size), "", limits);
+  if (!image.ok()) return 0;
+  ImageProcessorConfig c;
+  c.do_pad = true;
+  c.shortest_edge = 24;
+  c.crop_height = 20;
+  c.crop_width = 28;  // wider than the resized short side: the crop pads too
+  auto px = PreprocessImage(*image, c);
+  if (px.ok() && !px->empty()) g_sink = g_sink + (*px)[px->size() / 2];
   return 0;
 }
 

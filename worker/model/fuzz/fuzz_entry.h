@@ -17,4 +17,8 @@ int FuzzSafetensors(const uint8_t* data, size_t size);
 // Parses `data` as a Hugging Face config.json and derives a ModelConfig from it.
 int FuzzHfConfig(const uint8_t* data, size_t size);
 
+// Decodes `data` as an image (PNG, JPEG, GIF) under small limits; when it decodes, runs the
+// LLaVA preprocessing (pad, resize, crop, normalise) on it.
+int FuzzImage(const uint8_t* data, size_t size);
+
 }  // namespace ite::fuzz

@@ -1,0 +1,105 @@
+#include "common/image/image_decoder.h"
+
+#include <climits>
+#include <cstring>
+
+// stb_image (Debian libstb-dev), compiled here with only the decoders we accept and its
+// functions kept private to this file.
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_GIF
+#define STBI_NO_STDIO
+#define STBI_NO_HDR
+#define STBI_NO_LINEAR
+#define STBI_FAILURE_USERMSG
+// stb checks each dimension against this before it allocates; the pixel-count limit is
+// checked by us from the header first.
+#define STBI_MAX_DIMENSIONS (1 << 16)
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wconversion"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wdouble-promotion"
+#endif
+#include <stb/stb_image.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+namespace ite {
+
+std::string SniffImageType(std::string_view b) {
+  auto starts = [&](std::string_view magic) { return b.substr(0, magic.size()) == magic; };
+  if (starts("\x89PNG\r\n\x1a\n")) return "image/png";
+  if (starts("\xff\xd8\xff")) return "image/jpeg";
+  if (starts("GIF87a") || starts("GIF89a")) return "image/gif";
+  return "";
+}
+
+namespace {
+
+// stb decodes a JPEG cut short as if the missing data were zeros. A whole file ends with the
+// EOI marker (FF D9), possibly followed by a little padding; entropy-coded data cannot hold it
+// (a data FF is always followed by 00 or a restart marker), so its absence near the end means
+// the file was cut.
+bool HasJpegEnd(std::string_view b) {
+  const size_t from = b.size() > 4096 ? b.size() - 4096 : 2;
+  for (size_t i = b.size() - 1; i > from; --i) {
+    if (static_cast<uint8_t>(b[i - 1]) == 0xff && static_cast<uint8_t>(b[i]) == 0xd9) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+StatusOr<RgbImage> DecodeImage(std::string_view bytes, std::string_view mime_type,
+                               const ImageLimits& limits) {
+  if (bytes.empty()) return InvalidArgument("image is empty");
+  if (static_cast<int64_t>(bytes.size()) > limits.max_bytes)
+    return InvalidArgument("image is {} bytes, more than the limit of {}", bytes.size(),
+                           limits.max_bytes);
+  if (bytes.size() > static_cast<size_t>(INT_MAX))
+    return InvalidArgument("image is {} bytes, too large to decode", bytes.size());
+  const std::string type = SniffImageType(bytes);
+  if (type.empty())
+    return InvalidArgument("image data is not PNG, JPEG or GIF (unrecognised signature)");
+  std::string_view declared = mime_type;
+  if (declared == "image/jpg") declared = "image/jpeg";
+  if (!declared.empty() && declared != type)
+    return InvalidArgument("image declared as {} holds {} data", mime_type, type);
+
+  if (type == "image/jpeg" && !HasJpegEnd(bytes))
+    return InvalidArgument("jpeg image is truncated (no end-of-image marker)");
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int len = static_cast<int>(bytes.size());
+  int w = 0, h = 0, comp = 0;
+  if (!stbi_info_from_memory(data, len, &w, &h, &comp))
+    return InvalidArgument("{} image header is corrupt: {}", type, stbi_failure_reason());
+  if (w <= 0 || h <= 0) return InvalidArgument("{} image has size {}x{}", type, w, h);
+  if (int64_t{w} * h > limits.max_pixels)
+    return InvalidArgument("{} image is {}x{} pixels, more than the limit of {}", type, w, h,
+                           limits.max_pixels);
+  int dw = 0, dh = 0;
+  stbi_uc* pixels = stbi_load_from_memory(data, len, &dw, &dh, &comp, 3);
+  if (pixels == nullptr)
+    return InvalidArgument("{} image is corrupt or truncated: {}", type, stbi_failure_reason());
+  RgbImage out;
+  if (dw != w || dh != h) {
+    stbi_image_free(pixels);
+    return InvalidArgument("{} image decodes to {}x{}, its header says {}x{}", type, dw, dh, w, h);
+  }
+  out.width = w;
+  out.height = h;
+  out.rgb.assign(pixels, pixels + static_cast<size_t>(w) * h * 3);
+  stbi_image_free(pixels);
+  return out;
+}
+
+}  // namespace ite

@@ -1,0 +1,90 @@
+// Decoding the sample images, and every kind of bad input failing with a clear
+// InvalidArgument: empty, unknown format, wrong declared type, truncated, corrupt, too many
+// bytes, too many pixels (refused from the header, before decoding).
+#include "common/image/image_decoder.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace ite {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+std::string Sample(const std::string& name) {
+  const char* d = std::getenv("ITE_SOURCE_DIR");
+  std::ifstream in(fs::path(d != nullptr ? d : ".") / "tests/data/images" / name, std::ios::binary);
+  EXPECT_TRUE(in.good()) << name;
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string Error(const std::string& bytes, const std::string& mime = "",
+                  const ImageLimits& limits = {}) {
+  auto im = DecodeImage(bytes, mime, limits);
+  if (im.ok()) return "decoded";
+  EXPECT_EQ(im.status().code(), StatusCode::kInvalidArgument);
+  return im.status().ToString();
+}
+
+TEST(ImageDecoderTest, DecodesPngJpegAndGrey) {
+  auto png = DecodeImage(Sample("coffee.png"), "image/png", {});
+  ASSERT_TRUE(png.ok()) << png.status().ToString();
+  EXPECT_EQ(png->width, 150);
+  EXPECT_EQ(png->height, 100);
+  EXPECT_EQ(png->rgb.size(), 150u * 100 * 3);
+  auto jpg = DecodeImage(Sample("chelsea.jpg"), "image/jpg", {});
+  ASSERT_TRUE(jpg.ok()) << jpg.status().ToString();
+  EXPECT_EQ(jpg->width, 90);
+  EXPECT_EQ(jpg->height, 140);
+  auto grey = DecodeImage(Sample("camera_gray.png"), "", {});
+  ASSERT_TRUE(grey.ok());
+  for (size_t i = 0; i < grey->rgb.size(); i += 3) {
+    ASSERT_EQ(grey->rgb[i], grey->rgb[i + 1]);
+    ASSERT_EQ(grey->rgb[i], grey->rgb[i + 2]);
+  }
+  EXPECT_EQ(SniffImageType(Sample("coffee.png")), "image/png");
+  EXPECT_EQ(SniffImageType("GIF89a...."), "image/gif");
+}
+
+TEST(ImageDecoderTest, BadInputIsInvalidArgument) {
+  EXPECT_THAT(Error(""), HasSubstr("empty"));
+  EXPECT_THAT(Error("hello, this is text"), HasSubstr("not PNG, JPEG or GIF"));
+  EXPECT_THAT(Error(Sample("coffee.png"), "image/jpeg"), HasSubstr("declared as image/jpeg"));
+  const std::string png = Sample("coffee.png");
+  const std::string jpg = Sample("chelsea.jpg");
+  EXPECT_THAT(Error(png.substr(0, png.size() / 2)), HasSubstr("png image"));
+  EXPECT_THAT(Error(jpg.substr(0, jpg.size() / 2)), HasSubstr("truncated"));
+  EXPECT_THAT(Error(png.substr(0, 20)), HasSubstr("png image"));
+  std::string corrupt = png;
+  for (size_t i = 40; i < corrupt.size(); i += 7) corrupt[i] = static_cast<char>(corrupt[i] ^ 0x5a);
+  EXPECT_THAT(Error(corrupt), HasSubstr("png image"));
+  ImageLimits small;
+  small.max_bytes = 1000;
+  EXPECT_THAT(Error(png, "", small), HasSubstr("more than the limit of 1000"));
+  ImageLimits few;
+  few.max_pixels = 100 * 100;
+  EXPECT_THAT(Error(png, "", few), HasSubstr("150x100 pixels"));
+}
+
+TEST(ImageDecoderTest, HugeDimensionsAreRefusedFromTheHeader) {
+  // A PNG header claiming 8000 x 8000 pixels (over the 40 Mi default) and no data after it.
+  std::string png = Sample("coffee.png").substr(0, 33);
+  auto put32 = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) png[at + i] = static_cast<char>(v >> (24 - 8 * i));
+  };
+  put32(16, 8000);
+  put32(20, 8000);
+  EXPECT_THAT(Error(png), HasSubstr("8000x8000 pixels, more than the limit"));
+  // Past what stb takes at all (2^30 bytes of pixels): refused as well.
+  put32(16, 60000);
+  put32(20, 60000);
+  EXPECT_THAT(Error(png), HasSubstr("png image"));
+}
+
+}  // namespace
+}  // namespace ite

@@ -276,6 +276,9 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.footer("Exit codes: 0 clean shutdown, 1 failure, 2 usage error.");
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
+  // As ite-serve: with --port 0 (tests, several instances) HTTP takes a free port too, unless
+  // --http-port says otherwise, so that instances never collide on 8000.
+  if (o.port == 0 && app.count("--http-port") == 0) o.http_port = 0;
   if (std::optional<int> rc =
           InitLoggingOrExit("ite-scheduler", o.verbose, o.log_level, o.log_format)) {
     return *rc;

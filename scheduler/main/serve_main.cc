@@ -51,6 +51,8 @@ struct ServeOptions {
   int32_t block_size = 16;
   int64_t kv_mib = 512;
   int32_t max_batch_tokens = 2048;
+  int32_t max_waiting = 1024;
+  int32_t step_timeout_ms = 120000;
   bool no_prefix_cache = false;
   int32_t start_timeout_s = 300;
   int32_t drain_timeout_s = 120;
@@ -255,6 +257,10 @@ int Serve(ServeOptions o) {
                                     (run_dir / "scheduler.port").string(),
                                     "--max-batch-tokens",
                                     std::to_string(o.max_batch_tokens),
+                                    "--max-waiting",
+                                    std::to_string(o.max_waiting),
+                                    "--step-timeout-ms",
+                                    std::to_string(o.step_timeout_ms),
                                     "--http-port",
                                     std::to_string(o.http_port),
                                     "--http-ready-file",
@@ -364,6 +370,13 @@ int Main(int argc, char** argv) {
   app.add_option("--block-size", o.block_size, "tokens per KV block")->capture_default_str();
   app.add_option("--kv-mib", o.kv_mib, "KV pool per worker in MiB")->capture_default_str();
   app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
+      ->capture_default_str();
+  app.add_option("--max-waiting", o.max_waiting,
+                 "queued requests per worker beyond the running ones; more get "
+                 "RESOURCE_EXHAUSTED (0: no bound)")
+      ->capture_default_str();
+  app.add_option("--step-timeout-ms", o.step_timeout_ms,
+                 "a worker step slower than this fails its requests and marks the worker down")
       ->capture_default_str();
   app.add_flag("--no-prefix-cache", o.no_prefix_cache, "disable the prefix cache");
   app.add_option("--start-timeout-s", o.start_timeout_s, "give up if a child is not serving")

@@ -9,8 +9,9 @@
 // With --device cuda there is one worker per GPU: those of --gpus, else every visible one.
 // SIGTERM/SIGINT: the scheduler drains running requests and exits, then the workers stop; every
 // child is reaped (and dies with ite-serve even if ite-serve is SIGKILLed). A worker that dies is
-// reported on stderr and restarted on its port (the scheduler takes it back); a scheduler that
-// dies ends ite-serve with exit code 1.
+// reported on stderr and restarted on its port (the scheduler takes it back), up to
+// --max-restarts times; a worker that dies once more, or a scheduler that dies, shuts the rest
+// down and ends ite-serve with exit code 1.
 // Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.
 #include <fmt/ranges.h>
 #include <sys/wait.h>
@@ -319,8 +320,15 @@ int Serve(ServeOptions o) {
       if (!w.running() || !w.Exited()) continue;
       ITE_LOG_ERROR("worker {} (127.0.0.1:{}) {}", i, worker_ports[i], w.exit_description());
       if (restarts[i] >= o.max_restarts) {
-        ITE_LOG_ERROR("worker {}: restarted {} times already; leaving it down", i, restarts[i]);
-        continue;
+        // Left down, the service would answer every request after a 5 s wait with UNAVAILABLE
+        // while still looking alive; exiting non-zero lets the supervisor above (systemd,
+        // Kubernetes) see the failure and act on it.
+        ITE_LOG_ERROR(
+            "worker {}: died again after {} restart(s) (--max-restarts {}); shutting down", i,
+            restarts[i], o.max_restarts);
+        rc = 1;
+        stop = true;
+        break;
       }
       ++restarts[i];
       fs::path ready = run_dir / fmt::format("worker{}.restart.port", i);

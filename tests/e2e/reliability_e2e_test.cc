@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -171,6 +172,42 @@ TEST(HostileInputE2E, MalformedBytesGetInvalidArgumentNamingTheField) {
   auto stub = serve.Stub();
   GenerateResult ok = Generate(*stub, Greedy("Hello", 2), seconds(60));
   EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+}
+
+// A worker past its restarts must not leave a service that looks alive and fails every request
+// after a wait: ite-serve shuts down and exits non-zero, leaving no child behind.
+TEST(FaultE2E, WorkerPastItsRestartsEndsIteServeWithAnError) {
+  Env env = ReadEnv();
+  if (!env.missing.empty()) GTEST_SKIP() << env.missing;
+  ServeProcess serve;
+  ASSERT_TRUE(serve.Start(env, 1, {"--max-restarts", "1"}));
+  auto worker_pid = [&serve]() {
+    for (int pid : serve.ChildPids()) {
+      if (ProcessName(pid) == "ite-worker") return pid;
+    }
+    return 0;
+  };
+  std::vector<int> children = serve.ChildPids();
+  // The first death is restarted...
+  int first = worker_pid();
+  ASSERT_GT(first, 0);
+  ::kill(first, SIGKILL);
+  auto deadline = Clock::now() + seconds(60);
+  int second = 0;
+  while (Clock::now() < deadline && (second == 0 || second == first)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    second = worker_pid();
+  }
+  ASSERT_GT(second, 0);
+  ASSERT_NE(second, first) << "the first death was not restarted";
+  children.push_back(second);
+  // ...the second is one too many.
+  ::kill(second, SIGKILL);
+  const auto killed = Clock::now();
+  ASSERT_TRUE(WaitForExit(serve.process(), seconds(60))) << "ite-serve kept running";
+  EXPECT_EQ(serve.process().exit_description(), "exited with code 1");
+  EXPECT_LT(Clock::now() - killed, seconds(30));
+  for (int pid : children) EXPECT_EQ(ProcessName(pid), "") << "orphan pid " << pid;
 }
 
 }  // namespace

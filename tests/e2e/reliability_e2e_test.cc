@@ -81,35 +81,28 @@ TEST(PortE2E, SecondServerOnTheSamePortsFailsToStart) {
   EXPECT_EQ(r.tokens.size(), 2u);
 }
 
-// Sends `bytes` as the whole request message of a server-streaming `method` (no client-side
-// serialization, so anything can be sent) and returns the call's status.
-grpc::Status CallStreamingRaw(const std::string& address, const std::string& method,
-                              const std::string& bytes) {
+// Sends `bytes` as the whole request message of `method` (no client-side serialization, so
+// anything can be sent), reads whatever comes back and returns the call's status.
+grpc::Status CallRaw(const std::string& address, const std::string& method, bool streaming,
+                     const std::string& bytes) {
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  grpc::internal::RpcMethod rpc(method.c_str(), grpc::internal::RpcMethod::SERVER_STREAMING);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + seconds(30));
-  grpc::Slice slice(bytes);
-  grpc::ByteBuffer request(&slice, 1);
-  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
-      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(channel.get(), rpc, &ctx,
-                                                                    request));
-  grpc::ByteBuffer chunk;
-  while (reader->Read(&chunk)) {
-  }
-  return reader->Finish();
-}
-
-grpc::Status CallUnaryRaw(const std::string& address, const std::string& method,
-                          const std::string& bytes) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  grpc::internal::RpcMethod rpc(method.c_str(), grpc::internal::RpcMethod::NORMAL_RPC);
+  grpc::internal::RpcMethod rpc(method.c_str(), streaming
+                                                    ? grpc::internal::RpcMethod::SERVER_STREAMING
+                                                    : grpc::internal::RpcMethod::NORMAL_RPC);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + seconds(30));
   grpc::Slice slice(bytes);
   grpc::ByteBuffer request(&slice, 1);
   grpc::ByteBuffer response;
-  return grpc::internal::BlockingUnaryCall(channel.get(), rpc, &ctx, request, &response);
+  if (!streaming) {
+    return grpc::internal::BlockingUnaryCall(channel.get(), rpc, &ctx, request, &response);
+  }
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(channel.get(), rpc, &ctx,
+                                                                    request));
+  while (reader->Read(&response)) {
+  }
+  return reader->Finish();
 }
 
 // The wire bytes of `m` with the ASCII `marker` replaced by invalid UTF-8 of the same length.
@@ -149,21 +142,20 @@ TEST(HostileInputE2E, MalformedBytesGetInvalidArgumentNamingTheField) {
     ite::v1::GenerateRequest req = Greedy("Hello", 2);
     if (c.field.rfind("chat", 0) == 0) req.clear_prompt();
     c.fill(&req);
-    grpc::Status s = CallStreamingRaw(serve.address(), generate, WithInvalidUtf8(req, "MARK"));
+    grpc::Status s = CallRaw(serve.address(), generate, true, WithInvalidUtf8(req, "MARK"));
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
     EXPECT_EQ(s.error_message(), c.field + ": not valid UTF-8");
   }
 
   ite::v1::TokenizeRequest tok;
   tok.mutable_chat()->add_messages()->set_role("MARK");
-  grpc::Status s = CallUnaryRaw(serve.address(), tokenize, WithInvalidUtf8(tok, "MARK"));
+  grpc::Status s = CallRaw(serve.address(), tokenize, false, WithInvalidUtf8(tok, "MARK"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "chat.messages[0].role: not valid UTF-8");
 
   const std::string garbage("\x0f\x01\xff\xff\xff", 5);
   for (const std::string& method : {generate, tokenize}) {
-    grpc::Status g = method == generate ? CallStreamingRaw(serve.address(), method, garbage)
-                                        : CallUnaryRaw(serve.address(), method, garbage);
+    grpc::Status g = CallRaw(serve.address(), method, method == generate, garbage);
     EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
     EXPECT_NE(g.error_message().find("not a valid ite.v1."), std::string::npos)
         << method << ": " << g.error_message();

@@ -26,11 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 // Waits (bounded) for `child` to exit; false when it is still running at the deadline.
 bool WaitForExit(ChildProcess& child, seconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (!child.Exited() && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return !child.running();
+  return WaitUntil([&child] { return child.Exited(); }, timeout);
 }
 
 // A second ite-serve on ports the first holds must fail to start, not share them: with port

@@ -4,7 +4,6 @@
 
 #include "common/logging.h"
 #include "proto/grpc_status.h"
-#include "proto/request_parser.h"
 #include "scheduler/generation_codec.h"
 #include "scheduler/tokenizer/tokenizer.h"
 
@@ -12,49 +11,13 @@ namespace ite {
 
 GenerationService::GenerationService(RequestIntake* intake,
                                      std::vector<std::string> worker_addresses, int32_t block_size)
-    : intake_(intake), worker_addresses_(std::move(worker_addresses)), block_size_(block_size) {
-  using ite::v1::GenerateResponse;
-  using ite::v1::TokenizeResponse;
-  // Method indices are the order of the rpcs in generation.proto.
-  constexpr int kGenerate = 0, kTokenize = 1;
-  MarkMethodStreamed(
-      kGenerate,
-      new grpc::internal::SplitServerStreamingHandler<grpc::ByteBuffer, GenerateResponse>(
-          [this](grpc::ServerContext* context,
-                 grpc::ServerSplitStreamer<grpc::ByteBuffer, GenerateResponse>* stream) {
-            grpc::ByteBuffer raw;
-            ite::v1::GenerateRequest request;
-            if (!stream->Read(&raw)) {
-              return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request: none received");
-            }
-            Status parsed = ParseRequestMessage(raw, &request);
-            if (!parsed.ok()) return ToGrpcStatus(parsed);
-            return Generate(context, request, stream);
-          }));
-  MarkMethodStreamed(
-      kTokenize, new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, TokenizeResponse>(
-                     [this](grpc::ServerContext*,
-                            grpc::ServerUnaryStreamer<grpc::ByteBuffer, TokenizeResponse>* stream) {
-                       grpc::ByteBuffer raw;
-                       ite::v1::TokenizeRequest request;
-                       TokenizeResponse response;
-                       if (!stream->Read(&raw)) {
-                         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                             "request: none received");
-                       }
-                       Status parsed = ParseRequestMessage(raw, &request);
-                       if (!parsed.ok()) return ToGrpcStatus(parsed);
-                       grpc::Status status = Tokenize(request, &response);
-                       if (status.ok()) stream->Write(response);
-                       return status;
-                     }));
-}
+    : intake_(intake), worker_addresses_(std::move(worker_addresses)), block_size_(block_size) {}
 
-grpc::Status GenerationService::Generate(
-    grpc::ServerContext* context, const ite::v1::GenerateRequest& request,
-    grpc::internal::WriterInterface<ite::v1::GenerateResponse>* writer) {
+grpc::Status GenerationService::Generate(grpc::ServerContext* context,
+                                         const ite::v1::GenerateRequest* request,
+                                         grpc::ServerWriter<ite::v1::GenerateResponse>* writer) {
   StatusOr<std::vector<std::unique_ptr<GenerationSession>>> sessions =
-      intake_->Submit(GenerateInputFromProto(request));
+      intake_->Submit(GenerateInputFromProto(*request));
   if (!sessions.ok()) return ToGrpcStatus(sessions.status());
   GenerationSession& session = *sessions->front();
   bool first = true;
@@ -83,10 +46,11 @@ grpc::Status GenerationService::Generate(
   }
 }
 
-grpc::Status GenerationService::Tokenize(const ite::v1::TokenizeRequest& request,
+grpc::Status GenerationService::Tokenize(grpc::ServerContext*,
+                                         const ite::v1::TokenizeRequest* request,
                                          ite::v1::TokenizeResponse* response) {
   StatusOr<TokenizeOutput> out =
-      intake_->Tokenize(PromptInputFromProto(request), request.return_tokens());
+      intake_->Tokenize(PromptInputFromProto(*request), request->return_tokens());
   if (!out.ok()) return ToGrpcStatus(out.status());
   response->mutable_token_ids()->Assign(out->token_ids.begin(), out->token_ids.end());
   for (std::string& t : out->tokens) response->add_tokens(std::move(t));

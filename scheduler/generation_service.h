@@ -6,10 +6,6 @@
 // cancels is noticed within ~50 ms and the request is cancelled in the scheduler (its KV blocks
 // freed at once). Nothing throws across the edge.
 //
-// Generate and Tokenize take their request as bytes and parse it here (proto/request_parser.h):
-// invalid UTF-8 in a string field, or bytes that are no request at all, get INVALID_ARGUMENT
-// naming the field rather than gRPC's INTERNAL with an empty message.
-//
 // Threads: gRPC's sync server runs each call on a thread of its own pool; every handler may run
 // concurrently with the others.
 #pragma once
@@ -29,17 +25,16 @@ class GenerationService final : public ite::v1::Generation::Service {
   GenerationService(RequestIntake* intake, std::vector<std::string> worker_addresses,
                     int32_t block_size);
 
+  grpc::Status Generate(grpc::ServerContext* context, const ite::v1::GenerateRequest* request,
+                        grpc::ServerWriter<ite::v1::GenerateResponse>* writer) override;
+  grpc::Status Tokenize(grpc::ServerContext* context, const ite::v1::TokenizeRequest* request,
+                        ite::v1::TokenizeResponse* response) override;
   grpc::Status ModelInfo(grpc::ServerContext* context, const ite::v1::ModelInfoRequest* request,
                          ite::v1::ModelInfoResponse* response) override;
   grpc::Status Stats(grpc::ServerContext* context, const ite::v1::StatsRequest* request,
                      ite::v1::StatsResponse* response) override;
 
  private:
-  grpc::Status Generate(grpc::ServerContext* context, const ite::v1::GenerateRequest& request,
-                        grpc::internal::WriterInterface<ite::v1::GenerateResponse>* writer);
-  grpc::Status Tokenize(const ite::v1::TokenizeRequest& request,
-                        ite::v1::TokenizeResponse* response);
-
   RequestIntake* intake_;
   std::vector<std::string> worker_addresses_;
   int32_t block_size_;

@@ -8,6 +8,8 @@
 // Argmax has its own streaming kernel (ArgmaxKernel below), as it reads each row only once.
 #include <cooperative_groups.h>
 
+#include <cfloat>
+
 #include "cluster_launch.cuh"
 #include "cuda_check.h"
 #include "dtype_utils.cuh"
@@ -409,7 +411,8 @@ __global__ void PenaltyKernel(float* logits, int vocab, const int32_t* __restric
     const int32_t tok = token_ids[e];
     if (tok < 0 || tok >= vocab) continue;
     float x = row[tok];
-    if (rep != 1.0f) x = x > 0.0f ? x / rep : x * rep;
+    // A tiny penalty can push x / rep past the float range; inf would make the softmax NaN.
+    if (rep != 1.0f) x = x > 0.0f ? fminf(x / rep, FLT_MAX) : x * rep;
     const int32_t count = output_counts[e];
     if (count > 0) x -= pres + freq * static_cast<float>(count);
     row[tok] = x;

@@ -45,6 +45,9 @@ Status RunGrpcServer(const GrpcServerOptions& options, const std::vector<grpc::S
   }
   int bound_port = 0;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  // gRPC turns SO_REUSEPORT on by default: a second server on the same port would then start
+  // and the kernel would split clients between the two. One port, one server.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
   // Notice dead peers (a scheduler or a client that vanished) without waiting for TCP.

@@ -370,8 +370,18 @@ std::vector<std::unique_ptr<Sequence>> Batcher::Fail(const Status& error,
   std::sort(ids.begin(), ids.end());
   for (int64_t id : ids) {
     Sequence* seq = seqs_.at(id).get();
-    if (seq->state == Sequence::State::kWaiting && seq->generated() == 0) {
-      waiting_.erase(KeyOf(*seq));
+    // Nothing streamed yet (queued, or admitted with its prefill or first token still in
+    // flight): the client has seen nothing, so the request can start over on another worker.
+    constexpr int32_t kMaxMoves = 2;
+    const bool ran = seq->state == Sequence::State::kRunning;
+    if (seq->generated() == 0 && (!ran || seq->moves_after_failure < kMaxMoves)) {
+      if (ran) {
+        ++seq->moves_after_failure;
+        RemoveFromRunning(seq);
+        seq->state = Sequence::State::kWaiting;
+      } else {
+        waiting_.erase(KeyOf(*seq));
+      }
       DropKv(seq, /*cache=*/false);
       seq->inflight_samples = 0;
       seq->joined = false;

@@ -66,9 +66,10 @@ class Batcher {
   // Ends the sequence now (blocks freed) with a final kCancelled event. False if unknown here.
   bool Cancel(int64_t seq_id, std::vector<OutEvent>* events);
 
-  // The worker failed: running sequences (and waiting ones that already streamed tokens) end
-  // with kError and `error`; waiting sequences that produced nothing yet are returned so the
-  // caller can route them elsewhere. Leaves the batcher empty with every block free.
+  // The worker failed: sequences that already streamed tokens end with kError and `error`;
+  // those that produced nothing yet (waiting, or running with their prefill or first token in
+  // flight, the latter at most twice per sequence) are returned so the caller can route them
+  // elsewhere. Leaves the batcher empty with every block free.
   std::vector<std::unique_ptr<Sequence>> Fail(const Status& error, std::vector<OutEvent>* events);
 
   // Drain on shutdown: cancels everything (final kCancelled events).

@@ -23,6 +23,7 @@ struct GrpcWorkerClient::Stream {
   std::mutex mu;
   std::deque<std::pair<Clock::time_point, Done>> pending;  // guarded by mu, in write order
   bool broken = false;                                     // guarded by mu
+  bool timed_out = false;  // guarded by mu: dropped for a step past step_timeout_ms
   // Held around every Write and around marking the stream broken, so no Write runs
   // concurrently with (or after) Finish, which gRPC does not allow.
   std::mutex write_mu;
@@ -148,11 +149,21 @@ void GrpcWorkerClient::ReaderLoop(Stream* s) {
     if (!stopping_) state_lost_ = true;
   }
   std::deque<std::pair<Clock::time_point, Done>> failed;
+  bool timed_out = false;
   {
     std::lock_guard<std::mutex> lock(s->mu);
     failed.swap(s->pending);
+    timed_out = s->timed_out;
   }
-  if (!failed.empty()) {
+  if (!failed.empty() && timed_out) {
+    // We cancelled the call ourselves: say why, not "Cancelled".
+    std::string msg = fmt::format(
+        "worker {}: step timeout: a step was not answered within {} ms "
+        "(--step-timeout-ms); the worker is stuck or too slow",
+        options_.address, options_.step_timeout_ms);
+    ITE_LOG_WARN("{}; failing {} step(s) in flight", msg, failed.size());
+    for (auto& [sent, done] : failed) done(Unavailable("{}", msg));
+  } else if (!failed.empty()) {
     Status st = FromGrpcStatus(status);
     std::string msg = fmt::format("worker {}: step stream ended: {} ({})", options_.address,
                                   st.ok() ? "closed" : st.message(), StatusCodeName(st.code()));
@@ -176,6 +187,7 @@ void GrpcWorkerClient::SenderLoop() {
                                            std::chrono::milliseconds(options_.step_timeout_ms)) {
         ITE_LOG_ERROR("worker {}: step not answered in {} ms, dropping the stream",
                       options_.address, options_.step_timeout_ms);
+        stream_->timed_out = true;
         stream_->context.TryCancel();
       }
     }

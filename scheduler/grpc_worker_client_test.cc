@@ -36,16 +36,18 @@ class SlowCollectBackend : public FakeBackend {
     return Status::Ok();
   }
   StatusOr<ForwardOutput> Collect() override {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(collect_ms_.load()));
     --pending_;
     return FakeBackend::Collect();
   }
   static std::atomic<int> max_pending_;
+  static std::atomic<int> collect_ms_;
 
  private:
   std::atomic<int> pending_{0};
 };
 std::atomic<int> SlowCollectBackend::max_pending_{0};
+std::atomic<int> SlowCollectBackend::collect_ms_{20};
 
 class GrpcWorkerClientTest : public ::testing::Test {
  protected:
@@ -76,10 +78,11 @@ class GrpcWorkerClientTest : public ::testing::Test {
       server_.reset();
     }
   }
-  std::unique_ptr<GrpcWorkerClient> MakeClient() {
+  std::unique_ptr<GrpcWorkerClient> MakeClient(int32_t step_timeout_ms = 120000) {
     GrpcWorkerClientOptions o;
     o.address = "127.0.0.1:" + std::to_string(port_);
     o.rpc_timeout_ms = 2000;
+    o.step_timeout_ms = step_timeout_ms;
     return std::make_unique<GrpcWorkerClient>(o);
   }
   // Sends `r` and returns a future of its result.
@@ -206,6 +209,23 @@ TEST_F(GrpcWorkerClientTest, WorkerRestartedWhileIdleIsNotUsedBeforeClear) {
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
   ASSERT_TRUE(client->Clear().ok());
   EXPECT_TRUE(Send(*client, Join(3, 2, {4, 5}, {1})).get().ok());
+}
+
+// A worker that stops answering (SIGSTOPped, wedged) fails its steps once the step timeout has
+// passed, and the failure says it was the step timeout, not a bare "Cancelled".
+TEST_F(GrpcWorkerClientTest, StuckWorkerFailsStepsWithAStepTimeout) {
+  StopServer();
+  SlowCollectBackend::collect_ms_ = 4000;
+  StartServer(/*slow=*/true);
+  auto client = MakeClient(/*step_timeout_ms=*/300);
+  auto start = std::chrono::steady_clock::now();
+  StatusOr<StepResult> r = Send(*client, Join(1, 1, {1, 2, 3}, {0})).get();
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  SlowCollectBackend::collect_ms_ = 20;
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("step timeout"), std::string::npos) << r.status().message();
+  EXPECT_LT(elapsed, std::chrono::milliseconds(2500));  // 300 ms + the once-a-second check
 }
 
 TEST_F(GrpcWorkerClientTest, NothingListeningFailsFast) {

@@ -1,5 +1,6 @@
 #include "scheduler/request_builder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -49,7 +50,29 @@ RequestBuilder::RequestBuilder(RequestBuilderOptions options,
     : options_(std::move(options)),
       tokenizer_(std::move(tokenizer)),
       chat_template_(std::move(chat_template)),
-      images_(std::move(images)) {}
+      images_(std::move(images)) {
+  // Decoding one id gives the bytes its token stands for (U+FFFD, 3 bytes, for a lone partial
+  // UTF-8 byte: more than it stands for, which only makes the bound looser, never wrong).
+  const int32_t vocab = tokenizer_->vocab_size();
+  for (int32_t id = 0; id < vocab; ++id) {
+    const int32_t one[] = {id};
+    max_token_bytes_ = std::max(max_token_bytes_, tokenizer_->Decode(one, false).size());
+  }
+  max_token_bytes_ = std::max<size_t>(max_token_bytes_, 1);
+}
+
+Status RequestBuilder::CheckTextFits(const char* field, size_t bytes) const {
+  if (options_.max_context <= 0) return Status::Ok();
+  // Every token stands for at most max_token_bytes_ bytes, so the text is at least
+  // bytes / max_token_bytes_ tokens: past the context, tokenizing it would be wasted time and
+  // memory (a 60 MB prompt took seconds and gigabytes).
+  const size_t limit = static_cast<size_t>(options_.max_context - 1) * max_token_bytes_;
+  if (bytes <= limit) return Status::Ok();
+  return InvalidArgument(
+      "{}: {} bytes of text cannot fit the context of {} tokens (no token is longer than {} "
+      "bytes, so at most {} bytes fit)",
+      field, bytes, options_.max_context, max_token_bytes_, limit);
+}
 
 StatusOr<std::vector<int32_t>> RequestBuilder::PromptTokens(const PromptInput& prompt,
                                                             std::string* rendered) const {
@@ -67,6 +90,7 @@ StatusOr<std::vector<int32_t>> RequestBuilder::PromptTokens(const PromptInput& p
   if (prompt.text.has_value()) {
     const std::string& text = *prompt.text;
     if (text.empty()) return InvalidArgument("prompt: empty prompt");
+    ITE_RETURN_IF_ERROR(CheckTextFits("prompt", text.size()));
     if (!IsValidUtf8(text)) return InvalidArgument("prompt: not valid UTF-8");
     std::vector<int32_t> tokens =
         tokenizer_->Encode(text, prompt.add_special_tokens.value_or(true));
@@ -84,6 +108,14 @@ StatusOr<std::vector<int32_t>> RequestBuilder::ChatTokens(const std::vector<Chat
                            options_.model_name);
   }
   if (chat.empty()) return InvalidArgument("chat.messages: empty conversation");
+  size_t content_bytes = 0;
+  for (const ChatMessage& m : chat) {
+    content_bytes += m.role.size();
+    for (const ContentPart& part : m.content) content_bytes += part.text.size();
+  }
+  // Before rendering too: templates write every message's text into the prompt (one that dropped
+  // a message this long would see it rejected all the same).
+  ITE_RETURN_IF_ERROR(CheckTextFits("chat.messages", content_bytes));
   nlohmann::json messages = nlohmann::json::array();
   for (size_t i = 0; i < chat.size(); ++i) {
     const ChatMessage& m = chat[i];
@@ -119,6 +151,7 @@ StatusOr<std::vector<int32_t>> RequestBuilder::ChatTokens(const std::vector<Chat
     return InvalidArgument("chat: the model's chat template failed: {}",
                            text_or.status().message());
   }
+  ITE_RETURN_IF_ERROR(CheckTextFits("chat", text_or->size()));
   // The template writes its own special tokens (BOS included), like HF apply_chat_template.
   std::vector<int32_t> tokens = tokenizer_->Encode(*text_or, false);
   if (rendered != nullptr) *rendered = std::move(text_or).value();

@@ -47,6 +47,9 @@ class RequestBuilder {
   StatusOr<GenerationRequest> Build(const GenerateInput& request) const;
 
   const RequestBuilderOptions& options() const { return options_; }
+  // The most bytes of text any one token can stand for (special tokens included): a text longer
+  // than max_context times this cannot fit, so it is rejected before it is tokenized.
+  size_t max_token_bytes() const { return max_token_bytes_; }
   bool has_chat_template() const { return chat_template_.has_value(); }
 
  private:
@@ -56,11 +59,14 @@ class RequestBuilder {
   // The request's images (raw prompt: `images`; chat: the messages' image parts), decoded and
   // preprocessed, in prompt order.
   StatusOr<std::vector<ImageIntake::Prepared>> PrepareImages(const GenerateInput& request) const;
+  // InvalidArgument when `bytes` of text are sure to be more tokens than the context holds.
+  Status CheckTextFits(const char* field, size_t bytes) const;
 
   RequestBuilderOptions options_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::optional<ChatTemplate> chat_template_;
   std::optional<ImageIntake> images_;
+  size_t max_token_bytes_ = 0;
 };
 
 // True when `s` is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).

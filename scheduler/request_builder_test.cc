@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 
 namespace ite {
 namespace {
@@ -25,6 +27,7 @@ class RequestBuilderTest : public ::testing::Test {
     auto tok = Tokenizer::FromFile(path);
     ASSERT_TRUE(tok.ok()) << tok.status().ToString();
     tokenizer_ = std::move(tok).value();
+    path_ = path;
     auto tmpl = ChatTemplate::FromGguf(path);
     ASSERT_TRUE(tmpl.ok()) << tmpl.status().ToString();
     RequestBuilderOptions o;
@@ -56,6 +59,9 @@ class RequestBuilderTest : public ::testing::Test {
     return r;
   }
 
+  const std::string& ModelPath() const { return path_; }
+
+  std::string path_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::unique_ptr<RequestBuilder> builder_;
   std::unique_ptr<RequestBuilder> no_chat_;
@@ -221,6 +227,71 @@ TEST(Utf8Test, Validation) {
   EXPECT_FALSE(IsValidUtf8("\xe0\x80\x80"));      // overlong
   EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xf5\x80\x80\x80"));
+}
+
+// Counts what reaches the tokenizer, to show a huge prompt is turned away before it.
+class CountingTokenizer : public Tokenizer {
+ public:
+  explicit CountingTokenizer(std::shared_ptr<const Tokenizer> inner) : inner_(std::move(inner)) {}
+  std::vector<int32_t> Encode(std::string_view text, bool add_special) const override {
+    largest_encoded = std::max(largest_encoded, text.size());
+    return inner_->Encode(text, add_special);
+  }
+  std::string Decode(std::span<const int32_t> ids, bool skip) const override {
+    return inner_->Decode(ids, skip);
+  }
+  int32_t vocab_size() const override { return inner_->vocab_size(); }
+  int32_t bos_id() const override { return inner_->bos_id(); }
+  std::vector<int32_t> eos_ids() const override { return inner_->eos_ids(); }
+  std::optional<int32_t> TokenToId(std::string_view t) const override {
+    return inner_->TokenToId(t);
+  }
+  std::string IdToToken(int32_t id) const override { return inner_->IdToToken(id); }
+  bool IsSpecial(int32_t id) const override { return inner_->IsSpecial(id); }
+
+  mutable size_t largest_encoded = 0;
+
+ private:
+  std::shared_ptr<const Tokenizer> inner_;
+};
+
+TEST_F(RequestBuilderTest, HugePromptIsRejectedBeforeTokenizing) {
+  auto counting = std::make_shared<CountingTokenizer>(tokenizer_);
+  RequestBuilderOptions o = builder_->options();
+  auto tmpl = ChatTemplate::FromGguf(ModelPath());
+  ASSERT_TRUE(tmpl.ok());
+  RequestBuilder b(o, counting, std::move(tmpl).value());
+  ASSERT_GT(b.max_token_bytes(), 1u);
+  const size_t limit = static_cast<size_t>(o.max_context - 1) * b.max_token_bytes();
+  const std::string huge(8 << 20, 'a');  // 8 MiB: far past 64 tokens
+  ExpectInvalid(Prompt(huge), "prompt", &b);
+  ExpectInvalid(Chat(huge), "chat.messages", &b);
+  EXPECT_EQ(counting->largest_encoded, 0u) << "the huge prompt reached the tokenizer";
+
+  // Just past the bound: still turned away untokenized. At the bound: tokenized, and then
+  // rejected by its token count (the bound never rejects a text that could fit).
+  ExpectInvalid(Prompt(std::string(limit + 1, 'a')), "prompt", &b);
+  EXPECT_EQ(counting->largest_encoded, 0u);
+  StatusOr<GenerationRequest> at = b.Build(Prompt(std::string(limit, 'a')));
+  EXPECT_EQ(counting->largest_encoded, limit);
+  ASSERT_FALSE(at.ok());
+  EXPECT_NE(at.status().message().find("tokens leave no room"), std::string::npos)
+      << at.status().message();
+  EXPECT_TRUE(b.Build(Prompt("Hello")).ok());
+}
+
+// The bound is sound: no text of the vocabulary's own tokens takes fewer tokens than
+// bytes / max_token_bytes.
+TEST_F(RequestBuilderTest, MaxTokenBytesBoundsEveryTokenization) {
+  std::mt19937 rng(5);
+  const int32_t vocab = tokenizer_->vocab_size();
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 32; ++i) ids.push_back(static_cast<int32_t>(rng() % vocab));
+    const std::string text = tokenizer_->Decode(ids, false);
+    const size_t tokens = tokenizer_->Encode(text, false).size();
+    EXPECT_GE(tokens * builder_->max_token_bytes(), text.size()) << "trial " << trial;
+  }
 }
 
 }  // namespace

@@ -230,6 +230,17 @@ Status Scheduler::Submit(GenerationRequest request,
     bool any_up = false;
     for (auto& slot : s.slots) any_up = any_up || slot->up.load();
     if (!any_up && s.options.recover_grace_ms <= 0) return Unavailable("no worker is available");
+    if (s.options.max_waiting > 0) {
+      const size_t limit =
+          s.slots.size() * static_cast<size_t>(s.options.max_running + s.options.max_waiting);
+      if (s.active_ids.size() >= limit) {
+        return ResourceExhausted(
+            "the queue is full: {} requests in flight, at most {} ({} worker(s) x ({} running + "
+            "{} waiting)); retry later",
+            s.active_ids.size(), limit, s.slots.size(), s.options.max_running,
+            s.options.max_waiting);
+      }
+    }
     seq->seq_id = s.next_seq_id++;
     if (seq->request.request_id.empty()) {
       seq->request.request_id = fmt::format("req-{}", seq->seq_id);

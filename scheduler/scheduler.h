@@ -76,6 +76,10 @@ struct SchedulerOptions {
   // Sequences per worker in the running set (never more than max_batch_tokens, so every
   // running sequence can decode in every step).
   int32_t max_running = 256;
+  // Requests waiting beyond the running sets, per worker: with workers x (max_running +
+  // max_waiting) requests in flight, Submit answers ResourceExhausted ("the queue is full")
+  // rather than let the backlog, and its memory, grow without bound. 0: no bound.
+  int32_t max_waiting = 1024;
   int32_t max_context = 0;  // 0: the model's max_position
   bool enable_prefix_cache = true;
   int32_t max_inflight_steps = 2;  // per worker; 1 disables pipelining

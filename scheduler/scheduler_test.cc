@@ -399,5 +399,38 @@ TEST(SchedulerTest, ShutdownDrainsOrCancels) {
   }
 }
 
+// A full queue answers ResourceExhausted at once, admits nothing, and takes requests again as
+// soon as some finish.
+TEST(SchedulerTest, FullQueueIsResourceExhausted) {
+  SchedulerOptions o;
+  o.max_running = 2;
+  o.max_waiting = 3;
+  Harness h(o);
+  h.fakes[0]->Pause();
+  std::vector<std::unique_ptr<Collector>> admitted;
+  for (int i = 0; i < 5; ++i) {
+    admitted.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(
+        h.scheduler
+            ->Submit(Greedy("r" + std::to_string(i), {1, 2, 3}, 4), admitted.back()->Callback())
+            .ok())
+        << i;
+  }
+  Collector refused;
+  Status s = h.scheduler->Submit(Greedy("over", {1, 2, 3}, 4), refused.Callback());
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
+  EXPECT_NE(s.message().find("queue is full"), std::string::npos) << s.message();
+  EXPECT_EQ(refused.events(), 0);
+  h.fakes[0]->Resume();
+  for (auto& c : admitted) {
+    ASSERT_TRUE(c->Wait());
+    EXPECT_EQ(c->finish(), FinishReason::kLength);
+  }
+  Collector again;
+  ASSERT_TRUE(h.scheduler->Submit(Greedy("over", {1, 2, 3}, 4), again.Callback()).ok());
+  ASSERT_TRUE(again.Wait());
+  EXPECT_EQ(again.tokens(), FakeModelGenerate(Tokens{1, 2, 3}, 4, kVocab));
+}
+
 }  // namespace
 }  // namespace ite

@@ -40,7 +40,10 @@ struct Sequence {
   int32_t num_scheduled = 0;
   int32_t num_computed = 0;  // positions whose step has come back: safe to share via the cache
   int32_t inflight_samples = 0;
-  uint32_t epoch = 0;   // + 1 on each preemption; stale in-flight outputs are dropped
+  uint32_t epoch = 0;  // + 1 on each preemption; stale in-flight outputs are dropped
+  // Times it was admitted to a worker that failed before anything streamed, and moved to start
+  // over elsewhere (bounded: a worker failing every step must not bounce a request forever).
+  int32_t moves_after_failure = 0;
   bool joined = false;  // the worker holds sampler state for this epoch
   // Leading entries of `blocks` the worker already holds as sent (steps send only the rest).
   int32_t blocks_sent = 0;

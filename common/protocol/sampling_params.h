@@ -11,7 +11,11 @@
 namespace ite {
 
 struct SamplingParams {
-  float temperature = 1.0f;  // 0: greedy
+  // Temperatures below this sample greedily (vLLM's cut-off too): 1 / temperature then stays
+  // below 1e5, so dividing a logit by it cannot overflow a float into inf and NaN.
+  static constexpr float kGreedyBelow = 1e-5f;
+
+  float temperature = 1.0f;  // 0 (or below kGreedyBelow): greedy
   int32_t top_k = 0;         // 0: off
   float top_p = 1.0f;        // 1: off
   float min_p = 0.0f;        // 0: off
@@ -25,6 +29,8 @@ struct SamplingParams {
 
   // InvalidArgument naming the field when out of range.
   Status Validate() const;
+  // Whether the token is the argmax: what both backends test instead of temperature == 0.
+  [[nodiscard]] bool greedy() const { return temperature < kGreedyBelow; }
 };
 
 struct TokenLogprob {

@@ -151,6 +151,8 @@ Status HttpGateway::Start() {
   // clients starting together) overflows it: SYNs are dropped and retried a second later, or
   // connections reset. Linux lets listen() be called again to raise the backlog, so keep the
   // listening socket's descriptor (the options callback replaces the default SO_REUSEADDR).
+  // The default also sets SO_REUSEPORT, which would let a second server bind the same port and
+  // the kernel split clients between the two; SO_REUSEADDR alone still allows a quick restart.
   int listen_fd = -1;
   s.server.set_socket_options([&listen_fd](socket_t sock) {
     int yes = 1;

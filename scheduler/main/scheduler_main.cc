@@ -50,6 +50,7 @@ struct SchedulerMainOptions {
   int http_threads = 64;
   int32_t max_batch_tokens = 2048;
   int32_t max_running = 256;
+  int32_t max_waiting = 1024;
   int32_t max_context = 0;
   int32_t default_max_tokens = 256;
   bool no_prefix_cache = false;
@@ -154,6 +155,7 @@ int Run(const SchedulerMainOptions& o) {
     SchedulerOptions so;
     so.max_batch_tokens = o.max_batch_tokens;
     so.max_running = o.max_running;
+    so.max_waiting = o.max_waiting;
     so.max_context = o.max_context;
     so.enable_prefix_cache = !o.no_prefix_cache;
     so.on_step = [metrics](int worker, const StepResult& r) { metrics->OnStep(worker, r); };
@@ -256,6 +258,10 @@ int Main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
   app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
+      ->capture_default_str();
+  app.add_option("--max-waiting", o.max_waiting,
+                 "queued requests per worker beyond the running ones; more get "
+                 "RESOURCE_EXHAUSTED (0: no bound)")
       ->capture_default_str();
   app.add_option("--max-running", o.max_running, "running sequences per worker")
       ->capture_default_str();

@@ -9,8 +9,9 @@
 // With --device cuda there is one worker per GPU: those of --gpus, else every visible one.
 // SIGTERM/SIGINT: the scheduler drains running requests and exits, then the workers stop; every
 // child is reaped (and dies with ite-serve even if ite-serve is SIGKILLed). A worker that dies is
-// reported on stderr and restarted on its port (the scheduler takes it back); a scheduler that
-// dies ends ite-serve with exit code 1.
+// reported on stderr and restarted on its port (the scheduler takes it back), up to
+// --max-restarts times; a worker that dies once more, or a scheduler that dies, shuts the rest
+// down and ends ite-serve with exit code 1.
 // Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.
 #include <fmt/ranges.h>
 #include <sys/wait.h>
@@ -51,6 +52,8 @@ struct ServeOptions {
   int32_t block_size = 16;
   int64_t kv_mib = 512;
   int32_t max_batch_tokens = 2048;
+  int32_t max_waiting = 1024;
+  int32_t step_timeout_ms = 120000;
   bool no_prefix_cache = false;
   int32_t start_timeout_s = 300;
   int32_t drain_timeout_s = 120;
@@ -258,6 +261,10 @@ int Serve(ServeOptions o) {
                                     (run_dir / "scheduler.port").string(),
                                     "--max-batch-tokens",
                                     std::to_string(o.max_batch_tokens),
+                                    "--max-waiting",
+                                    std::to_string(o.max_waiting),
+                                    "--step-timeout-ms",
+                                    std::to_string(o.step_timeout_ms),
                                     "--http-port",
                                     std::to_string(o.http_port),
                                     "--http-ready-file",
@@ -316,8 +323,15 @@ int Serve(ServeOptions o) {
       if (!w.running() || !w.Exited()) continue;
       ITE_LOG_ERROR("worker {} (127.0.0.1:{}) {}", i, worker_ports[i], w.exit_description());
       if (restarts[i] >= o.max_restarts) {
-        ITE_LOG_ERROR("worker {}: restarted {} times already; leaving it down", i, restarts[i]);
-        continue;
+        // Left down, the service would answer every request after a 5 s wait with UNAVAILABLE
+        // while still looking alive; exiting non-zero lets the supervisor above (systemd,
+        // Kubernetes) see the failure and act on it.
+        ITE_LOG_ERROR(
+            "worker {}: died again after {} restart(s) (--max-restarts {}); shutting down", i,
+            restarts[i], o.max_restarts);
+        rc = 1;
+        stop = true;
+        break;
       }
       ++restarts[i];
       fs::path ready = run_dir / fmt::format("worker{}.restart.port", i);
@@ -375,6 +389,13 @@ int Main(int argc, char** argv) {
   app.add_option("--block-size", o.block_size, "tokens per KV block")->capture_default_str();
   app.add_option("--kv-mib", o.kv_mib, "KV pool per worker in MiB")->capture_default_str();
   app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
+      ->capture_default_str();
+  app.add_option("--max-waiting", o.max_waiting,
+                 "queued requests per worker beyond the running ones; more get "
+                 "RESOURCE_EXHAUSTED (0: no bound)")
+      ->capture_default_str();
+  app.add_option("--step-timeout-ms", o.step_timeout_ms,
+                 "a worker step slower than this fails its requests and marks the worker down")
       ->capture_default_str();
   app.add_flag("--no-prefix-cache", o.no_prefix_cache, "disable the prefix cache");
   app.add_option("--start-timeout-s", o.start_timeout_s, "give up if a child is not serving")

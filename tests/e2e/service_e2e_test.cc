@@ -321,13 +321,14 @@ TEST(ServiceFailureE2E, KilledWorkerFailsFastAndARestartedOneIsTakenBack) {
       return std::make_pair(r, Clock::now());
     }));
   }
-  // Wait until a worker has running sequences, then kill it.
+  // Wait until a worker's running sequences have streamed tokens (a few steps past their
+  // prefill; one with nothing streamed yet would move to the other worker), then kill it.
   int victim = -1;
   auto deadline = Clock::now() + seconds(30);
   while (victim < 0 && Clock::now() < deadline) {
     ite::v1::StatsResponse s = GetStats(*stub);
     for (const auto& w : s.workers()) {
-      if (w.running() > 0) victim = w.index();
+      if (w.running() > 0 && w.steps() >= 4) victim = w.index();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

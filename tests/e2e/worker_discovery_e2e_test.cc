@@ -125,6 +125,20 @@ TEST_F(WorkerDiscoveryE2E, WorkersFollowTheNameWhileRequestsRun) {
       },
       seconds(30)))
       << "the requests did not spread over both workers";
+  // A few steps more on each worker, so that its requests have streamed tokens: requests with
+  // nothing streamed yet move to the other worker when theirs goes, these must fail.
+  std::vector<int64_t> steps0;
+  for (const auto& w : Stats().workers()) steps0.push_back(w.steps());
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        const auto s = Stats();
+        for (int i = 0; i < s.workers_size() && i < static_cast<int>(steps0.size()); ++i) {
+          if (s.workers(i).running() > 0 && s.workers(i).steps() < steps0[i] + 3) return false;
+        }
+        return true;
+      },
+      seconds(30)))
+      << "the running requests made no progress";
   Resolve({"127.0.0.3"});
   auto t0 = Clock::now();
   for (auto& t : threads) t.join();

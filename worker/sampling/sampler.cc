@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 namespace ite {
@@ -12,7 +13,7 @@ SequenceSampler::SequenceSampler(const SamplingParams& params,
   if (params_.has_seed) {
     rng_.seed(params_.seed);
     // One draw per non-greedy token (Draw takes it first thing).
-    if (params_.temperature != 0.0f && generated > 0) rng_.discard(generated);
+    if (!params_.greedy() && generated > 0) rng_.discard(generated);
   } else {
     std::random_device rd;
     rng_.seed((static_cast<uint64_t>(rd()) << 32) ^ rd());
@@ -36,7 +37,8 @@ void SequenceSampler::ApplyPenalties(std::vector<float>* x) const {
     for (int32_t t : seen_) {
       if (t < 0 || t >= vocab) continue;
       float& v = (*x)[t];
-      v = v > 0.0f ? v / r : v * r;
+      // A tiny penalty can push v / r past the float range; inf would turn softmax into NaN.
+      v = v > 0.0f ? std::min(v / r, std::numeric_limits<float>::max()) : v * r;
     }
   }
   if (params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f) {
@@ -133,14 +135,24 @@ void FillLogprobs(std::span<const float> x, int32_t top_n, SampleResult* result,
 
 SampleResult SequenceSampler::Sample(std::span<const float> logits) {
   work_.assign(logits.begin(), logits.end());
-  for (float& v : work_)
+  constexpr float kMax = std::numeric_limits<float>::max();
+  float max_abs = 0.0f;  // the largest finite magnitude, to know whether scaling overflows
+  for (float& v : work_) {
+    // NaN is never chosen and +inf is the largest float: a softmax over them stays finite.
     if (std::isnan(v)) v = -INFINITY;
+    if (v == INFINITY) v = kMax;
+  }
   ApplyPenalties(&work_);
-  const bool greedy = params_.temperature == 0.0f;
+  for (float v : work_)
+    if (v != -INFINITY) max_abs = std::max(max_abs, std::fabs(v));
+  const float inv = 1.0f / params_.temperature;
+  // Scaling that would overflow picks the argmax anyway (every other token's weight is 0), so it
+  // is greedy, logprobs included, rather than inf - inf = NaN.
+  const bool greedy = params_.greedy() || !(max_abs * inv <= kMax);
   if (!greedy && params_.temperature != 1.0f) {
-    const float inv = 1.0f / params_.temperature;
     for (float& v : work_) v *= inv;
   }
+  if (greedy && !params_.greedy()) rng_();  // the draw Draw would take, so a resume skips it
 
   SampleResult result;
   if (greedy) {

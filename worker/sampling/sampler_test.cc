@@ -294,5 +294,73 @@ TEST(SequenceSamplerTest, NanAndInfiniteLogitsDoNotCrash) {
   EXPECT_TRUE(t == 0 || t == 1);
 }
 
+// Values that pass validation but would overflow the arithmetic: a temperature of 1e-40 makes
+// 1 / temperature inf, a repetition penalty of 1e-38 makes a seen token's logit inf. Either must
+// sample like greedy (the same token and logprobs) and never return NaN.
+TEST(SequenceSamplerTest, TinyTemperatureSamplesLikeGreedy) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 0.0f, 1.5f};
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  greedy.logprobs = true;
+  greedy.top_logprobs = 3;
+  for (float t : {1e-40f, 1e-30f, 1e-6f}) {
+    SamplingParams p = Seeded(7);
+    p.temperature = t;
+    p.logprobs = true;
+    p.top_logprobs = 3;
+    SequenceSampler tiny(p, {});
+    SequenceSampler ref(greedy, {});
+    for (int i = 0; i < 20; ++i) {
+      SampleResult a = tiny.Sample(logits);
+      SampleResult b = ref.Sample(logits);
+      ASSERT_EQ(a.token, 1) << "T=" << t;
+      EXPECT_EQ(a.token, b.token);
+      EXPECT_FALSE(std::isnan(a.logprob)) << "T=" << t;
+      EXPECT_FLOAT_EQ(a.logprob, b.logprob) << "T=" << t;
+      ASSERT_EQ(a.top.size(), 3u);
+      for (size_t k = 0; k < a.top.size(); ++k) {
+        EXPECT_EQ(a.top[k].token, b.top[k].token);
+        EXPECT_TRUE(std::isfinite(a.top[k].logprob)) << "T=" << t << " k=" << k;
+      }
+    }
+  }
+}
+
+TEST(SequenceSamplerTest, ScalingThatWouldOverflowIsGreedy) {
+  // Finite logits whose division by a small (but not greedy) temperature leaves the float range.
+  const std::vector<float> logits = {1e36f, -3e37f, 2e37f, 0.0f};
+  SamplingParams p = Seeded(3);
+  p.temperature = 1e-4f;
+  p.logprobs = true;
+  SequenceSampler s(p, {});
+  for (int i = 0; i < 10; ++i) {
+    SampleResult r = s.Sample(logits);
+    EXPECT_EQ(r.token, 2);
+    EXPECT_FALSE(std::isnan(r.logprob));
+    EXPECT_LE(r.logprob, 0.0f);
+  }
+}
+
+TEST(SequenceSamplerTest, TinyRepetitionPenaltyStaysFinite) {
+  const std::vector<float> logits = {3.0f, 5.0f, 4.0f, -2.0f};
+  for (float temperature : {0.0f, 0.7f, 1.0f}) {
+    SamplingParams p = Seeded(11);
+    p.temperature = temperature;
+    p.repetition_penalty = 1e-38f;
+    p.logprobs = true;
+    p.top_logprobs = 2;
+    // Token 2 was seen: its positive logit divided by 1e-38 is past the float range.
+    const std::vector<int32_t> prompt = {2};
+    SequenceSampler s(p, prompt);
+    SampleResult r = s.Sample(logits);
+    EXPECT_EQ(r.token, 2) << "T=" << temperature;
+    EXPECT_FALSE(std::isnan(r.logprob)) << "T=" << temperature;
+    EXPECT_LE(r.logprob, 0.0f);
+    ASSERT_EQ(r.top.size(), 2u);
+    EXPECT_EQ(r.top[0].token, 2);
+    for (const TokenLogprob& t : r.top) EXPECT_FALSE(std::isnan(t.logprob));
+  }
+}
+
 }  // namespace
 }  // namespace ite

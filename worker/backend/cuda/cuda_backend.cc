@@ -227,7 +227,7 @@ Status CudaBackend::SubmitStep(const ForwardBatch& batch, bool* enqueued) {
     ++samples;
     penalties = penalties || s->penalties;
     logprobs = logprobs || s->params.logprobs || s->params.top_logprobs > 0;
-    greedy = greedy && (s->params.temperature == 0.0f || s->params.top_k == 1);
+    greedy = greedy && (s->params.greedy() || s->params.top_k == 1);
   }
   const bool synchronous = logprobs || want_logits;
   // Penalties count every token sampled so far, including those of steps still in flight.
@@ -303,7 +303,7 @@ Status CudaBackend::SubmitStep(const ForwardBatch& batch, bool* enqueued) {
     if (s == nullptr) continue;
     const SamplingParams& p = s->params;
     StepLayout::At<int32_t>(host, l.sample_slots)[j] = s->slot;
-    StepLayout::At<float>(host, l.temperature)[j] = p.temperature;
+    StepLayout::At<float>(host, l.temperature)[j] = p.greedy() ? 0.0f : p.temperature;
     StepLayout::At<int32_t>(host, l.top_k)[j] = p.top_k;
     StepLayout::At<float>(host, l.top_p)[j] = p.top_p;
     StepLayout::At<float>(host, l.min_p)[j] = p.min_p;
@@ -433,7 +433,7 @@ Status CudaBackend::FinishSynchronous(InFlight* f, bool want_logits, bool logpro
       const float* src = probs_host_.as<float>() + j * vocab;
       row.assign(src, src + vocab);
       const float t = s->params.temperature;
-      if (t > 0.0f && t != 1.0f)
+      if (!s->params.greedy() && t != 1.0f)
         for (float& v : row) v /= t;
       FillLogprobs(row, s->params.top_logprobs, &r, &scratch_);
     }

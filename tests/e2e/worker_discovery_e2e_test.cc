@@ -128,7 +128,8 @@ TEST_F(WorkerDiscoveryE2E, WorkersFollowTheNameWhileRequestsRun) {
   // A few steps more on each worker, so that its requests have streamed tokens: requests with
   // nothing streamed yet move to the other worker when theirs goes, these must fail.
   std::vector<int64_t> steps0;
-  for (const auto& w : Stats().workers()) steps0.push_back(w.steps());
+  const auto before = Stats();
+  for (const auto& w : before.workers()) steps0.push_back(w.steps());
   ASSERT_TRUE(WaitUntil(
       [&] {
         const auto s = Stats();

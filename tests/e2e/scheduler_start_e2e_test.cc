@@ -78,8 +78,10 @@ class SchedulerStartE2E : public ::testing::Test {
     ready_ = dir_.path() + "/scheduler.port";
     std::filesystem::remove(ready_);
     std::vector<std::string> argv = {
-        env_.bin_dir + "/ite-scheduler", "--model",      env_.model, "--workers", workers, "--port",
-        std::to_string(scheduler_port_), "--ready-file", ready_};
+        env_.bin_dir + "/ite-scheduler", "--model", env_.model, "--workers", workers, "--port",
+        std::to_string(scheduler_port_), "--ready-file", ready_,
+        // A fixed gRPC port would give the HTTP API its default 8000, which parallel tests share.
+        "--http-port", "-1"};
     return scheduler_port_ > 0 && scheduler->Start("ite-scheduler", argv).ok();
   }
   bool SchedulerReady(ChildProcess* scheduler) {

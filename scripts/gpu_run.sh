@@ -26,6 +26,9 @@ status=0
   python3 -c 'import torch; print("torch", torch.__version__)' 2>&1
 } >"$out/env.txt" 2>&1
 
+# The GPU image has no stb headers (the image decoder needs stb_image.h): a run that carries
+# .carry/inc (a copy of /usr/include/stb from a Debian machine) installs them first.
+[ -d "$root/.carry/inc" ] && cp -r "$root/.carry/inc/." /usr/local/include/
 if has build; then
   start=$(date +%s)
   {

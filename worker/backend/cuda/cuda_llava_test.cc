@@ -139,7 +139,9 @@ TEST(CudaLlavaTest, ImagePromptMatchesCpuBackend) {
   o.kv.block_size = 16;
   o.kv.num_blocks = 128;
   o.max_step_tokens = 1024;
-  o.max_seqs = 8;
+  // Logits of every prompt row (593 with the image) in one step: the backend allows as many
+  // logit rows as sequences, at least 256.
+  o.max_seqs = 1024;
   auto cuda = CreateCudaBackend(LoadBf16(), o);
   ASSERT_TRUE(cuda.ok()) << cuda.status().ToString();
   KvCacheOptions kv;

@@ -172,6 +172,10 @@ StatusOr<std::unique_ptr<GemmRunner>> GemmRunner::Create(size_t workspace_bytes,
 
 size_t GemmRunner::cached_plans() const { return impl_->plans.size(); }
 
+bool GemmRunner::Fuses(const GemmArgs& g) const {
+  return !impl_->batch_invariant && internal::GemvApplies(g);
+}
+
 Status GemmRunner::Run(const GemmArgs& g, cudaStream_t stream) {
   if (g.x == nullptr || g.w == nullptr || g.out == nullptr) {
     return InvalidArgument("GEMM: x, w and out must be non-null");
@@ -181,16 +185,24 @@ Status GemmRunner::Run(const GemmArgs& g, cudaStream_t stream) {
   }
   if (g.bias && g.out_f32)
     return InvalidArgument("GEMM: bias is only supported with out_f32=false");
+  if (g.out_f32 && g.epilogue != GemmEpilogue::kStore)
+    return InvalidArgument("GEMM: an fp32 output only stores");
   if (g.m == 0) return Status::Ok();
   // A few rows read the weight once: the weight-streaming kernel beats cuBLASLt's tiles there.
   // Not in batch-invariant mode, whose rows must round alike at every m.
-  if (!impl_->batch_invariant && internal::GemvApplies(g)) return internal::Gemv(g, stream);
+  if (Fuses(g)) return internal::Gemv(g, stream);
+  if (g.rms_norm_x || (g.epilogue != GemmEpilogue::kStore && g.epilogue != GemmEpilogue::kAccumulate))
+    return InvalidArgument(
+        "GEMM: normalised x, silu * mul and RoPE epilogues are fused only into products of 1-{} "
+        "rows outside batch-invariant mode (m={})",
+        internal::kGemvMaxRows, g.m);
   ITE_ASSIGN_OR_RETURN(Plan * plan, impl_->GetPlan(g));
   if (g.bias) {
     ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
   }
-  const float alpha = 1.0f, beta = 0.0f;
+  // kAccumulate: out = x w^T + 1 * out, read and written in place (C and D share a layout).
+  const float alpha = 1.0f, beta = g.epilogue == GemmEpilogue::kAccumulate ? 1.0f : 0.0f;
   ITE_LT_RETURN_IF_ERROR(cublasLtMatmul(impl_->handle, plan->desc, &alpha, g.w, plan->a, g.x,
                                         plan->b, &beta, g.out, plan->c, g.out, plan->c, &plan->algo,
                                         impl_->workspace, impl_->workspace_bytes, stream));

@@ -1,12 +1,18 @@
 // Products of a few activation rows with a weight matrix (decode of small batches):
-// out[m, n] = x[m, k] w[n, k]^T (+ bias), m <= kGemvMaxRows.
+// out[m, n] = x[m, k] w[n, k]^T (+ bias), m <= kGemvMaxRows, with the step's neighbouring work
+// fused where GemmArgs asks (RMS-normalised x, residual accumulate, silu * mul, RoPE + KV write).
 //
 // Such a product only streams the weight once, so it runs at the speed the weight is read. One
-// warp per output column (several for narrow weights, see SplitFor): each lane reads 16-byte pieces
-// of the column's weight row with a streaming load (the weight is read once; x, small and read by
+// warp per output unit (several for narrow weights, see SplitFor): each lane reads 16-byte pieces
+// of the unit's weight rows with a streaming load (the weight is read once; x, small and read by
 // every warp, stays in L1/L2), keeps fp32 sums for the m rows, and the warp adds its lanes at the
-// end. cuBLASLt at these m picks tile kernels with split-k (a second, reducing kernel) that read
-// small weights well under the copy bandwidth; see docs/perf.md.
+// end. A unit is one weight row, or for the paired epilogues the two rows whose results meet:
+// gate row j with up row j (silu * mul), and the two halves of a rotary pair (RoPE). cuBLASLt at
+// these m picks tile kernels with split-k (a second, reducing kernel) that read small weights
+// well under the copy bandwidth; see docs/perf.md.
+//
+// rms_norm_x: each lane multiplies the x values it reads by the norm's weight and also sums
+// their squares, so the row's rms comes out of the same pass and scales the sums at the end.
 #include <cuda_runtime.h>
 
 #include "cuda_check.h"
@@ -17,10 +23,36 @@
 namespace ite::kernels::internal {
 namespace {
 
-constexpr int kWarps = 8;             // warps (columns) per block
-constexpr int kUnroll = 4;            // 16-byte weight pieces in flight per lane
+constexpr int kWarps = 8;             // warps (units) per block
+constexpr int kUnroll = 4;            // 16-byte weight pieces in flight per lane and row
 constexpr int kPiece = 8;             // elements per 16-byte piece
 constexpr int kStride = 32 * kPiece;  // elements a warp covers per piece round
+
+template <typename T, typename Out>
+struct GemvParams {
+  const T* x;
+  const T* w;
+  const T* bias;
+  const T* norm_weight;
+  Out* out;
+  int32_t n;  // weight rows
+  int32_t kdim;
+  float eps;
+  // kRopeKv
+  const int32_t* positions;
+  const int32_t* slots;
+  const float* inv_freq;
+  T* k_cache;
+  T* v_cache;
+  int64_t num_slots;
+  int32_t num_heads;
+  int32_t num_kv_heads;
+  int32_t head_dim;
+};
+
+constexpr int RowsPerUnit(GemmEpilogue e) {
+  return e == GemmEpilogue::kSiluMul || e == GemmEpilogue::kRopeKv ? 2 : 1;
+}
 
 __device__ __forceinline__ uint4 LoadStreaming(const void* p) {
   uint4 v;
@@ -30,106 +62,205 @@ __device__ __forceinline__ uint4 LoadStreaming(const void* p) {
   return v;
 }
 
-template <typename T, int M>
-__device__ __forceinline__ void Accumulate(const uint4& wv, const T* __restrict__ x, int64_t k,
-                                           int32_t kdim, float (&acc)[M]) {
-  float wf[kPiece];
-  Unpack8<T>(wv, wf);
+// The weight rows of unit u.
+template <GemmEpilogue E, typename P>
+__device__ __forceinline__ void UnitRows(const P& p, int32_t u, int32_t (&row)[RowsPerUnit(E)]) {
+  if constexpr (E == GemmEpilogue::kSiluMul) {
+    row[0] = u;
+    row[1] = u + p.n / 2;
+  } else if constexpr (E == GemmEpilogue::kRopeKv) {
+    const int32_t half = p.head_dim / 2;
+    row[0] = u / half * p.head_dim + u % half;
+    row[1] = row[0] + half;
+  } else {
+    row[0] = u;
+  }
+}
+
+template <typename T, int M, int R, bool kNorm>
+__device__ __forceinline__ void Accumulate(const uint4 (&wv)[R], const T* __restrict__ x,
+                                           const T* __restrict__ norm_weight, int64_t k,
+                                           int32_t kdim, float (&acc)[R][M], float (&sumsq)[M]) {
+  float wf[R][kPiece], gf[kPiece];
+#pragma unroll
+  for (int q = 0; q < R; ++q) Unpack8<T>(wv[q], wf[q]);
+  if constexpr (kNorm) Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(norm_weight + k)), gf);
 #pragma unroll
   for (int r = 0; r < M; ++r) {
     float xf[kPiece];
     Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(x + int64_t{r} * kdim + k)), xf);
 #pragma unroll
-    for (int j = 0; j < kPiece; ++j) acc[r] = fmaf(wf[j], xf[j], acc[r]);
+    for (int j = 0; j < kPiece; ++j) {
+      if constexpr (kNorm) {
+        sumsq[r] = fmaf(xf[j], xf[j], sumsq[r]);
+        xf[j] *= gf[j];
+      }
+#pragma unroll
+      for (int q = 0; q < R; ++q) acc[q][r] = fmaf(wf[q][j], xf[j], acc[q][r]);
+    }
   }
 }
 
-// kSplit warps share a column, taking turns at its 256-element rounds; their sums are added in
-// warp order, so a column's rounding depends on (n, k) alone, never on m.
-template <typename T, typename Out, int M, int kSplit>
-__global__ void __launch_bounds__(kWarps * 32)
-    GemvKernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-               Out* __restrict__ out, int32_t n, int32_t kdim) {
-  constexpr int kCols = kWarps / kSplit;
-  __shared__ float partial[kWarps][M];
+__device__ __forceinline__ float Silu(float v) { return v / (1.0f + __expf(-v)); }
+
+// Row r's results of unit u: y[q] is weight row row[q]'s dot product, scaled and biased.
+template <GemmEpilogue E, typename T, typename Out>
+__device__ __forceinline__ void Store(const GemvParams<T, Out>& p, int r, int32_t u,
+                                      const int32_t (&row)[RowsPerUnit(E)],
+                                      float (&y)[RowsPerUnit(E)]) {
+  if constexpr (E == GemmEpilogue::kStore) {
+    Out* o = p.out + int64_t{r} * p.n + row[0];
+    if constexpr (std::is_same_v<Out, float>) {
+      *o = y[0];
+    } else {
+      *o = FromFloat<Out>(y[0]);
+    }
+  } else if constexpr (E == GemmEpilogue::kAccumulate) {
+    Out* o = p.out + int64_t{r} * p.n + row[0];
+    *o = FromFloat<Out>(ToFloat(*o) + y[0]);
+  } else if constexpr (E == GemmEpilogue::kSiluMul) {
+    p.out[int64_t{r} * (p.n / 2) + u] = FromFloat<Out>(Silu(y[0]) * y[1]);
+  } else {  // kRopeKv
+    const int32_t half = p.head_dim / 2, head = u / half, i = u % half;
+    if (head < p.num_heads + p.num_kv_heads) {  // Q and K rotate; V does not
+      // The same fp32 angle and sincosf as RopeKvWrite (rope.cu) and the CPU reference.
+      float s, c;
+      sincosf(static_cast<float>(p.positions[r]) * p.inv_freq[i], &s, &c);
+      const float a = y[0], b = y[1];
+      y[0] = a * c - b * s;
+      y[1] = b * c + a * s;
+    }
+    Out* o = p.out + int64_t{r} * p.n;
+    const Out ya = FromFloat<Out>(y[0]), yb = FromFloat<Out>(y[1]);
+    o[row[0]] = ya;
+    o[row[1]] = yb;
+    const int64_t slot = p.slots[r];
+    if (head < p.num_heads || slot < 0 || slot >= p.num_slots) return;
+    const bool is_k = head < p.num_heads + p.num_kv_heads;
+    const int32_t kv_head = head - p.num_heads - (is_k ? 0 : p.num_kv_heads);
+    T* dst = (is_k ? p.k_cache : p.v_cache) + (slot * p.num_kv_heads + kv_head) * p.head_dim + i;
+    dst[0] = ya;
+    dst[half] = yb;
+  }
+}
+
+// kSplit warps share a unit, taking turns at its 256-element rounds; their sums are added in
+// warp order, so a unit's rounding depends on (n, k) alone, never on m.
+template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm>
+__global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, int32_t units) {
+  constexpr int R = RowsPerUnit(E);
+  constexpr int kUnits = kWarps / kSplit;
+  constexpr int kSums = R + (kNorm ? 1 : 0);  // per row: R dot products (+ the sum of squares)
+  __shared__ float partial[kWarps][M][kSums];
   LetDependentsStart();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int col = blockIdx.x * kCols + warp / kSplit, part = warp % kSplit;
-  float acc[M];
+  const int32_t u = blockIdx.x * kUnits + warp / kSplit;
+  const int part = warp % kSplit;
+  const bool live = u < units;
+  int32_t row[R];
+  UnitRows<E>(p, live ? u : 0, row);
+  const T* wrow[R];
 #pragma unroll
-  for (int r = 0; r < M; ++r) acc[r] = 0.0f;
-  const T* wrow = w + int64_t{col < n ? col : 0} * kdim;
+  for (int q = 0; q < R; ++q) wrow[q] = p.w + int64_t{row[q]} * p.kdim;
+  float acc[R][M], sumsq[M];
+#pragma unroll
+  for (int r = 0; r < M; ++r) {
+    sumsq[r] = 0.0f;
+#pragma unroll
+    for (int q = 0; q < R; ++q) acc[q][r] = 0.0f;
+  }
   constexpr int64_t kStep = int64_t{kStride} * kSplit;
+  const int32_t kdim = p.kdim;
   int64_t k = int64_t{part} * kStride + lane * kPiece;
   // Rounds of kUnroll pieces: every load of a round is issued before its products. The first
   // round's weight loads go out before the wait for the previous kernel (the weight is constant),
   // so they overlap that kernel's end.
-  bool round = col < n && k + (kUnroll - 1) * kStep < kdim;
-  uint4 wv[kUnroll];
+  bool round = live && k + (kUnroll - 1) * kStep < kdim;
+  uint4 wv[kUnroll][R];
   if (round) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) wv[u] = LoadStreaming(wrow + k + u * kStep);
+    for (int s = 0; s < kUnroll; ++s) {
+#pragma unroll
+      for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k + s * kStep);
+    }
   }
   WaitForPrerequisites();
   while (round) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) Accumulate<T, M>(wv[u], x, k + u * kStep, kdim, acc);
+    for (int s = 0; s < kUnroll; ++s)
+      Accumulate<T, M, R, kNorm>(wv[s], p.x, p.norm_weight, k + s * kStep, kdim, acc, sumsq);
     k += kUnroll * kStep;
     round = k + (kUnroll - 1) * kStep < kdim;
     if (round) {
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) wv[u] = LoadStreaming(wrow + k + u * kStep);
+      for (int s = 0; s < kUnroll; ++s) {
+#pragma unroll
+        for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k + s * kStep);
+      }
     }
   }
-  if (col < n) {
-    for (; k < kdim; k += kStep) Accumulate<T, M>(LoadStreaming(wrow + k), x, k, kdim, acc);
+  if (live) {
+    for (; k < kdim; k += kStep) {
+      uint4 last[R];
+#pragma unroll
+      for (int q = 0; q < R; ++q) last[q] = LoadStreaming(wrow[q] + k);
+      Accumulate<T, M, R, kNorm>(last, p.x, p.norm_weight, k, kdim, acc, sumsq);
+    }
   }
+  // sums[r][q]: the warp's totals, q < R the dot products, q == R the sum of squares.
+  float sums[M][kSums];
 #pragma unroll
   for (int r = 0; r < M; ++r) {
 #pragma unroll
-    for (int off = 16; off > 0; off /= 2) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    for (int q = 0; q < kSums; ++q) {
+      float v = q < R ? acc[q < R ? q : 0][r] : sumsq[r];
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+      sums[r][q] = v;
+    }
   }
   if constexpr (kSplit > 1) {
     if (lane == 0) {
 #pragma unroll
-      for (int r = 0; r < M; ++r) partial[warp][r] = acc[r];
+      for (int r = 0; r < M; ++r) {
+#pragma unroll
+        for (int q = 0; q < kSums; ++q) partial[warp][r][q] = sums[r][q];
+      }
     }
     __syncthreads();
     if (part != 0) return;
 #pragma unroll
     for (int r = 0; r < M; ++r) {
-      acc[r] = partial[warp][r];
 #pragma unroll
-      for (int q = 1; q < kSplit; ++q) acc[r] += partial[warp + q][r];
-    }
-  }
-  if (lane == 0 && col < n) {
-    const float b = bias ? ToFloat(bias[col]) : 0.0f;
+      for (int q = 0; q < kSums; ++q) {
+        float v = partial[warp][r][q];
 #pragma unroll
-    for (int r = 0; r < M; ++r) {
-      if constexpr (std::is_same_v<Out, float>) {
-        out[int64_t{r} * n + col] = acc[r] + b;
-      } else {
-        out[int64_t{r} * n + col] = FromFloat<Out>(acc[r] + b);
+        for (int s = 1; s < kSplit; ++s) v += partial[warp + s][r][q];
+        sums[r][q] = v;
       }
     }
   }
+  if (!live) return;
+  // Lane r stores row r, so the rows' epilogues (a sincosf each for RoPE) run side by side.
+#pragma unroll
+  for (int r = 0; r < M; ++r) {
+    if (lane != r) continue;
+    const float scale = kNorm ? rsqrtf(sums[r][kSums - 1] / kdim + p.eps) : 1.0f;
+    float y[R];
+#pragma unroll
+    for (int q = 0; q < R; ++q) y[q] = sums[r][q] * scale + (p.bias ? ToFloat(p.bias[row[q]]) : 0.0f);
+    Store<E>(p, r, u, row, y);
+  }
 }
 
-template <typename T, typename Out, int M, int kSplit>
-Status LaunchSplit(const GemmArgs& g, cudaStream_t stream) {
-  constexpr int kCols = kWarps / kSplit;
-  const dim3 grid((g.n + kCols - 1) / kCols);
-  return CudaStatus(
-      LaunchDependent(GemvKernel<T, Out, M, kSplit>, grid, kWarps * 32, 0, stream,
-                      static_cast<const T*>(g.x), static_cast<const T*>(g.w),
-                      static_cast<const T*>(g.bias), static_cast<Out*>(g.out), g.n, g.k),
-      "GemvKernel");
+int32_t UnitsOf(const GemmArgs& g) {
+  return g.epilogue == GemmEpilogue::kSiluMul || g.epilogue == GemmEpilogue::kRopeKv ? g.n / 2
+                                                                                      : g.n;
 }
 
-// Warps per column: the fewest that give about two blocks per multiprocessor (narrow weights
+// Warps per unit: the fewest that give about two blocks per multiprocessor (narrow weights
 // would otherwise leave multiprocessors without a block), and no more than the rounds of k.
-int SplitFor(const GemmArgs& g) {
+int SplitFor(int32_t units, int32_t kdim) {
   int device = 0, sms = 132;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
@@ -137,51 +268,114 @@ int SplitFor(const GemmArgs& g) {
     sms = 132;
   }
   int split = 1;
-  while (split < kWarps && int64_t{g.n} * split / kWarps < 2 * sms &&
-         int64_t{g.k} >= int64_t{kStride} * split * 2)
+  while (split < kWarps && int64_t{units} * split / kWarps < 2 * sms &&
+         int64_t{kdim} >= int64_t{kStride} * split * 2)
     split *= 2;
   return split;
 }
 
-template <typename T, typename Out, int M>
+template <typename T, typename Out>
+GemvParams<T, Out> ParamsOf(const GemmArgs& g) {
+  GemvParams<T, Out> p{};
+  p.x = static_cast<const T*>(g.x);
+  p.w = static_cast<const T*>(g.w);
+  p.bias = static_cast<const T*>(g.bias);
+  p.norm_weight = static_cast<const T*>(g.norm_weight);
+  p.out = static_cast<Out*>(g.out);
+  p.n = g.n;
+  p.kdim = g.k;
+  p.eps = g.eps;
+  if (g.rope) {
+    const RopeKvWriteArgs& r = *g.rope;
+    p.positions = r.positions;
+    p.slots = r.slots;
+    p.inv_freq = r.inv_freq;
+    p.k_cache = static_cast<T*>(r.cache.k);
+    p.v_cache = static_cast<T*>(r.cache.v);
+    p.num_slots = int64_t{r.cache.num_blocks} * r.cache.block_size;
+    p.num_heads = r.num_heads;
+    p.num_kv_heads = r.num_kv_heads;
+    p.head_dim = r.head_dim;
+  }
+  return p;
+}
+
+template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm>
+Status LaunchSplit(const GemmArgs& g, int32_t units, cudaStream_t stream) {
+  constexpr int kUnits = kWarps / kSplit;
+  const dim3 grid((units + kUnits - 1) / kUnits);
+  return CudaStatus(LaunchDependent(GemvKernel<T, Out, M, kSplit, E, kNorm>, grid, kWarps * 32, 0,
+                                    stream, ParamsOf<T, Out>(g), units),
+                    "GemvKernel");
+}
+
+template <typename T, typename Out, int M, GemmEpilogue E, bool kNorm>
 Status LaunchRows(const GemmArgs& g, cudaStream_t stream) {
-  switch (SplitFor(g)) {
+  const int32_t units = UnitsOf(g);
+  switch (SplitFor(units, g.k)) {
     case 1:
-      return LaunchSplit<T, Out, M, 1>(g, stream);
+      return LaunchSplit<T, Out, M, 1, E, kNorm>(g, units, stream);
     case 2:
-      return LaunchSplit<T, Out, M, 2>(g, stream);
+      return LaunchSplit<T, Out, M, 2, E, kNorm>(g, units, stream);
     case 4:
-      return LaunchSplit<T, Out, M, 4>(g, stream);
+      return LaunchSplit<T, Out, M, 4, E, kNorm>(g, units, stream);
     default:
-      return LaunchSplit<T, Out, M, 8>(g, stream);
+      return LaunchSplit<T, Out, M, 8, E, kNorm>(g, units, stream);
   }
 }
 
-template <typename T, typename Out>
-Status LaunchOut(const GemmArgs& g, cudaStream_t stream) {
+template <typename T, typename Out, GemmEpilogue E, bool kNorm>
+Status LaunchM(const GemmArgs& g, cudaStream_t stream) {
   switch (g.m) {
     case 1:
-      return LaunchRows<T, Out, 1>(g, stream);
+      return LaunchRows<T, Out, 1, E, kNorm>(g, stream);
     case 2:
-      return LaunchRows<T, Out, 2>(g, stream);
+      return LaunchRows<T, Out, 2, E, kNorm>(g, stream);
     case 3:
-      return LaunchRows<T, Out, 3>(g, stream);
+      return LaunchRows<T, Out, 3, E, kNorm>(g, stream);
     default:
-      return LaunchRows<T, Out, 4>(g, stream);
+      return LaunchRows<T, Out, 4, E, kNorm>(g, stream);
   }
 }
 
+// The variants a decoder layer uses (the others are refused by GemvApplies): plain products
+// (fp32 out for logits), residual accumulates, and the normalised silu * mul and RoPE ones.
 template <typename T>
 Status LaunchType(const GemmArgs& g, cudaStream_t stream) {
-  if (g.out_f32) return LaunchOut<T, float>(g, stream);
-  return LaunchOut<T, T>(g, stream);
+  switch (g.epilogue) {
+    case GemmEpilogue::kStore:
+      if (g.out_f32) return LaunchM<T, float, GemmEpilogue::kStore, false>(g, stream);
+      return LaunchM<T, T, GemmEpilogue::kStore, false>(g, stream);
+    case GemmEpilogue::kAccumulate:
+      return LaunchM<T, T, GemmEpilogue::kAccumulate, false>(g, stream);
+    case GemmEpilogue::kSiluMul:
+      return LaunchM<T, T, GemmEpilogue::kSiluMul, true>(g, stream);
+    case GemmEpilogue::kRopeKv:
+      return LaunchM<T, T, GemmEpilogue::kRopeKv, true>(g, stream);
+  }
+  return InvalidArgument("GEMV: unknown epilogue");
 }
 
 }  // namespace
 
 bool GemvApplies(const GemmArgs& g) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return g.m >= 1 && g.m <= kGemvMaxRows && g.k % kPiece == 0 && aligned(g.x) && aligned(g.w);
+  if (!(g.m >= 1 && g.m <= kGemvMaxRows && g.k % kPiece == 0 && aligned(g.x) && aligned(g.w)))
+    return false;
+  // Normalisation only where a layer asks for it: the paired epilogues.
+  const bool paired = g.epilogue == GemmEpilogue::kSiluMul || g.epilogue == GemmEpilogue::kRopeKv;
+  if (g.rms_norm_x != paired || (g.out_f32 && g.epilogue != GemmEpilogue::kStore)) return false;
+  if (g.rms_norm_x && (g.norm_weight == nullptr || !aligned(g.norm_weight))) return false;
+  if (g.epilogue == GemmEpilogue::kSiluMul) return g.n % 2 == 0;
+  if (g.epilogue == GemmEpilogue::kRopeKv) {
+    const RopeKvWriteArgs* r = g.rope;
+    return r != nullptr && r->head_dim > 0 && r->head_dim % 2 == 0 &&
+           g.n == (r->num_heads + 2 * r->num_kv_heads) * r->head_dim &&
+           r->cache.dtype == g.dtype && r->cache.num_kv_heads == r->num_kv_heads &&
+           r->cache.head_dim == r->head_dim && r->positions && r->slots && r->inv_freq &&
+           r->cache.k && r->cache.v;
+  }
+  return true;
 }
 
 Status Gemv(const GemmArgs& g, cudaStream_t stream) {

@@ -14,12 +14,12 @@ constexpr int kMaxVecsPerThread = 4;
 // the scaling, so each element is read once and written once.
 template <typename T>
 __global__ void RmsNormKernel(const T* __restrict__ x, T* residual, const T* __restrict__ weight,
-                              T* out, int dim, float eps) {
+                              T* out, int dim, float eps, const int32_t* __restrict__ row_index) {
   __shared__ float scratch[32];
   LetDependentsStart();
   WaitForPrerequisites();
   const int64_t row = blockIdx.x;
-  const T* xr = x + row * dim;
+  const T* xr = x + (row_index ? row_index[row] : row) * int64_t{dim};
   T* rr = residual ? residual + row * dim : nullptr;
   T* outr = out + row * dim;
   // Vector path only when every row start is 16-byte aligned and the row fits in registers.
@@ -99,7 +99,7 @@ Status Launch(const RmsNormArgs& a, void* residual, cudaStream_t stream) {
   return CudaStatus(
       LaunchDependent(RmsNormKernel<T>, a.rows, threads, 0, stream, static_cast<const T*>(a.x),
                       static_cast<T*>(residual), static_cast<const T*>(a.weight),
-                      static_cast<T*>(a.out), a.dim, a.eps),
+                      static_cast<T*>(a.out), a.dim, a.eps, a.row_index),
       "RmsNormKernel");
 }
 
@@ -117,6 +117,7 @@ Status RmsNorm(const RmsNormArgs& args, cudaStream_t stream) {
 
 Status AddRmsNorm(const RmsNormArgs& args, void* residual, cudaStream_t stream) {
   if (residual == nullptr) return InvalidArgument("AddRmsNorm: residual must be non-null");
+  if (args.row_index != nullptr) return InvalidArgument("AddRmsNorm: no row index");
   return Dispatch(args, residual, stream);
 }
 

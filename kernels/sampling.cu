@@ -466,8 +466,21 @@ Status Argmax(const float* logits, int32_t batch, int32_t vocab, int32_t* tokens
   const ArgmaxParams params{logits, vocab, tokens, logprobs};
   // A cluster of up to kArgmaxMaxCluster blocks per row, each slice at least kArgmaxMinSlice
   // floats: a 128256-wide vocab row takes 2 blocks of 256 KB, so 256 rows make 512 blocks.
-  const int want = static_cast<int>(std::min<int64_t>(
+  int want = static_cast<int>(std::min<int64_t>(
       kArgmaxMaxCluster, (int64_t{vocab} + kArgmaxMinSlice - 1) / kArgmaxMinSlice));
+  // Few rows (a small decode batch) would leave all but a few multiprocessors idle: up to 16
+  // blocks per row there, while the rows still fit in one wave and slices keep 4096 floats.
+  // The token does not depend on the split (the lowest index of the max wins); the logprob's
+  // sum is rounded in another order.
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    cudaGetLastError();
+    sms = 0;
+  }
+  while (want > 1 && want < 16 && int64_t{batch} * want * 2 <= sms &&
+         vocab / (2 * want) >= kArgmaxMinSlice / 2)
+    want *= 2;
   if (want > 1 && int64_t{batch} * want <= INT32_MAX) {
     constexpr auto kernel = ArgmaxKernel<true>;
     const int cluster = std::min(want, ClusterLimit<kernel>(kArgmaxClusterThreads));

@@ -13,7 +13,7 @@ build="${ITE_GPU_BUILD_DIR:-$root/build-gpu}"
 stages="${*:-build test memcheck bench}"
 export PATH="/usr/local/cuda/bin:$PATH"
 has() { [[ " $stages " == *" $1 "* ]]; }
-tests=(norm rope elementwise sampling gemm prefill_attention decode_attention)
+tests=(norm rope elementwise sampling gemm gemv_fused prefill_attention decode_attention)
 # Test binaries run as they are named (the kernel ones get their kernels_ prefix below).
 bins=($(for t in "${tests[@]}"; do echo "kernels_${t}_test"; done) cuda_backend_test golden_test)
 status=0

@@ -3,7 +3,9 @@
 //   per layer: h = RmsNorm(x); qkv = h Wqkv^T (+ b); RoPE(q, k) and K/V into the cache;
 //              x += Attention(q, cache) Wo^T; h = RmsNorm(x); x += (silu(h Wg^T) * h Wu^T) Wd^T
 //   logits = RmsNorm(x[logit rows]) Wlm^T
-// Each residual add is fused into the RmsNorm that follows it (AddRmsNorm).
+// Written as five operators per layer, each norm joined to the product after it and each
+// residual add to the product before it, so that a backend can fuse them (the CUDA backend runs
+// a small-batch decode layer as six kernels).
 #include <vector>
 
 #include "worker/model/model.h"
@@ -12,7 +14,7 @@ namespace ite {
 namespace {
 
 struct LlamaLayer {
-  OpWeight attn_norm, qkv, o, ffn_norm, gate_up, down;
+  OpWeight qkv, o, gate_up, down;  // qkv and gate_up carry their norms (LoadNormedMatrix)
 };
 
 class LlamaModel final : public Model {
@@ -32,9 +34,12 @@ class LlamaModel final : public Model {
       ITE_RETURN_IF_ERROR(CheckWeightShape(t, name, {out, in}));
       return ops->LoadMatrix(t, bias, name);
     };
-    auto vector = [&](const Tensor& t, const std::string& name) -> StatusOr<OpWeight> {
-      ITE_RETURN_IF_ERROR(CheckWeightShape(t, name, {hidden}));
-      return ops->LoadVector(t, name);
+    auto normed = [&](const Tensor& norm, const std::string& norm_name, const Tensor& t,
+                      const Tensor& bias, const std::string& name,
+                      int32_t out) -> StatusOr<OpWeight> {
+      ITE_RETURN_IF_ERROR(CheckWeightShape(norm, norm_name, {hidden}));
+      ITE_RETURN_IF_ERROR(CheckWeightShape(t, name, {out, hidden}));
+      return ops->LoadNormedMatrix(norm, t, bias, name);
     };
     const Tensor none;
     for (int32_t l = 0; l < c_.num_layers; ++l) {
@@ -46,16 +51,16 @@ class LlamaModel final : public Model {
         return InvalidArgument("weight {}bqkv present but the config has no qkv bias", p);
       }
       LlamaLayer layer;
-      ITE_ASSIGN_OR_RETURN(layer.attn_norm, vector(lw.attn_norm, p + "attn_norm"));
-      ITE_ASSIGN_OR_RETURN(layer.qkv, matrix(lw.wqkv, lw.bqkv, p + "wqkv", c_.qkv_dim(), hidden));
+      ITE_ASSIGN_OR_RETURN(layer.qkv, normed(lw.attn_norm, p + "attn_norm", lw.wqkv, lw.bqkv,
+                                             p + "wqkv", c_.qkv_dim()));
       ITE_ASSIGN_OR_RETURN(layer.o, matrix(lw.wo, none, p + "wo", hidden, c_.q_dim()));
-      ITE_ASSIGN_OR_RETURN(layer.ffn_norm, vector(lw.ffn_norm, p + "ffn_norm"));
-      ITE_ASSIGN_OR_RETURN(layer.gate_up,
-                           matrix(lw.w_gate_up, none, p + "w_gate_up", 2 * inter, hidden));
+      ITE_ASSIGN_OR_RETURN(layer.gate_up, normed(lw.ffn_norm, p + "ffn_norm", lw.w_gate_up, none,
+                                                 p + "w_gate_up", 2 * inter));
       ITE_ASSIGN_OR_RETURN(layer.down, matrix(lw.w_down, none, p + "w_down", hidden, inter));
       layers_.push_back(layer);
     }
-    ITE_ASSIGN_OR_RETURN(final_norm_, vector(w.final_norm, "final_norm"));
+    ITE_RETURN_IF_ERROR(CheckWeightShape(w.final_norm, "final_norm", {hidden}));
+    ITE_ASSIGN_OR_RETURN(final_norm_, ops->LoadVector(w.final_norm, "final_norm"));
     const bool tied = w.lm_head.empty() && c_.tie_embeddings;
     ITE_ASSIGN_OR_RETURN(lm_head_, matrix(tied ? w.token_embedding : w.lm_head, none, "lm_head",
                                           c_.vocab_size, hidden));
@@ -67,37 +72,24 @@ class LlamaModel final : public Model {
     const int32_t hidden = c_.hidden_size, inter = c_.intermediate_size;
     const float eps = c_.rms_norm_eps;
     Activation x = ops->Buffer(ActBuffer::kResidual, n, hidden);
-    Activation h = ops->Buffer(ActBuffer::kNormed, n, hidden);
     Activation qkv = ops->Buffer(ActBuffer::kQkv, n, c_.qkv_dim());
     Activation attn = ops->Buffer(ActBuffer::kAttn, n, c_.q_dim());
-    Activation proj = ops->Buffer(ActBuffer::kProj, n, hidden);
-    Activation gate_up = ops->Buffer(ActBuffer::kGateUp, n, 2 * inter);
     Activation mlp = ops->Buffer(ActBuffer::kMlp, n, inter);
 
     ITE_RETURN_IF_ERROR(ops->Embedding(embedding_, x));
     for (int32_t l = 0; l < c_.num_layers; ++l) {
       const LlamaLayer& layer = layers_[l];
-      if (l == 0) {
-        ITE_RETURN_IF_ERROR(ops->RmsNorm(x, layer.attn_norm, eps, h));
-      } else {  // the previous layer's MLP output joins the residual here
-        ITE_RETURN_IF_ERROR(ops->AddRmsNorm(x, proj, layer.attn_norm, eps, h));
-      }
-      ITE_RETURN_IF_ERROR(ops->Linear(h, layer.qkv, qkv));
-      ITE_RETURN_IF_ERROR(ops->RopeKvWrite(l, qkv));
+      ITE_RETURN_IF_ERROR(ops->NormLinearRopeKv(l, x, layer.qkv, eps, qkv));
       ITE_RETURN_IF_ERROR(ops->Attention(l, qkv, attn));
-      ITE_RETURN_IF_ERROR(ops->Linear(attn, layer.o, proj));
-      ITE_RETURN_IF_ERROR(ops->AddRmsNorm(x, proj, layer.ffn_norm, eps, h));
-      ITE_RETURN_IF_ERROR(ops->Linear(h, layer.gate_up, gate_up));
-      ITE_RETURN_IF_ERROR(ops->SiluMul(gate_up, mlp));
-      ITE_RETURN_IF_ERROR(ops->Linear(mlp, layer.down, proj));
+      ITE_RETURN_IF_ERROR(ops->LinearAdd(attn, layer.o, x));
+      ITE_RETURN_IF_ERROR(ops->NormLinearSiluMul(x, layer.gate_up, eps, mlp));
+      ITE_RETURN_IF_ERROR(ops->LinearAdd(mlp, layer.down, x));
     }
     const int32_t rows = ops->num_logit_rows();
     if (rows == 0) return Status::Ok();
-    // The final norm runs on every row (cheap next to a layer); only the rows whose logits
-    // are needed go through the LM head.
-    ITE_RETURN_IF_ERROR(ops->AddRmsNorm(x, proj, final_norm_, eps, h));
+    // Only the rows whose logits are needed are normalised and go through the LM head.
     Activation last_h = ops->Buffer(ActBuffer::kLogitRows, rows, hidden);
-    ITE_RETURN_IF_ERROR(ops->GatherLogitRows(h, last_h));
+    ITE_RETURN_IF_ERROR(ops->NormLogitRows(x, final_norm_, eps, last_h));
     return ops->LmHead(last_h, lm_head_);
   }
 

@@ -33,9 +33,12 @@ struct OpWeight {
   int32_t rows = 0;  // out (matrix) or vocab (table); 1 for a vector
   int32_t cols = 0;  // in (matrix), n (vector), dim (table)
   DType dtype = DType::kF32;
+  // LoadNormedMatrix: the norm's weight, in the backend's memory.
+  const void* norm = nullptr;
 };
 
 // Scratch activations by role; the ops keep one buffer per role, sized for their largest step.
+// kNormed, kProj and kGateUp are the ops' own: the intermediates of their fused operators.
 // The kVision* buffers serve the vision tower (one image at a time, num_positions rows).
 enum class ActBuffer {
   kResidual,
@@ -65,8 +68,12 @@ class ModelOps {
                                         const std::string& name) = 0;
   virtual StatusOr<OpWeight> LoadVector(const Tensor& v, const std::string& name) = 0;
   virtual StatusOr<OpWeight> LoadTable(const Tensor& table, const std::string& name) = 0;
+  // A matrix whose input is always RmsNorm(x) * norm (NormLinearRopeKv, NormLinearSiluMul): the
+  // norm travels with it, so a backend can apply it inside the product.
+  virtual StatusOr<OpWeight> LoadNormedMatrix(const Tensor& norm, const Tensor& w,
+                                              const Tensor& bias, const std::string& name) = 0;
 
-  // The planned step: token rows, and rows whose logits are computed (after GatherLogitRows).
+  // The planned step: token rows, and rows whose logits are computed (NormLogitRows).
   virtual int32_t num_tokens() const = 0;
   virtual int32_t num_logit_rows() const = 0;
   virtual Activation Buffer(ActBuffer which, int32_t rows, int32_t cols) = 0;
@@ -74,23 +81,23 @@ class ModelOps {
   // out[t] = table[token t of the step], or, for rows the plan fills from image features, that
   // feature row.
   virtual Status Embedding(const OpWeight& table, Activation out) = 0;
-  // out = RmsNorm(x) * w; out may alias x.
-  virtual Status RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) = 0;
-  // residual += x; out = RmsNorm(residual) * w.
-  virtual Status AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
-                            Activation out) = 0;
   // out = x @ w^T (+ bias)
   virtual Status Linear(Activation x, const OpWeight& w, Activation out) = 0;
-  // qkv [tokens, q | k | v]: rotates Q in place and writes the rotated K and V of every token
-  // into layer `layer`'s paged cache at its planned slot.
-  virtual Status RopeKvWrite(int32_t layer, Activation qkv) = 0;
-  // Causal attention of each sequence's new tokens (Q of qkv, after RopeKvWrite) over its paged
-  // cache, GQA; out [tokens, num_heads * head_dim].
+  // residual += x @ w^T (+ bias)
+  virtual Status LinearAdd(Activation x, const OpWeight& w, Activation residual) = 0;
+  // qkv [tokens, q | k | v] = RmsNorm(x) * norm @ w^T (+ bias), w from LoadNormedMatrix; then
+  // RoPE on Q (in place) and K, and the rotated K and V of every token written into layer
+  // `layer`'s paged cache at its planned slot.
+  virtual Status NormLinearRopeKv(int32_t layer, Activation x, const OpWeight& w, float eps,
+                                  Activation qkv) = 0;
+  // Causal attention of each sequence's new tokens (Q of qkv, after NormLinearRopeKv) over its
+  // paged cache, GQA; out [tokens, num_heads * head_dim].
   virtual Status Attention(int32_t layer, Activation qkv, Activation out) = 0;
-  // out = silu(gate) * up; gate_up [rows, 2 * inter], out [rows, inter].
-  virtual Status SiluMul(Activation gate_up, Activation out) = 0;
-  // out[r] = x[planned logit row r]
-  virtual Status GatherLogitRows(Activation x, Activation out) = 0;
+  // out [rows, inter] = silu(g) * u, where [g | u] = RmsNorm(x) * norm @ w^T and w [2 * inter,
+  // in] comes from LoadNormedMatrix.
+  virtual Status NormLinearSiluMul(Activation x, const OpWeight& w, float eps, Activation out) = 0;
+  // out[r] = RmsNorm(x[planned logit row r]) * w
+  virtual Status NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) = 0;
   // fp32 logits [rows, vocab] = x @ w^T into the ops' logits buffer.
   virtual Status LmHead(Activation x, const OpWeight& w) = 0;
 

@@ -204,16 +204,18 @@ Status CpuModelOps::Embedding(const OpWeight& table, Activation out) {
   return Status::Ok();
 }
 
-Status CpuModelOps::RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) {
-  cpu::RmsNorm(F(x), static_cast<const float*>(w.data), x.rows, x.cols, eps, F(out));
-  return Status::Ok();
+StatusOr<OpWeight> CpuModelOps::LoadNormedMatrix(const Tensor& norm, const Tensor& w,
+                                                  const Tensor& bias, const std::string& name) {
+  ITE_ASSIGN_OR_RETURN(OpWeight out, LoadMatrix(w, bias, name));
+  ITE_ASSIGN_OR_RETURN(OpWeight n, LoadVector(norm, name + " norm"));
+  out.norm = n.data;
+  return out;
 }
 
-Status CpuModelOps::AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
-                               Activation out) {
-  cpu::AddRmsNorm(F(residual), F(x), static_cast<const float*>(w.data), x.rows, x.cols, eps,
-                  F(out));
-  return Status::Ok();
+Activation CpuModelOps::Normed(Activation x, const OpWeight& w, float eps) {
+  Activation h = Buffer(ActBuffer::kNormed, x.rows, x.cols);
+  cpu::RmsNorm(F(x), static_cast<const float*>(w.norm), x.rows, x.cols, eps, F(h));
+  return h;
 }
 
 Status CpuModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
@@ -231,7 +233,28 @@ Status CpuModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
   return Status::Ok();
 }
 
-Status CpuModelOps::RopeKvWrite(int32_t layer, Activation qkv) {
+Status CpuModelOps::LinearAdd(Activation x, const OpWeight& w, Activation residual) {
+  Activation y = Buffer(ActBuffer::kProj, x.rows, w.rows);
+  ITE_RETURN_IF_ERROR(Linear(x, w, y));
+  return Add(residual, y);
+}
+
+Status CpuModelOps::NormLinearRopeKv(int32_t layer, Activation x, const OpWeight& w, float eps,
+                                     Activation qkv) {
+  ITE_RETURN_IF_ERROR(Linear(Normed(x, w, eps), w, qkv));
+  RopeKvWrite(layer, qkv);
+  return Status::Ok();
+}
+
+Status CpuModelOps::NormLinearSiluMul(Activation x, const OpWeight& w, float eps,
+                                      Activation out) {
+  Activation gate_up = Buffer(ActBuffer::kGateUp, x.rows, w.rows);
+  ITE_RETURN_IF_ERROR(Linear(Normed(x, w, eps), w, gate_up));
+  cpu::SiluMul(F(gate_up), gate_up.rows, out.cols, F(out));
+  return Status::Ok();
+}
+
+void CpuModelOps::RopeKvWrite(int32_t layer, Activation qkv) {
   const int32_t n = qkv.rows, qd = config_.q_dim(), kvd = config_.kv_dim();
   q_.resize(static_cast<size_t>(n) * qd);
   k_.resize(static_cast<size_t>(n) * kvd);
@@ -250,7 +273,6 @@ Status CpuModelOps::RopeKvWrite(int32_t layer, Activation qkv) {
     cpu::KvWrite(kv, ch.block_table, pos, &k_[static_cast<size_t>(ch.row0) * kvd],
                  &v_[static_cast<size_t>(ch.row0) * kvd]);
   }
-  return Status::Ok();
 }
 
 Status CpuModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
@@ -266,16 +288,12 @@ Status CpuModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
   return Status::Ok();
 }
 
-Status CpuModelOps::SiluMul(Activation gate_up, Activation out) {
-  cpu::SiluMul(F(gate_up), gate_up.rows, out.cols, F(out));
-  return Status::Ok();
-}
-
-Status CpuModelOps::GatherLogitRows(Activation x, Activation out) {
+Status CpuModelOps::NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) {
   for (size_t r = 0; r < plan_->logit_rows.size(); ++r) {
     std::memcpy(F(out) + r * x.cols, F(x) + static_cast<size_t>(plan_->logit_rows[r]) * x.cols,
                 sizeof(float) * x.cols);
   }
+  cpu::RmsNorm(F(out), static_cast<const float*>(w.data), out.rows, out.cols, eps, F(out));
   return Status::Ok();
 }
 

@@ -37,20 +37,21 @@ class CpuModelOps final : public ModelOps {
                                 const std::string& name) override;
   StatusOr<OpWeight> LoadVector(const Tensor& v, const std::string& name) override;
   StatusOr<OpWeight> LoadTable(const Tensor& table, const std::string& name) override;
+  StatusOr<OpWeight> LoadNormedMatrix(const Tensor& norm, const Tensor& w, const Tensor& bias,
+                                      const std::string& name) override;
 
   int32_t num_tokens() const override { return plan_->num_rows(); }
   int32_t num_logit_rows() const override { return static_cast<int32_t>(plan_->logit_rows.size()); }
   Activation Buffer(ActBuffer which, int32_t rows, int32_t cols) override;
 
   Status Embedding(const OpWeight& table, Activation out) override;
-  Status RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) override;
-  Status AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
-                    Activation out) override;
   Status Linear(Activation x, const OpWeight& w, Activation out) override;
-  Status RopeKvWrite(int32_t layer, Activation qkv) override;
+  Status LinearAdd(Activation x, const OpWeight& w, Activation residual) override;
+  Status NormLinearRopeKv(int32_t layer, Activation x, const OpWeight& w, float eps,
+                          Activation qkv) override;
   Status Attention(int32_t layer, Activation qkv, Activation out) override;
-  Status SiluMul(Activation gate_up, Activation out) override;
-  Status GatherLogitRows(Activation x, Activation out) override;
+  Status NormLinearSiluMul(Activation x, const OpWeight& w, float eps, Activation out) override;
+  Status NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status LmHead(Activation x, const OpWeight& w) override;
 
   Status UploadRows(const float* host, Activation out) override;
@@ -66,6 +67,9 @@ class CpuModelOps final : public ModelOps {
   const float* Fp32(const Tensor& t);  // t itself when F32, else a converted copy
   StatusOr<const cpu::QuantMatrix*> Quant(const Tensor& t, const std::string& name);
   cpu::PagedKv LayerKv(int32_t layer);
+  // The steps the fused operators are made of, one pass each.
+  Activation Normed(Activation x, const OpWeight& w, float eps);  // RmsNorm(x) * w.norm
+  void RopeKvWrite(int32_t layer, Activation qkv);
 
   ModelConfig config_;
   ThreadPool pool_;

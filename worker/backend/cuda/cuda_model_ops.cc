@@ -160,6 +160,16 @@ StatusOr<OpWeight> CudaModelOps::LoadMatrix(const Tensor& w, const Tensor& bias,
   return out;
 }
 
+StatusOr<OpWeight> CudaModelOps::LoadNormedMatrix(const Tensor& norm, const Tensor& w,
+                                                   const Tensor& bias, const std::string& name) {
+  if (w.shape.size() != 2 || norm.numel() != w.shape[1])
+    return InvalidArgument("CUDA backend: norm of {} has {} values for {} columns", name,
+                           norm.numel(), w.shape.size() == 2 ? w.shape[1] : 0);
+  ITE_ASSIGN_OR_RETURN(OpWeight out, LoadMatrix(w, bias, name));
+  ITE_ASSIGN_OR_RETURN(out.norm, Upload(norm, name + " norm"));
+  return out;
+}
+
 StatusOr<OpWeight> CudaModelOps::LoadVector(const Tensor& v, const std::string& name) {
   OpWeight out;
   out.rows = 1;
@@ -192,50 +202,21 @@ Status CudaModelOps::Embedding(const OpWeight& table, Activation out) {
   return Status::Ok();
 }
 
-kernels::RmsNormArgs CudaModelOps::NormArgs(Activation x, const OpWeight& w, float eps,
-                                            Activation out) const {
-  kernels::RmsNormArgs a;
-  a.dtype = options_.dtype;
-  a.x = x.data;
-  a.weight = w.data;
-  a.out = out.data;
-  a.rows = x.rows;
-  a.dim = x.cols;
-  a.eps = eps;
-  return a;
-}
-
-Status CudaModelOps::RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) {
-  return kernels::RmsNorm(NormArgs(x, w, eps, out), stream_);
-}
-
-Status CudaModelOps::AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
-                                Activation out) {
-  return kernels::AddRmsNorm(NormArgs(x, w, eps, out), residual.data, stream_);
-}
-
-Status CudaModelOps::Gemm(Activation x, const OpWeight& w, const void* bias, void* out,
-                          bool out_f32) {
+kernels::GemmArgs CudaModelOps::Args(Activation x, const OpWeight& w, void* out) const {
   kernels::GemmArgs g;
   g.dtype = options_.dtype;
   g.x = x.data;
   g.w = w.data;
-  g.bias = bias;
+  g.bias = w.bias;
   g.out = out;
-  g.out_f32 = out_f32;
   g.m = x.rows;
   g.n = w.rows;
   g.k = w.cols;
-  return gemm_->Run(g, stream_);
+  return g;
 }
 
-Status CudaModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
-  return Gemm(x, w, w.bias, out.data, /*out_f32=*/false);
-}
-
-Status CudaModelOps::RopeKvWrite(int32_t layer, Activation qkv) {
+kernels::RopeKvWriteArgs CudaModelOps::RopeArgs(int32_t layer) const {
   kernels::RopeKvWriteArgs a;
-  a.qkv = qkv.data;
   a.positions = step_.positions;
   a.slots = step_.kv_slots;
   a.inv_freq = inv_freq_.as<float>();
@@ -244,7 +225,74 @@ Status CudaModelOps::RopeKvWrite(int32_t layer, Activation qkv) {
   a.num_kv_heads = config_.num_kv_heads;
   a.head_dim = config_.head_dim;
   a.cache = LayerKv(layer);
-  return kernels::RopeKvWrite(a, stream_);
+  return a;
+}
+
+StatusOr<Activation> CudaModelOps::NormedApart(Activation x, const OpWeight& w, float eps) {
+  Activation h = Buffer(ActBuffer::kNormed, x.rows, x.cols);
+  kernels::RmsNormArgs a;
+  a.dtype = options_.dtype;
+  a.x = x.data;
+  a.weight = w.norm;
+  a.out = h.data;
+  a.rows = x.rows;
+  a.dim = x.cols;
+  a.eps = eps;
+  ITE_RETURN_IF_ERROR(kernels::RmsNorm(a, stream_));
+  return h;
+}
+
+Status CudaModelOps::Linear(Activation x, const OpWeight& w, Activation out) {
+  return gemm_->Run(Args(x, w, out.data), stream_);
+}
+
+Status CudaModelOps::LinearAdd(Activation x, const OpWeight& w, Activation residual) {
+  kernels::GemmArgs g = Args(x, w, residual.data);
+  g.epilogue = kernels::GemmEpilogue::kAccumulate;
+  return gemm_->Run(g, stream_);
+}
+
+Status CudaModelOps::NormLinearRopeKv(int32_t layer, Activation x, const OpWeight& w, float eps,
+                                      Activation qkv) {
+  kernels::RopeKvWriteArgs rope = RopeArgs(layer);
+  kernels::GemmArgs g = Args(x, w, qkv.data);
+  g.epilogue = kernels::GemmEpilogue::kRopeKv;
+  g.rms_norm_x = true;
+  g.norm_weight = w.norm;
+  g.eps = eps;
+  g.rope = &rope;
+  if (gemm_->Fuses(g)) return gemm_->Run(g, stream_);
+  ITE_ASSIGN_OR_RETURN(Activation h, NormedApart(x, w, eps));
+  ITE_RETURN_IF_ERROR(Linear(h, w, qkv));
+  rope.qkv = qkv.data;
+  return kernels::RopeKvWrite(rope, stream_);
+}
+
+Status CudaModelOps::NormLinearSiluMul(Activation x, const OpWeight& w, float eps,
+                                       Activation out) {
+  kernels::GemmArgs g = Args(x, w, out.data);
+  g.epilogue = kernels::GemmEpilogue::kSiluMul;
+  g.rms_norm_x = true;
+  g.norm_weight = w.norm;
+  g.eps = eps;
+  if (gemm_->Fuses(g)) return gemm_->Run(g, stream_);
+  ITE_ASSIGN_OR_RETURN(Activation h, NormedApart(x, w, eps));
+  Activation gate_up = Buffer(ActBuffer::kGateUp, x.rows, w.rows);
+  ITE_RETURN_IF_ERROR(Linear(h, w, gate_up));
+  return kernels::SiluMul(options_.dtype, gate_up.data, gate_up.rows, out.cols, out.data, stream_);
+}
+
+Status CudaModelOps::NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) {
+  kernels::RmsNormArgs a;
+  a.dtype = options_.dtype;
+  a.x = x.data;
+  a.weight = w.data;
+  a.out = out.data;
+  a.rows = out.rows;
+  a.dim = x.cols;
+  a.eps = eps;
+  a.row_index = step_.logit_rows;  // null: the logit rows are the token rows
+  return kernels::RmsNorm(a, stream_);
 }
 
 Status CudaModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
@@ -283,22 +331,11 @@ Status CudaModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
   return kernels::PrefillAttention(a, stream_);
 }
 
-Status CudaModelOps::SiluMul(Activation gate_up, Activation out) {
-  return kernels::SiluMul(options_.dtype, gate_up.data, gate_up.rows, out.cols, out.data, stream_);
-}
-
-Status CudaModelOps::GatherLogitRows(Activation x, Activation out) {
-  if (step_.logit_rows == nullptr) {  // the logit rows are the token rows
-    ITE_CUDA_TRY(cudaMemcpyAsync(out.data, x.data, size_t(out.rows) * out.cols * 2,
-                                 cudaMemcpyDeviceToDevice, stream_));
-    return Status::Ok();
-  }
-  return kernels::GatherRows(options_.dtype, x.data, x.cols, step_.logit_rows, out.rows, out.data,
-                             stream_);
-}
-
 Status CudaModelOps::LmHead(Activation x, const OpWeight& w) {
-  return Gemm(x, w, /*bias=*/nullptr, logits_.get(), /*out_f32=*/true);
+  kernels::GemmArgs g = Args(x, w, logits_.get());
+  g.bias = nullptr;
+  g.out_f32 = true;
+  return gemm_->Run(g, stream_);
 }
 
 Status CudaModelOps::UploadRows(const float* host, Activation out) {

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ite/kernels/gemm.h"
 #include "ite/kernels/kernel_types.h"
 #include "ite/kernels/norm.h"
 #include "worker/backend/cuda/cuda_memory.h"
@@ -17,10 +18,6 @@
 #include "worker/model/model_ops.h"
 
 namespace ite {
-namespace kernels {
-class GemmRunner;
-}
-
 // The device view of the step Model::Forward runs next: pointers into the backend's device copy
 // of the step layout.
 struct DeviceStep {
@@ -82,20 +79,21 @@ class CudaModelOps final : public ModelOps {
                                 const std::string& name) override;
   StatusOr<OpWeight> LoadVector(const Tensor& v, const std::string& name) override;
   StatusOr<OpWeight> LoadTable(const Tensor& table, const std::string& name) override;
+  StatusOr<OpWeight> LoadNormedMatrix(const Tensor& norm, const Tensor& w, const Tensor& bias,
+                                      const std::string& name) override;
 
   int32_t num_tokens() const override { return step_.num_rows; }
   int32_t num_logit_rows() const override { return step_.num_logit_rows; }
   Activation Buffer(ActBuffer which, int32_t rows, int32_t cols) override;
 
   Status Embedding(const OpWeight& table, Activation out) override;
-  Status RmsNorm(Activation x, const OpWeight& w, float eps, Activation out) override;
-  Status AddRmsNorm(Activation residual, Activation x, const OpWeight& w, float eps,
-                    Activation out) override;
   Status Linear(Activation x, const OpWeight& w, Activation out) override;
-  Status RopeKvWrite(int32_t layer, Activation qkv) override;
+  Status LinearAdd(Activation x, const OpWeight& w, Activation residual) override;
+  Status NormLinearRopeKv(int32_t layer, Activation x, const OpWeight& w, float eps,
+                          Activation qkv) override;
   Status Attention(int32_t layer, Activation qkv, Activation out) override;
-  Status SiluMul(Activation gate_up, Activation out) override;
-  Status GatherLogitRows(Activation x, Activation out) override;
+  Status NormLinearSiluMul(Activation x, const OpWeight& w, float eps, Activation out) override;
+  Status NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status LmHead(Activation x, const OpWeight& w) override;
 
   Status UploadRows(const float* host, Activation out) override;
@@ -112,8 +110,10 @@ class CudaModelOps final : public ModelOps {
   Status Init();
   StatusOr<const void*> Upload(const Tensor& t, const std::string& name);
   kernels::PagedKvCache LayerKv(int32_t layer) const;
-  kernels::RmsNormArgs NormArgs(Activation x, const OpWeight& w, float eps, Activation out) const;
-  Status Gemm(Activation x, const OpWeight& w, const void* bias, void* out, bool out_f32);
+  kernels::RopeKvWriteArgs RopeArgs(int32_t layer) const;
+  kernels::GemmArgs Args(Activation x, const OpWeight& w, void* out) const;
+  // RmsNorm(x) * w.norm into the kNormed buffer: the unfused path of the Norm* operators.
+  StatusOr<Activation> NormedApart(Activation x, const OpWeight& w, float eps);
 
   ModelConfig config_;
   CudaOpsOptions options_;

@@ -14,8 +14,22 @@
 #include <memory>
 
 #include "ite/kernels/kernel_types.h"
+#include "ite/kernels/rope.h"
 
 namespace ite::kernels {
+
+// What the product does with its results. Only kStore and kAccumulate run at every m; the
+// others (and rms_norm_x) exist for the weight-streaming kernel of 1-4 rows, where they save a
+// kernel each (see GemmRunner::Fuses): a decode step is a chain of short kernels.
+enum class GemmEpilogue : uint8_t {
+  kStore,       // out = x w^T (+ bias)
+  kAccumulate,  // out += x w^T (+ bias), out in the input dtype (the residual stream)
+  // w = [gate; up], [2 i, k]: out [m, i] = silu(x gate^T) * (x up^T)
+  kSiluMul,
+  // w = Wqkv: out = qkv [m, n] with RoPE applied to Q and K, and K and V of each row written
+  // to the paged cache at its slot, as RopeKvWrite does (`rope` gives positions, slots, cache)
+  kRopeKv,
+};
 
 struct GemmArgs {
   DType dtype = DType::kBF16;
@@ -27,6 +41,13 @@ struct GemmArgs {
   int32_t m = 0;
   int32_t n = 0;
   int32_t k = 0;
+  GemmEpilogue epilogue = GemmEpilogue::kStore;
+  // Each row of x is replaced by RmsNorm(x) * norm_weight (rms over its k values, + eps)
+  // before the product, as kernels::RmsNorm would write it but without rounding it to dtype.
+  bool rms_norm_x = false;
+  const void* norm_weight = nullptr;  // [k]
+  float eps = 0.0f;
+  const RopeKvWriteArgs* rope = nullptr;  // kRopeKv; its qkv and num_tokens are not read
 };
 
 // Not thread-safe: one runner per stream (a worker has one).
@@ -39,8 +60,12 @@ class GemmRunner {
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
 
-  // out = x @ w^T (+ bias).
+  // out = x @ w^T (+ bias), with args' epilogue.
   Status Run(const GemmArgs& args, cudaStream_t stream);
+
+  // Whether Run takes `args` with their fused work (kSiluMul, kRopeKv, rms_norm_x): products of
+  // 1-4 rows outside batch-invariant mode. Otherwise the caller runs that work apart.
+  bool Fuses(const GemmArgs& args) const;
 
   // Number of distinct shapes whose plan is cached (for tests and logs).
   size_t cached_plans() const;

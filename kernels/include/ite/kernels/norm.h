@@ -15,6 +15,8 @@ struct RmsNormArgs {
   int32_t rows = 0;
   int32_t dim = 0;
   float eps = 1e-5f;
+  // RmsNorm only: out row r normalises x row row_index[r] (device [rows]); null: row r.
+  const int32_t* row_index = nullptr;
 };
 
 // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, accumulated in fp32.

@@ -43,6 +43,12 @@ std::string SniffImageType(std::string_view b) {
   return "";
 }
 
+bool IsSupportedImageType(std::string_view m) {
+  return m == "image/png" || m == "image/jpeg" || m == "image/jpg" || m == "image/gif";
+}
+
+const char* SupportedImageTypes() { return "image/png, image/jpeg, image/gif"; }
+
 namespace {
 
 // stb decodes a JPEG cut short as if the missing data were zeros. A whole file ends with the

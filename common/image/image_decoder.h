@@ -30,6 +30,11 @@ struct ImageLimits {
 // The format the bytes start with: "image/png", "image/jpeg", "image/gif", or "" when none.
 std::string SniffImageType(std::string_view bytes);
 
+// True for the MIME types DecodeImage accepts (lower case; image/jpg is taken for image/jpeg).
+bool IsSupportedImageType(std::string_view mime_type);
+// Those types, for messages: "image/png, image/jpeg, image/gif".
+const char* SupportedImageTypes();
+
 // `mime_type`, when not empty, must name the format the bytes hold (image/jpg is taken for
 // image/jpeg). Alpha is dropped and grey or palette images become RGB, as PIL's
 // convert("RGB") does.

@@ -80,8 +80,8 @@ StatusOr<ImageInput> ImageFromDataUrl(std::string_view url, const std::string& w
   const std::string scheme = colon == std::string_view::npos ? "" : Lower(url.substr(0, colon + 1));
   if (scheme == "http:" || scheme == "https:") {
     return InvalidArgument(
-        "{}: '{}': this server does not fetch images from the network; send the image inline "
-        "as a data: URL (data:image/png;base64,...)",
+        "{}: '{}': only data: URLs are accepted (this server does not fetch images from the "
+        "network); send the image inline as data:image/png;base64,...",
         what, Head(url));
   }
   if (scheme != "data:") {

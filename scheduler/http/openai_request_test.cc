@@ -122,7 +122,7 @@ TEST(OpenAiRequestTest, BadImageUrlPartsNameThePart) {
           "detail": "ultra"}})",
        "image_url.detail"},
       {R"({"type": "image_url", "image_url": {"url": "https://example.com/a.png"}})",
-       "image_url.url: 'https://example.com/a.png': this server does not fetch images"},
+       "image_url.url: 'https://example.com/a.png': only data: URLs are accepted"},
       {R"({"type": "image_url", "image_url": {"url": "data:image/png;base64,!!!!"}})",
        "image_url.url: invalid base64"},
       {R"({"type": "image_url", "image_url": {"url": "data:image/tiff;base64,SUkq"}})",

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/image/image_decoder.h"
+
 namespace ite {
 namespace {
 
@@ -67,6 +69,9 @@ TEST(ImageDataUrlTest, TakesBase64ImagesOfSupportedTypes) {
   ASSERT_TRUE(im.ok());
   EXPECT_EQ(im->data, "GIF89a");
   EXPECT_TRUE(ImageFromDataUrl("data:image/jpg;base64,/9j/", "u").ok());
+  // WebP where the build decodes it ("RIFF").
+  EXPECT_EQ(ImageFromDataUrl("data:image/webp;base64,UklGRg==", "u").ok(),
+            IsSupportedImageType("image/webp"));
 }
 
 TEST(ImageDataUrlTest, BadUrlsSayWhy) {

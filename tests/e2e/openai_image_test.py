@@ -4,6 +4,7 @@ data: URLs of the committed photographs:
   - a greedy chat with an image gives the same text and prompt count as the same image and
     prompt through gRPC (ContentPart images), streamed and not; the same image again is served
     from the prefix cache (cached tokens > 576 image positions), another image is not;
+  - a WebP data: URL is served like the others (where the build has libwebp);
   - POST /tokenize with the same messages counts the image as its 576 positions (= usage);
   - http(s) URLs, bad base64, an unsupported or mismatched media type, a corrupt image: 400 with
     an OpenAI error body naming `messages` and saying why, and the server keeps serving;
@@ -165,6 +166,15 @@ def run_llava(tmp, s):
                                          messages=image_messages(data_url(jpeg, "image/jpeg")),
                                          max_tokens=4, temperature=0)
     check(j.usage.prompt_tokens == 593, f"a JPEG data: URL ({j.usage.prompt_tokens} tokens)")
+
+    webp = os.path.join(SRC, "tests", "data", "fuzz", "image", "lossless.webp")
+    with open(webp, "rb") as f:
+        status, w = raw_post(s.http_port, "/v1/chat/completions", {
+            "messages": image_messages(data_url(f.read(), "image/webp")), "max_tokens": 2})
+    webp_ok = status == 200 and w["usage"]["prompt_tokens"] == 593
+    webp_off = status == 400 and "not supported by this build" in json.dumps(w)
+    check(webp_ok or webp_off, f"a WebP data: URL: HTTP {status} "
+          f"({'decoded' if webp_ok else 'this build has no libwebp' if webp_off else w})")
 
     status, tok = raw_post(s.http_port, "/tokenize",
                            {"messages": image_messages(data_url(astronaut))})

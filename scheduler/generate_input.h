@@ -13,7 +13,7 @@
 
 namespace ite {
 
-// An image as the client sent it: its encoded bytes (PNG, JPEG, GIF) and their MIME type.
+// An image as the client sent it: its encoded bytes (PNG, JPEG, GIF, WebP) and their MIME type.
 struct ImageInput {
   std::string data;
   std::string mime_type;

@@ -89,6 +89,8 @@ PromptInput PromptInputFromProto(const ite::v1::TokenizeRequest& r) {
   if (r.has_text()) in.text = r.text();
   if (r.has_chat()) in.chat = ChatFromProto(r.chat());
   if (r.has_add_special_tokens()) in.add_special_tokens = r.add_special_tokens();
+  for (const ite::v1::Image& image : r.images())
+    in.images.push_back({image.data(), image.mime_type()});
   return in;
 }
 

@@ -76,6 +76,29 @@ Status RequestBuilder::CheckTextFits(const char* field, size_t bytes) const {
 
 StatusOr<std::vector<int32_t>> RequestBuilder::PromptTokens(const PromptInput& prompt,
                                                             std::string* rendered) const {
+  ITE_ASSIGN_OR_RETURN(ExpandedPrompt p, Expand(prompt, rendered));
+  const int32_t image_token = images_ ? images_->image_token_id() : -1;
+  for (int32_t& t : p.tokens) {
+    if (t < 0) t = image_token;  // only image positions hold (negative) keys
+  }
+  return std::move(p.tokens);
+}
+
+StatusOr<RequestBuilder::ExpandedPrompt> RequestBuilder::Expand(const PromptInput& prompt,
+                                                                std::string* rendered) const {
+  // Images first: a model without a vision tower says so before its chat template sees parts
+  // it was never written for.
+  ITE_ASSIGN_OR_RETURN(std::vector<ImageIntake::Prepared> images, PrepareImages(prompt));
+  ExpandedPrompt out;
+  ITE_ASSIGN_OR_RETURN(out.tokens, TextTokens(prompt, rendered));
+  if (images_) {
+    ITE_ASSIGN_OR_RETURN(out.images, images_->Expand(&out.tokens, images));
+  }
+  return out;
+}
+
+StatusOr<std::vector<int32_t>> RequestBuilder::TextTokens(const PromptInput& prompt,
+                                                          std::string* rendered) const {
   if (prompt.token_ids.has_value()) {
     const std::vector<int32_t>& ids = *prompt.token_ids;
     if (ids.empty()) return InvalidArgument("prompt_token_ids: empty prompt");
@@ -212,14 +235,14 @@ StatusOr<SamplingParams> RequestBuilder::BuildSampling(const GenerateInput& r) c
 }
 
 StatusOr<std::vector<ImageIntake::Prepared>> RequestBuilder::PrepareImages(
-    const GenerateInput& r) const {
+    const PromptInput& prompt) const {
   std::vector<std::pair<const ImageInput*, std::string>> found;
-  for (size_t i = 0; i < r.prompt.images.size(); ++i)
-    found.emplace_back(&r.prompt.images[i], fmt::format("images[{}]", i));
-  if (!found.empty() && !r.prompt.text.has_value())
+  for (size_t i = 0; i < prompt.images.size(); ++i)
+    found.emplace_back(&prompt.images[i], fmt::format("images[{}]", i));
+  if (!found.empty() && !prompt.text.has_value())
     return InvalidArgument("images: only with a raw prompt (chat messages carry image parts)");
-  if (r.prompt.chat.has_value()) {
-    const std::vector<ChatMessage>& chat = *r.prompt.chat;
+  if (prompt.chat.has_value()) {
+    const std::vector<ChatMessage>& chat = *prompt.chat;
     for (size_t i = 0; i < chat.size(); ++i) {
       for (size_t p = 0; p < chat[i].content.size(); ++p) {
         if (chat[i].content[p].kind == ContentPart::Kind::kImage)
@@ -281,12 +304,10 @@ StatusOr<GenerationRequest> RequestBuilder::Build(const GenerateInput& r) const 
   out.priority = r.priority;
   out.use_prefix_cache = !r.disable_prefix_cache;
 
-  ITE_ASSIGN_OR_RETURN(out.prompt_tokens, PromptTokens(r.prompt, nullptr));
-  ITE_ASSIGN_OR_RETURN(std::vector<ImageIntake::Prepared> images, PrepareImages(r));
-  if (images_) {
-    ITE_ASSIGN_OR_RETURN(out.images, images_->Expand(&out.prompt_tokens, images));
-    out.image_token_id = images_->image_token_id();
-  }
+  ITE_ASSIGN_OR_RETURN(ExpandedPrompt prompt, Expand(r.prompt, nullptr));
+  out.prompt_tokens = std::move(prompt.tokens);
+  out.images = std::move(prompt.images);
+  if (images_) out.image_token_id = images_->image_token_id();
   auto n = static_cast<int32_t>(out.prompt_tokens.size());
   if (options_.max_context > 0 && n >= options_.max_context) {
     return InvalidArgument(

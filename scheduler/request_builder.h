@@ -38,7 +38,10 @@ class RequestBuilder {
                  std::optional<ChatTemplate> chat_template,
                  std::optional<ImageIntake> images = std::nullopt);
 
-  // The prompt tokens of a Generate input (also used by Tokenize). `rendered` gets the chat
+  // The prompt tokens of a Generate input as the model sees them (Tokenize's answer): each
+  // image placeholder expanded to the model's image positions (576 for LLaVA-1.5), each holding
+  // the image token id, so the count is what generation charges. The images are decoded too, so
+  // a prompt Build would refuse is refused here with the same message. `rendered` gets the chat
   // template's output for chat inputs.
   StatusOr<std::vector<int32_t>> PromptTokens(const PromptInput& prompt,
                                               std::string* rendered) const;
@@ -53,12 +56,20 @@ class RequestBuilder {
   bool has_chat_template() const { return chat_template_.has_value(); }
 
  private:
+  struct ExpandedPrompt {
+    std::vector<int32_t> tokens;  // image positions hold their cache keys (see PromptImage)
+    std::vector<PromptImage> images;
+  };
+  // The prompt tokenized, its images decoded and expanded in place: the one path that Build and
+  // PromptTokens share.
+  StatusOr<ExpandedPrompt> Expand(const PromptInput& prompt, std::string* rendered) const;
+  StatusOr<std::vector<int32_t>> TextTokens(const PromptInput& prompt, std::string* rendered) const;
   StatusOr<SamplingParams> BuildSampling(const GenerateInput& request) const;
   StatusOr<std::vector<int32_t>> ChatTokens(const std::vector<ChatMessage>& chat,
                                             std::string* rendered) const;
   // The request's images (raw prompt: `images`; chat: the messages' image parts), decoded and
   // preprocessed, in prompt order.
-  StatusOr<std::vector<ImageIntake::Prepared>> PrepareImages(const GenerateInput& request) const;
+  StatusOr<std::vector<ImageIntake::Prepared>> PrepareImages(const PromptInput& prompt) const;
   // InvalidArgument when `bytes` of text are sure to be more tokens than the context holds.
   Status CheckTextFits(const char* field, size_t bytes) const;
 

@@ -32,6 +32,10 @@
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
+#ifdef ITE_HAVE_WEBP
+// libwebp (Debian libwebp-dev), when the build found it.
+#include <webp/decode.h>
+#endif
 
 namespace ite {
 
@@ -40,7 +44,25 @@ std::string SniffImageType(std::string_view b) {
   if (starts("\x89PNG\r\n\x1a\n")) return "image/png";
   if (starts("\xff\xd8\xff")) return "image/jpeg";
   if (starts("GIF87a") || starts("GIF89a")) return "image/gif";
+  // A RIFF container (4-byte tag, 4-byte length) whose form type is WEBP.
+  if (starts("RIFF") && b.size() >= 12 && b.substr(8, 4) == "WEBP") return "image/webp";
   return "";
+}
+
+#ifdef ITE_HAVE_WEBP
+constexpr bool kWebp = true;
+#else
+constexpr bool kWebp = false;
+#endif
+
+bool IsSupportedImageType(std::string_view m) {
+  return m == "image/png" || m == "image/jpeg" || m == "image/jpg" || m == "image/gif" ||
+         (kWebp && m == "image/webp");
+}
+
+const char* SupportedImageTypes() {
+  return kWebp ? "image/png, image/jpeg, image/gif, image/webp"
+               : "image/png, image/jpeg, image/gif";
 }
 
 namespace {
@@ -57,6 +79,53 @@ bool HasJpegEnd(std::string_view b) {
   return false;
 }
 
+#ifdef ITE_HAVE_WEBP
+const char* WebpStatusText(VP8StatusCode st) {
+  switch (st) {
+    case VP8_STATUS_NOT_ENOUGH_DATA:
+      return "truncated";
+    case VP8_STATUS_UNSUPPORTED_FEATURE:
+      return "uses a feature libwebp does not decode";
+    case VP8_STATUS_OUT_OF_MEMORY:
+      return "too large to decode";
+    default:
+      return "corrupt";
+  }
+}
+
+// A still WebP (lossy or lossless, alpha dropped as PIL's convert("RGB") drops it), with the
+// pixel limit checked from the header before anything is decoded.
+StatusOr<RgbImage> DecodeWebp(std::string_view bytes, const ImageLimits& limits) {
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  WebPBitstreamFeatures f;
+  const VP8StatusCode head = WebPGetFeatures(data, bytes.size(), &f);
+  if (head != VP8_STATUS_OK)
+    return InvalidArgument("image/webp image header is {}", WebpStatusText(head));
+  if (f.has_animation)
+    return InvalidArgument("image/webp image is animated; only still WebP images are supported");
+  if (f.width <= 0 || f.height <= 0)
+    return InvalidArgument("image/webp image has size {}x{}", f.width, f.height);
+  if (int64_t{f.width} * f.height > limits.max_pixels)
+    return InvalidArgument("image/webp image is {}x{} pixels, more than the limit of {}", f.width,
+                           f.height, limits.max_pixels);
+  RgbImage out;
+  out.width = f.width;
+  out.height = f.height;
+  out.rgb.resize(static_cast<size_t>(f.width) * f.height * 3);
+  WebPDecoderConfig config;
+  if (!WebPInitDecoderConfig(&config)) return Internal("libwebp: version mismatch");
+  config.output.colorspace = MODE_RGB;
+  config.output.is_external_memory = 1;
+  config.output.u.RGBA.rgba = out.rgb.data();
+  config.output.u.RGBA.stride = f.width * 3;
+  config.output.u.RGBA.size = out.rgb.size();
+  const VP8StatusCode st = WebPDecode(data, bytes.size(), &config);
+  WebPFreeDecBuffer(&config.output);  // external memory: frees nothing of ours
+  if (st != VP8_STATUS_OK) return InvalidArgument("image/webp image is {}", WebpStatusText(st));
+  return out;
+}
+#endif
+
 }  // namespace
 
 StatusOr<RgbImage> DecodeImage(std::string_view bytes, std::string_view mime_type,
@@ -69,11 +138,19 @@ StatusOr<RgbImage> DecodeImage(std::string_view bytes, std::string_view mime_typ
     return InvalidArgument("image is {} bytes, too large to decode", bytes.size());
   const std::string type = SniffImageType(bytes);
   if (type.empty())
-    return InvalidArgument("image data is not PNG, JPEG or GIF (unrecognised signature)");
+    return InvalidArgument("image data is not {} (unrecognised signature)",
+                           kWebp ? "PNG, JPEG, GIF or WebP" : "PNG, JPEG or GIF");
   std::string_view declared = mime_type;
   if (declared == "image/jpg") declared = "image/jpeg";
   if (!declared.empty() && declared != type)
     return InvalidArgument("image declared as {} holds {} data", mime_type, type);
+  if (type == "image/webp") {
+#ifdef ITE_HAVE_WEBP
+    return DecodeWebp(bytes, limits);
+#else
+    return InvalidArgument("image/webp images are not supported by this build (no libwebp)");
+#endif
+  }
 
   if (type == "image/jpeg" && !HasJpegEnd(bytes))
     return InvalidArgument("jpeg image is truncated (no end-of-image marker)");

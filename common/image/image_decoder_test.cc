@@ -53,7 +53,7 @@ TEST(ImageDecoderTest, DecodesPngJpegAndGrey) {
 
 TEST(ImageDecoderTest, BadInputIsInvalidArgument) {
   EXPECT_THAT(Error(""), HasSubstr("empty"));
-  EXPECT_THAT(Error("hello, this is text"), HasSubstr("not PNG, JPEG or GIF"));
+  EXPECT_THAT(Error("hello, this is text"), HasSubstr("unrecognised signature"));
   EXPECT_THAT(Error(Sample("coffee.png"), "image/jpeg"), HasSubstr("declared as image/jpeg"));
   const std::string png = Sample("coffee.png");
   const std::string jpg = Sample("chelsea.jpg");

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "scheduler/http/image_data_url.h"
+
 namespace ite {
 namespace {
 
@@ -154,6 +156,26 @@ Status ParsePrompts(const Json& v, const OpenAiParseLimits& limits, std::vector<
   return Status::Ok();
 }
 
+// {"type": "image_url", "image_url": {"url": "data:...", "detail": ...}}. `detail` is accepted
+// and has no effect: a LLaVA-1.5 tower sees every image at its one resolution.
+StatusOr<ImageInput> ParseImageUrlPart(const Json& part, size_t i, size_t k) {
+  const std::string where = fmt::format("messages[{}].content[{}].image_url", i, k);
+  auto image_url = part.find("image_url");
+  if (image_url == part.end() || !image_url->is_object()) {
+    return InvalidArgument("{}: expected an object with a url", where);
+  }
+  auto url = image_url->find("url");
+  if (url == image_url->end() || !url->is_string()) {
+    return InvalidArgument("{}.url: expected a string", where);
+  }
+  auto detail = image_url->find("detail");
+  if (detail != image_url->end() && !detail->is_null() &&
+      !(detail->is_string() && (*detail == "auto" || *detail == "low" || *detail == "high"))) {
+    return InvalidArgument("{}.detail: expected \"auto\", \"low\" or \"high\"", where);
+  }
+  return ImageFromDataUrl(url->get_ref<const std::string&>(), where + ".url");
+}
+
 Status ParseMessages(const Json& v, const OpenAiParseLimits& limits,
                      std::vector<ChatMessage>* out) {
   if (!v.is_array()) return InvalidArgument("messages: expected an array, got {}", TypeName(v));
@@ -184,6 +206,11 @@ Status ParseMessages(const Json& v, const OpenAiParseLimits& limits,
         auto type = part.is_object() ? part.find("type") : part.end();
         if (!part.is_object() || type == part.end() || !type->is_string()) {
           return InvalidArgument("messages[{}].content[{}]: expected an object with a type", i, k);
+        }
+        if (*type == "image_url") {
+          ITE_ASSIGN_OR_RETURN(ImageInput image, ParseImageUrlPart(part, i, k));
+          msg.content.push_back({ContentPart::Kind::kImage, {}, std::move(image)});
+          continue;
         }
         if (*type != "text") {
           return InvalidArgument("messages[{}].content[{}].type: '{}' is not supported", i, k,

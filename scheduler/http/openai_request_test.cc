@@ -86,6 +86,62 @@ TEST(OpenAiRequestTest, ChatFields) {
   EXPECT_TRUE(r.chat_logprobs);
 }
 
+TEST(OpenAiRequestTest, ImageUrlPartsBecomeImageParts) {
+  // "GIF89a" in base64; whether it decodes is the intake's question, not the parser's.
+  OpenAiRequest r = Parse(OpenAiEndpoint::kChat, R"({
+    "messages": [{"role": "user", "content": [
+      {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGODlh"}},
+      {"type": "text", "text": "What is shown?"},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=",
+                                          "detail": "low"}}]}]})");
+  ASSERT_EQ(r.inputs.size(), 1u);
+  const std::vector<ContentPart>& parts = (*r.inputs[0].prompt.chat)[0].content;
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[0].kind, ContentPart::Kind::kImage);
+  EXPECT_EQ(parts[0].image.data, "GIF89a");
+  EXPECT_EQ(parts[0].image.mime_type, "image/gif");
+  EXPECT_EQ(parts[1].kind, ContentPart::Kind::kText);
+  EXPECT_EQ(parts[1].text, "What is shown?");
+  EXPECT_EQ(parts[2].kind, ContentPart::Kind::kImage);
+  EXPECT_EQ(parts[2].image.data, "\x89PNG\r\n\x1a\n");
+  // /tokenize takes the same messages.
+  StatusOr<TokenizeBody> t = ParseTokenizeBody(R"({"messages": [{"role": "user", "content": [
+      {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGODlh"}}]}]})");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t->prompt.chat)[0].content[0].kind, ContentPart::Kind::kImage);
+}
+
+TEST(OpenAiRequestTest, BadImageUrlPartsNameThePart) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"type": "image_url"})", "image_url: expected an object with a url"},
+      {R"({"type": "image_url", "image_url": "data:image/png;base64,iVBORw0KGgo="})",
+       "image_url: expected an object with a url"},
+      {R"({"type": "image_url", "image_url": {}})", "image_url.url: expected a string"},
+      {R"({"type": "image_url", "image_url": {"url": 5}})", "image_url.url: expected a string"},
+      {R"({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=",
+          "detail": "ultra"}})",
+       "image_url.detail"},
+      {R"({"type": "image_url", "image_url": {"url": "https://example.com/a.png"}})",
+       "image_url.url: 'https://example.com/a.png': only data: URLs are accepted"},
+      {R"({"type": "image_url", "image_url": {"url": "data:image/png;base64,!!!!"}})",
+       "image_url.url: invalid base64"},
+      {R"({"type": "image_url", "image_url": {"url": "data:image/tiff;base64,SUkq"}})",
+       "image_url.url: unsupported image type 'image/tiff'"},
+  };
+  for (const auto& [part, says] : cases) {
+    const std::string body =
+        R"({"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}, )" + part +
+        "]}]}";
+    StatusOr<OpenAiRequest> r = ParseOpenAiRequest(OpenAiEndpoint::kChat, body);
+    ASSERT_FALSE(r.ok()) << body;
+    const std::string m(r.status().message());
+    EXPECT_EQ(m.rfind("messages[0].content[1].", 0), 0u) << m;
+    EXPECT_NE(m.find(says), std::string::npos) << m;
+    EXPECT_EQ(OpenAiParamOf(m), "messages");
+    EXPECT_EQ(OpenAiErrorFor(r.status()).http_status, 400);
+  }
+}
+
 struct BadCase {
   OpenAiEndpoint endpoint;
   std::string body;

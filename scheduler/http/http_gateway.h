@@ -2,6 +2,7 @@
 // RequestIntake beside the gRPC service and sharing its scheduler:
 //   POST /v1/completions, /v1/chat/completions   (stream: SSE `data:` chunks, then [DONE])
 //   GET  /v1/models, /health, /metrics (Prometheus) POST /tokenize, /detokenize
+//   GET  / (the chat page, chat_page.h)
 // Bodies are parsed by ParseOpenAiRequest; errors are OpenAI error bodies with the right status
 // (openai_response.h), never a crash or an empty reply. A streaming client that disconnects is
 // noticed at the next write (tokens, or an SSE comment every 100 ms while none come), one

@@ -101,7 +101,10 @@ void HttpGateway::Impl::Models(httplib::Response& res) const {
                           {"object", "model"},
                           {"created", created},
                           {"owned_by", "ite-infer"},
-                          {"max_model_len", intake->scheduler().max_context()}};
+                          {"max_model_len", intake->scheduler().max_context()},
+                          // Beyond OpenAI's fields: what a client drawing random token-id
+                          // prompts needs (ite-client bench --api openai).
+                          {"vocab_size", intake->options().vocab_size}};
   SetJson(res, {{"object", "list"}, {"data", nlohmann::json::array({model})}});
 }
 

@@ -200,8 +200,9 @@ class OpenAiBenchTarget : public BenchTarget {
 
   std::string TransportError(httplib::Error e) const {
     return fmt::format("{}: {} (is the server running there?)", base_,
-                       e == httplib::Error::Connection ? "cannot connect"
-                                                       : "request failed: " + httplib::to_string(e));
+                       e == httplib::Error::Connection
+                           ? "cannot connect"
+                           : "request failed: " + httplib::to_string(e));
   }
 
   std::string url_, base_, model_;

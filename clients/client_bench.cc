@@ -223,23 +223,26 @@ class Bench {
     auto ms = [](Clock::duration d) {
       return std::chrono::duration<double, std::milli>(d).count();
     };
-    BenchCallResult out = target_->Run(call, [&](int n) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        tokens_seen_ += n;
-      }
-      auto now = Clock::now();
-      if (first) {
-        r.ttft_ms = ms(now - start);
-        first = false;
-        // Further tokens of the first chunk arrived together: zero gaps.
-        for (int k = 1; k < n; ++k) r.itl_ms.push_back(0.0);
-      } else {
-        // A chunk of n tokens after a gap: spread the gap over its tokens.
-        for (int k = 0; k < n; ++k) r.itl_ms.push_back(ms(now - last) / n);
-      }
-      last = now;
-    }, &canceller);
+    BenchCallResult out = target_->Run(
+        call,
+        [&](int n) {
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            tokens_seen_ += n;
+          }
+          auto now = Clock::now();
+          if (first) {
+            r.ttft_ms = ms(now - start);
+            first = false;
+            // Further tokens of the first chunk arrived together: zero gaps.
+            for (int k = 1; k < n; ++k) r.itl_ms.push_back(0.0);
+          } else {
+            // A chunk of n tokens after a gap: spread the gap over its tokens.
+            for (int k = 0; k < n; ++k) r.itl_ms.push_back(ms(now - last) / n);
+          }
+          last = now;
+        },
+        &canceller);
     r.e2e_ms = ms(Clock::now() - start);
     r.status = out.status;
     r.prompt_tokens = out.prompt_tokens;

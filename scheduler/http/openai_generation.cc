@@ -183,9 +183,9 @@ void OpenAiGeneration::Handle(OpenAiEndpoint endpoint, const httplib::Request& r
         ITE_LOG_INFO("request {}: client went away, cancelling", id);
         sessions.clear();
         // Nobody reads it; nginx's 499 names the case in the server's own access logs.
-        OpenAiError e = OpenAiErrorBody(499, "invalid_request_error",
-                                        "the client closed the connection", "",
-                                        "client_closed_request");
+        OpenAiError e =
+            OpenAiErrorBody(499, "invalid_request_error", "the client closed the connection", "",
+                            "client_closed_request");
         res.status = e.http_status;
         res.set_content(OpenAiDump(e.body), "application/json");
         return;

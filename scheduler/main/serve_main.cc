@@ -149,8 +149,8 @@ std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, 
                                    o.kv_dtype};
   if (metrics_port >= 0) {
     const fs::path metrics_ready = ready.parent_path() / fmt::format("worker{}.metrics", index);
-    argv.insert(argv.end(), {"--metrics-port", std::to_string(metrics_port),
-                             "--metrics-ready-file", metrics_ready.string()});
+    argv.insert(argv.end(), {"--metrics-port", std::to_string(metrics_port), "--metrics-ready-file",
+                             metrics_ready.string()});
   }
   if (o.device == "cuda") {
     const std::vector<std::string> cuda = {"--gpu",
@@ -239,9 +239,8 @@ int Serve(ServeOptions o) {
   for (int i = 0; i < o.workers; ++i) {
     auto w = std::make_unique<ChildProcess>();
     fs::path ready = run_dir / fmt::format("worker{}.port", i);
-    Status s =
-        w->Start(fmt::format("worker {}", i),
-                 WorkerArgv(o, worker_bin, 0, ready, threads, i, metrics_ports[i]));
+    Status s = w->Start(fmt::format("worker {}", i),
+                        WorkerArgv(o, worker_bin, 0, ready, threads, i, metrics_ports[i]));
     if (!s.ok()) {
       ITE_LOG_ERROR("{}", s.ToString());
       cleanup();
@@ -358,9 +357,9 @@ int Serve(ServeOptions o) {
       }
       ++restarts[i];
       fs::path ready = run_dir / fmt::format("worker{}.restart.port", i);
-      Status s = w.Start(fmt::format("worker {}", i),
-                         WorkerArgv(o, worker_bin, worker_ports[i], ready, threads, i,
-                                    metrics_ports[i]));
+      Status s =
+          w.Start(fmt::format("worker {}", i),
+                  WorkerArgv(o, worker_bin, worker_ports[i], ready, threads, i, metrics_ports[i]));
       if (s.ok()) {
         ITE_LOG_INFO("worker {} restarted (pid {}) on port {}", i, w.pid(), worker_ports[i]);
       } else {

@@ -1,7 +1,8 @@
 """Every command README.md shows works: each `ite-client` command in a ```sh block runs against a
 real ite-serve (its addresses put in for 127.0.0.1:50051 and, HTTP, 127.0.0.1:8000) and exits 0;
 every --flag the README gives any of our binaries (in ```sh blocks and in `inline code` that
-starts with the binary's name) is one that binary's --help lists. So the README cannot drift from the flags."""
+starts with the binary's name) is one that binary's --help lists. So the README cannot drift
+from the flags."""
 import os
 import re
 import shlex

@@ -88,7 +88,8 @@ def run_checks(http_port, metrics_port):
     check(d("ite_worker_tokens_total", phase="prefill") == prefill,
           f"{prefill} prefill rows, the uncached prompt tokens "
           f"({d('ite_worker_tokens_total', phase='prefill')})")
-    check(d("ite_worker_sequence_joins_total") == 3 and d("ite_worker_sequence_releases_total") == 3,
+    check(d("ite_worker_sequence_joins_total") == 3
+          and d("ite_worker_sequence_releases_total") == 3,
           f"3 joins, 3 releases ({d('ite_worker_sequence_joins_total')}, "
           f"{d('ite_worker_sequence_releases_total')})")
     steps = d("ite_worker_steps_total")

@@ -6,9 +6,9 @@
 //                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager] [--batch-invariant]
 //   ite-worker --list-devices     prints one line per visible CUDA device and exits
 // Listens on 127.0.0.1 unless --host says otherwise. --metrics-port serves GET /metrics
-// (Prometheus text, worker_metrics.h) on that port of the same host (0: any free one). Exit codes: 0 after a clean shutdown
-// (SIGTERM/SIGINT), 2 usage, 1 load or serve failure, 3 the device failed while serving
-// (message on stderr).
+// (Prometheus text, worker_metrics.h) on that port of the same host (0: any free one).
+// Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 2 usage, 1 load or serve failure, 3 the
+// device failed while serving (message on stderr).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -175,9 +175,8 @@ int Main(int argc, char** argv) {
   }
   InitLogging("ite-worker", o.verbose);
   if (o.block_size <= 0 || o.kv_blocks < 0 || o.port < 0 || o.port > 65535 || o.gpu < 0 ||
-      o.metrics_port < -1 || o.metrics_port > 65535 ||
-      o.max_step_tokens < 1 || o.max_seqs < 1 || o.gpu_memory_utilization < 0 ||
-      o.gpu_memory_utilization > 1) {
+      o.metrics_port < -1 || o.metrics_port > 65535 || o.max_step_tokens < 1 || o.max_seqs < 1 ||
+      o.gpu_memory_utilization < 0 || o.gpu_memory_utilization > 1) {
     ITE_LOG_ERROR(
         "--block-size must be > 0, --kv-blocks >= 0, --port in [0, 65535], --metrics-port in "
         "[-1, 65535], --gpu >= 0, "

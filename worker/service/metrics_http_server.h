@@ -14,7 +14,7 @@ namespace ite {
 
 struct MetricsHttpServerOptions {
   std::string host = "127.0.0.1";
-  int port = 0;  // 0: any free port (see port())
+  int port = 0;            // 0: any free port (see port())
   std::string ready_file;  // when set, the bound port is written here once serving
 };
 

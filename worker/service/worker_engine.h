@@ -64,7 +64,7 @@ class WorkerEngine {
     int64_t step_id = 0;
     std::vector<int64_t> sampled_seq_ids;  // the sequences with sample=true, in request order
     std::chrono::steady_clock::time_point submitted;
-    bool forward = false;  // false: only releases and block copies, nothing to collect
+    bool forward = false;   // false: only releases and block copies, nothing to collect
     int32_t sequences = 0;  // in the forward
   };
 

@@ -5,8 +5,8 @@
 namespace ite {
 
 WorkerMetrics::WorkerMetrics()
-    : step_seconds_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-                     10}),
+    : step_seconds_(
+          {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}),
       batch_size_({1, 2, 4, 8, 16, 32, 64, 128, 256, 512}) {}
 
 void WorkerMetrics::OnSubmitted(const StepRequest& request) {
@@ -59,8 +59,10 @@ std::string WorkerMetrics::Render(const WorkerMetricsSnapshot& snap) const {
   counter("ite_worker_sequence_joins_total", "Sequences that joined with a new prompt.", joins_);
   counter("ite_worker_preemption_rejoins_total",
           "Sequences that rejoined after a preemption (their context recomputed).", rejoins_);
-  counter("ite_worker_sequence_releases_total", "Sequences released (finished, cancelled or "
-          "preempted).", releases_);
+  counter("ite_worker_sequence_releases_total",
+          "Sequences released (finished, cancelled or "
+          "preempted).",
+          releases_);
   counter("ite_worker_block_copies_total", "KV blocks copied (copy-on-write).", block_copies_);
   counter("ite_worker_clears_total", "Times the scheduler dropped every sequence (reconnects).",
           clears_);

@@ -6,26 +6,6 @@
 #include "clients/client_common.h"
 
 namespace ite::client {
-
-void CallCanceller::Set(std::function<void()> cancel) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cancel_ = std::move(cancel);
-  if (cancelled_) {
-    lock.unlock();
-    cancel_();
-  }
-}
-
-void CallCanceller::Cancel() {
-  std::function<void()> f;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    f = cancel_;
-  }
-  if (f) f();
-}
-
 namespace {
 
 class GrpcBenchTarget : public BenchTarget {

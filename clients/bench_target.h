@@ -37,7 +37,8 @@ struct BenchCallResult {
 };
 
 // Lets Ctrl-C cancel a call from another thread: the target installs how (Set) before it
-// blocks; Cancel runs it at once, or as soon as it is set.
+// blocks, and a no-op before what that refers to goes away; Cancel runs it at once, or as soon
+// as it is set. The function must not call back into the canceller.
 class CallCanceller {
  public:
   void Set(std::function<void()> cancel);

@@ -192,6 +192,7 @@ async function send(question) {
     } else {
       answer.dataset.state = "error";
       showError(answer, e);
+      controller.abort();  // an error object mid-stream: let go of the connection too
     }
   } finally {
     controller = null;

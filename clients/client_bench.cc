@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "clients/bench_target.h"
 #include "clients/client_common.h"
 #include "clients/interrupt.h"
 
@@ -68,10 +69,21 @@ class Bench {
   explicit Bench(const BenchOptions& o) : o_(o) {}
 
   int Run() {
-    grpc::Status status;
-    auto channel = Connect(o_.addr, std::chrono::milliseconds(o_.connect_timeout_ms), &status);
-    if (!channel) return Fail("bench", status, o_.addr);
-    stub_ = ite::v1::Generation::NewStub(channel);
+    if (o_.api == "openai") {
+      if (o_.url.empty()) {
+        fmt::print(stderr, "ite-client bench: --api openai needs --url http://HOST:PORT\n");
+        return kExitUsage;
+      }
+      target_ = MakeOpenAiBenchTarget(o_.url, o_.connect_timeout_ms);
+    } else if (o_.api == "grpc") {
+      target_ = MakeGrpcBenchTarget(o_.addr, o_.connect_timeout_ms);
+    } else {
+      fmt::print(stderr, "ite-client bench: --api {}: grpc or openai\n", o_.api);
+      return kExitUsage;
+    }
+    if (grpc::Status s = target_->Prepare(&model_); !s.ok()) {
+      return Fail("bench", s, target_->address());
+    }
     if (int rc = PreparePrompts(); rc != kExitOk) return rc;
 
     WarnIfKvTooSmall();
@@ -118,13 +130,15 @@ class Bench {
       return kExitOk;
     }
     // Random token ids give exact prompt lengths; avoid the low ids where special tokens live.
-    grpc::ClientContext ctx;
-    ite::v1::ModelInfoResponse info;
-    grpc::Status s = stub_->ModelInfo(&ctx, ite::v1::ModelInfoRequest(), &info);
-    if (!s.ok()) return Fail("bench", s, o_.addr);
-    if (info.block_size() > 0) block_size_ = info.block_size();
-    int32_t lo = std::min(1000, info.vocab_size() / 2);
-    std::uniform_int_distribution<int32_t> dist(lo, info.vocab_size() - 1);
+    if (model_.vocab_size <= 1) {
+      fmt::print(stderr,
+                 "ite-client bench: {} does not say its vocabulary size (random prompt ids need "
+                 "it); give --prompts-file\n",
+                 target_->address());
+      return kExitUsage;
+    }
+    int32_t lo = std::min(1000, model_.vocab_size / 2);
+    std::uniform_int_distribution<int32_t> dist(lo, model_.vocab_size - 1);
     token_prompts_.resize(o_.requests);
     for (auto& p : token_prompts_) {
       p.resize(o_.input_len);
@@ -138,7 +152,7 @@ class Bench {
     if (!interrupted_)
       fmt::print(stderr, "\nite-client bench: interrupted; reporting what finished\n");
     interrupted_ = true;
-    for (grpc::ClientContext* ctx : in_flight_) ctx->TryCancel();
+    for (CallCanceller* c : in_flight_) c->Cancel();
   }
 
   bool interrupted() {
@@ -149,12 +163,7 @@ class Bench {
   // The pool holds total_blocks * block_size tokens per worker; requests beyond that wait in the
   // queue (or are preempted), which is legitimate but changes what the numbers mean.
   void WarnIfKvTooSmall() {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    ite::v1::StatsResponse stats;
-    if (!stub_->Stats(&ctx, ite::v1::StatsRequest(), &stats).ok()) return;
-    int64_t pool_tokens = 0;
-    for (const auto& w : stats.workers()) pool_tokens += int64_t{w.total_blocks()} * block_size_;
+    const int64_t pool_tokens = model_.kv_pool_tokens;
     if (pool_tokens <= 0 || !text_prompts_.empty()) return;
     const int64_t per_request = int64_t{o_.input_len} + o_.output_len;
     const int64_t in_flight = o_.rate > 0          ? o_.requests
@@ -188,25 +197,24 @@ class Bench {
   }
 
   void RunOne(int32_t i) {
-    ite::v1::GenerateRequest req;
-    req.set_request_id(fmt::format("bench-{}", i));
+    BenchCall call;
+    call.request_id = fmt::format("bench-{}", i);
     if (!text_prompts_.empty()) {
-      req.set_prompt(text_prompts_[i % text_prompts_.size()]);
+      call.prompt_text = &text_prompts_[i % text_prompts_.size()];
     } else {
-      auto* ids = req.mutable_prompt_token_ids()->mutable_ids();
-      ids->Assign(token_prompts_[i].begin(), token_prompts_[i].end());
+      call.prompt_ids = &token_prompts_[i];
     }
-    req.set_max_tokens(o_.output_len);
-    req.set_ignore_eos(o_.ignore_eos);
-    req.mutable_sampling()->set_temperature(o_.temperature);
-    req.mutable_sampling()->set_seed(o_.seed + i);
+    call.max_tokens = o_.output_len;
+    call.ignore_eos = o_.ignore_eos;
+    call.temperature = o_.temperature;
+    call.seed = o_.seed + i;
 
     RequestResult& r = results_[i];
-    grpc::ClientContext ctx;
+    CallCanceller canceller;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (interrupted_) return;
-      in_flight_.insert(&ctx);
+      in_flight_.insert(&canceller);
       r.started = true;
     }
     auto start = Clock::now();
@@ -215,44 +223,38 @@ class Bench {
     auto ms = [](Clock::duration d) {
       return std::chrono::duration<double, std::milli>(d).count();
     };
-    r.status = StreamGenerate(*stub_, req, &ctx, [&](const ite::v1::GenerateResponse& chunk) {
-      int n = chunk.token_ids_size();
-      if (n == 0) {
-        if (chunk.finish_reason() != ite::v1::FINISH_REASON_UNSPECIFIED) {
-          r.prompt_tokens = chunk.usage().prompt_tokens();
-          r.completion_tokens = chunk.usage().completion_tokens();
-        }
-        return;
-      }
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        tokens_seen_ += n;
-      }
-      auto now = Clock::now();
-      if (first) {
-        r.ttft_ms = ms(now - start);
-        first = false;
-        // Further tokens of the first chunk arrived together: zero gaps.
-        for (int k = 1; k < n; ++k) r.itl_ms.push_back(0.0);
-      } else {
-        // A chunk of n tokens after a gap: spread the gap over its tokens.
-        for (int k = 0; k < n; ++k) r.itl_ms.push_back(ms(now - last) / n);
-      }
-      last = now;
-      if (chunk.finish_reason() != ite::v1::FINISH_REASON_UNSPECIFIED) {
-        r.prompt_tokens = chunk.usage().prompt_tokens();
-        r.completion_tokens = chunk.usage().completion_tokens();
-      }
-    });
+    BenchCallResult out = target_->Run(
+        call,
+        [&](int n) {
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            tokens_seen_ += n;
+          }
+          auto now = Clock::now();
+          if (first) {
+            r.ttft_ms = ms(now - start);
+            first = false;
+            // Further tokens of the first chunk arrived together: zero gaps.
+            for (int k = 1; k < n; ++k) r.itl_ms.push_back(0.0);
+          } else {
+            // A chunk of n tokens after a gap: spread the gap over its tokens.
+            for (int k = 0; k < n; ++k) r.itl_ms.push_back(ms(now - last) / n);
+          }
+          last = now;
+        },
+        &canceller);
     r.e2e_ms = ms(Clock::now() - start);
+    r.status = out.status;
+    r.prompt_tokens = out.prompt_tokens;
+    r.completion_tokens = out.completion_tokens;
     r.ok = r.status.ok();
     std::lock_guard<std::mutex> lock(mu_);
-    in_flight_.erase(&ctx);
+    in_flight_.erase(&canceller);
     ++done_;
     if (!r.ok && !interrupted_) {
       if (errors_printed_++ < 5) {
         fmt::print(stderr, "ite-client bench: request {} failed: {}\n", i,
-                   DescribeStatus(r.status, o_.addr));
+                   DescribeStatus(r.status, target_->address()));
       }
     }
   }
@@ -332,7 +334,8 @@ class Bench {
                  p.p99);
     }
     if (!o_.json_path.empty()) {
-      nlohmann::json j = {{"addr", o_.addr},
+      nlohmann::json j = {{"api", o_.api},
+                          {"addr", target_->address()},
                           {"requests", o_.requests},
                           {"ok", ok},
                           {"failed", failed},
@@ -363,19 +366,19 @@ class Bench {
   }
 
   BenchOptions o_;
-  std::unique_ptr<ite::v1::Generation::Stub> stub_;
+  std::unique_ptr<BenchTarget> target_;
+  BenchModel model_;
   std::vector<std::string> text_prompts_;
   std::vector<std::vector<int32_t>> token_prompts_;
   std::vector<RequestResult> results_;
   Clock::time_point start_;
-  int32_t block_size_ = 16;
 
   std::mutex mu_;  // guards what follows
   int errors_printed_ = 0;
   bool interrupted_ = false;
   bool finished_all_ = false;
   std::condition_variable progress_cv_;
-  std::set<grpc::ClientContext*> in_flight_;
+  std::set<CallCanceller*> in_flight_;
   int32_t done_ = 0;
   int64_t tokens_seen_ = 0;
 };

@@ -1,4 +1,5 @@
-// `ite-client bench`: a serving benchmark over the public Generation service.
+// `ite-client bench`: a serving benchmark over the public Generation service (gRPC) or, with
+// --api openai, the same load through an OpenAI-compatible HTTP server (bench_target.h).
 #pragma once
 
 #include <cstdint>
@@ -7,7 +8,9 @@
 namespace ite::client {
 
 struct BenchOptions {
-  std::string addr;
+  std::string api = "grpc";  // or "openai"
+  std::string addr;          // gRPC
+  std::string url;           // openai: http://HOST:PORT
   int32_t requests = 500;
   int32_t concurrency = 0;   // > 0: closed loop with this many requests in flight
   double rate = 0;           // > 0: open loop, Poisson arrivals at this many requests per second

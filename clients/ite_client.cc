@@ -1,7 +1,8 @@
 // ite-client: command-line client of the ite.v1.Generation service.
 //   ite-client generate --addr HOST:PORT --prompt TEXT|- | --prompt-file FILE|- [...]
 //   ite-client chat --addr HOST:PORT [...]      interactive chat with line editing, keeps history
-//   ite-client bench --addr HOST:PORT [...]     serving benchmark
+//   ite-client bench --addr HOST:PORT [...]     serving benchmark (gRPC)
+//   ite-client bench --api openai --url http://HOST:PORT [...]   the same through OpenAI HTTP
 //   ite-client info | stats | tokenize | health  ask the server about itself
 // stdout carries only generated text (generate, chat) or the result (bench, info, ...);
 // diagnostics go to stderr. Exit codes: see kExitHelp.
@@ -66,6 +67,13 @@ void AddBenchFlags(CLI::App* bench, BenchOptions* o) {
   bench->add_option("--temperature", o->temperature, "sampling temperature")
       ->capture_default_str()
       ->check(Within(0, kInf));
+  bench
+      ->add_option("--api", o->api,
+                   "grpc (ite.v1.Generation at --addr) or openai (streamed /v1/completions at "
+                   "--url)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"grpc", "openai"}));
+  bench->add_option("--url", o->url, "--api openai: the server, http://HOST:PORT");
 }
 
 int Main(int argc, char** argv) {

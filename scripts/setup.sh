@@ -14,20 +14,26 @@ pkgs=(build-essential cmake ninja-build pkg-config python3 python3-venv python3-
   libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev libstb-dev
   libwebp-dev)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  echo "setup: installing ${missing[*]} (apt-get; a few minutes on a fresh machine)" >&2
-  $sudo_cmd apt-get update -qq
-  # apt's own progress lines go to stderr, so that a first run is not silent for minutes.
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}" >&2
-else
-  echo "setup: all ${#pkgs[@]} Debian packages are installed" >&2
-fi
+# Installs those of the named Debian packages that are missing; $1 says what they are for.
+apt_install() {
+  local what="$1"
+  shift
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    local sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    echo "setup: installing ${missing[*]} (apt-get; a few minutes on a fresh machine)" >&2
+    $sudo_cmd apt-get update -qq
+    # apt's own progress lines go to stderr, so that a first run is not silent for minutes.
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}" >&2
+  else
+    echo "setup: all $# $what Debian packages are installed" >&2
+  fi
+}
+apt_install build "${pkgs[@]}"
 
 [ "${ITE_SETUP_PACKAGES_ONLY:-0}" = 1 ] && exit 0
 
@@ -59,6 +65,14 @@ fi
 if ! "$root/.venv/bin/python" -c "import openai, prometheus_client" 2>/dev/null; then
   echo "setup: installing openai, prometheus-client into .venv (test-only clients)" >&2
   "$root/.venv/bin/pip" install -q "openai==1.*" "prometheus-client==0.*" >&2
+fi
+
+# Test-only: the chat page's browser test (tests/e2e/chat_page_test.py) drives Debian's chromium
+# with playwright; `playwright install` (browsers downloaded from elsewhere) is never run.
+apt_install test chromium
+if ! "$root/.venv/bin/python" -c "import playwright.sync_api" 2>/dev/null; then
+  echo "setup: installing playwright into .venv (test-only browser driver)" >&2
+  "$root/.venv/bin/pip" install -q "playwright==1.*" >&2
 fi
 
 "$root/scripts/fetch_model.sh" >/dev/null

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "scheduler/http/chat_page.h"
 #include "scheduler/http/openai_generation.h"
 #include "scheduler/http/openai_response.h"
 #include "scheduler/tokenizer/tokenizer.h"
@@ -53,6 +54,7 @@ void HttpGateway::Impl::Routes() {
     res.set_content(intake->metrics().Render(intake->scheduler().Stats()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
+  AddChatPageRoutes(server);
   server.Post("/tokenize",
               [this](const httplib::Request& req, httplib::Response& res) { Tokenize(req, res); });
   server.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
@@ -99,7 +101,10 @@ void HttpGateway::Impl::Models(httplib::Response& res) const {
                           {"object", "model"},
                           {"created", created},
                           {"owned_by", "ite-infer"},
-                          {"max_model_len", intake->scheduler().max_context()}};
+                          {"max_model_len", intake->scheduler().max_context()},
+                          // Beyond OpenAI's fields: what a client drawing random token-id
+                          // prompts needs (ite-client bench --api openai).
+                          {"vocab_size", intake->options().vocab_size}};
   SetJson(res, {{"object", "list"}, {"data", nlohmann::json::array({model})}});
 }
 

@@ -2,10 +2,12 @@
 // RequestIntake beside the gRPC service and sharing its scheduler:
 //   POST /v1/completions, /v1/chat/completions   (stream: SSE `data:` chunks, then [DONE])
 //   GET  /v1/models, /health, /metrics (Prometheus) POST /tokenize, /detokenize
+//   GET  / (the chat page, chat_page.h)
 // Bodies are parsed by ParseOpenAiRequest; errors are OpenAI error bodies with the right status
 // (openai_response.h), never a crash or an empty reply. A streaming client that disconnects is
-// noticed at the next write (tokens, or an SSE comment every 100 ms while none come) and its
-// generation is cancelled, freeing its KV blocks.
+// noticed at the next write (tokens, or an SSE comment every 100 ms while none come), one
+// waiting for a whole response by watching its connection every 100 ms (client_connection.h);
+// either way its generation is cancelled, freeing its KV blocks.
 //
 // Threads: requests run on the server's own pool (`threads`: one per concurrent request, a
 // stream holds its thread); Start and Stop from the owning thread.

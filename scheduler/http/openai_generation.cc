@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "scheduler/http/client_connection.h"
 #include "scheduler/http/openai_response.h"
 
 namespace ite {
@@ -15,6 +16,8 @@ using Clock = std::chrono::steady_clock;
 using Sessions = std::vector<std::unique_ptr<GenerationSession>>;
 
 constexpr auto kKeepAlive = std::chrono::milliseconds(100);
+// How often a whole (non-streamed) response checks that its client is still there.
+constexpr auto kConnectionCheck = std::chrono::milliseconds(100);
 
 // A request id the client sent (X-Request-Id), if it is short printable ASCII.
 std::string ClientRequestId(const httplib::Request& req) {
@@ -168,10 +171,25 @@ void OpenAiGeneration::Handle(OpenAiEndpoint endpoint, const httplib::Request& r
     return;
   }
 
+  // A whole response writes nothing until the end, so the client's connection is watched
+  // instead: one that closes cancels every session (their destructors), freeing the blocks.
+  ClientConnection connection(req);
+  const auto started = Clock::now();
   std::vector<OpenAiChoice> choices(sessions.size());
   for (size_t i = 0; i < sessions.size(); ++i) {
     while (choices[i].finish == FinishReason::kNone) {
-      std::optional<GenerationChunk> c = sessions[i]->Next(std::chrono::seconds(1));
+      std::optional<GenerationChunk> c = sessions[i]->Next(kConnectionCheck);
+      if (Clock::now() - started >= kConnectionCheck && connection.Closed()) {
+        ITE_LOG_INFO("request {}: client went away, cancelling", id);
+        sessions.clear();
+        // Nobody reads it; nginx's 499 names the case in the server's own access logs.
+        OpenAiError e =
+            OpenAiErrorBody(499, "invalid_request_error", "the client closed the connection", "",
+                            "client_closed_request");
+        res.status = e.http_status;
+        res.set_content(OpenAiDump(e.body), "application/json");
+        return;
+      }
       if (!c.has_value()) continue;
       if (c->finish == FinishReason::kError) {
         ITE_LOG_WARN("request {} failed: {}", sessions[i]->request_id(), c->error.ToString());

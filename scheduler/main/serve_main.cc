@@ -3,9 +3,11 @@
 //   ite-serve --model PATH [--host H] [--port 50051] [--http-port 8000] [--device cpu|cuda]
 //             [--workers N] [--gpus 0,1] [--gpu-memory-utilization F] [--enforce-eager]
 //             [--batch-invariant] [--dtype auto|f32|bf16|f16] [--kv-dtype auto|f32|bf16]
+//             [--worker-metrics-port P]
 // The scheduler serves gRPC on --port and the OpenAI HTTP API on --http-port (-1: off; when
 // --port is 0 and --http-port is not given, HTTP takes any free port too, so that instances
-// started for tests never collide on 8000).
+// started for tests never collide on 8000). --worker-metrics-port P gives worker i its own
+// GET /metrics on 127.0.0.1:P+i (0: free ports; each is logged, and kept across restarts).
 // With --device cuda there is one worker per GPU: those of --gpus, else every visible one.
 // SIGTERM/SIGINT: the scheduler drains running requests and exits, then the workers stop; every
 // child is reaped (and dies with ite-serve even if ite-serve is SIGKILLed). A worker that dies is
@@ -58,6 +60,7 @@ struct ServeOptions {
   int32_t start_timeout_s = 300;
   int32_t drain_timeout_s = 120;
   int32_t max_restarts = 5;
+  int worker_metrics_port = -1;  // -1: off
   std::string ready_file;
   std::string served_model_name;  // empty: the scheduler's default (the file or folder name)
   bool verbose = false;
@@ -119,7 +122,8 @@ int WaitForPort(ChildProcess& child, const fs::path& file, int timeout_s, bool* 
 }
 
 std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, int port,
-                                    const fs::path& ready, int threads, int index) {
+                                    const fs::path& ready, int threads, int index,
+                                    int metrics_port) {
   std::vector<std::string> argv = {bin.string(),
                                    "--model",
                                    o.model,
@@ -143,6 +147,11 @@ std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, 
                                    o.dtype,
                                    "--kv-dtype",
                                    o.kv_dtype};
+  if (metrics_port >= 0) {
+    const fs::path metrics_ready = ready.parent_path() / fmt::format("worker{}.metrics", index);
+    argv.insert(argv.end(), {"--metrics-port", std::to_string(metrics_port), "--metrics-ready-file",
+                             metrics_ready.string()});
+  }
   if (o.device == "cuda") {
     const std::vector<std::string> cuda = {"--gpu",
                                            std::to_string(o.gpu_ids.at(index)),
@@ -202,6 +211,12 @@ int Serve(ServeOptions o) {
   int rc = 0;
   std::vector<std::unique_ptr<ChildProcess>> workers;
   std::vector<int> worker_ports;
+  std::vector<int> metrics_ports(o.workers, -1);
+  if (o.worker_metrics_port >= 0) {
+    for (int i = 0; i < o.workers; ++i) {
+      metrics_ports[i] = o.worker_metrics_port == 0 ? 0 : o.worker_metrics_port + i;
+    }
+  }
   std::vector<int> restarts(o.workers, 0);
   ChildProcess scheduler;
   auto cleanup = [&] {
@@ -224,8 +239,8 @@ int Serve(ServeOptions o) {
   for (int i = 0; i < o.workers; ++i) {
     auto w = std::make_unique<ChildProcess>();
     fs::path ready = run_dir / fmt::format("worker{}.port", i);
-    Status s =
-        w->Start(fmt::format("worker {}", i), WorkerArgv(o, worker_bin, 0, ready, threads, i));
+    Status s = w->Start(fmt::format("worker {}", i),
+                        WorkerArgv(o, worker_bin, 0, ready, threads, i, metrics_ports[i]));
     if (!s.ok()) {
       ITE_LOG_ERROR("{}", s.ToString());
       cleanup();
@@ -242,6 +257,13 @@ int Serve(ServeOptions o) {
     }
     worker_ports.push_back(port);
     ITE_LOG_INFO("worker {} (pid {}) serving on 127.0.0.1:{}", i, workers[i]->pid(), port);
+    if (metrics_ports[i] >= 0) {
+      // Written before the worker's gRPC port, so it is there now; a restart reuses the port.
+      std::ifstream in(run_dir / fmt::format("worker{}.metrics", i));
+      int mp = 0;
+      if (in >> mp && mp > 0) metrics_ports[i] = mp;
+      ITE_LOG_INFO("worker {} metrics on http://127.0.0.1:{}/metrics", i, metrics_ports[i]);
+    }
   }
 
   std::string addresses;
@@ -335,8 +357,9 @@ int Serve(ServeOptions o) {
       }
       ++restarts[i];
       fs::path ready = run_dir / fmt::format("worker{}.restart.port", i);
-      Status s = w.Start(fmt::format("worker {}", i),
-                         WorkerArgv(o, worker_bin, worker_ports[i], ready, threads, i));
+      Status s =
+          w.Start(fmt::format("worker {}", i),
+                  WorkerArgv(o, worker_bin, worker_ports[i], ready, threads, i, metrics_ports[i]));
       if (s.ok()) {
         ITE_LOG_INFO("worker {} restarted (pid {}) on port {}", i, w.pid(), worker_ports[i]);
       } else {
@@ -405,6 +428,10 @@ int Main(int argc, char** argv) {
   app.add_option("--max-restarts", o.max_restarts, "restarts per worker before giving up")
       ->capture_default_str();
   app.add_option("--ready-file", o.ready_file, "write the public port here once serving");
+  app.add_option("--worker-metrics-port", o.worker_metrics_port,
+                 "worker i serves GET /metrics on 127.0.0.1:P+i (-1: off; 0: free ports, logged)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 65535));
   app.add_option("--served-model-name", o.served_model_name,
                  "name clients see and may send (default: the model file's or folder's name)");
   app.add_flag("-v,--verbose", o.verbose, "debug logging (--log-level debug)");

@@ -2,9 +2,9 @@
 OpenAI-compatible HTTP API: completions and chat, streamed and not, n=2, stop strings (never
 leaked into the stream), logprobs, usage with include_usage, reproducible seeds, the SDK's error
 types, the same greedy text as gRPC (ite-client), malformed raw bodies answered 4xx with an
-OpenAI error body while the server keeps serving, and a client that disconnects mid-stream
-cancelling its request at once (the scheduler's Stats over gRPC show it gone), and /metrics
-parsed by prometheus-client moving by known amounts after known traffic.
+OpenAI error body while the server keeps serving, a client that disconnects mid-generation
+(streamed or not) cancelling its request at once (the scheduler's Stats over gRPC show it gone),
+and /metrics parsed by prometheus-client moving by known amounts after known traffic.
 Exit 77 (ctest: skipped) without openai, prometheus-client, grpcio or the model.
 """
 import http.client
@@ -76,6 +76,43 @@ def expect_error(exc_type, what, fn, needle):
         check(needle in str(e), f"{what}: {exc_type.__name__} naming {needle!r} ({e})")
     except Exception as e:  # noqa: BLE001 - report whatever else came
         check(False, f"{what}: raised {type(e).__name__}: {e}")
+
+
+def check_disconnect(stats, host, port, path, body):
+    """Starts a long generation, drops the connection, and expects it cancelled within 1 s with
+    its KV blocks freed (the scheduler's Stats over gRPC)."""
+    body = dict(body, max_tokens=4000, ignore_eos=True)
+    what = f"disconnect during {'a streamed' if body.get('stream') else 'a whole'} {path}"
+    steps0 = stats().steps
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    if body.get("stream"):
+        resp = conn.getresponse()
+        got = 0
+        while got < 3:
+            if resp.fp.readline().startswith(b"data: {"):
+                got += 1
+    else:
+        # Nothing comes back before the end: wait until it runs and has decoded a few steps.
+        t0 = time.time()
+        while time.time() - t0 < 30:
+            s = stats()
+            if s.running == 1 and s.steps >= steps0 + 5:
+                break
+            time.sleep(0.02)
+    before = stats()
+    conn.sock.shutdown(2)
+    conn.close()
+    t0 = time.time()
+    while stats().running > 0 and time.time() - t0 < 5:
+        time.sleep(0.02)
+    gone_ms = (time.time() - t0) * 1000
+    after = stats()
+    check(before.running == 1 and after.running == 0 and after.waiting == 0,
+          f"{what}: running {before.running} -> {after.running} within {gone_ms:.0f} ms")
+    check(gone_ms < 1000, f"{what}: noticed quickly ({gone_ms:.0f} ms)")
+    used = sum(w.used_blocks for w in after.workers)
+    check(used == 0, f"{what}: its KV blocks are freed (blocks held by sequences: {used})")
 
 
 def main():
@@ -324,30 +361,12 @@ def run_checks(tmp, grpc_port, http_port):
     again = client.completions.create(model=model, prompt=prompt, max_tokens=16, temperature=0)
     check(again.choices[0].text == text, "still serving the same greedy text afterwards")
 
-    # A client that disconnects mid-stream: its request is cancelled at once.
-    conn = http.client.HTTPConnection(host, http_port, timeout=60)
-    conn.request("POST", "/v1/completions", json.dumps(
-        {"prompt": "Tell me a long story.", "max_tokens": 4000, "ignore_eos": True,
-         "stream": True}), {"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    got = 0
-    while got < 3:
-        line = resp.fp.readline()
-        if line.startswith(b"data: {"):
-            got += 1
-    running = stats().running
-    conn.sock.shutdown(2)
-    conn.close()
-    t0 = time.time()
-    while stats().running > 0 and time.time() - t0 < 5:
-        time.sleep(0.02)
-    gone_ms = (time.time() - t0) * 1000
-    s_after = stats()
-    check(running == 1 and s_after.running == 0 and s_after.waiting == 0,
-          f"disconnect: running {running} -> {s_after.running} within {gone_ms:.0f} ms")
-    check(gone_ms < 1000, f"disconnect noticed quickly ({gone_ms:.0f} ms)")
-    used = sum(w.used_blocks for w in s_after.workers)
-    check(used == 0, f"its KV blocks are freed (blocks held by sequences: {used})")
+    # A client that disconnects mid-generation, streamed or not: its request is cancelled at once.
+    for path, body in [
+            ("/v1/completions", {"prompt": "Tell me a long story.", "stream": True}),
+            ("/v1/completions", {"prompt": "Tell me a long story."}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "A story?"}]})]:
+        check_disconnect(stats, host, http_port, path, body)
 
     check_metrics(client, model, host, http_port)
 

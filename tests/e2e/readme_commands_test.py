@@ -1,7 +1,8 @@
 """Every command README.md shows works: each `ite-client` command in a ```sh block runs against a
-real ite-serve (its address put in for 127.0.0.1:50051) and exits 0; every --flag the README
-gives any of our binaries (in ```sh blocks and in `inline code` that starts with the binary's
-name) is one that binary's --help lists. So the README cannot drift from the flags."""
+real ite-serve (its addresses put in for 127.0.0.1:50051 and, HTTP, 127.0.0.1:8000) and exits 0;
+every --flag the README gives any of our binaries (in ```sh blocks and in `inline code` that
+starts with the binary's name) is one that binary's --help lists. So the README cannot drift
+from the flags."""
 import os
 import re
 import shlex
@@ -81,12 +82,14 @@ for words in inline_commands(readme):
 c.check(any(os.path.basename(w[0]) == "ite-client" or "build/bin/ite-client" in w
             for w in sh_cmds), "the README has ite-client commands to run")
 
-with Serve("--threads", "1") as s, tempfile.TemporaryDirectory() as cwd:
+with tempfile.TemporaryDirectory() as cwd, Serve(
+        "--threads", "1", "--http-ready-file", os.path.join(cwd, "http_port")) as s:
+    http_addr = "127.0.0.1:" + open(os.path.join(cwd, "http_port")).read().strip()
     for words in sh_cmds:
         line = " ".join(shlex.quote(w) if w not in ("|", "&&") else w for w in words)
         if "build/bin/ite-client" not in line:
             continue
-        line = line.replace("127.0.0.1:50051", s.addr)
+        line = line.replace("127.0.0.1:50051", s.addr).replace("127.0.0.1:8000", http_addr)
         # Subcommands given without --addr talk to the default port: point them at the server.
         line = re.sub(r"(build/bin/ite-client \S+)(?![^|]*--addr)", r"\1 --addr " + s.addr, line)
         line = line.replace("build/bin/", BIN + "/")

@@ -1,13 +1,14 @@
 // ite-worker: one process per GPU (or the CPU backend) serving ite.v1.Worker.
 //   ite-worker --model PATH --port P [--host H] [--device cpu|cuda] [--threads N]
 //              [--dtype auto|f32|bf16|f16] [--kv-dtype auto|f32|bf16] [--kv-blocks N]
-//              [--block-size N] [--ready-file F]
+//              [--block-size N] [--ready-file F] [--metrics-port P [--metrics-ready-file F]]
 //              CUDA: [--gpu I] [--gpu-memory-utilization F]
 //                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager] [--batch-invariant]
 //   ite-worker --list-devices     prints one line per visible CUDA device and exits
-// Listens on 127.0.0.1 unless --host says otherwise. Exit codes: 0 after a clean shutdown
-// (SIGTERM/SIGINT), 2 usage, 1 load or serve failure, 3 the device failed while serving
-// (message on stderr).
+// Listens on 127.0.0.1 unless --host says otherwise. --metrics-port serves GET /metrics
+// (Prometheus text, worker_metrics.h) on that port of the same host (0: any free one).
+// Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 2 usage, 1 load or serve failure, 3 the
+// device failed while serving (message on stderr).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include "worker/model/model.h"
 #include "worker/model/model_loader.h"
 #include "worker/service/grpc_worker_service.h"
+#include "worker/service/metrics_http_server.h"
 #include "worker/service/worker_engine.h"
 
 namespace ite {
@@ -41,6 +43,8 @@ struct WorkerOptions {
   std::string dtype = "auto";
   std::string kv_dtype = "auto";
   std::string ready_file;
+  int metrics_port = -1;  // -1: no metrics server
+  std::string metrics_ready_file;
   bool verbose = false;
   // CUDA
   int gpu = 0;
@@ -139,6 +143,11 @@ int Main(int argc, char** argv) {
          "KV cache: auto (CPU f32, CUDA the model dtype), f32 or bf16 (CPU: half the memory)")
       ->capture_default_str();
   app.add_option("--ready-file", o.ready_file, "write the bound port here once serving");
+  app.add_option("--metrics-port", o.metrics_port,
+                 "serve GET /metrics (Prometheus text) on this port (-1: off, 0: any free one)")
+      ->capture_default_str();
+  app.add_option("--metrics-ready-file", o.metrics_ready_file,
+                 "write the metrics port here once it serves");
   app.add_option("--gpu", o.gpu, "CUDA device ordinal")->capture_default_str();
   app.add_option("--dtype", o.dtype,
                  "weights: auto (CPU: as stored, block formats included; CUDA: bf16), f32 (CPU), "
@@ -166,10 +175,11 @@ int Main(int argc, char** argv) {
   }
   InitLogging("ite-worker", o.verbose);
   if (o.block_size <= 0 || o.kv_blocks < 0 || o.port < 0 || o.port > 65535 || o.gpu < 0 ||
-      o.max_step_tokens < 1 || o.max_seqs < 1 || o.gpu_memory_utilization < 0 ||
-      o.gpu_memory_utilization > 1) {
+      o.metrics_port < -1 || o.metrics_port > 65535 || o.max_step_tokens < 1 || o.max_seqs < 1 ||
+      o.gpu_memory_utilization < 0 || o.gpu_memory_utilization > 1) {
     ITE_LOG_ERROR(
-        "--block-size must be > 0, --kv-blocks >= 0, --port in [0, 65535], --gpu >= 0, "
+        "--block-size must be > 0, --kv-blocks >= 0, --port in [0, 65535], --metrics-port in "
+        "[-1, 65535], --gpu >= 0, "
         "--max-step-tokens and --max-seqs >= 1, --gpu-memory-utilization in [0, 1]");
     return 2;
   }
@@ -182,6 +192,21 @@ int Main(int argc, char** argv) {
   const std::string device = (*backend)->device();
   auto engine = std::make_unique<WorkerEngine>(std::move(backend).value(), device);
   WorkerInfo info = engine->Info();
+  // Started before the gRPC service takes the engine; the service outlives it (stopped below).
+  std::unique_ptr<MetricsHttpServer> metrics;
+  if (o.metrics_port >= 0) {
+    MetricsHttpServerOptions m;
+    m.host = o.host;
+    m.port = o.metrics_port;
+    m.ready_file = o.metrics_ready_file;
+    const WorkerEngine* e = engine.get();
+    metrics = std::make_unique<MetricsHttpServer>(m, [e] { return e->RenderMetrics(); });
+    if (Status s = metrics->Start(); !s.ok()) {
+      ITE_LOG_ERROR("{}", s.ToString());
+      return 1;
+    }
+    ITE_LOG_INFO("metrics on http://{}:{}/metrics", o.host, metrics->port());
+  }
   ITE_LOG_INFO("model {} ({} layers), {} KV blocks of {} tokens on {}", info.model.name,
                info.model.num_layers, info.num_blocks, info.block_size, info.device);
   // A device that can run no more steps (a lost CUDA context) is not coming back: exit, and
@@ -199,6 +224,7 @@ int Main(int argc, char** argv) {
   server.port = o.port;
   server.ready_file = o.ready_file;
   Status s = RunGrpcServer(server, {&service}, nullptr);
+  if (metrics) metrics->Stop();
   if (!s.ok()) {
     ITE_LOG_ERROR("{}", s.ToString());
     return 1;

@@ -1,5 +1,6 @@
 #include "worker/service/worker_engine.h"
 
+#include <algorithm>
 #include <unordered_set>
 
 #include "common/check.h"
@@ -43,12 +44,33 @@ Status WorkerEngine::Clear() {
   std::lock_guard<std::mutex> lock(mu_);
   seqs_.clear();
   backend_->ClearSequences();
+  metrics_.OnCleared();
   return Status::Ok();
 }
 
 int64_t WorkerEngine::num_sequences() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int64_t>(seqs_.size());
+}
+
+std::string WorkerEngine::RenderMetrics() const {
+  WorkerMetricsSnapshot snap;
+  snap.kv_blocks_total = backend_->num_blocks();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    snap.sequences = static_cast<int64_t>(seqs_.size());
+    snap.pending_steps = static_cast<int32_t>(pending_.size());
+    std::vector<bool> named(static_cast<size_t>(std::max(0, snap.kv_blocks_total)), false);
+    for (const auto& [id, state] : seqs_) {
+      for (int32_t b : state->block_table) {
+        if (b >= 0 && static_cast<size_t>(b) < named.size() && !named[b]) {
+          named[b] = true;
+          ++snap.kv_blocks_used;
+        }
+      }
+    }
+  }
+  return metrics_.Render(snap);
 }
 
 int32_t WorkerEngine::pending() const {
@@ -156,7 +178,10 @@ Status WorkerEngine::Validate(const StepRequest& request) const {
 
 Status WorkerEngine::Submit(const StepRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
-  ITE_RETURN_IF_ERROR(Validate(request));
+  if (Status valid = Validate(request); !valid.ok()) {
+    metrics_.OnRejected();
+    return valid;
+  }
   for (int64_t id : request.release_seq_ids) {
     seqs_.erase(id);
     backend_->ReleaseSequence(id);
@@ -197,7 +222,9 @@ Status WorkerEngine::Submit(const StepRequest& request) {
   }
   // A step of releases and copies alone has no backend step to collect.
   pending.forward = !batch_.chunks.empty();
+  pending.sequences = static_cast<int32_t>(batch_.chunks.size());
   if (pending.forward) ITE_RETURN_IF_ERROR(backend_->Submit(batch_));
+  metrics_.OnSubmitted(request);
   pending_.push_back(std::move(pending));
   return Status::Ok();
 }
@@ -224,6 +251,7 @@ StatusOr<StepResult> WorkerEngine::Collect() {
   }
   result.forward_us = MicrosBetween(pending.submitted, std::chrono::steady_clock::now());
   result.idle_us = out.device_idle_us;
+  metrics_.OnCollected(result, pending.sequences);
   return result;
 }
 

@@ -22,6 +22,7 @@
 #include "common/protocol/step.h"
 #include "common/status.h"
 #include "worker/backend/backend.h"
+#include "worker/service/worker_metrics.h"
 
 namespace ite {
 
@@ -52,6 +53,8 @@ class WorkerEngine {
   Status Clear();
 
   int64_t num_sequences() const;
+  // Prometheus text of the worker's steps and KV pool (worker_metrics.h); any thread.
+  std::string RenderMetrics() const;
   // The backend's device can run no more steps (Backend::failed).
   bool backend_failed() const { return backend_->failed(); }
 
@@ -61,7 +64,8 @@ class WorkerEngine {
     int64_t step_id = 0;
     std::vector<int64_t> sampled_seq_ids;  // the sequences with sample=true, in request order
     std::chrono::steady_clock::time_point submitted;
-    bool forward = false;  // false: only releases and block copies, nothing to collect
+    bool forward = false;   // false: only releases and block copies, nothing to collect
+    int32_t sequences = 0;  // in the forward
   };
 
   Status Validate(const StepRequest& request) const;
@@ -74,6 +78,7 @@ class WorkerEngine {
   std::unordered_map<int64_t, std::unique_ptr<SeqState>> seqs_;
   std::deque<Pending> pending_;
   ForwardBatch batch_;  // reused
+  WorkerMetrics metrics_;
 };
 
 }  // namespace ite

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "worker/service/fake_backend.h"
@@ -243,6 +246,76 @@ TEST_F(WorkerEngineTest, InfoDescribesThePool) {
   EXPECT_EQ(info.num_blocks, 16);
   EXPECT_EQ(info.model.vocab_size, kVocab);
   EXPECT_EQ(info.device, "fake");
+}
+
+// The Prometheus text as {"name{labels}": value}.
+std::map<std::string, double> ParseMetrics(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+TEST_F(WorkerEngineTest, MetricsCountWhatTheStepsDid) {
+  StepRequest r;
+  r.step_id = 1;
+  r.seqs.push_back(Join(7, {1, 2, 3, 4, 5}, {3, 9}));
+  r.seqs.push_back(Join(8, {6, 7, 8}, {3}));  // block 3 shared: counted once
+  ASSERT_TRUE(engine_->Step(r).ok());
+  StepRequest d;
+  d.step_id = 2;
+  d.seqs.push_back(Decode(7, 5, {}));
+  d.seqs.back().block_table_offset = 2;  // the tables the worker holds, unchanged
+  d.seqs.push_back(Decode(8, 3, {}));
+  d.seqs.back().block_table_offset = 1;
+  auto decoded = engine_->Step(d);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  StepRequest bad;
+  bad.step_id = 3;
+  bad.seqs.push_back(Decode(99, 0, {1}));
+  ASSERT_FALSE(engine_->Step(bad).ok());
+
+  auto m = ParseMetrics(engine_->RenderMetrics());
+  EXPECT_EQ(m["ite_worker_steps_total"], 2);
+  EXPECT_EQ(m["ite_worker_rejected_steps_total"], 1);
+  EXPECT_EQ(m["ite_worker_tokens_total{phase=\"prefill\"}"], 8);
+  EXPECT_EQ(m["ite_worker_tokens_total{phase=\"decode\"}"], 2);
+  EXPECT_EQ(m["ite_worker_sampled_tokens_total"], 4);
+  EXPECT_EQ(m["ite_worker_sequence_joins_total"], 2);
+  EXPECT_EQ(m["ite_worker_batch_size_count"], 2);
+  EXPECT_EQ(m["ite_worker_batch_size_sum"], 4);
+  EXPECT_EQ(m["ite_worker_step_seconds_count"], 2);
+  EXPECT_EQ(m["ite_worker_sequences"], 2);
+  EXPECT_EQ(m["ite_worker_kv_blocks_total"], 16);
+  EXPECT_EQ(m["ite_worker_kv_blocks_used"], 2);
+  EXPECT_EQ(m["ite_worker_kv_blocks_free"], 14);
+
+  // Seq 8 released; seq 7 preempted and rejoining with its 1 generated token recomputed.
+  StepRequest again;
+  again.step_id = 4;
+  again.release_seq_ids = {7, 8};
+  StepSequence rejoin = Join(7, {1, 2, 3, 4, 5, 6}, {5, 6});
+  rejoin.generated_tokens = 1;
+  again.seqs.push_back(rejoin);
+  again.copy_blocks = {{9, 10}};
+  ASSERT_TRUE(engine_->Step(again).ok());
+  m = ParseMetrics(engine_->RenderMetrics());
+  EXPECT_EQ(m["ite_worker_sequence_releases_total"], 2);
+  EXPECT_EQ(m["ite_worker_preemption_rejoins_total"], 1);
+  EXPECT_EQ(m["ite_worker_sequence_joins_total"], 2);
+  EXPECT_EQ(m["ite_worker_block_copies_total"], 1);
+  EXPECT_EQ(m["ite_worker_tokens_total{phase=\"prefill\"}"], 14);
+  EXPECT_EQ(m["ite_worker_sequences"], 1);
+  EXPECT_EQ(m["ite_worker_kv_blocks_used"], 2);
+  ASSERT_TRUE(engine_->Clear().ok());
+  m = ParseMetrics(engine_->RenderMetrics());
+  EXPECT_EQ(m["ite_worker_clears_total"], 1);
+  EXPECT_EQ(m["ite_worker_kv_blocks_used"], 0);
+  EXPECT_EQ(m["ite_worker_sequences"], 0);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "attention_common.cuh"
 #include "cuda_check.h"
+#include "device_info.h"
 #include "ite/kernels/attention.h"
 #include "pdl.cuh"
 
@@ -274,12 +275,8 @@ Status Launch(const DecodeAttentionArgs& a, const DecodeParams& params, cudaStre
 // resident per multiprocessor) but not of the 4-warp one (three): then the 3-warp kernel saves
 // the half-empty second wave (batch 64 x 512 on an H200: see docs/perf.md).
 bool OneWaveWithThreeWarps(int64_t blocks) {
-  int device = 0, sms = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-    return false;
-  }
-  return blocks > 3 * int64_t{sms} && blocks <= 4 * int64_t{sms};
+  const int64_t sms = CurrentDevice().multiprocessors;
+  return sms > 0 && blocks > 3 * sms && blocks <= 4 * sms;
 }
 
 template <typename T>

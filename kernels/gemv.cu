@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_check.h"
+#include "device_info.h"
 #include "dtype_utils.cuh"
 #include "gemv.h"
 #include "pdl.cuh"
@@ -261,12 +262,7 @@ int32_t UnitsOf(const GemmArgs& g) {
 // Warps per unit: the fewest that give about two blocks per multiprocessor (narrow weights
 // would otherwise leave multiprocessors without a block), and no more than the rounds of k.
 int SplitFor(int32_t units, int32_t kdim) {
-  int device = 0, sms = 132;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-    cudaGetLastError();
-    sms = 132;
-  }
+  const int sms = CurrentDevice().multiprocessors > 0 ? CurrentDevice().multiprocessors : 132;
   int split = 1;
   while (split < kWarps && int64_t{units} * split / kWarps < 2 * sms &&
          int64_t{kdim} >= int64_t{kStride} * split * 2)

@@ -12,6 +12,7 @@
 
 #include "cluster_launch.cuh"
 #include "cuda_check.h"
+#include "device_info.h"
 #include "dtype_utils.cuh"
 #include "ite/kernels/sampling.h"
 
@@ -472,12 +473,7 @@ Status Argmax(const float* logits, int32_t batch, int32_t vocab, int32_t* tokens
   // blocks per row there, while the rows still fit in one wave and slices keep 4096 floats.
   // The token does not depend on the split (the lowest index of the max wins); the logprob's
   // sum is rounded in another order.
-  int device = 0, sms = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-    cudaGetLastError();
-    sms = 0;
-  }
+  const int sms = CurrentDevice().multiprocessors;
   while (want > 1 && want < 16 && int64_t{batch} * want * 2 <= sms &&
          vocab / (2 * want) >= kArgmaxMinSlice / 2)
     want *= 2;

@@ -23,7 +23,6 @@
 #include "common/ready_file.h"
 #include "proto/grpc_server_runner.h"
 #include "scheduler/chat/chat_template.h"
-#include "scheduler/deferred_generation_service.h"
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
 #include "scheduler/http/http_gateway.h"
@@ -124,13 +123,12 @@ int Run(const SchedulerMainOptions& o) {
   }
   ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
 
-  // Built by start-up, once a worker answers; the deferred service answers UNAVAILABLE until.
+  // Built by start-up, once a worker answers; the service answers UNAVAILABLE until.
   auto metrics = std::make_shared<ServingMetrics>();
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<RequestIntake> intake;
-  std::unique_ptr<GenerationService> service;
   std::unique_ptr<HttpGateway> http;
-  DeferredGenerationService front;
+  GenerationService service;
   // Declared after the scheduler, so it stops before the scheduler (owner of its clients) goes.
   WorkerDiscoveryOptions wo;
   wo.target = *target;
@@ -186,7 +184,6 @@ int Run(const SchedulerMainOptions& o) {
                                                     std::move(images));
     intake =
         std::make_unique<RequestIntake>(scheduler.get(), tokenizer, std::move(builder), metrics);
-    service = std::make_unique<GenerationService>(intake.get(), addresses, scheduler->block_size());
     if (o.http_port >= 0) {
       HttpGatewayOptions ho;
       ho.host = o.host;
@@ -199,7 +196,7 @@ int Run(const SchedulerMainOptions& o) {
       if (!o.http_ready_file.empty())
         ITE_RETURN_IF_ERROR(WriteReadyFile(o.http_ready_file, http->port()));
     }
-    front.Attach(service.get());
+    service.Attach({intake.get(), addresses, scheduler->block_size()});
     ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name,
                  bo.max_context, addresses.size());
     return Status::Ok();
@@ -211,7 +208,7 @@ int Run(const SchedulerMainOptions& o) {
   server.port = o.port;
   server.ready_file = o.ready_file;
   server.start_up = start_up;
-  Status s = RunGrpcServer(server, {&front}, [&] {
+  Status s = RunGrpcServer(server, {&service}, [&] {
     if (intake) intake->StopAccepting();
     ITE_LOG_INFO("draining running requests");
     if (scheduler) scheduler->Shutdown(/*drain=*/true);

@@ -84,8 +84,11 @@ struct SchedulerOptions {
   bool enable_prefix_cache = true;
   int32_t max_inflight_steps = 2;  // per worker; 1 disables pipelining
   // Cache-aware routing: a worker with a longer cached prefix wins unless its load (running +
-  // waiting) exceeds the least loaded worker's by more than this.
-  int32_t route_load_slack = 16;
+  // waiting requests) exceeds the least loaded worker's by more than this; then the least loaded
+  // worker takes the request (and caches the prefix in turn). Small, so that a burst sharing one
+  // prefix spreads over the workers rather than queueing behind the first to cache it; a second
+  // worker's prefill of the shared prefix costs less than that queue.
+  int32_t route_load_slack = 4;
   int32_t probe_interval_ms = 500;  // how often workers are probed (down ones: Info + Clear)
   // A worker that is up but answers neither a health probe (WorkerClient::Health, every probe
   // interval) nor a step for this long is marked down: its running requests fail UNAVAILABLE,

@@ -59,6 +59,7 @@ struct SchedulerMainOptions {
   int32_t max_workers = 16;
   int32_t worker_resolve_interval_ms = 5000;
   int32_t step_timeout_ms = 120000;
+  int32_t route_load_slack = 4;
   int32_t worker_down_after_ms = 5000;
   bool verbose = false;
   std::string log_level = "info";   // -v: debug
@@ -164,6 +165,7 @@ int Run(const SchedulerMainOptions& o) {
     so.max_context = o.max_context;
     so.enable_prefix_cache = !o.no_prefix_cache;
     so.down_after_ms = o.worker_down_after_ms;
+    so.route_load_slack = o.route_load_slack;
     so.on_step = [metrics](int worker, const StepResult& r) { metrics->OnStep(worker, r); };
     scheduler = std::make_unique<Scheduler>(so, tokenizer, std::move(clients));
     ITE_RETURN_IF_ERROR(scheduler->Start());
@@ -285,6 +287,11 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--step-timeout-ms", o.step_timeout_ms, "a worker step slower than this fails")
       ->capture_default_str();
+  app.add_option("--route-load-slack", o.route_load_slack,
+                 "a worker holding a request's prefix gets it unless its running + waiting "
+                 "requests exceed the least loaded worker's by more than this")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--worker-down-after-ms", o.worker_down_after_ms,
                  "a worker that answers neither a health probe nor a step for this long is "
                  "marked down (its requests fail or move) until it answers again (0: never)")

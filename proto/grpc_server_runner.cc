@@ -63,7 +63,12 @@ Status RunGrpcServer(const GrpcServerOptions& options, const std::vector<grpc::S
   }
   ITE_LOG_INFO("{} listening on {}:{}", options.name, options.host, bound_port);
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  if (options.start_up) health->SetServingStatus(false);
+  // Per name: SetServingStatus(bool) would set every service, "liveness" too.
+  auto set_ready = [&](bool ready) {
+    health->SetServingStatus("", ready);
+    for (const std::string& name : options.health_services) health->SetServingStatus(name, ready);
+  };
+  set_ready(!options.start_up);
   health->SetServingStatus(kHealthLivenessService, true);
 
   // Start-up runs beside the signal wait, so SIGTERM is answered while it waits.
@@ -84,9 +89,11 @@ Status RunGrpcServer(const GrpcServerOptions& options, const std::vector<grpc::S
     });
   }
   bool serving = false;
+  bool ready = false;  // what health says now
   auto become_serving = [&]() -> Status {
     serving = true;
-    health->SetServingStatus(true);
+    ready = !options.ready || options.ready();
+    set_ready(ready);
     if (options.start_up) ITE_LOG_INFO("{}: serving", options.name);
     if (options.ready_file.empty()) return Status::Ok();
     return WriteReadyFile(options.ready_file, bound_port);
@@ -101,9 +108,24 @@ Status RunGrpcServer(const GrpcServerOptions& options, const std::vector<grpc::S
       if (!result.ok()) break;
     }
     if (phase == Phase::kFailed) break;
-    if (serving) {
+    if (serving && !options.ready) {
       sigwait(&set, &sig);
       break;
+    }
+    if (serving) {
+      timespec poll{options.ready_poll_ms / 1000, (options.ready_poll_ms % 1000) * 1000000L};
+      sig = sigtimedwait(&set, nullptr, &poll);
+      if (sig > 0) break;
+      if (bool now = options.ready(); now != ready) {
+        ready = now;
+        set_ready(ready);
+        if (ready) {
+          ITE_LOG_INFO("{}: serving again", options.name);
+        } else {
+          ITE_LOG_WARN("{}: health NOT_SERVING: nothing can serve requests now", options.name);
+        }
+      }
+      continue;
     }
     timespec tick{0, 50 * 1000 * 1000};
     sig = sigtimedwait(&set, nullptr, &tick);
@@ -125,7 +147,7 @@ Status RunGrpcServer(const GrpcServerOptions& options, const std::vector<grpc::S
     starter.join();
     if (phase == Phase::kFailed && sig <= 0) result = start_status;
   }
-  health->SetServingStatus(false);
+  set_ready(false);
   // Still answering: a liveness probe must not kill a process that is draining.
   health->SetServingStatus(kHealthLivenessService, true);
   if (phase == Phase::kSucceeded && before_shutdown) before_shutdown();

@@ -31,6 +31,14 @@ struct GrpcServerOptions {
   // for: the process exits at once (code 0), as nothing was being served.
   std::function<Status(const std::atomic<bool>& stopping)> start_up;
   int start_up_stop_ms = 1500;
+  // Once serving, health follows this (asked every `ready_poll_ms`): NOT_SERVING while it says
+  // false (a scheduler whose workers are all down), SERVING again when it says true. Unset:
+  // SERVING until shutdown.
+  std::function<bool()> ready;
+  int ready_poll_ms = 200;
+  // Health service names that report what the unnamed service ("") reports, for clients that
+  // ask per service ("ite.v1.Generation").
+  std::vector<std::string> health_services;
 };
 
 // The health service name that reports SERVING for as long as the server answers at all,

@@ -1,89 +1,74 @@
 #include "scheduler/generation_service.h"
 
-#include <chrono>
+#include <grpcpp/impl/codegen/proto_utils.h>
 
+#include "common/check.h"
 #include "common/logging.h"
 #include "proto/grpc_status.h"
+#include "proto/request_parser.h"
+#include "scheduler/generate_stream.h"
 #include "scheduler/generation_codec.h"
 #include "scheduler/tokenizer/tokenizer.h"
 
 namespace ite {
+namespace {
 
-GenerationService::GenerationService(RequestIntake* intake,
-                                     std::vector<std::string> worker_addresses, int32_t block_size)
-    : intake_(intake), worker_addresses_(std::move(worker_addresses)), block_size_(block_size) {}
-
-grpc::Status GenerationService::Generate(grpc::ServerContext* context,
-                                         const ite::v1::GenerateRequest* request,
-                                         grpc::ServerWriter<ite::v1::GenerateResponse>* writer) {
-  StatusOr<std::vector<std::unique_ptr<GenerationSession>>> sessions =
-      intake_->Submit(GenerateInputFromProto(*request));
-  if (!sessions.ok()) return ToGrpcStatus(sessions.status());
-  GenerationSession& session = *sessions->front();
-  bool first = true;
-  ite::v1::GenerateResponse out;
-  while (true) {
-    // Wake every 50 ms to notice a client that went away (the sync API has no callback).
-    std::optional<GenerationChunk> chunk = session.Next(std::chrono::milliseconds(50));
-    if (!chunk.has_value()) {
-      if (!context->IsCancelled()) continue;
-      ITE_LOG_DEBUG("request {}: client went away, cancelling", session.request_id());
-      session.Cancel();
-      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
-    }
-    if (chunk->finish == FinishReason::kError) {
-      ITE_LOG_WARN("request {} failed: {}", session.request_id(), chunk->error.ToString());
-      return ToGrpcStatus(chunk->error);
-    }
-    ChunkToProto(*chunk, first ? session.request_id() : std::string(), &out);
-    first = false;
-    const bool last = chunk->finish != FinishReason::kNone;
-    if (!writer->Write(out)) {
-      session.Cancel();
-      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-    }
-    if (last) return grpc::Status::OK;
-  }
+grpc::Status NotYet() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "the scheduler is starting: no worker has answered yet");
 }
 
-grpc::Status GenerationService::Tokenize(grpc::ServerContext*,
-                                         const ite::v1::TokenizeRequest* request,
-                                         ite::v1::TokenizeResponse* response) {
-  StatusOr<TokenizeOutput> out =
-      intake_->Tokenize(PromptInputFromProto(*request), request->return_tokens());
-  if (!out.ok()) return ToGrpcStatus(out.status());
-  response->mutable_token_ids()->Assign(out->token_ids.begin(), out->token_ids.end());
-  for (std::string& t : out->tokens) response->add_tokens(std::move(t));
-  response->set_rendered_prompt(out->rendered_prompt);
-  return grpc::Status::OK;
+template <typename M>
+grpc::Status ToBytes(const M& message, grpc::ByteBuffer* out) {
+  bool own = false;
+  return grpc::SerializationTraits<M>::Serialize(message, out, &own);
 }
 
-grpc::Status GenerationService::ModelInfo(grpc::ServerContext*, const ite::v1::ModelInfoRequest*,
-                                          ite::v1::ModelInfoResponse* response) {
-  const Scheduler& scheduler = intake_->scheduler();
-  const ite::ModelInfo& c = scheduler.model_info();  // qualified: this method is ModelInfo too
-  response->set_model_name(intake_->options().model_name);
-  response->set_architecture(c.arch);
-  response->set_vocab_size(intake_->options().vocab_size);
-  response->set_max_context(scheduler.max_context());
-  response->set_bos_token_id(intake_->tokenizer().bos_id());
-  for (int32_t id : intake_->tokenizer().eos_ids()) response->add_eos_token_ids(id);
-  response->set_has_chat_template(intake_->has_chat_template());
-  response->set_num_workers(static_cast<int32_t>(worker_addresses_.size()));
-  response->set_num_layers(c.num_layers);
-  response->set_hidden_size(c.hidden_size);
-  response->set_block_size(block_size_);
-  return grpc::Status::OK;
+// Ends a unary call with `status`; the handlers below do their (short) work on gRPC's thread.
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
 }
 
-grpc::Status GenerationService::Stats(grpc::ServerContext*, const ite::v1::StatsRequest*,
-                                      ite::v1::StatsResponse* response) {
-  SchedulerStats s = intake_->scheduler().Stats();
+grpc::Status DoTokenize(const GenerationService::Backend& b,
+                        const ite::v1::TokenizeRequest& request, grpc::ByteBuffer* out) {
+  StatusOr<TokenizeOutput> tokens =
+      b.intake->Tokenize(PromptInputFromProto(request), request.return_tokens());
+  if (!tokens.ok()) return ToGrpcStatus(tokens.status());
+  ite::v1::TokenizeResponse response;
+  response.mutable_token_ids()->Assign(tokens->token_ids.begin(), tokens->token_ids.end());
+  for (std::string& t : tokens->tokens) response.add_tokens(std::move(t));
+  response.set_rendered_prompt(tokens->rendered_prompt);
+  return ToBytes(response, out);
+}
+
+grpc::Status DoModelInfo(const GenerationService::Backend& b, grpc::ByteBuffer* out) {
+  const Scheduler& scheduler = b.intake->scheduler();
+  const ite::ModelInfo& c = scheduler.model_info();
+  ite::v1::ModelInfoResponse response;
+  response.set_model_name(b.intake->options().model_name);
+  response.set_architecture(c.arch);
+  response.set_vocab_size(b.intake->options().vocab_size);
+  response.set_max_context(scheduler.max_context());
+  response.set_bos_token_id(b.intake->tokenizer().bos_id());
+  for (int32_t id : b.intake->tokenizer().eos_ids()) response.add_eos_token_ids(id);
+  response.set_has_chat_template(b.intake->has_chat_template());
+  response.set_num_workers(static_cast<int32_t>(b.worker_addresses.size()));
+  response.set_num_layers(c.num_layers);
+  response.set_hidden_size(c.hidden_size);
+  response.set_block_size(b.block_size);
+  return ToBytes(response, out);
+}
+
+grpc::Status DoStats(const GenerationService::Backend& b, grpc::ByteBuffer* out) {
+  SchedulerStats s = b.intake->scheduler().Stats();
+  ite::v1::StatsResponse response;
   for (size_t i = 0; i < s.workers.size(); ++i) {
     const WorkerStats& w = s.workers[i];
-    ite::v1::WorkerStats* o = response->add_workers();
+    ite::v1::WorkerStats* o = response.add_workers();
     o->set_index(static_cast<int32_t>(i));
-    o->set_address(i < worker_addresses_.size() ? worker_addresses_[i] : "");
+    o->set_address(i < b.worker_addresses.size() ? b.worker_addresses[i] : "");
     o->set_healthy(w.up);
     o->set_total_blocks(w.num_blocks);
     o->set_free_blocks(w.free_blocks);
@@ -98,14 +83,70 @@ grpc::Status GenerationService::Stats(grpc::ServerContext*, const ite::v1::Stats
     o->set_worker_forward_us(w.worker_forward_us);
     o->set_worker_idle_us(w.worker_idle_us);
   }
-  response->set_running(s.running);
-  response->set_waiting(s.waiting);
-  response->set_finished_requests(s.finished_requests);
-  response->set_generated_tokens(intake_->generated_tokens());
-  response->set_steps(s.steps);
-  response->set_preemptions(s.preemptions);
-  response->set_loop_cpu_us(s.loop_cpu_us);
-  return grpc::Status::OK;
+  response.set_running(s.running);
+  response.set_waiting(s.waiting);
+  response.set_finished_requests(s.finished_requests);
+  response.set_generated_tokens(b.intake->generated_tokens());
+  response.set_steps(s.steps);
+  response.set_preemptions(s.preemptions);
+  response.set_loop_cpu_us(s.loop_cpu_us);
+  return ToBytes(response, out);
+}
+
+}  // namespace
+
+GenerationService::~GenerationService() { delete backend_.load(); }
+
+void GenerationService::Attach(Backend backend) {
+  const Backend* old = backend_.exchange(new Backend(std::move(backend)));
+  ITE_CHECK(old == nullptr, "GenerationService::Attach called twice");
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::Generate(
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* bytes) {
+  ite::v1::GenerateRequest request;
+  if (Status parsed = ParseRequestMessage(*bytes, &request); !parsed.ok()) {
+    return GenerateStream::Refuse(ToGrpcStatus(parsed));
+  }
+  const Backend* b = backend_.load();
+  if (b == nullptr) return GenerateStream::Refuse(NotYet());
+  StatusOr<std::vector<std::unique_ptr<GenerationSession>>> sessions =
+      b->intake->Submit(GenerateInputFromProto(request));
+  if (!sessions.ok()) return GenerateStream::Refuse(ToGrpcStatus(sessions.status()));
+  return GenerateStream::Start(std::move(sessions->front()));
+}
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
+                                                      const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response) {
+  ite::v1::TokenizeRequest parsed;
+  if (Status st = ParseRequestMessage(*request, &parsed); !st.ok()) {
+    return Done(context, ToGrpcStatus(st));
+  }
+  const Backend* b = backend_.load();
+  return Done(context, b == nullptr ? NotYet() : DoTokenize(*b, parsed, response));
+}
+
+grpc::ServerUnaryReactor* GenerationService::ModelInfo(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  ite::v1::ModelInfoRequest parsed;
+  if (Status st = ParseRequestMessage(*request, &parsed); !st.ok()) {
+    return Done(context, ToGrpcStatus(st));
+  }
+  const Backend* b = backend_.load();
+  return Done(context, b == nullptr ? NotYet() : DoModelInfo(*b, response));
+}
+
+grpc::ServerUnaryReactor* GenerationService::Stats(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* response) {
+  ite::v1::StatsRequest parsed;
+  if (Status st = ParseRequestMessage(*request, &parsed); !st.ok()) {
+    return Done(context, ToGrpcStatus(st));
+  }
+  const Backend* b = backend_.load();
+  return Done(context, b == nullptr ? NotYet() : DoStats(*b, response));
 }
 
 }  // namespace ite

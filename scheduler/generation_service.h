@@ -1,15 +1,21 @@
 // The public ite.v1.Generation gRPC service of ite-scheduler (proto/ite/v1/generation.proto).
 //
-// A thin adapter over RequestIntake: Generate translates the request (generation_codec.h), the
-// intake validates, tokenizes and submits it (INVALID_ARGUMENT with a message naming the field),
-// and the handler thread writes the session's chunks to the stream. A client that disconnects or
-// cancels is noticed within ~50 ms and the request is cancelled in the scheduler (its KV blocks
-// freed at once). Nothing throws across the edge.
+// A thin adapter over RequestIntake on gRPC's callback API, so that no thread is held per call
+// (a streaming Generate is a GenerateStream reactor). Every method takes its request as bytes
+// and parses it itself (proto/request_parser.h): invalid UTF-8 in a string field, or bytes that
+// are no message at all, get INVALID_ARGUMENT naming the field rather than gRPC's INTERNAL with
+// an empty message. The intake validates and tokenizes (INVALID_ARGUMENT naming the field).
+// Nothing throws across the edge.
 //
-// Threads: gRPC's sync server runs each call on a thread of its own pool; every handler may run
-// concurrently with the others.
+// The service is registered before the scheduler can run requests (gRPC fixes a server's
+// services when it starts, and the process must answer health and SIGTERM while it waits for a
+// worker): until Attach, every call answers UNAVAILABLE ("starting").
+//
+// Threads: Attach once, from any thread; the handlers run on gRPC's threads, concurrently.
 #pragma once
 
+#include <atomic>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,26 +24,39 @@
 
 namespace ite {
 
-class GenerationService final : public ite::v1::Generation::Service {
- public:
-  // `intake` must outlive the service. `worker_addresses[i]` names worker i in Stats;
-  // `block_size` (tokens per KV block, the same on every worker) is for ModelInfo.
-  GenerationService(RequestIntake* intake, std::vector<std::string> worker_addresses,
-                    int32_t block_size);
+using RawGenerationCallbackService = ite::v1::Generation::WithRawCallbackMethod_Generate<
+    ite::v1::Generation::WithRawCallbackMethod_Tokenize<
+        ite::v1::Generation::WithRawCallbackMethod_ModelInfo<
+            ite::v1::Generation::WithRawCallbackMethod_Stats<ite::v1::Generation::Service>>>>;
 
-  grpc::Status Generate(grpc::ServerContext* context, const ite::v1::GenerateRequest* request,
-                        grpc::ServerWriter<ite::v1::GenerateResponse>* writer) override;
-  grpc::Status Tokenize(grpc::ServerContext* context, const ite::v1::TokenizeRequest* request,
-                        ite::v1::TokenizeResponse* response) override;
-  grpc::Status ModelInfo(grpc::ServerContext* context, const ite::v1::ModelInfoRequest* request,
-                         ite::v1::ModelInfoResponse* response) override;
-  grpc::Status Stats(grpc::ServerContext* context, const ite::v1::StatsRequest* request,
-                     ite::v1::StatsResponse* response) override;
+class GenerationService final : public RawGenerationCallbackService {
+ public:
+  struct Backend {
+    RequestIntake* intake = nullptr;            // must outlive the service
+    std::vector<std::string> worker_addresses;  // worker i's name in Stats
+    int32_t block_size = 0;  // tokens per KV block, the same on every worker (ModelInfo)
+  };
+
+  GenerationService() = default;
+  ~GenerationService() override;
+
+  // From now on calls are served by `backend`.
+  void Attach(Backend backend);
+
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ModelInfo(grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
 
  private:
-  RequestIntake* intake_;
-  std::vector<std::string> worker_addresses_;
-  int32_t block_size_;
+  std::atomic<const Backend*> backend_{nullptr};  // owned; set once
 };
 
 }  // namespace ite

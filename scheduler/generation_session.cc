@@ -5,11 +5,20 @@
 namespace ite {
 
 void GenerationSession::Shared::Push(const GenerationEvent& event) {
+  std::shared_ptr<Waker> wake;
   {
     std::lock_guard<std::mutex> lock(mu);
     events.push_back(event);
+    wake = waker.lock();
   }
   cv.notify_one();
+  // Outside the lock: the waker takes its own lock and then calls Next, which takes this one.
+  if (wake) wake->Wake();
+}
+
+void GenerationSession::SetWaker(std::weak_ptr<Waker> waker) {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  shared_->waker = std::move(waker);
 }
 
 std::shared_ptr<GenerationSession::Shared> GenerationSession::MakeShared() {

@@ -2,9 +2,10 @@
 // logprobs with their token texts, finish reason, usage) that the front end's handler thread
 // pulls with Next(), and Cancel() stops the generation (its KV blocks are freed at once).
 //
-// Made by RequestIntake::Submit. Threads: one handler thread calls Next; Cancel may be called
-// from any thread. The scheduler's callback only queues, so a slow client never delays other
-// requests. Destroying an unfinished session cancels its generation.
+// Made by RequestIntake::Submit. Threads: one handler thread at a time calls Next; Cancel may be
+// called from any thread. The scheduler's callback only queues (and wakes a Waker, if one is
+// set), so a slow client never delays other requests. Destroying an unfinished session cancels
+// its generation.
 #pragma once
 
 #include <chrono>
@@ -43,12 +44,22 @@ struct GenerationChunk {
 
 class GenerationSession {
  public:
+  // Told that an event arrived, for front ends that do not block a thread in Next (gRPC's
+  // callback API): Wake runs on the scheduler thread, with no lock held, and must be cheap; it
+  // may call Next(0) and Cancel.
+  class Waker {
+   public:
+    virtual ~Waker() = default;
+    virtual void Wake() = 0;
+  };
+
   // The event queue the scheduler's callback fills (on the scheduler thread) and Next drains.
   struct Shared {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<GenerationEvent> events;
     bool cancelled = false;  // Cancel was called (a fork not yet submitted then never is)
+    std::weak_ptr<Waker> waker;  // weak: the waker owns the session, which owns this
 
     void Push(const GenerationEvent& event);
   };
@@ -63,6 +74,10 @@ class GenerationSession {
   // its client then and calls again). Chunks with neither text nor tokens are skipped, except
   // the last. Do not call again after the last chunk (finish != kNone).
   std::optional<GenerationChunk> Next(std::chrono::milliseconds wait);
+
+  // Wakes `waker` on every event from now on. Events that came before are not announced: call
+  // Next(0) after this to find them.
+  void SetWaker(std::weak_ptr<Waker> waker);
 
   // Cancels the generation (idempotent); a final kCancelled chunk follows unless it already
   // finished.

@@ -73,7 +73,7 @@ StatusOr<WorkerInfo> GrpcWorkerClient::Info() {
 Status GrpcWorkerClient::Health() {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(options_.rpc_timeout_ms));
+                   std::chrono::milliseconds(options_.health_timeout_ms));
   ite::v1::WorkerHealthResponse reply;
   grpc::Status s = rpc_->stub->Health(&ctx, ite::v1::WorkerHealthRequest(), &reply);
   if (!s.ok()) {

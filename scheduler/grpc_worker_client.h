@@ -31,7 +31,10 @@ namespace ite {
 
 struct GrpcWorkerClientOptions {
   std::string address;            // host:port of the ite-worker
-  int32_t rpc_timeout_ms = 5000;  // Info, Health, Clear
+  int32_t rpc_timeout_ms = 5000;  // Info, Clear
+  // Health: short, as the scheduler's probe asks every worker in turn and a stopped worker
+  // answers nothing at all.
+  int32_t health_timeout_ms = 1000;
   // A step not answered within this is treated as a hung worker. Generous: a CPU prefill of a
   // full token budget can take seconds.
   int32_t step_timeout_ms = 120000;

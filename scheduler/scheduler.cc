@@ -143,6 +143,7 @@ Status Scheduler::Start() {
     std::lock_guard<std::mutex> lock(s.mu);
     s.accepting = true;
   }
+  for (auto& slot : s.slots) slot->last_heard_ms = SteadyMillis();
   s.PublishStats();
   s.loop_thread = std::thread([&s] { s.Loop(); });
   s.probe_thread = std::thread([&s] { s.ProbeLoop(); });
@@ -264,6 +265,14 @@ void Scheduler::Cancel(const std::string& request_id) {
   impl_->Post(std::move(m));
 }
 
+bool Scheduler::AnyWorkerUp() const {
+  if (!impl_->started) return false;
+  for (const auto& slot : impl_->slots) {
+    if (slot->up) return true;
+  }
+  return false;
+}
+
 SchedulerStats Scheduler::Stats() const {
   std::lock_guard<std::mutex> lock(impl_->stats_mu);
   return impl_->stats;
@@ -355,6 +364,7 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
         break;
       }
       ++slot.steps;
+      slot.last_heard_ms = SteadyMillis();
       if (options.on_step) options.on_step(m.worker, m.result);
       slot.forward_us += m.result.forward_us;
       slot.idle_us += m.result.idle_us;
@@ -390,6 +400,19 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
         slot.holding = false;
         for (auto& seq : slot.batcher->Fail(gone, events)) Route(std::move(seq), events, &gone);
       }
+      break;
+    }
+    case Message::Kind::kUnresponsive: {
+      WorkerSlot& slot = *slots[m.worker];
+      slot.unresponsive_posted = false;
+      // A step result may have come in since the probe gave up on the worker.
+      const int64_t silent_ms = SteadyMillis() - slot.last_heard_ms;
+      if (!slot.up || slot.recovering || silent_ms < options.down_after_ms) break;
+      FailWorker(m.worker,
+                 Unavailable("it answered neither a health probe nor a step for {} ms (stopped "
+                             "or hung?)",
+                             silent_ms),
+                 events);
       break;
     }
     case Message::Kind::kShutdown:

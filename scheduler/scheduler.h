@@ -84,9 +84,17 @@ struct SchedulerOptions {
   bool enable_prefix_cache = true;
   int32_t max_inflight_steps = 2;  // per worker; 1 disables pipelining
   // Cache-aware routing: a worker with a longer cached prefix wins unless its load (running +
-  // waiting) exceeds the least loaded worker's by more than this.
-  int32_t route_load_slack = 16;
-  int32_t probe_interval_ms = 500;  // how often a down worker is probed (Info + Clear)
+  // waiting requests) exceeds the least loaded worker's by more than this; then the least loaded
+  // worker takes the request (and caches the prefix in turn). Small, so that a burst sharing one
+  // prefix spreads over the workers rather than queueing behind the first to cache it; a second
+  // worker's prefill of the shared prefix costs less than that queue.
+  int32_t route_load_slack = 4;
+  int32_t probe_interval_ms = 500;  // how often workers are probed (down ones: Info + Clear)
+  // A worker that is up but answers neither a health probe (WorkerClient::Health, every probe
+  // interval) nor a step for this long is marked down: its running requests fail UNAVAILABLE,
+  // its queued ones move (or wait for it, as for a dead worker). A stopped or hung process is
+  // found this way even while idle, when no step timeout can notice it. 0: never.
+  int32_t down_after_ms = 5000;
   // A worker that lost its state while idle (WorkerClient::StateLost) keeps its queued requests
   // this long while it is probed; if it has not come back by then, it is failed like a dead one.
   int32_t recover_grace_ms = 5000;
@@ -144,6 +152,9 @@ class Scheduler {
   void Cancel(const std::string& request_id);
 
   SchedulerStats Stats() const;
+
+  // Whether some worker is up (can take requests): what the scheduler's health reports.
+  bool AnyWorkerUp() const;
 
   // The model the workers serve (valid after Start).
   const ModelInfo& model_info() const;

@@ -304,3 +304,41 @@ TEST(SchedulerTest, ARequestWhileTheOnlyWorkerIsDownWaitsForItToComeBack) {
 
 }  // namespace
 }  // namespace ite
+
+namespace ite {
+namespace {
+
+using namespace scheduler_testing;  // NOLINT: the shared test vocabulary
+
+// A worker that stops answering while idle sends no step that could fail: only the probe can
+// find it. It is marked down after down_after_ms of silence (not before), and taken back once it
+// answers again; with down_after_ms = 0 it is never marked down by silence alone.
+TEST(SchedulerTest, IdleWorkerThatStopsAnsweringIsMarkedDownAndTakenBack) {
+  SchedulerOptions o;
+  o.probe_interval_ms = 10;
+  o.down_after_ms = 300;
+  Harness h(o);
+  ASSERT_TRUE(h.scheduler->AnyWorkerUp());
+  const auto t0 = std::chrono::steady_clock::now();
+  h.fakes[0]->Fail(Unavailable("stopped"));
+  ASSERT_TRUE(WaitFor([&] { return !h.scheduler->AnyWorkerUp(); }, milliseconds(3000)));
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, milliseconds(250));
+  EXPECT_FALSE(h.scheduler->Stats().workers[0].up);
+  h.fakes[0]->Heal();
+  ASSERT_TRUE(WaitFor([&] { return h.scheduler->AnyWorkerUp(); }, milliseconds(3000)));
+  Tokens prompt{4, 5, 6};
+  auto c = h.Run(Greedy("after", prompt, 5));
+  EXPECT_EQ(c->tokens(), FakeModelGenerate(prompt, 5, kVocab));
+
+  SchedulerOptions never = o;
+  never.down_after_ms = 0;
+  Harness quiet(never);
+  quiet.fakes[0]->Fail(Unavailable("stopped"));
+  std::this_thread::sleep_for(milliseconds(600));
+  EXPECT_TRUE(quiet.scheduler->AnyWorkerUp());
+  quiet.fakes[0]->Heal();
+}
+
+}  // namespace
+}  // namespace ite

@@ -31,12 +31,13 @@ inline int64_t SteadyMillis() {
 
 // Everything the loop thread learns arrives as one of these.
 struct Message {
-  enum class Kind { kSubmit, kCancel, kResult, kWorkerBack, kRecoverTimeout, kShutdown };
+  enum class Kind { kSubmit, kCancel, kResult, kWorkerBack, kRecoverTimeout, kUnresponsive,
+                    kShutdown };
   explicit Message(Kind k) : kind(k) {}
   Kind kind;
   std::unique_ptr<Sequence> seq;  // kSubmit
   std::string request_id;         // kCancel
-  int worker = -1;                // kResult, kWorkerBack, kRecoverTimeout
+  int worker = -1;                // kResult, kWorkerBack, kRecoverTimeout, kUnresponsive
   uint64_t generation = 0;        // kResult
   Status status;                  // kResult: the step's outcome
   StepResult result;              // kResult, when status is OK
@@ -59,6 +60,9 @@ struct WorkerSlot {
   std::atomic<bool> holding{false};
   std::atomic<int64_t> recover_deadline_ms{0};
   std::atomic<bool> timeout_posted{false};
+  // When the worker last answered a step or a health probe (steady-clock ms), while up.
+  std::atomic<int64_t> last_heard_ms{0};
+  std::atomic<bool> unresponsive_posted{false};
   uint64_t generation = 0;              // + 1 per failure; results of older generations are dropped
   int32_t outstanding = 0;              // steps sent and not answered, any generation
   std::optional<WorkerInfo> back_info;  // came back while old steps were still outstanding
@@ -152,6 +156,7 @@ struct Scheduler::Impl {
   bool Idle() const;
   void PublishStats();
   void ProbeLoop();
+  void ProbeUpWorker(int i);
 };
 
 }  // namespace ite

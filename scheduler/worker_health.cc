@@ -57,6 +57,7 @@ void Scheduler::Impl::Revive(int i, const WorkerInfo& info, std::vector<OutEvent
   slot.back_info.reset();
   slot.recovering = false;
   slot.holding = false;
+  slot.last_heard_ms = SteadyMillis();
   slot.up = true;
   ITE_LOG_INFO("worker {} ({}) is back with {} blocks", i, info.device, info.num_blocks);
   // Requests waiting on other down workers need not wait for those.
@@ -66,6 +67,26 @@ void Scheduler::Impl::Revive(int i, const WorkerInfo& info, std::vector<OutEvent
     const Status moved = Unavailable("moved to worker {}", i);
     for (auto& seq : other->batcher->Fail(moved, events)) Route(std::move(seq), events);
   }
+}
+
+// A worker that is up is asked Health; one that has answered neither that nor a step for
+// options.down_after_ms is reported to the loop, which marks it down.
+void Scheduler::Impl::ProbeUpWorker(int i) {
+  WorkerSlot& slot = *slots[i];
+  if (options.down_after_ms <= 0) return;
+  if (slot.client->Health().ok()) {
+    slot.last_heard_ms = SteadyMillis();
+    return;
+  }
+  if (SteadyMillis() - slot.last_heard_ms < options.down_after_ms || slot.unresponsive_posted) {
+    return;
+  }
+  ITE_LOG_WARN("worker {} has not answered for {} ms; marking it down", i,
+               SteadyMillis() - slot.last_heard_ms);
+  slot.unresponsive_posted = true;
+  Message m{Message::Kind::kUnresponsive};
+  m.worker = i;
+  Post(std::move(m));
 }
 
 void Scheduler::Impl::ProbeLoop() {
@@ -94,7 +115,11 @@ void Scheduler::Impl::ProbeLoop() {
           continue;
         }
       }
-      if ((slot.up && !slot.recovering) || slot.probe_posted) continue;
+      if (slot.up && !slot.recovering) {
+        ProbeUpWorker(static_cast<int>(i));
+        continue;
+      }
+      if (slot.probe_posted) continue;
       StatusOr<WorkerInfo> info = slot.client->Info();
       if (!info.ok()) continue;
       // The restarted (or recovered) worker must forget every sequence of its past life.

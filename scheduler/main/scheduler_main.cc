@@ -7,10 +7,12 @@
 // Loads the tokenizer and chat template from the model path (not the weights: the workers hold
 // those), then listens at once: health NOT_SERVING (the "liveness" health service SERVING) until
 // a worker answers Info, then it serves with the workers that answer and takes in the others
-// as they do. SIGTERM/SIGINT, in any phase: new requests get UNAVAILABLE, running and queued
+// as they do. Health ("" and "ite.v1.Generation") is SERVING only while some worker is up; a
+// worker silent for --worker-down-after-ms is marked down until it answers again. SIGTERM/SIGINT, in any phase: new requests get UNAVAILABLE, running and queued
 // ones finish (drain), then the process exits.
 // Exit codes: 0 clean shutdown, 1 failure (message on stderr), 2 usage error.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -23,7 +25,6 @@
 #include "common/ready_file.h"
 #include "proto/grpc_server_runner.h"
 #include "scheduler/chat/chat_template.h"
-#include "scheduler/deferred_generation_service.h"
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
 #include "scheduler/http/http_gateway.h"
@@ -58,6 +59,8 @@ struct SchedulerMainOptions {
   int32_t max_workers = 16;
   int32_t worker_resolve_interval_ms = 5000;
   int32_t step_timeout_ms = 120000;
+  int32_t route_load_slack = 4;
+  int32_t worker_down_after_ms = 5000;
   bool verbose = false;
   std::string log_level = "info";   // -v: debug
   std::string log_format = "text";  // or json
@@ -124,13 +127,12 @@ int Run(const SchedulerMainOptions& o) {
   }
   ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
 
-  // Built by start-up, once a worker answers; the deferred service answers UNAVAILABLE until.
+  // Built by start-up, once a worker answers; the service answers UNAVAILABLE until.
   auto metrics = std::make_shared<ServingMetrics>();
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<RequestIntake> intake;
-  std::unique_ptr<GenerationService> service;
   std::unique_ptr<HttpGateway> http;
-  DeferredGenerationService front;
+  GenerationService service;
   // Declared after the scheduler, so it stops before the scheduler (owner of its clients) goes.
   WorkerDiscoveryOptions wo;
   wo.target = *target;
@@ -140,6 +142,10 @@ int Run(const SchedulerMainOptions& o) {
     GrpcWorkerClientOptions co;
     co.address = address;
     co.step_timeout_ms = o.step_timeout_ms;
+    // Each probe may wait this long; a few fit in the time after which a worker is marked down.
+    if (o.worker_down_after_ms > 0) {
+      co.health_timeout_ms = std::clamp(o.worker_down_after_ms / 3, 100, co.health_timeout_ms);
+    }
     return std::make_unique<GrpcWorkerClient>(co);
   };
   WorkerDiscovery discovery(wo);
@@ -158,6 +164,8 @@ int Run(const SchedulerMainOptions& o) {
     so.max_waiting = o.max_waiting;
     so.max_context = o.max_context;
     so.enable_prefix_cache = !o.no_prefix_cache;
+    so.down_after_ms = o.worker_down_after_ms;
+    so.route_load_slack = o.route_load_slack;
     so.on_step = [metrics](int worker, const StepResult& r) { metrics->OnStep(worker, r); };
     scheduler = std::make_unique<Scheduler>(so, tokenizer, std::move(clients));
     ITE_RETURN_IF_ERROR(scheduler->Start());
@@ -186,7 +194,6 @@ int Run(const SchedulerMainOptions& o) {
                                                     std::move(images));
     intake =
         std::make_unique<RequestIntake>(scheduler.get(), tokenizer, std::move(builder), metrics);
-    service = std::make_unique<GenerationService>(intake.get(), addresses, scheduler->block_size());
     if (o.http_port >= 0) {
       HttpGatewayOptions ho;
       ho.host = o.host;
@@ -199,7 +206,7 @@ int Run(const SchedulerMainOptions& o) {
       if (!o.http_ready_file.empty())
         ITE_RETURN_IF_ERROR(WriteReadyFile(o.http_ready_file, http->port()));
     }
-    front.Attach(service.get());
+    service.Attach({intake.get(), addresses, scheduler->block_size()});
     ITE_LOG_INFO("serving '{}' (context {} tokens) with {} worker(s)", bo.model_name,
                  bo.max_context, addresses.size());
     return Status::Ok();
@@ -211,7 +218,12 @@ int Run(const SchedulerMainOptions& o) {
   server.port = o.port;
   server.ready_file = o.ready_file;
   server.start_up = start_up;
-  Status s = RunGrpcServer(server, {&front}, [&] {
+  // Ready only while some worker can run requests: a load balancer then sends clients to a
+  // scheduler that can serve them. "liveness" stays SERVING: waiting for workers is no reason
+  // to restart the scheduler.
+  server.ready = [&scheduler] { return scheduler != nullptr && scheduler->AnyWorkerUp(); };
+  server.health_services = {"ite.v1.Generation"};
+  Status s = RunGrpcServer(server, {&service}, [&] {
     if (intake) intake->StopAccepting();
     ITE_LOG_INFO("draining running requests");
     if (scheduler) scheduler->Shutdown(/*drain=*/true);
@@ -275,6 +287,16 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--step-timeout-ms", o.step_timeout_ms, "a worker step slower than this fails")
       ->capture_default_str();
+  app.add_option("--route-load-slack", o.route_load_slack,
+                 "a worker holding a request's prefix gets it unless its running + waiting "
+                 "requests exceed the least loaded worker's by more than this")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--worker-down-after-ms", o.worker_down_after_ms,
+                 "a worker that answers neither a health probe nor a step for this long is "
+                 "marked down (its requests fail or move) until it answers again (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600000));
   app.add_flag("-v,--verbose", o.verbose, "debug logging (--log-level debug)");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn or error")
       ->capture_default_str();

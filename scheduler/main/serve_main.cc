@@ -56,6 +56,8 @@ struct ServeOptions {
   int32_t max_batch_tokens = 2048;
   int32_t max_waiting = 1024;
   int32_t step_timeout_ms = 120000;
+  int32_t route_load_slack = 4;
+  int32_t worker_down_after_ms = 5000;
   bool no_prefix_cache = false;
   int32_t start_timeout_s = 300;
   int32_t drain_timeout_s = 120;
@@ -287,6 +289,10 @@ int Serve(ServeOptions o) {
                                     std::to_string(o.max_waiting),
                                     "--step-timeout-ms",
                                     std::to_string(o.step_timeout_ms),
+                                    "--route-load-slack",
+                                    std::to_string(o.route_load_slack),
+                                    "--worker-down-after-ms",
+                                    std::to_string(o.worker_down_after_ms),
                                     "--http-port",
                                     std::to_string(o.http_port),
                                     "--http-ready-file",
@@ -420,6 +426,16 @@ int Main(int argc, char** argv) {
   app.add_option("--step-timeout-ms", o.step_timeout_ms,
                  "a worker step slower than this fails its requests and marks the worker down")
       ->capture_default_str();
+  app.add_option("--route-load-slack", o.route_load_slack,
+                 "a worker holding a request's prefix gets it unless its running + waiting "
+                 "requests exceed the least loaded worker's by more than this")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--worker-down-after-ms", o.worker_down_after_ms,
+                 "a worker that answers neither a health probe nor a step for this long (a "
+                 "stopped or hung process) is marked down until it answers again (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600000));
   app.add_flag("--no-prefix-cache", o.no_prefix_cache, "disable the prefix cache");
   app.add_option("--start-timeout-s", o.start_timeout_s, "give up if a child is not serving")
       ->capture_default_str();

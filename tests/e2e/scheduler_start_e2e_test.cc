@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <thread>
 
-#include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "tests/e2e/service_harness.h"
 
 namespace ite::e2e {
@@ -22,17 +21,8 @@ using HealthStatus = grpc::health::v1::HealthCheckResponse;
 
 std::string Loopback(int port) { return "127.0.0.1:" + std::to_string(port); }
 
-// Health of `service` ("" for the whole server); UNKNOWN when the call fails.
 HealthStatus::ServingStatus Health(const std::string& address, const std::string& service) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + seconds(2));
-  grpc::health::v1::HealthCheckRequest req;
-  req.set_service(service);
-  HealthStatus res;
-  if (!stub->Check(&ctx, req, &res).ok()) return HealthStatus::UNKNOWN;
-  return res.status();
+  return HealthOf(address, service);
 }
 
 std::unique_ptr<ite::v1::Generation::Stub> StubAt(const std::string& address) {
@@ -103,6 +93,7 @@ TEST_F(SchedulerStartE2E, WaitingForAnAbsentWorkerItIsLiveNotReadyAndStopsOnSigt
       WaitUntil([&] { return Health(address, "liveness") == HealthStatus::SERVING; }, seconds(60)))
       << "the scheduler does not answer health while it waits for its worker";
   EXPECT_EQ(Health(address, ""), HealthStatus::NOT_SERVING);
+  EXPECT_EQ(Health(address, "ite.v1.Generation"), HealthStatus::NOT_SERVING);
   GenerateResult r = Generate(*StubAt(address), Greedy("Hello", 2), seconds(10));
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
   EXPECT_FALSE(std::filesystem::exists(ready_)) << "ready before any worker answered";
@@ -125,6 +116,8 @@ TEST_F(SchedulerStartE2E, AWorkerThatStartsLaterIsTakenInAndUsed) {
   ASSERT_TRUE(SchedulerReady(&scheduler)) << "did not start with the one worker that answers";
   const std::string address = scheduler_address();
   EXPECT_EQ(Health(address, ""), HealthStatus::SERVING);
+  EXPECT_EQ(Health(address, "ite.v1.Generation"), HealthStatus::SERVING);
+  EXPECT_EQ(Health(address, "liveness"), HealthStatus::SERVING);
   ite::v1::StatsResponse stats = Stats(address);
   ASSERT_EQ(stats.workers_size(), 2);
   EXPECT_TRUE(stats.workers(0).healthy());

@@ -207,6 +207,31 @@ TEST_F(ServiceE2E, ClientDisconnectCancelsAndFreesBlocks) {
   EXPECT_EQ(after.free_blocks, before.free_blocks);
 }
 
+// A client deadline that passes mid-stream ends the call DEADLINE_EXCEEDED and cancels the
+// generation on the server at once (its blocks back on the free list), with no polling thread.
+TEST_F(ServiceE2E, ClientDeadlineCancelsTheGenerationAndFreesBlocks) {
+  Totals before = GetTotals(*stub_);
+  ASSERT_EQ(before.running, 0);
+  ite::v1::GenerateRequest req = Greedy("Tell me a very long story about a castle.", 4000);
+  req.set_ignore_eos(true);
+  req.set_disable_prefix_cache(true);
+  const auto t0 = Clock::now();
+  GenerateResult r = Generate(*stub_, req, seconds(2));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << r.status.error_message();
+  EXPECT_GT(r.tokens.size(), 0u);
+  EXPECT_LT(Clock::now() - t0, seconds(4));
+  Totals after;
+  auto deadline = Clock::now() + seconds(5);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    after = GetTotals(*stub_);
+  } while ((after.running != 0 || after.free_blocks != before.free_blocks) &&
+           Clock::now() < deadline);
+  EXPECT_EQ(after.running, 0);
+  EXPECT_EQ(after.free_blocks, before.free_blocks);
+}
+
 TEST_F(ServiceE2E, BadRequestsGetInvalidArgumentWithAMessage) {
   struct Case {
     std::string name;

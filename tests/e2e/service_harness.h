@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "proto/ite/v1/generation.grpc.pb.h"
 #include "scheduler/main/child_process.h"
 
@@ -109,6 +110,11 @@ GenerateResult Generate(ite::v1::Generation::Stub& stub, const ite::v1::Generate
 
 // A greedy request for `prompt` with `max_tokens`.
 ite::v1::GenerateRequest Greedy(const std::string& prompt, int max_tokens);
+
+// grpc.health.v1 status of `service` ("": the whole server) at `address`; UNKNOWN when the call
+// fails.
+grpc::health::v1::HealthCheckResponse::ServingStatus HealthOf(const std::string& address,
+                                                              const std::string& service);
 
 // Runs a shell command, returns its exit code and stdout (stderr passes through).
 int RunCommand(const std::string& command, std::string* out);

@@ -8,7 +8,8 @@
 // Listens on 127.0.0.1 unless --host says otherwise. --metrics-port serves GET /metrics
 // (Prometheus text, worker_metrics.h) on that port of the same host (0: any free one).
 // Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 2 usage, 1 load or serve failure, 3 the
-// device failed while serving (message on stderr).
+// device failed while serving, 4 a model file changed in place while served
+// (model_file_guard.h; message on stderr).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #if ITE_HAVE_CUDA_BACKEND
 #include "worker/backend/cuda/cuda_backend.h"
 #endif
+#include "worker/main/model_file_guard.h"
 #include "worker/model/model.h"
 #include "worker/model/model_loader.h"
 #include "worker/service/grpc_worker_service.h"
@@ -166,7 +168,9 @@ int Main(int argc, char** argv) {
   bool list_devices = false;
   app.add_flag("--list-devices", list_devices, "print the visible CUDA devices and exit");
   app.add_flag("-v,--verbose", o.verbose, "debug logging");
-  app.footer("Exit codes: 0 clean shutdown, 1 load/serve failure, 2 usage error.");
+  app.footer(
+      "Exit codes: 0 clean shutdown, 1 load/serve failure, 2 usage error, 3 device failure, 4 "
+      "a model file changed in place while served.");
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   if (list_devices) return ListDevices();
   if (o.model.empty()) {
@@ -184,6 +188,16 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
+  // Identities taken before loading, so that a change during the load is caught too.
+  ModelFileGuard guard(o.model, std::chrono::seconds(1), [](const std::string& why) {
+    ITE_LOG_ERROR("{}: its weights may have changed under it; exiting (code 4) so that a fresh "
+                  "worker loads the file as it is now",
+                  why);
+    spdlog::default_logger()->flush();
+    std::fflush(nullptr);
+    std::_Exit(4);
+  });
+  ExitClearlyOnSigbus(4);
   StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(o);
   if (!backend.ok()) {
     ITE_LOG_ERROR("{}", backend.status().ToString());
@@ -217,6 +231,8 @@ int Main(int argc, char** argv) {
     std::fflush(nullptr);
     std::_Exit(3);
   });
+
+  guard.Start();
 
   GrpcServerOptions server;
   server.name = "ite-worker";

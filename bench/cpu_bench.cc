@@ -2,8 +2,11 @@
 // model (SmolLM2-135M-Instruct by default). Prints a table and writes/updates a JSON file keyed
 // by "<dtype>/<threads>t" so several runs (f32, bf16, thread counts) land in one file.
 //
-//   cpu_bench [--model PATH] [--dtype auto|f32|bf16] [--threads N] [--prompt-len 128]
-//             [--decode-tokens 64] [--batch 4] [--json bench/results/cpu.json]
+//   cpu_bench [--model PATH] [--dtype auto|f32|bf16|q8_0] [--threads N] [--prompt-len 128]
+//             [--decode-tokens 64] [--batch 4] [--isa best|avx512-vnni|avx-vnni|avx2|scalar]
+//             [--json bench/results/cpu.json]
+// --isa caps the quantized kernels' instruction set (to compare them on one CPU); JSON rows of
+// a capped run are keyed "<dtype>/<threads>t/<isa>".
 #include <sys/resource.h>
 #include <time.h>
 
@@ -19,6 +22,7 @@
 #include <thread>
 
 #include "worker/backend/cpu/cpu_backend.h"
+#include "worker/backend/cpu/quant_kernels.h"
 #include "worker/model/model.h"
 #include "worker/model/model_loader.h"
 
@@ -57,8 +61,11 @@ int main(int argc, char** argv) {
   int prompt_len = 128, decode_tokens = 64, batch = 4;
   std::string json_path;
   app.add_option("--model", model_path, "HF folder or .gguf");
-  app.add_option("--dtype", dtype, "weights: auto (as stored: block formats), f32, bf16")
-      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
+  std::string isa = "best";
+  app.add_option("--dtype", dtype,
+                 "weights: auto (as stored: block formats), f32, bf16, q8_0 (re-quantized)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "q8_0"}));
+  app.add_option("--isa", isa, "quantized kernels: best, or a narrower set this CPU runs");
   app.add_option("--threads", threads)->check(CLI::Range(1, 256));
   app.add_option("--prompt-len", prompt_len)->check(CLI::Range(1, 4096));
   app.add_option("--decode-tokens", decode_tokens)->check(CLI::Range(2, 4096));
@@ -66,6 +73,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   app.add_option("--json", json_path, "JSON file to update with the results");
   CLI11_PARSE(app, argc, argv);
+  if (isa != "best") {
+    ite::cpu::QuantIsa limit;
+    if (!ite::cpu::QuantIsaFromName(isa.c_str(), &limit) || !ite::cpu::QuantIsaSupported(limit)) {
+      std::fprintf(stderr, "cpu_bench: --isa %s: not a set this CPU runs\n", isa.c_str());
+      return 2;
+    }
+    ite::cpu::SetQuantIsaLimit(limit);
+  }
+  const std::string isa_used = ite::cpu::QuantIsaName(ite::cpu::BestQuantIsa());
 
   double t0 = Seconds();
   auto load = ite::LoadOptionsForDType(dtype, "cpu");
@@ -178,9 +194,11 @@ int main(int argc, char** argv) {
       {"batch_decode_tok_per_s", batch * batch_steps / batch_s},
       {"peak_rss_mb", PeakRssMb()},
       {"weights", weights},
+      {"quant_isa", isa_used},
   };
   std::printf("%-28s %s\n", "model", r["model"].get<std::string>().c_str());
   std::printf("%-28s %s (%s), %d threads\n", "weights", dtype.c_str(), weights.c_str(), threads);
+  std::printf("%-28s %s\n", "quantized kernels", isa_used.c_str());
   std::printf("%-28s %.2f s\n", "load (file -> backend)", load_s);
   std::printf("%-28s %.1f tok/s (%d tokens)\n", "prefill", prompt_len / prefill_s, prompt_len);
   std::printf("%-28s %.1f tok/s (%.1f ms/token)\n", "decode, batch 1", decode_tokens / decode_s,
@@ -200,7 +218,7 @@ int main(int argc, char** argv) {
         all = nlohmann::json::object();
       }
     }
-    all[dtype + "/" + std::to_string(threads) + "t"] = r;
+    all[dtype + "/" + std::to_string(threads) + "t" + (isa == "best" ? "" : "/" + isa)] = r;
     std::filesystem::path p(json_path);
     if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
     std::ofstream(json_path) << all.dump(1) << "\n";

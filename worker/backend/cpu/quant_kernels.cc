@@ -1,8 +1,16 @@
 #include "worker/backend/cpu/quant_kernels.h"
 
+#include <atomic>
+#include <cstring>
+
 #include "common/check.h"
 
 namespace ite::cpu {
+namespace {
+
+std::atomic<QuantIsa> isa_limit{QuantIsa::kAvx512Vnni};
+
+}  // namespace
 
 const char* QuantIsaName(QuantIsa isa) {
   switch (isa) {
@@ -12,8 +20,20 @@ const char* QuantIsaName(QuantIsa isa) {
       return "avx2";
     case QuantIsa::kAvxVnni:
       return "avx-vnni";
+    case QuantIsa::kAvx512Vnni:
+      return "avx512-vnni";
   }
   return "?";
+}
+
+bool QuantIsaFromName(const char* name, QuantIsa* isa) {
+  for (QuantIsa i : kQuantIsas) {
+    if (std::strcmp(name, QuantIsaName(i)) == 0) {
+      *isa = i;
+      return true;
+    }
+  }
+  return false;
 }
 
 bool QuantIsaSupported(QuantIsa isa) {
@@ -24,15 +44,24 @@ bool QuantIsaSupported(QuantIsa isa) {
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case QuantIsa::kAvxVnni:
       return QuantIsaSupported(QuantIsa::kAvx2) && __builtin_cpu_supports("avxvnni");
+    case QuantIsa::kAvx512Vnni:
+      // libgcc's checks include the OS saving the 512-bit state (XGETBV).
+      return QuantIsaSupported(QuantIsa::kAvx2) && __builtin_cpu_supports("avx512f") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
   }
   return false;
 }
 
+void SetQuantIsaLimit(QuantIsa limit) { isa_limit.store(limit); }
+
 QuantIsa BestQuantIsa() {
-  for (QuantIsa isa : {QuantIsa::kAvxVnni, QuantIsa::kAvx2}) {
-    if (QuantIsaSupported(isa)) return isa;
+  const QuantIsa limit = isa_limit.load();
+  QuantIsa best = QuantIsa::kScalar;
+  for (QuantIsa isa : kQuantIsas) {
+    if (isa <= limit && QuantIsaSupported(isa)) best = isa;
   }
-  return QuantIsa::kScalar;
+  return best;
 }
 
 const QuantKernels& QuantKernelsFor(QuantIsa isa) {
@@ -44,6 +73,8 @@ const QuantKernels& QuantKernelsFor(QuantIsa isa) {
       return kQuantKernelsAvx2;
     case QuantIsa::kAvxVnni:
       return kQuantKernelsAvxVnni;
+    case QuantIsa::kAvx512Vnni:
+      return kQuantKernelsAvx512Vnni;
   }
   return kQuantKernelsScalar;
 }

@@ -1,6 +1,7 @@
 // Dot products of one quantized weight row with one Q8 activation row (quant_blocks.h), one set
-// per instruction set, chosen at run time: the scalar reference, AVX2, and AVX-VNNI (the same
-// code with VPDPBUSD in place of VPMADDUBSW + VPMADDWD, where the CPU has it).
+// per instruction set, chosen at run time: the scalar reference, AVX2, AVX-VNNI (the same
+// code with VPDPBUSD in place of VPMADDUBSW + VPMADDWD, where the CPU has it) and AVX512-VNNI
+// (VPDPBUSD on 512-bit vectors, two blocks at a time).
 #pragma once
 
 #include <cstdint>
@@ -9,11 +10,20 @@
 
 namespace ite::cpu {
 
-enum class QuantIsa { kScalar, kAvx2, kAvxVnni };
+// In order of preference: each later set is tried first.
+enum class QuantIsa { kScalar, kAvx2, kAvxVnni, kAvx512Vnni };
+inline constexpr QuantIsa kQuantIsas[] = {QuantIsa::kScalar, QuantIsa::kAvx2, QuantIsa::kAvxVnni,
+                                          QuantIsa::kAvx512Vnni};
 
 const char* QuantIsaName(QuantIsa isa);
-// The fastest set this CPU runs.
+// The fastest set this CPU runs, at most the limit below.
 QuantIsa BestQuantIsa();
+// Caps what BestQuantIsa returns (default: the last of kQuantIsas), so a benchmark or test can
+// run the whole backend on a narrower set of this CPU. Backends read it when they are created;
+// set it before, from one thread.
+void SetQuantIsaLimit(QuantIsa limit);
+// The set named `name` (as QuantIsaName writes it); false if there is none.
+bool QuantIsaFromName(const char* name, QuantIsa* isa);
 // Whether this CPU runs `isa`.
 bool QuantIsaSupported(QuantIsa isa);
 
@@ -38,5 +48,6 @@ const QuantKernels& QuantKernelsFor(QuantIsa isa);
 extern const QuantKernels kQuantKernelsScalar;
 extern const QuantKernels kQuantKernelsAvx2;
 extern const QuantKernels kQuantKernelsAvxVnni;
+extern const QuantKernels kQuantKernelsAvx512Vnni;
 
 }  // namespace ite::cpu

@@ -52,27 +52,25 @@ std::vector<uint8_t> RandomBlocks(DType dtype, int64_t rows, int64_t cols, std::
   return data;
 }
 
-std::vector<QuantIsa> SupportedIsas() {
-  std::vector<QuantIsa> out;
-  for (QuantIsa isa : {QuantIsa::kScalar, QuantIsa::kAvx2, QuantIsa::kAvxVnni}) {
-    if (QuantIsaSupported(isa)) out.push_back(isa);
-  }
-  return out;
-}
-
 struct Shape {
   int32_t m, rows, cols_blocks;  // cols = cols_blocks * the format's block
 };
 
-class QuantMatMulTest : public ::testing::TestWithParam<DType> {};
+// One case per block format and instruction set; a set this CPU lacks is skipped, so the test
+// names show which kernels ran here.
+class QuantMatMulTest : public ::testing::TestWithParam<std::tuple<DType, QuantIsa>> {};
 
 TEST_P(QuantMatMulTest, MatchesDequantizedProduct) {
-  const DType dtype = GetParam();
+  const auto [dtype, isa] = GetParam();
+  if (!QuantIsaSupported(isa))
+    GTEST_SKIP() << "this CPU does not run the " << QuantIsaName(isa) << " kernels";
   const GgmlType ggml = DTypeGgml(dtype);
   std::mt19937 rng(1234 + static_cast<int>(dtype));
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  // One row, rows that do not fill a thread's 32-row chunk, several chunks; one and many tokens.
-  const Shape shapes[] = {{1, 1, 1}, {1, 7, 3}, {3, 33, 2}, {17, 70, 1}, {5, 64, 6}};
+  // One row, rows that do not fill a thread's 32-row chunk or the kernels' 2-row tiles, several
+  // chunks; one token and token counts around the 4-token tiles; rows of an odd and an even
+  // number of Q8 blocks (the 512-bit kernels take them in pairs).
+  const Shape shapes[] = {{1, 1, 1}, {1, 7, 3}, {3, 33, 2}, {17, 70, 1}, {5, 64, 6}, {6, 5, 5}};
   ThreadPool pool(2);
   for (const Shape& s : shapes) {
     const int64_t cols = s.cols_blocks * DTypeBlockSize(dtype);
@@ -95,7 +93,7 @@ TEST_P(QuantMatMulTest, MatchesDequantizedProduct) {
     t.shape = {s.rows, cols};
     t.data = blocks.data();
     const QuantMatrix qm = QuantMatrixOf(t);
-    for (QuantIsa isa : SupportedIsas()) {
+    {
       for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
         SCOPED_TRACE(::testing::Message()
                      << DTypeName(dtype) << " " << QuantIsaName(isa) << " m=" << s.m
@@ -131,8 +129,17 @@ TEST_P(QuantMatMulTest, MatchesDequantizedProduct) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest, ::testing::ValuesIn(kFormats),
-                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest,
+                         ::testing::Combine(::testing::ValuesIn(kFormats),
+                                            ::testing::ValuesIn(kQuantIsas)),
+                         [](const auto& info) {
+                           std::string name = std::string(DTypeName(std::get<0>(info.param))) +
+                                              "_" + QuantIsaName(std::get<1>(info.param));
+                           for (char& c : name) {
+                             if (c == '-') c = '_';
+                           }
+                           return name;
+                         });
 
 // Rows taken through row pointers (a fused or permuted matrix) give the rows they point to.
 TEST(QuantMatMul, RowPointers) {
@@ -166,6 +173,48 @@ TEST(QuantMatMul, RowPointers) {
 TEST(QuantIsa, BestIsSupported) {
   EXPECT_TRUE(QuantIsaSupported(BestQuantIsa()));
   EXPECT_TRUE(QuantIsaSupported(QuantIsa::kScalar));
+}
+
+// Restores the default limit however a test ends.
+struct IsaLimitGuard {
+  ~IsaLimitGuard() { SetQuantIsaLimit(kQuantIsas[std::size(kQuantIsas) - 1]); }
+};
+
+// Without a limit the dispatcher picks the widest set this CPU runs; every set reads it.
+TEST(QuantIsa, BestIsTheWidestSupported) {
+  QuantIsa widest = QuantIsa::kScalar;
+  for (QuantIsa isa : kQuantIsas) {
+    if (QuantIsaSupported(isa)) widest = isa;
+  }
+  EXPECT_EQ(BestQuantIsa(), widest);
+  if (!QuantIsaSupported(QuantIsa::kAvx512Vnni))
+    GTEST_SKIP() << "this CPU lacks AVX-512 (F, BW, VL, DQ) or AVX512-VNNI";
+  EXPECT_EQ(BestQuantIsa(), QuantIsa::kAvx512Vnni);
+}
+
+// A limit at each set gives that set where this CPU runs it, else a narrower one it runs.
+TEST(QuantIsa, LimitForcesEachLevel) {
+  IsaLimitGuard guard;
+  for (QuantIsa isa : kQuantIsas) {
+    SetQuantIsaLimit(isa);
+    const QuantIsa got = BestQuantIsa();
+    EXPECT_TRUE(QuantIsaSupported(got)) << QuantIsaName(isa);
+    if (QuantIsaSupported(isa)) {
+      EXPECT_EQ(got, isa);
+    } else {
+      EXPECT_LT(got, isa);
+    }
+  }
+}
+
+TEST(QuantIsa, NamesRoundTrip) {
+  for (QuantIsa isa : kQuantIsas) {
+    QuantIsa back = QuantIsa::kScalar;
+    ASSERT_TRUE(QuantIsaFromName(QuantIsaName(isa), &back)) << QuantIsaName(isa);
+    EXPECT_EQ(back, isa);
+  }
+  QuantIsa unused;
+  EXPECT_FALSE(QuantIsaFromName("avx1024", &unused));
 }
 
 }  // namespace

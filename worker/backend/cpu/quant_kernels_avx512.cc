@@ -1,0 +1,245 @@
+// The quantized dot products on 512-bit vectors with AVX512-VNNI: two Q8 blocks (64 values) per
+// VPDPBUSD, so half the instructions of the AVX2-width kernels per weight byte. Compiled with
+// the AVX-512 flags (worker/CMakeLists.txt); only called where the CPU reports AVX512F/BW/VL/DQ
+// and AVX512-VNNI (QuantIsaSupported). The arithmetic is that of quant_kernels_x86.h: per 16
+// elements an exact int32 sum, scaled in fp32; a row with an odd number of blocks ends with one
+// block in the lower half of the vectors and zeros above.
+//
+// GCC 12 reports the deliberately undefined upper halves of its 256-to-512-bit casts as
+// uninitialised once they are inlined (GCC bug 105593, fixed in 13); here every such half is
+// overwritten by an insert before it is read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <cstdint>
+#include <cstring>
+
+#include "worker/backend/cpu/quant_kernels.h"
+
+namespace ite::cpu {
+namespace {
+
+inline float HalfAt(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline __m512i Join(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+inline __m512 Join(__m256 lo, __m256 hi) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+}
+// Lanes 0-7 a, lanes 8-15 b: one scale per block.
+inline __m512 PerBlock(float a, float b) { return Join(_mm256_set1_ps(a), _mm256_set1_ps(b)); }
+
+// 16 stored nibble bytes per block (element j low, j + 16 high) of one or two blocks as 64 bytes
+// in element order: each block's bytes are broadcast to two 128-bit lanes, the upper one shifted
+// by 4, then masked.
+template <bool kPair>
+inline __m512i Nibbles(const uint8_t* qs0, const uint8_t* qs1) {
+  const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs0)));
+  const __m256i b = kPair ? _mm256_broadcastsi128_si256(
+                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs1)))
+                          : _mm256_setzero_si256();
+  const __m512i shifts = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+  return _mm512_and_si512(_mm512_srlv_epi64(Join(a, b), shifts), _mm512_set1_epi8(0x0F));
+}
+
+inline __m512i Load64(const void* p) { return _mm512_loadu_si512(p); }
+inline __m256i Load32(const void* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// Same reasoning as the AVX2 kernels: ask for weight bytes this far ahead, since the hardware
+// prefetchers alone leave a product over a matrix larger than L3 well under the bandwidth.
+constexpr int kPrefetchBytes = 8192;
+inline void Prefetch(const uint8_t* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+}
+
+// How a weight format's blocks b (and b + 1 when kPair) of a row are read: 64 values in element
+// order (unsigned when kSigned is false; zeros above the first block when !kPair), their scale per
+// 32-bit lane (lanes 4k..4k+3 are elements 16k..16k+15), and each block's offset
+// (w = scale * q + offset).
+template <int kBytes, int kQsAt, bool kHasMin>
+struct Q4Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = false;
+  template <bool kPair>
+  static __m512i Values(Row r, int64_t b) {
+    return Nibbles<kPair>(r + b * kBytes + kQsAt, r + (b + 1) * kBytes + kQsAt);
+  }
+  template <bool kPair>
+  static __m512 Scale(Row r, int64_t b) {
+    return PerBlock(HalfAt(r + b * kBytes), kPair ? HalfAt(r + (b + 1) * kBytes) : 0.0f);
+  }
+  static float Offset(Row r, int64_t b) {
+    const uint8_t* blk = r + b * kBytes;
+    return kHasMin ? HalfAt(blk + 2) : -8.0f * HalfAt(blk);  // Q4_0's q is stored + 8
+  }
+  static void Fetch(Row r, int64_t b) { Prefetch(r + b * kBytes); }
+};
+using Q4_0Format = Q4Format<18, 2, false>;
+using Q4_1Format = Q4Format<20, 4, true>;
+
+struct Q8_0Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = true;
+  template <bool kPair>
+  static __m512i Values(Row r, int64_t b) {
+    const __m256i lo = Load32(r + b * 34 + 2);
+    return Join(lo, kPair ? Load32(r + (b + 1) * 34 + 2) : _mm256_setzero_si256());
+  }
+  template <bool kPair>
+  static __m512 Scale(Row r, int64_t b) {
+    return PerBlock(HalfAt(r + b * 34), kPair ? HalfAt(r + (b + 1) * 34) : 0.0f);
+  }
+  static float Offset(Row, int64_t) { return 0.0f; }
+  static void Fetch(Row r, int64_t b) { Prefetch(r + b * 34); }
+};
+
+struct UnpackedFormat {
+  using Row = UnpackedRow;
+  static constexpr bool kSigned = true;
+  template <bool kPair>
+  static __m512i Values(const Row& r, int64_t b) {
+    const int8_t* q = r.q + b * kQ8Block;
+    return kPair ? Load64(q) : Join(Load32(q), _mm256_setzero_si256());
+  }
+  template <bool kPair>
+  static __m512 Scale(const Row& r, int64_t b) {
+    // Scales 2b..2b+3 (2b, 2b+1 alone for one block), each repeated over four lanes.
+    const float* s = r.scale + 2 * b;
+    const __m128 four = kPair ? _mm_loadu_ps(s)
+                              : _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(s)));
+    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(four));
+  }
+  static float Offset(const Row& r, int64_t b) { return r.offset[b]; }
+  static void Fetch(const Row&, int64_t) {}  // unpacked rows are in L1 already
+};
+
+// Per 32-bit lane, the sum of four products of the weight and activation bytes. VPDPBUSD takes
+// one unsigned operand: a signed weight gives its magnitude and its sign moves to the activation
+// (|w| <= 128, |x| <= 127, so nothing overflows).
+template <class Fmt>
+inline __m512i Dot(__m512i w, __m512i x) {
+  if constexpr (Fmt::kSigned) {
+    const __mmask64 negative = _mm512_movepi8_mask(w);
+    const __m512i x_signed = _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), x_signed);
+  } else {
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+  }
+}
+
+// R weight rows x T activation rows, blocks taken two at a time; each pair of weight blocks is
+// decoded once for T tokens and each pair of activation blocks loaded once for R rows. The loops
+// over R and T are unrolled by hand (pragma) so GCC keeps the accumulators in registers.
+template <class Fmt, int R, int T>
+struct MicroTile {
+  const typename Fmt::Row* rows;
+  const Q8Rows& x;
+  int64_t t0;
+  __m512 acc[R][T];
+  float offsets[R][T];
+
+  template <bool kPair>
+  void Step(int64_t b) {
+    __m512i w[R];
+    __m512 scale[R];
+    float offset[R][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      Fmt::Fetch(rows[i], b);
+      w[i] = Fmt::template Values<kPair>(rows[i], b);
+      scale[i] = Fmt::template Scale<kPair>(rows[i], b);
+      offset[i][0] = Fmt::Offset(rows[i], b);
+      offset[i][1] = kPair ? Fmt::Offset(rows[i], b + 1) : 0.0f;
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < T; ++j) {
+      const int64_t t = t0 + j;
+      const int8_t* xq = x.row_q(t) + b * kQ8Block;
+      const __m512i xv = kPair ? Load64(xq) : Join(Load32(xq), _mm256_setzero_si256());
+      const float* d = x.row_d(t) + b;
+      const float* s = x.row_s(t) + b;
+      const __m512 xd = PerBlock(d[0], kPair ? d[1] : 0.0f);
+      const float s0 = s[0], s1 = kPair ? s[1] : 0.0f;
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) {
+        const __m512i p = Dot<Fmt>(w[i], xv);
+        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(scale[i], xd), acc[i][j]);
+        offsets[i][j] += offset[i][0] * s0 + offset[i][1] * s1;
+      }
+    }
+  }
+
+  void Run(float* out, int64_t out_stride) {
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 4
+      for (int j = 0; j < T; ++j) {
+        acc[i][j] = _mm512_setzero_ps();
+        offsets[i][j] = 0.0f;
+      }
+    }
+    const int64_t nb = x.cols / kQ8Block;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) Step<true>(b);
+    if (b < nb) Step<false>(b);
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 4
+      for (int j = 0; j < T; ++j)
+        out[(t0 + j) * out_stride + i] = _mm512_reduce_add_ps(acc[i][j]) + offsets[i][j];
+    }
+  }
+};
+
+template <class Fmt, int R, int T>
+void RunMicroTile(const typename Fmt::Row* rows, const Q8Rows& x, int64_t t0, float* out,
+                  int64_t out_stride) {
+  MicroTile<Fmt, R, T> tile{rows, x, t0, {}, {}};
+  tile.Run(out, out_stride);
+}
+
+template <class Fmt, int R>
+void RowsTile(const typename Fmt::Row* rows, const Q8Rows& x, float* out, int64_t out_stride) {
+  constexpr int kT = 4;
+  int64_t t = 0;
+  for (; t + kT <= x.rows; t += kT) RunMicroTile<Fmt, R, kT>(rows, x, t, out, out_stride);
+  switch (x.rows - t) {
+    case 3:
+      RunMicroTile<Fmt, R, 3>(rows, x, t, out, out_stride);
+      break;
+    case 2:
+      RunMicroTile<Fmt, R, 2>(rows, x, t, out, out_stride);
+      break;
+    case 1:
+      RunMicroTile<Fmt, R, 1>(rows, x, t, out, out_stride);
+      break;
+    default:
+      break;
+  }
+}
+
+template <class Fmt>
+void Tile(const typename Fmt::Row* rows, int n, const Q8Rows& x, float* out, int64_t out_stride) {
+  constexpr int kR = 2;
+  int i = 0;
+  for (; i + kR <= n; i += kR) RowsTile<Fmt, kR>(rows + i, x, out + i, out_stride);
+  if (i < n) RowsTile<Fmt, 1>(rows + i, x, out + i, out_stride);
+}
+
+}  // namespace
+
+const QuantKernels kQuantKernelsAvx512Vnni = {Tile<UnpackedFormat>, Tile<Q4_0Format>,
+                                              Tile<Q4_1Format>, Tile<Q8_0Format>};
+
+}  // namespace ite::cpu

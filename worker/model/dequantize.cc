@@ -1,5 +1,6 @@
 #include "worker/model/dequantize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -223,6 +224,25 @@ bool DequantizeSupported(GgmlType type) {
 
 size_t GgmlRowBytes(GgmlType type, int64_t n) {
   return static_cast<size_t>(n / GgmlBlockSize(type) * GgmlTypeSize(type));
+}
+
+void QuantizeRowQ8_0(const float* src, uint8_t* dst, int64_t n) {
+  constexpr int64_t kBlock = 32;
+  ITE_CHECK(n % kBlock == 0, "Q8_0 row of {} elements", n);
+  for (int64_t b = 0; b < n / kBlock; ++b) {
+    const float* x = src + b * kBlock;
+    uint8_t* out = dst + b * 34;
+    float amax = 0.0f;
+    for (int64_t i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
+    // The codes use d before its rounding to f16, as ggml's reference quantizer does, so the
+    // bytes match files ggml wrote.
+    const float d = amax / 127.0f;
+    const float inv = d != 0.0f ? 1.0f / d : 0.0f;
+    const uint16_t h = FloatToHalf(d);
+    std::memcpy(out, &h, 2);
+    for (int64_t i = 0; i < kBlock; ++i)
+      out[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::round(x[i] * inv)));
+  }
 }
 
 void DequantizeRow(GgmlType type, const uint8_t* src, float* dst, int64_t n) {

@@ -1,6 +1,8 @@
 #include "worker/model/dequantize.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -59,6 +61,41 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, DequantizeGoldenTest,
                                            GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K,
                                            GgmlType::Q5_K, GgmlType::Q6_K),
                          [](const auto& info) { return std::string(GgmlTypeName(info.param)); });
+
+// Our Q8_0 encoder on the golden's float data gives the bytes gguf-py's quantizer wrote (an
+// all-zero block included), and its error is at most half a step per element.
+TEST(QuantizeQ8_0Test, MatchesGgufPyBytes) {
+  const std::string x = ReadFile(GoldenDir() + "F32.q");
+  const std::string want = ReadFile(GoldenDir() + "Q8_0.q");
+  constexpr int64_t kCols = 512;
+  ASSERT_EQ(x.size(), 2 * kCols * sizeof(float));
+  ASSERT_EQ(want.size(), 2 * GgmlRowBytes(GgmlType::Q8_0, kCols));
+  std::vector<float> xf(2 * kCols);
+  std::memcpy(xf.data(), x.data(), x.size());
+  std::string got(want.size(), '\0');
+  for (int r = 0; r < 2; ++r) {
+    QuantizeRowQ8_0(xf.data() + r * kCols,
+                    reinterpret_cast<uint8_t*>(got.data()) + r * GgmlRowBytes(GgmlType::Q8_0, kCols),
+                    kCols);
+  }
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_EQ(static_cast<uint8_t>(got[i]), static_cast<uint8_t>(want[i])) << "byte " << i;
+
+  std::vector<float> back(2 * kCols);
+  for (int r = 0; r < 2; ++r) {
+    DequantizeRow(GgmlType::Q8_0,
+                  reinterpret_cast<const uint8_t*>(got.data()) + r * GgmlRowBytes(GgmlType::Q8_0, kCols),
+                  back.data() + r * kCols, kCols);
+  }
+  for (int64_t b = 0; b < 2 * kCols / 32; ++b) {
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xf[b * 32 + i]));
+    // Half a step of d = amax / 127, plus d's own rounding to f16 (2^-11 relative) on |q| <= 127.
+    const float bound = amax / 127.0f * 0.5f + amax * 0x1p-11f + 1e-7f;
+    for (int i = 0; i < 32; ++i)
+      ASSERT_NEAR(back[b * 32 + i], xf[b * 32 + i], bound) << "block " << b << " element " << i;
+  }
+}
 
 TEST(HalfTest, EveryHalfRoundTrips) {
   for (uint32_t h = 0; h < 65536; ++h) {

@@ -241,7 +241,8 @@ StatusOr<LoadedModel> LoadHfFolder(const std::string& dir, const LoadOptions& op
   if (config.vision) {
     ITE_ASSIGN_OR_RETURN(
         model.weights.vision,
-        BuildVisionWeights(*config.vision, config.hidden_size, set, options.dtype));
+        BuildVisionWeights(*config.vision, config.hidden_size, set,
+                           DTypeQuantized(options.dtype) ? DType::kF32 : options.dtype));
   }
   model.config = std::move(config);
   model.path = dir;
@@ -264,9 +265,11 @@ StatusOr<LoadOptions> LoadOptionsForDType(const std::string& dtype, const std::s
     o.dtype = DType::kBF16;
   } else if (dtype == "f16" && cuda) {
     o.dtype = DType::kF16;
+  } else if (dtype == "q8_0" && !cuda) {
+    o.dtype = DType::kQ8_0;  // every matrix re-quantized (from F32/F16/BF16 or a block format)
   } else {
     return InvalidArgument("--dtype {}: {} takes auto, {}", dtype, device,
-                           cuda ? "bf16 or f16" : "f32 or bf16");
+                           cuda ? "bf16 or f16" : "f32, bf16 or q8_0");
   }
   return o;
 }

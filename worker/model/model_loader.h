@@ -18,7 +18,9 @@
 namespace ite {
 
 struct LoadOptions {
-  DType dtype = DType::kF32;         // dtype of every output tensor (norms and biases included)
+  // dtype of every output tensor (norms and biases included); Q8_0 for matrices only, vectors
+  // then F32.
+  DType dtype = DType::kF32;
   bool show_progress = false;        // log per-layer progress and total time (spdlog, stderr)
   double progress_interval_s = 1.0;  // at most one per-layer progress line this often
   // Matrices stored as F32, BF16 or a ggml block format keep it (weight_builder.h); "auto".
@@ -32,9 +34,11 @@ struct LoadedModel {
   std::string format;  // "gguf" or "safetensors"
 };
 
-// What a --dtype flag ("auto", "f32", "bf16", "f16") asks of the loader for `device` ("cpu" or
-// "cuda"). auto: on the CPU every matrix stays as stored (F32, BF16 or a ggml block format,
-// multiplied as it is), the rest F32; on CUDA bf16. f32 is CPU-only, f16 CUDA-only.
+// What a --dtype flag ("auto", "f32", "bf16", "f16", "q8_0") asks of the loader for `device`
+// ("cpu" or "cuda"). auto: on the CPU every matrix stays as stored (F32, BF16 or a ggml block
+// format, multiplied as it is), the rest F32; on CUDA bf16. f32 and q8_0 are CPU-only (q8_0:
+// every matrix re-quantized to Q8_0 blocks at load, those already Q8_0 kept as stored; vectors
+// F32), f16 CUDA-only.
 StatusOr<LoadOptions> LoadOptionsForDType(const std::string& dtype, const std::string& device);
 
 // `path`: a .gguf file, or a folder with config.json and model.safetensors /

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -85,6 +86,18 @@ void ExpectFused(const Tensor& t, const std::vector<const HostTensor*>& parts, D
   for (const HostTensor* p : parts) want.insert(want.end(), p->values.begin(), p->values.end());
   ASSERT_EQ(t.numel(), static_cast<int64_t>(want.size())) << what;
   ASSERT_FALSE(t.empty()) << what;
+  if (t.dtype == DType::kQ8_0) {  // re-quantized: each row the Q8_0 encoding of the stored row
+    const int64_t cols = t.cols();
+    const size_t row_bytes = DTypeRowBytes(DType::kQ8_0, cols);
+    std::vector<float> row(static_cast<size_t>(cols));
+    std::vector<uint8_t> blocks(row_bytes);
+    for (int64_t r = 0; r < t.numel() / cols; ++r) {
+      for (int64_t i = 0; i < cols; ++i) row[i] = Rounded(want[r * cols + i], storage);
+      QuantizeRowQ8_0(row.data(), blocks.data(), cols);
+      ASSERT_EQ(std::memcmp(t.row(r), blocks.data(), row_bytes), 0) << what << " row " << r;
+    }
+    return;
+  }
   for (size_t i = 0; i < want.size(); ++i) {
     ASSERT_EQ(ReadElement(t, static_cast<int64_t>(i)), Rounded(Rounded(want[i], storage), t.dtype))
         << what << " element " << i;
@@ -185,7 +198,9 @@ INSTANTIATE_TEST_SUITE_P(Variants, GgufLoadTest,
                                            Case{ModelArch::kLlama, true, DType::kBF16},
                                            Case{ModelArch::kLlama, false, DType::kF16},
                                            Case{ModelArch::kQwen2, false, DType::kF32},
-                                           Case{ModelArch::kQwen2, true, DType::kBF16}),
+                                           Case{ModelArch::kQwen2, true, DType::kBF16},
+                                           Case{ModelArch::kLlama, false, DType::kQ8_0},
+                                           Case{ModelArch::kQwen2, true, DType::kQ8_0}),
                          CaseName);
 
 struct HfCase {
@@ -223,7 +238,9 @@ INSTANTIATE_TEST_SUITE_P(Variants, HfLoadTest,
                                            HfCase{ModelArch::kLlama, "F16", false, DType::kF16},
                                            HfCase{ModelArch::kLlama, "F16", true, DType::kBF16},
                                            HfCase{ModelArch::kQwen2, "BF16", false, DType::kF32},
-                                           HfCase{ModelArch::kQwen2, "F32", true, DType::kF16}),
+                                           HfCase{ModelArch::kQwen2, "F32", true, DType::kF16},
+                                           HfCase{ModelArch::kLlama, "BF16", false, DType::kQ8_0},
+                                           HfCase{ModelArch::kQwen2, "F16", true, DType::kQ8_0}),
                          HfCaseName);
 
 TEST(HfConfigTest, ReadsRopeScalingAndGenerationEos) {

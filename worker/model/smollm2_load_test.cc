@@ -201,5 +201,52 @@ TEST_F(SmolLm2LoadTest, StoredBlocksAreViewsOfTheFile) {
   EXPECT_GT(WeightBytes(q->weights), static_cast<int64_t>(end - begin) * 9 / 10);
 }
 
+// --dtype q8_0 on a Q4_1 file: the Q8_0 embedding (already in the format) stays a view of the
+// mapping, each Q4_1 matrix is re-quantized: its rows are exactly the Q8_0 encoding of the
+// dequantized Q4_1 rows. Resident: the Q8_0 matrices (8.5 bits a weight, more than the file).
+TEST_F(SmolLm2LoadTest, Q8_0RequantizesTheQ4_1Matrices) {
+  auto options = LoadOptionsForDType("q8_0", "cpu");
+  ASSERT_TRUE(options.ok());
+  EXPECT_FALSE(LoadOptionsForDType("q8_0", "cuda").ok());
+  auto file = GgufFile::Open(ModelPath());
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  auto q = LoadModelFromGguf(**file, *options);
+  auto f = LoadModel(ModelPath(), {DType::kF32, false});
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  ASSERT_TRUE(f.ok());
+  const uint8_t* begin = (*file)->mapping()->data();
+  const uint8_t* end = begin + (*file)->mapping()->size();
+  const Tensor& emb = q->weights.token_embedding;
+  ASSERT_EQ(emb.dtype, DType::kQ8_0);
+  EXPECT_GE(emb.row(0), begin);
+  EXPECT_LT(emb.row(emb.shape[0] - 1), end);
+  auto check = [&](const Tensor& qt, const Tensor& ft, const char* what) {
+    SCOPED_TRACE(what);
+    ASSERT_EQ(qt.dtype, DType::kQ8_0);
+    ASSERT_EQ(qt.shape, ft.shape);
+    const size_t row_bytes = DTypeRowBytes(DType::kQ8_0, qt.cols());
+    std::vector<uint8_t> want(row_bytes);
+    for (int64_t r = 0; r < qt.shape[0]; ++r) {
+      ASSERT_TRUE(qt.row(r) + row_bytes <= begin || qt.row(r) >= end) << "row " << r;
+      QuantizeRowQ8_0(ft.as<float>() + r * ft.cols(), want.data(), ft.cols());
+      ASSERT_EQ(std::memcmp(qt.row(r), want.data(), row_bytes), 0) << "row " << r;
+    }
+  };
+  for (size_t l = 0; l < q->weights.layers.size(); l += 7) {
+    const LayerWeights& a = q->weights.layers[l];
+    const LayerWeights& b = f->weights.layers[l];
+    check(a.wqkv, b.wqkv, "wqkv");
+    check(a.wo, b.wo, "wo");
+    check(a.w_gate_up, b.w_gate_up, "w_gate_up");
+    check(a.w_down, b.w_down, "w_down");
+    EXPECT_EQ(a.attn_norm.dtype, DType::kF32);
+    EXPECT_EQ(a.ffn_norm.dtype, DType::kF32);
+  }
+  EXPECT_EQ(q->weights.final_norm.dtype, DType::kF32);
+  // 34 bytes per 32 weights against Q4_1's 20: more than the file, a quarter of F32.
+  EXPECT_GT(WeightBytes(q->weights), static_cast<int64_t>(end - begin));
+  EXPECT_LT(WeightBytes(q->weights), WeightBytes(f->weights) * 3 / 10);
+}
+
 }  // namespace
 }  // namespace ite

@@ -46,6 +46,9 @@ void StoreRow(const float* src, int64_t n, DType dtype, void* dst) {
       for (int64_t i = 0; i < n; ++i) out[i] = FloatToBf16(src[i]);
       return;
     }
+    case DType::kQ8_0:
+      QuantizeRowQ8_0(src, static_cast<uint8_t*>(dst), n);
+      return;
     default:
       ITE_CHECK(false, "StoreRow: no conversion to {}", DTypeName(dtype));
   }
@@ -74,12 +77,15 @@ class Builder {
   // Output [sum(rows), cols] filled from `parts` in order.
   Tensor Assemble(const std::vector<Part>& parts, int64_t cols, bool is_vector);
   // The same as a view of the parts' rows in their shared block format; false if they are not
-  // all in one.
-  bool QuantizedView(const std::vector<Part>& parts, int64_t cols, Tensor* out) const;
+  // all in one, or (`want` set) not all in `want`.
+  bool QuantizedView(const std::vector<Part>& parts, int64_t cols, const DType* want,
+                     Tensor* out) const;
   Tensor Convert(const std::vector<Part>& parts, int64_t cols, bool is_vector, DType dtype);
   // The dtype a matrix from `parts` is given: their shared F32 or BF16 encoding under
   // keep_stored, else opt_.dtype.
   DType OutDType(const std::vector<Part>& parts, bool is_vector) const;
+  // Vectors (norms, biases) are never block-encoded: F32 when matrices are re-quantized.
+  DType VectorDType() const { return DTypeQuantized(opt_.dtype) ? DType::kF32 : opt_.dtype; }
   StatusOr<Tensor> Single(WeightKind kind, int layer, std::vector<int64_t> shape);
   StatusOr<LayerWeights> Layer(int layer);
 
@@ -116,12 +122,16 @@ StatusOr<const SourceTensor*> Builder::Get(WeightKind kind, int layer, std::vect
 
 Tensor Builder::Assemble(const std::vector<Part>& parts, int64_t cols, bool is_vector) {
   Tensor view;
-  if (!is_vector && opt_.keep_stored && QuantizedView(parts, cols, &view)) return view;
+  if (!is_vector && opt_.keep_stored && QuantizedView(parts, cols, nullptr, &view)) return view;
+  // Re-quantizing to a block format the parts are already in changes no byte: keep the view.
+  if (!is_vector && DTypeQuantized(opt_.dtype) && QuantizedView(parts, cols, &opt_.dtype, &view))
+    return view;
   return Convert(parts, cols, is_vector, OutDType(parts, is_vector));
 }
 
 DType Builder::OutDType(const std::vector<Part>& parts, bool is_vector) const {
-  if (is_vector || !opt_.keep_stored) return opt_.dtype;
+  if (is_vector) return VectorDType();
+  if (!opt_.keep_stored) return opt_.dtype;
   const GgmlType type = parts[0].src->type;
   for (const Part& p : parts) {
     if (p.src->type != type) return opt_.dtype;
@@ -131,9 +141,11 @@ DType Builder::OutDType(const std::vector<Part>& parts, bool is_vector) const {
   return opt_.dtype;
 }
 
-bool Builder::QuantizedView(const std::vector<Part>& parts, int64_t cols, Tensor* out) const {
+bool Builder::QuantizedView(const std::vector<Part>& parts, int64_t cols, const DType* want,
+                            Tensor* out) const {
   DType dtype;
   if (!QuantizedDType(*parts[0].src, &dtype)) return false;
+  if (want != nullptr && dtype != *want) return false;
   auto rows = std::make_shared<std::vector<const uint8_t*>>();
   const size_t row_bytes = DTypeRowBytes(dtype, cols);
   for (const Part& p : parts) {
@@ -158,7 +170,7 @@ Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_ve
       is_vector ? std::vector<int64_t>{cols} : std::vector<int64_t>{total_rows, cols};
   Tensor t = AllocTensor(dtype, std::move(shape), &out);
   scratch_.resize(static_cast<size_t>(cols));
-  const size_t out_row_bytes = static_cast<size_t>(cols) * DTypeSize(dtype);
+  const size_t out_row_bytes = DTypeRowBytes(dtype, cols);
   auto* dst = static_cast<uint8_t*>(out);
   for (const Part& p : parts) {
     const size_t src_row_bytes = GgmlRowBytes(p.src->type, cols);
@@ -185,7 +197,7 @@ StatusOr<Tensor> Builder::Single(WeightKind kind, int layer, std::vector<int64_t
   const std::vector<Part> parts = {Part{src, is_vector ? 1 : shape[0], 0}};
   const DType dtype = OutDType(parts, is_vector);
   // Already in the wanted encoding and aligned: use the mapping in place.
-  if (SameEncoding(src->type, dtype) &&
+  if (!DTypeQuantized(dtype) && SameEncoding(src->type, dtype) &&
       reinterpret_cast<uintptr_t>(src->data) % DTypeSize(dtype) == 0) {
     Tensor t;
     t.dtype = dtype;
@@ -213,14 +225,15 @@ StatusOr<LayerWeights> Builder::Layer(int l) {
     ITE_ASSIGN_OR_RETURN(const SourceTensor* bk, Get(WeightKind::kKBias, l, {kv}));
     ITE_ASSIGN_OR_RETURN(const SourceTensor* bv, Get(WeightKind::kVBias, l, {kv}));
     void* out = nullptr;
-    w.bqkv = AllocTensor(opt_.dtype, {q + 2 * kv}, &out);
+    const DType bias_dtype = VectorDType();
+    w.bqkv = AllocTensor(bias_dtype, {q + 2 * kv}, &out);
     auto* dst = static_cast<uint8_t*>(out);
     for (const SourceTensor* b : {bq, bk, bv}) {
       const int64_t n = b->shape[0];
       scratch_.resize(static_cast<size_t>(n));
       DequantizeRow(b->type, b->data, scratch_.data(), n);
-      StoreRow(scratch_.data(), n, opt_.dtype, dst);
-      dst += static_cast<size_t>(n) * DTypeSize(opt_.dtype);
+      StoreRow(scratch_.data(), n, bias_dtype, dst);
+      dst += static_cast<size_t>(n) * DTypeSize(bias_dtype);
     }
   }
   ITE_ASSIGN_OR_RETURN(w.wo, Single(WeightKind::kO, l, {h, q}));
@@ -270,9 +283,17 @@ StatusOr<ModelWeights> Builder::Build() {
 StatusOr<ModelWeights> BuildWeights(const ModelConfig& config, const TensorSet& set,
                                     const BuildOptions& options) {
   if (DTypeQuantized(options.dtype)) {
-    return InvalidArgument(
-        "{}: cannot convert weights to {} (block formats are only kept as stored)", set.path,
-        DTypeName(options.dtype));
+    if (options.dtype != DType::kQ8_0) {
+      return InvalidArgument("{}: cannot convert weights to {} (of the block formats only Q8_0)",
+                             set.path, DTypeName(options.dtype));
+    }
+    // Every matrix row (hidden, q_dim or intermediate wide) must be whole Q8_0 blocks.
+    for (int32_t cols : {config.hidden_size, config.q_dim(), config.intermediate_size}) {
+      if (cols % DTypeBlockSize(options.dtype) != 0) {
+        return InvalidArgument("{}: cannot convert to Q8_0: rows of {} elements are not blocks of {}",
+                               set.path, cols, DTypeBlockSize(options.dtype));
+      }
+    }
   }
   return Builder(config, set, options).Build();
 }

@@ -57,7 +57,7 @@ struct TensorSet {
 };
 
 struct BuildOptions {
-  DType dtype = DType::kF32;
+  DType dtype = DType::kF32;  // or Q8_0: matrices re-quantized, vectors F32
   bool show_progress = false;
   double progress_interval_s = 1.0;  // at most one per-layer line this often
   // Matrices (the embedding included) stored as F32, BF16 or a ggml block format stay in it:

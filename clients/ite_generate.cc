@@ -3,7 +3,7 @@
 //   ite-generate --model PATH (--prompt TEXT | --chat --prompt TEXT) [--max-tokens N]
 //       [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]
 //       [--seed S] [--threads N] [--output text|ids] [--system TEXT] [--device cpu|cuda]
-//       [--dtype auto|f32|bf16|f16] [--kv-dtype f32|bf16]
+//       [--dtype auto|f32|bf16|f16|q8_0] [--kv-dtype f32|bf16]
 //       [--image FILE]...
 //
 // --image (LLaVA models, repeatable): a raw prompt names each image's place with `<image>`; a
@@ -243,9 +243,9 @@ int main(int argc, char** argv) {
   app.add_option("--image", args.images, "image file for a LLaVA model (repeatable)");
   app.add_option("--dtype", args.dtype,
                  "weights: auto (CPU: as stored, block formats included; CUDA: bf16), f32 (CPU "
-                 "reference), bf16, f16 (CUDA)")
+                 "reference), bf16, f16 (CUDA), q8_0 (CPU: every matrix re-quantized to Q8_0)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}));
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16", "q8_0"}));
   app.add_option("--kv-dtype", args.kv_dtype, "CPU KV cache: f32 or bf16 (half the memory)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));

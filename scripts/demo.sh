@@ -49,9 +49,12 @@ model="$("$root/scripts/fetch_model.sh")"
 
 run_dir="$(mktemp -d)"
 say "[4/4] starting ite-serve on $device with $(basename "$model") (log: $run_dir/serve.log)"
-# On the CPU the demo serves the F32 reference weights: with the file's quantized blocks
-# (--dtype auto, faster) the greedy answer to the default question starts with the second-best
-# token of the F32 run, 0.08 logits behind the best (a near-tie), and wanders off from there.
+# On the CPU the demo serves the F32 reference weights (the file's blocks dequantized). The
+# first answer token of the default question is a near-tie: "The" leads "L" by 0.08 logits on
+# F32 weights (llama.cpp on the same weights as F32: 0.08 too); multiplying the Q4_1 blocks as
+# stored (--dtype auto, faster) quantizes the activations to 8 bits, which moves that gap by a
+# few tenths, so "L" wins and the answer wanders off -- llama.cpp's own Q4_1 run picks "L" too
+# and writes the same first 15 tokens (bench/results/demo_near_tie.txt).
 dtype_flags=()
 [[ "$device" == cpu ]] && dtype_flags=(--dtype f32)
 "$build/bin/ite-serve" --model "$model" --device "$device" --port 0 "${dtype_flags[@]}" \

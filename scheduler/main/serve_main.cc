@@ -2,7 +2,7 @@
 // ports) and one ite-scheduler in front of them, waits until they serve, and supervises them:
 //   ite-serve --model PATH [--host H] [--port 50051] [--http-port 8000] [--device cpu|cuda]
 //             [--workers N] [--gpus 0,1] [--gpu-memory-utilization F] [--enforce-eager]
-//             [--batch-invariant] [--dtype auto|f32|bf16|f16] [--kv-dtype auto|f32|bf16]
+//             [--batch-invariant] [--dtype auto|f32|bf16|f16|q8_0] [--kv-dtype auto|f32|bf16]
 //             [--worker-metrics-port P]
 // The scheduler serves gRPC on --port and the OpenAI HTTP API on --http-port (-1: off; when
 // --port is 0 and --http-port is not given, HTTP takes any free port too, so that instances
@@ -401,9 +401,9 @@ int Main(int argc, char** argv) {
                "CUDA: a request's tokens do not depend on the batch it runs in (slower)");
   app.add_option("--dtype", o.dtype,
                  "worker weights: auto (CPU: as stored, block formats included; CUDA: bf16), "
-                 "f32 (CPU), bf16, f16 (CUDA)")
+                 "f32 (CPU), bf16, f16 (CUDA), q8_0 (CPU: every matrix re-quantized to Q8_0)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}));
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16", "q8_0"}));
   app.add_option("--kv-dtype", o.kv_dtype,
                  "worker KV cache: auto (CPU f32, CUDA the model dtype), f32 or bf16 (CPU)")
       ->capture_default_str()

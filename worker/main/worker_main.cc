@@ -1,6 +1,6 @@
 // ite-worker: one process per GPU (or the CPU backend) serving ite.v1.Worker.
 //   ite-worker --model PATH --port P [--host H] [--device cpu|cuda] [--threads N]
-//              [--dtype auto|f32|bf16|f16] [--kv-dtype auto|f32|bf16] [--kv-blocks N]
+//              [--dtype auto|f32|bf16|f16|q8_0] [--kv-dtype auto|f32|bf16] [--kv-blocks N]
 //              [--block-size N] [--ready-file F] [--metrics-port P [--metrics-ready-file F]]
 //              CUDA: [--gpu I] [--gpu-memory-utilization F]
 //                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager] [--batch-invariant]
@@ -153,7 +153,7 @@ int Main(int argc, char** argv) {
   app.add_option("--gpu", o.gpu, "CUDA device ordinal")->capture_default_str();
   app.add_option("--dtype", o.dtype,
                  "weights: auto (CPU: as stored, block formats included; CUDA: bf16), f32 (CPU), "
-                 "bf16, f16 (CUDA)")
+                 "bf16, f16 (CUDA), q8_0 (CPU: every matrix re-quantized to Q8_0)")
       ->capture_default_str();
   app.add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                  "CUDA: size the KV pool so the GPU is used to this fraction (0: --kv-mib)")

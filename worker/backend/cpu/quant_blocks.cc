@@ -20,7 +20,18 @@ namespace {
 // The decoders below read the same ggml layouts as worker/model/dequantize.cc but produce the
 // kernels' int8 + scale form; they are kept apart on purpose, so that the tests compare the
 // kernels with a decoder written independently.
-//
+
+inline __m256i Load32(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline void Store32(int8_t* p, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+// Bit `bit` of each of the 32 bytes at p, moved to bit `to` (per byte: the 16-bit shifts carry
+// bits across byte boundaries only into bits the mask clears).
+inline __m256i BitsOf(__m256i bytes, int bit, int mask, int to) {
+  const __m256i b = _mm256_and_si256(_mm256_srli_epi16(bytes, bit), _mm256_set1_epi8(mask));
+  return _mm256_slli_epi16(b, to);
+}
+
 // Q4_0 {d; qs[16]} / Q4_1 {d; m; qs[16]}: element j in the low nibble of byte j, element j + 16
 // in its high nibble.
 void Unpack4(const uint8_t* b, bool has_min, int8_t* q, float* scale, float* offset) {
@@ -36,17 +47,25 @@ void Unpack4(const uint8_t* b, bool has_min, int8_t* q, float* scale, float* off
 }
 
 // Q5_0 {d; qh[4]; qs[16]} / Q5_1 {d; m; qh[4]; qs[16]}: bit j of the u32 qh is element j's fifth.
+// Vectorised: byte j of a 32-byte vector takes qh's byte j / 8, keeps bit j % 8 and turns it
+// into 0x10, next to the nibbles in element order.
 void Unpack5(const uint8_t* b, bool has_min, int8_t* q, float* scale, float* offset) {
   const float d = BlockHalf(b);
   const uint8_t* p = b + (has_min ? 4 : 2);
   uint32_t qh;
   std::memcpy(&qh, p, 4);
-  const uint8_t* qs = p + 4;
-  const int bias = has_min ? 0 : 16;
-  for (int j = 0; j < 16; ++j) {
-    q[j] = static_cast<int8_t>(((qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - bias);
-    q[j + 16] = static_cast<int8_t>(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - bias);
-  }
+  const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4));
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m256i nibbles =
+      _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), low4), _mm_and_si128(qs, low4));
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int32_t>(qh)),
+      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  const __m256i fifth = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                                         _mm256_set1_epi8(0x10));
+  const __m256i v = _mm256_or_si256(nibbles, fifth);
+  Store32(q, has_min ? v : _mm256_sub_epi8(v, _mm256_set1_epi8(16)));
   scale[0] = scale[1] = d;
   *offset = has_min ? BlockHalf(b + 2) : 0.0f;
 }
@@ -66,17 +85,6 @@ void KScaleMin(int j, const uint8_t* s, int* sc, int* m) {
     *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
     *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
   }
-}
-
-inline __m256i Load32(const uint8_t* p) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-}
-inline void Store32(int8_t* p, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
-// Bit `bit` of each of the 32 bytes at p, moved to bit `to` (per byte: the 16-bit shifts carry
-// bits across byte boundaries only into bits the mask clears).
-inline __m256i BitsOf(__m256i bytes, int bit, int mask, int to) {
-  const __m256i b = _mm256_and_si256(_mm256_srli_epi16(bytes, bit), _mm256_set1_epi8(mask));
-  return _mm256_slli_epi16(b, to);
 }
 
 // Q4_K {d; dmin; scales[12]; qs[128]} and Q5_K {d; dmin; scales[12]; qh[32]; qs[128]}: 256

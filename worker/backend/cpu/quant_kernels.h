@@ -29,13 +29,17 @@ bool QuantIsaSupported(QuantIsa isa);
 
 // The kernels compute a tile out[t * out_stride + i] = sum_k W[i, k] x[t, k] for the n rows of
 // `rows` and every row t of `x` (no bias). Weight rows are either read straight from their
-// stored blocks (Q4_0, Q4_1, Q8_0) or unpacked first (every format, UnpackRow).
+// stored blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) or unpacked first (every format, UnpackRow).
 struct QuantKernels {
   void (*tile_unpacked)(const UnpackedRow* rows, int n, const Q8Rows& x, float* out,
                         int64_t out_stride);
   void (*tile_q4_0)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
                     int64_t out_stride);
   void (*tile_q4_1)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
+                    int64_t out_stride);
+  void (*tile_q5_0)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
+                    int64_t out_stride);
+  void (*tile_q5_1)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
                     int64_t out_stride);
   void (*tile_q8_0)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
                     int64_t out_stride);

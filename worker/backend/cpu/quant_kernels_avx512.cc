@@ -87,6 +87,37 @@ struct Q4Format {
 using Q4_0Format = Q4Format<18, 2, false>;
 using Q4_1Format = Q4Format<20, 4, true>;
 
+// Q5_0 {d; qh[4]; qs[16]} / Q5_1 {d; m; qh[4]; qs[16]}: codes 0..31 unsigned, Q5_0's -16 in the
+// offset. The fifth bits of both blocks are one 64-bit mask: VPMOVM2B makes bit j byte j.
+template <int kBytes, bool kHasMin>
+struct Q5Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = false;
+  static constexpr int kQhAt = kHasMin ? 4 : 2;
+  template <bool kPair>
+  static __m512i Values(Row r, int64_t b) {
+    const uint8_t* b0 = r + b * kBytes;
+    const uint8_t* b1 = b0 + kBytes;
+    uint32_t qh0, qh1 = 0;
+    std::memcpy(&qh0, b0 + kQhAt, 4);
+    if (kPair) std::memcpy(&qh1, b1 + kQhAt, 4);
+    const __mmask64 bits = static_cast<uint64_t>(qh0) | static_cast<uint64_t>(qh1) << 32;
+    const __m512i fifth = _mm512_and_si512(_mm512_movm_epi8(bits), _mm512_set1_epi8(0x10));
+    return _mm512_or_si512(Nibbles<kPair>(b0 + kQhAt + 4, b1 + kQhAt + 4), fifth);
+  }
+  template <bool kPair>
+  static __m512 Scale(Row r, int64_t b) {
+    return PerBlock(HalfAt(r + b * kBytes), kPair ? HalfAt(r + (b + 1) * kBytes) : 0.0f);
+  }
+  static float Offset(Row r, int64_t b) {
+    const uint8_t* blk = r + b * kBytes;
+    return kHasMin ? HalfAt(blk + 2) : -16.0f * HalfAt(blk);
+  }
+  static void Fetch(Row r, int64_t b) { Prefetch(r + b * kBytes); }
+};
+using Q5_0Format = Q5Format<22, false>;
+using Q5_1Format = Q5Format<24, true>;
+
 struct Q8_0Format {
   using Row = const uint8_t*;
   static constexpr bool kSigned = true;
@@ -240,6 +271,7 @@ void Tile(const typename Fmt::Row* rows, int n, const Q8Rows& x, float* out, int
 }  // namespace
 
 const QuantKernels kQuantKernelsAvx512Vnni = {Tile<UnpackedFormat>, Tile<Q4_0Format>,
-                                              Tile<Q4_1Format>, Tile<Q8_0Format>};
+                                              Tile<Q4_1Format>,     Tile<Q5_0Format>,
+                                              Tile<Q5_1Format>,     Tile<Q8_0Format>};
 
 }  // namespace ite::cpu

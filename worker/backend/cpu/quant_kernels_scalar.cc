@@ -40,6 +40,31 @@ float DotQ4(const uint8_t* w, const Q8Rows& x, int64_t t) {
   return acc;
 }
 
+// Q5_0 and Q5_1 read the 5-bit codes as 0..31 (bit j of the u32 qh is element j's fifth);
+// Q5_0's -16 is folded into an offset of -16 d.
+template <bool kHasMin>
+float DotQ5(const uint8_t* w, const Q8Rows& x, int64_t t) {
+  constexpr int kBytes = kHasMin ? 24 : 22;
+  float acc = 0.0f;
+  for (int64_t b = 0; b < x.cols / kQ8Block; ++b) {
+    const uint8_t* blk = w + b * kBytes;
+    const uint8_t* p = blk + (kHasMin ? 4 : 2);
+    const uint32_t qh = static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+                        static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
+    const uint8_t* qs = p + 4;
+    const int8_t* xq = x.row_q(t) + b * kQ8Block;
+    int32_t sum = 0;
+    for (int j = 0; j < 16; ++j) {
+      sum += static_cast<int32_t>((qs[j] & 0xF) | ((qh >> j) & 1) << 4) * xq[j];
+      sum += static_cast<int32_t>((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) * xq[j + 16];
+    }
+    const float d = BlockHalf(blk);
+    const float m = kHasMin ? BlockHalf(blk + 2) : -16.0f * d;
+    acc += d * x.row_d(t)[b] * static_cast<float>(sum) + m * x.row_s(t)[b];
+  }
+  return acc;
+}
+
 float DotQ8_0(const uint8_t* w, const Q8Rows& x, int64_t t) {
   float acc = 0.0f;
   for (int64_t b = 0; b < x.cols / kQ8Block; ++b) {
@@ -62,12 +87,14 @@ void Tile(const Row* rows, int n, const Q8Rows& x, float* out, int64_t out_strid
 
 float DotQ4_0(const uint8_t* const& w, const Q8Rows& x, int64_t t) { return DotQ4<false>(w, x, t); }
 float DotQ4_1(const uint8_t* const& w, const Q8Rows& x, int64_t t) { return DotQ4<true>(w, x, t); }
+float DotQ5_0(const uint8_t* const& w, const Q8Rows& x, int64_t t) { return DotQ5<false>(w, x, t); }
+float DotQ5_1(const uint8_t* const& w, const Q8Rows& x, int64_t t) { return DotQ5<true>(w, x, t); }
 float DotQ8_0Ref(const uint8_t* const& w, const Q8Rows& x, int64_t t) { return DotQ8_0(w, x, t); }
 
 }  // namespace
 
 const QuantKernels kQuantKernelsScalar = {
-    Tile<UnpackedRow, DotUnpacked>, Tile<const uint8_t*, DotQ4_0>, Tile<const uint8_t*, DotQ4_1>,
-    Tile<const uint8_t*, DotQ8_0Ref>};
+    Tile<UnpackedRow, DotUnpacked>,  Tile<const uint8_t*, DotQ4_0>, Tile<const uint8_t*, DotQ4_1>,
+    Tile<const uint8_t*, DotQ5_0>,   Tile<const uint8_t*, DotQ5_1>, Tile<const uint8_t*, DotQ8_0Ref>};
 
 }  // namespace ite::cpu

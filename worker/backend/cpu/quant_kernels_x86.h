@@ -36,6 +36,17 @@ inline __m256i Nibbles(const uint8_t* qs) {
   return _mm256_set_m128i(hi, lo);
 }
 
+// Bit j of the 32-bit qh as 0x10 in byte j: byte j takes qh's byte j / 8 (a shuffle within each
+// 128-bit lane), keeps bit j % 8, and the comparison turns it into a full byte.
+inline __m256i FifthBits(uint32_t qh) {
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int32_t>(qh)),
+      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                          _mm256_set1_epi8(0x10));
+}
+
 // Signed x signed through the unsigned x signed product: |w| * (x with w's sign). |w| <= 128 and
 // |x| <= 127, so no pair sum saturates in VPMADDUBSW.
 template <class Isa>
@@ -75,6 +86,30 @@ struct Q4_1Format {
     _mm_prefetch(reinterpret_cast<const char*>(Block(r, b)) + kPrefetchBytes, _MM_HINT_T0);
   }
 };
+
+// Q5_0 {d; qh[4]; qs[16]} / Q5_1 {d; m; qh[4]; qs[16]}: the 5-bit codes 0..31 as unsigned
+// values; Q5_0's -16 is folded into an offset of -16 d.
+template <int kBytes, bool kHasMin>
+struct Q5Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = false;
+  static constexpr int kQhAt = kHasMin ? 4 : 2;
+  static const uint8_t* Block(Row r, int64_t b) { return r + b * kBytes; }
+  static __m256i Values(Row r, int64_t b) {
+    uint32_t qh;
+    std::memcpy(&qh, Block(r, b) + kQhAt, 4);
+    return _mm256_or_si256(Nibbles(Block(r, b) + kQhAt + 4), FifthBits(qh));
+  }
+  static __m256 Scale(Row r, int64_t b) { return _mm256_set1_ps(HalfAt(Block(r, b))); }
+  static float Offset(Row r, int64_t b) {
+    return kHasMin ? HalfAt(Block(r, b) + 2) : -16.0f * HalfAt(Block(r, b));
+  }
+  static void Prefetch(Row r, int64_t b) {
+    _mm_prefetch(reinterpret_cast<const char*>(Block(r, b)) + kPrefetchBytes, _MM_HINT_T0);
+  }
+};
+using Q5_0Format = Q5Format<22, false>;
+using Q5_1Format = Q5Format<24, true>;
 
 struct Q8_0Format {
   using Row = const uint8_t*;
@@ -191,7 +226,7 @@ void Tile(const typename Fmt::Row* rows, int n, const Q8Rows& x, float* out, int
 template <class Isa>
 constexpr QuantKernels MakeKernels() {
   return {Tile<Isa, UnpackedFormat>, Tile<Isa, Q4_0Format>, Tile<Isa, Q4_1Format>,
-          Tile<Isa, Q8_0Format>};
+          Tile<Isa, Q5_0Format>,     Tile<Isa, Q5_1Format>, Tile<Isa, Q8_0Format>};
 }
 
 }  // namespace

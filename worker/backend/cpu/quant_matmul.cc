@@ -29,6 +29,10 @@ DirectTile DirectKernel(DType dtype, const QuantKernels& k) {
       return k.tile_q4_0;
     case DType::kQ4_1:
       return k.tile_q4_1;
+    case DType::kQ5_0:
+      return k.tile_q5_0;
+    case DType::kQ5_1:
+      return k.tile_q5_1;
     case DType::kQ8_0:
       return k.tile_q8_0;
     default:

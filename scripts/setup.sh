@@ -13,7 +13,7 @@ pkgs=(build-essential cmake ninja-build pkg-config python3 python3-venv python3-
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev libstb-dev
-  libwebp-dev)
+  libwebp-dev libssl-dev openssl)
 # Installs those of the named Debian packages that are missing; $1 says what they are for.
 apt_install() {
   local what="$1"

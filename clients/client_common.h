@@ -50,11 +50,11 @@ struct ConnectionSecurity {
 };
 ConnectionSecurity& Security();
 
-// Opens a channel (TLS and API key per Security()) to `addr` and waits up to `timeout` for it to connect. A refused
-// connection fails at the first attempt (gRPC would retry until the deadline); an address that
-// does not answer at all fails after `timeout`. Both give UNAVAILABLE with a message, as does a
-// failed TLS handshake (an untrusted server certificate); unreadable TLS files give
-// INVALID_ARGUMENT.
+// Opens a channel (TLS and API key per Security()) to `addr` and waits up to `timeout` for it to
+// connect. A refused connection fails at the first attempt (gRPC would retry until the deadline);
+// an address that does not answer at all fails after `timeout`. Both give UNAVAILABLE with a
+// message, as does a failed TLS handshake (an untrusted server certificate); unreadable TLS files
+// give INVALID_ARGUMENT.
 std::shared_ptr<grpc::Channel> Connect(const std::string& addr, std::chrono::milliseconds timeout,
                                        grpc::Status* status);
 

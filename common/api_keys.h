@@ -20,9 +20,9 @@ class ApiKeys {
   // No key: every caller is allowed (the default, as on loopback before keys existed).
   ApiKeys() = default;
 
-  // `keys` as given on the command line, and the keys of each of `files`. A key must be 1..4096 printable
-  // ASCII characters without spaces; an unreadable file, an empty file or a bad line is an error
-  // naming the file and line (never the key).
+  // `keys` as given on the command line, and the keys of each of `files`. A key must be 1..4096
+  // printable ASCII characters without spaces; an unreadable file, an empty file or a bad line is
+  // an error naming the file and line (never the key).
   [[nodiscard]] static StatusOr<ApiKeys> Load(const std::vector<std::string>& keys,
                                               const std::vector<std::string>& files);
 

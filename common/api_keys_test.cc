@@ -10,9 +10,8 @@ namespace ite {
 namespace {
 
 std::string WriteFile(const std::string& name, const std::string& text) {
-  std::string path = (std::filesystem::temp_directory_path() /
-                      (name + "." + std::to_string(::getpid())))
-                         .string();
+  std::string path =
+      (std::filesystem::temp_directory_path() / (name + "." + std::to_string(::getpid()))).string();
   std::ofstream(path) << text;
   return path;
 }

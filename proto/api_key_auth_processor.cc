@@ -16,8 +16,8 @@ grpc::Status ApiKeyAuthProcessor::Process(const InputMetadata& auth_metadata,
                                           OutputMetadata* consumed_auth_metadata,
                                           OutputMetadata* /*response_metadata*/) {
   auto path = auth_metadata.find(":path");
-  if (path != auth_metadata.end() && View(path->second).substr(0, kOpenPrefix.size()) ==
-                                          kOpenPrefix) {
+  if (path != auth_metadata.end() &&
+      View(path->second).substr(0, kOpenPrefix.size()) == kOpenPrefix) {
     return grpc::Status::OK;
   }
   auto header = auth_metadata.find("authorization");
@@ -29,9 +29,8 @@ grpc::Status ApiKeyAuthProcessor::Process(const InputMetadata& auth_metadata,
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid API key");
   }
   // Consumed: handlers (and anything they log) never see the key.
-  consumed_auth_metadata->insert(
-      {std::string(header->first.data(), header->first.size()),
-       std::string(header->second.data(), header->second.size())});
+  consumed_auth_metadata->insert({std::string(header->first.data(), header->first.size()),
+                                  std::string(header->second.data(), header->second.size())});
   return grpc::Status::OK;
 }
 

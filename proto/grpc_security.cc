@@ -60,8 +60,9 @@ StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     }
     if (o.require_client_cert) {
       if (o.tls.ca.empty()) {
-        return InvalidArgument("client certificates are required, so --tls-ca must name the CA "
-                               "they are checked against");
+        return InvalidArgument(
+            "client certificates are required, so --tls-ca must name the CA "
+            "they are checked against");
       }
       ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
     } else if (!o.tls.ca.empty()) {
@@ -70,13 +71,15 @@ StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     }
     creds = grpc::SslServerCredentials(ssl);
   } else if (!o.tls.ca.empty() || o.require_client_cert) {
-    return InvalidArgument("--tls-ca without --tls-cert/--tls-key: a server needs its own "
-                           "certificate to speak TLS");
+    return InvalidArgument(
+        "--tls-ca without --tls-cert/--tls-key: a server needs its own "
+        "certificate to speak TLS");
   } else if (keys) {
     if (!IsLoopbackHost(o.host)) {
-      return InvalidArgument("--api-key on {} without TLS would send keys in plaintext over the "
-                             "network; add --tls-cert/--tls-key, or listen on 127.0.0.1",
-                             o.host);
+      return InvalidArgument(
+          "--api-key on {} without TLS would send keys in plaintext over the "
+          "network; add --tls-cert/--tls-key, or listen on 127.0.0.1",
+          o.host);
     }
     // Plaintext on the wire like insecure credentials (any gRPC client connects), but a kind
     // gRPC lets an AuthMetadataProcessor check; it accepts loopback connections only.
@@ -109,8 +112,8 @@ StatusOr<std::string> CertificateName(const std::string& cert_file) {
   BIO_free(bio);
   if (cert == nullptr) return InvalidArgument("--tls-cert {}: no certificate in it", cert_file);
   std::string name;
-  auto* sans = static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   for (int i = 0; sans != nullptr && i < sk_GENERAL_NAME_num(sans) && name.empty(); ++i) {
     const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
     if (g->type != GEN_DNS) continue;
@@ -120,15 +123,14 @@ StatusOr<std::string> CertificateName(const std::string& cert_file) {
   GENERAL_NAMES_free(sans);
   if (name.empty()) {
     char cn[256] = {0};
-    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
-                                  sizeof(cn)) > 0) {
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn)) >
+        0) {
       name = cn;
     }
   }
   X509_free(cert);
   if (name.empty()) {
-    return InvalidArgument("--tls-cert {}: names no host (no DNS subjectAltName or CN)",
-                           cert_file);
+    return InvalidArgument("--tls-cert {}: names no host (no DNS subjectAltName or CN)", cert_file);
   }
   return name;
 }

@@ -16,16 +16,15 @@ namespace fs = std::filesystem;
 class GrpcSecurityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string((fs::temp_directory_path() /
-                            ("ite-security-test." + std::to_string(::getpid())))
-                               .string());
+    dir_ = new std::string(
+        (fs::temp_directory_path() / ("ite-security-test." + std::to_string(::getpid()))).string());
     fs::create_directories(*dir_);
     const std::string d = *dir_;
     const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     const std::string cmd =
         "cd '" + d + "' && openssl req -x509" + ec +
-        " -keyout ca.key -out ca.pem -days 1 -subj '/CN=test CA' 2>/dev/null && openssl req" +
-        ec + " -keyout node.key -out node.csr -subj '/CN=node-cn' 2>/dev/null && " +
+        " -keyout ca.key -out ca.pem -days 1 -subj '/CN=test CA' 2>/dev/null && openssl req" + ec +
+        " -keyout node.key -out node.csr -subj '/CN=node-cn' 2>/dev/null && " +
         "printf 'subjectAltName=DNS:node.example,IP:127.0.0.1\\n' > ext.cnf && openssl x509 -req "
         "-in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem -days 1 "
         "-extfile ext.cnf 2>/dev/null && openssl req -x509" +
@@ -66,8 +65,8 @@ TEST_F(GrpcSecurityTest, MisconfigurationsAreErrorsNamingTheFlag) {
   std::vector<Case> cases;
   cases.push_back({{TlsFiles{P("node.pem"), "", ""}, false, nullptr, "127.0.0.1"}, "--tls-key"});
   cases.push_back({{TlsFiles{"", "", P("ca.pem")}, false, nullptr, "127.0.0.1"}, "--tls-ca"});
-  cases.push_back({{TlsFiles{P("node.pem"), P("node.key"), ""}, true, nullptr, "127.0.0.1"},
-                   "--tls-ca"});
+  cases.push_back(
+      {{TlsFiles{P("node.pem"), P("node.key"), ""}, true, nullptr, "127.0.0.1"}, "--tls-ca"});
   cases.push_back({{TlsFiles{}, false, keys, "0.0.0.0"}, "plaintext"});
   cases.push_back({{TlsFiles{P("missing.pem"), P("node.key"), ""}, false, nullptr, "127.0.0.1"},
                    "cannot be read"});

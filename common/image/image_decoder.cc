@@ -142,7 +142,8 @@ Status CheckJpegHuffmanTables(std::string_view b) {
       continue;
     }
     if (marker == 0xd9) return Status::Ok();  // EOI
-    if (marker == 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {  // no length field
+    // TEM and the restart markers have no length field.
+    if (marker == 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
       i += 2;
       continue;
     }
@@ -158,8 +159,7 @@ Status CheckJpegHuffmanTables(std::string_view b) {
         size_t codes = 0;
         for (size_t k = 1; k <= 16; ++k) codes += u8(t + k);
         if (codes > 256) {
-          return InvalidArgument("jpeg image is corrupt: a Huffman table of {} codes (at most "
-                                 "256)",
+          return InvalidArgument("jpeg image is corrupt: a Huffman table of {} codes (max 256)",
                                  codes);
         }
         t += 17 + codes;

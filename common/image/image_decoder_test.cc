@@ -80,9 +80,9 @@ TEST(ImageDecoderTest, HuffmanTableOfMoreThan256CodesIsRefusedBeforeDecoding) {
   EXPECT_THAT(Error(jpg), HasSubstr("Huffman table of 4080 codes"));
   // The input image_fuzz found (kept as a seed of tests/data/fuzz/image).
   const char* d = std::getenv("ITE_SOURCE_DIR");
-  std::ifstream in(fs::path(d != nullptr ? d : ".") /
-                       "tests/data/fuzz/image/regress_dht_over_256_codes.jpg",
-                   std::ios::binary);
+  std::ifstream in(
+      fs::path(d != nullptr ? d : ".") / "tests/data/fuzz/image/regress_dht_over_256_codes.jpg",
+      std::ios::binary);
   ASSERT_TRUE(in.good());
   EXPECT_THAT(Error(std::string(std::istreambuf_iterator<char>(in), {})), HasSubstr("Huffman"));
   // The sample JPEGs (baseline and progressive, whose tables come between scans) still decode.

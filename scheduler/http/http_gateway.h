@@ -32,8 +32,8 @@ struct HttpGatewayOptions {
   size_t max_body_bytes = 8u << 20;
   int threads = 64;           // concurrent requests; more wait for a free thread
   int listen_backlog = 1024;  // connections the kernel queues before they are accepted
-  std::string tls_cert_file;       // PEM; with tls_key_file: HTTPS
-  std::string tls_key_file;        // PEM
+  std::string tls_cert_file;  // PEM; with tls_key_file: HTTPS
+  std::string tls_key_file;   // PEM
   std::string tls_client_ca_file;  // PEM; non-empty: clients need a certificate from this CA
   std::shared_ptr<const ApiKeys> api_keys;  // null or empty: no key needed
 };

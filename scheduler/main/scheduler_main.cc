@@ -148,8 +148,7 @@ int Run(const SchedulerMainOptions& o) {
   security.require_client_cert = o.tls_require_client_cert;
   security.api_keys = api_keys;
   security.host = o.host;
-  StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      MakeServerCredentials(security);
+  StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(security);
   // The worker links: mTLS when a CA is given (this certificate is the client's), else plaintext.
   StatusOr<std::shared_ptr<grpc::ChannelCredentials>> worker_credentials =
       MakeChannelCredentials(o.tls.ca.empty() ? TlsFiles{} : o.tls);
@@ -172,8 +171,8 @@ int Run(const SchedulerMainOptions& o) {
   wo.target = *target;
   wo.max_workers = o.max_workers;
   wo.resolve_interval_ms = o.worker_resolve_interval_ms;
-  wo.factory = [&o, &worker_credentials](const std::string& address)
-      -> std::unique_ptr<WorkerClient> {
+  wo.factory = [&o,
+                &worker_credentials](const std::string& address) -> std::unique_ptr<WorkerClient> {
     GrpcWorkerClientOptions co;
     co.address = address;
     co.step_timeout_ms = o.step_timeout_ms;

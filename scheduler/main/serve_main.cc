@@ -217,8 +217,9 @@ int Serve(ServeOptions o) {
   std::string worker_tls_name;
   if (o.tls.enabled()) {
     if (o.tls.cert.empty() || o.tls.key.empty() || o.tls.ca.empty()) {
-      ITE_LOG_ERROR("TLS needs --tls-cert, --tls-key and --tls-ca together: the CA checks the "
-                    "scheduler-worker links");
+      ITE_LOG_ERROR(
+          "TLS needs --tls-cert, --tls-key and --tls-ca together: the CA checks the "
+          "scheduler-worker links");
       return 2;
     }
     // The workers listen on 127.0.0.1, which a certificate rarely names: the scheduler checks

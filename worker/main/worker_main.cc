@@ -196,16 +196,16 @@ int Main(int argc, char** argv) {
   }
   // Checked before the weights load: a typo in a flag should not cost a minute of loading.
   if (o.tls.enabled() && (o.tls.cert.empty() || o.tls.ca.empty())) {
-    ITE_LOG_ERROR("a worker with TLS needs --tls-cert, --tls-key and --tls-ca: it takes only "
-                  "callers with a client certificate from that CA");
+    ITE_LOG_ERROR(
+        "a worker with TLS needs --tls-cert, --tls-key and --tls-ca: it takes only "
+        "callers with a client certificate from that CA");
     return 2;
   }
   ServerSecurityOptions security;
   security.tls = o.tls;
   security.require_client_cert = o.tls.enabled();
   security.host = o.host;
-  StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      MakeServerCredentials(security);
+  StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(security);
   if (!credentials.ok()) {
     ITE_LOG_ERROR("{}", credentials.status().message());
     return 2;

@@ -1,7 +1,7 @@
 #include "worker/model/fuzz/fuzz_entry.h"
 
-#include <nlohmann/json.hpp>
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "common/gguf_reader.h"

@@ -57,12 +57,12 @@ if [ "$mode" = asan ]; then
     "${@:3}"
 else
   # The tests whose code runs on several threads: the scheduler loop and its failure paths, the
-  # batcher, the request sessions, the worker client's sender and reader threads against a real
-  # gRPC worker, the thread pool and the worker engine.
+  # batcher, the request sessions, the thread pool and the worker engine. Not the gRPC worker
+  # client: see scripts/sanitizers/tsan.supp.
   targets=(scheduler_test scheduler_failure_test scheduler_join_test batcher_test
-    request_intake_test grpc_worker_client_test thread_pool_test worker_engine_test)
-  suites="SchedulerTest|SchedulerJoinTest|BatcherTest|RequestIntakeTest|GrpcWorkerClientTest"
-  suites+="|GrpcWorkerServiceTest|ThreadPoolTest|WorkerEngineTest"
+    request_intake_test thread_pool_test worker_engine_test)
+  suites="SchedulerTest|SchedulerJoinTest|BatcherTest|RequestIntakeTest|ThreadPoolTest"
+  suites+="|WorkerEngineTest"
   args=()
   for t in "${targets[@]}"; do args+=(--target "$t"); done
   cmake --build "$build" -j"$jobs" "${args[@]}"

@@ -1,8 +1,11 @@
 #include "clients/client_common.h"
 
 #include <fmt/format.h>
+#include <grpcpp/support/client_interceptor.h>
 
 #include <iterator>
+
+#include "proto/grpc_security.h"
 
 namespace ite::client {
 namespace {
@@ -53,7 +56,42 @@ std::string Hint(grpc::StatusCode code, const std::string& addr) {
   }
 }
 
+// Adds the API key to every call's metadata. An interceptor rather than call credentials: gRPC
+// refuses call credentials on a plaintext channel, and a loopback server takes keys in plaintext.
+class ApiKeyInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit ApiKeyInterceptor(const std::string& value) : value_(value) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", value_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string& value_;  // owned by the factory, which outlives the channel's calls
+};
+
+class ApiKeyInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit ApiKeyInterceptorFactory(std::string key) : value_("Bearer " + std::move(key)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* /*info*/) override {
+    return new ApiKeyInterceptor(value_);
+  }
+
+ private:
+  std::string value_;
+};
+
 }  // namespace
+
+ConnectionSecurity& Security() {
+  static ConnectionSecurity security;
+  return security;
+}
 
 int ExitCodeFor(const grpc::Status& status) {
   switch (status.error_code()) {
@@ -93,17 +131,33 @@ std::shared_ptr<grpc::Channel> Connect(const std::string& addr, std::chrono::mil
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
+  const ConnectionSecurity& sec = Security();
+  StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      MakeChannelCredentials(TlsFiles{sec.tls_cert, sec.tls_key, sec.tls_ca});
+  if (!creds.ok()) {
+    *status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, creds.status().message());
+    return nullptr;
+  }
+  if (!sec.tls_server_name.empty()) args.SetSslTargetNameOverride(sec.tls_server_name);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> keys;
+  if (!sec.api_key.empty()) keys.push_back(std::make_unique<ApiKeyInterceptorFactory>(sec.api_key));
+  auto channel =
+      grpc::experimental::CreateCustomChannelWithInterceptors(addr, *creds, args, std::move(keys));
+  const bool tls = !sec.tls_ca.empty() || !sec.tls_cert.empty();
   const auto deadline = std::chrono::system_clock::now() + timeout;
   grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
   while (state != GRPC_CHANNEL_READY) {
     // The first failed attempt (refused, bad name) shows as TRANSIENT_FAILURE; gRPC would retry
     // with backoff until the deadline, which only delays the same answer.
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
-      *status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                             fmt::format("cannot connect to {}: connection refused or address "
-                                         "unknown; is ite-serve running there?",
-                                         addr));
+      *status = grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          tls ? fmt::format("cannot connect to {}: refused, unknown, or the TLS handshake failed "
+                            "(a server certificate not from --tls-ca, or a plaintext server?)",
+                            addr)
+              : fmt::format("cannot connect to {}: connection refused or address unknown; is "
+                            "ite-serve running there?",
+                            addr));
       return nullptr;
     }
     if (!channel->WaitForStateChange(state, deadline)) {

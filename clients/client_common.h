@@ -39,9 +39,22 @@ std::string DescribeStatus(const grpc::Status& status, const std::string& addr);
 // Prints "ite-client WHAT: <DescribeStatus>" on stderr and returns ExitCodeFor(status).
 int Fail(const std::string& what, const grpc::Status& status, const std::string& addr);
 
-// Opens an insecure channel to `addr` and waits up to `timeout` for it to connect. A refused
-// connection fails at the first attempt (gRPC would retry until the deadline); an address that
-// does not answer at all fails after `timeout`. Both give UNAVAILABLE with a message.
+// TLS files and API key for every connection this process opens (one subcommand runs per
+// process, so one setting serves them all); AddConnectionFlags fills them in.
+struct ConnectionSecurity {
+  std::string tls_ca;    // non-empty (or tls_cert): TLS, the server checked against this CA
+  std::string tls_cert;  // client certificate (mTLS)
+  std::string tls_key;
+  std::string tls_server_name;  // the name the server's certificate must carry, if not addr's
+  std::string api_key;          // sent as 'authorization: Bearer KEY'
+};
+ConnectionSecurity& Security();
+
+// Opens a channel (TLS and API key per Security()) to `addr` and waits up to `timeout` for it to
+// connect. A refused connection fails at the first attempt (gRPC would retry until the deadline);
+// an address that does not answer at all fails after `timeout`. Both give UNAVAILABLE with a
+// message, as does a failed TLS handshake (an untrusted server certificate); unreadable TLS files
+// give INVALID_ARGUMENT.
 std::shared_ptr<grpc::Channel> Connect(const std::string& addr, std::chrono::milliseconds timeout,
                                        grpc::Status* status);
 

@@ -75,6 +75,17 @@ void AddConnectionFlags(CLI::App* cmd, std::string* addr, int32_t* connect_timeo
                   "give up connecting after this (a refused connection fails at once)")
       ->capture_default_str()
       ->check(Within(1, kInf));
+  ConnectionSecurity& sec = Security();
+  cmd->add_option("--tls-ca", sec.tls_ca, "TLS: the CA the server's certificate must chain to")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tls-cert", sec.tls_cert, "TLS: a client certificate (mTLS)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tls-key", sec.tls_key, "TLS: the private key of --tls-cert")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tls-server-name", sec.tls_server_name,
+                  "TLS: the name the server's certificate carries, if --addr's host is not it");
+  cmd->add_option("--api-key", sec.api_key, "API key, sent as 'authorization: Bearer KEY'")
+      ->envname("ITE_API_KEY");
 }
 
 void AddRequestFlags(CLI::App* cmd, GenerateOptions* o) {

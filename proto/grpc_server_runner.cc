@@ -44,7 +44,9 @@ Status RunGrpcServer(const GrpcServerOptions& options, const std::vector<grpc::S
     address = "[" + options.host + "]:" + std::to_string(options.port);
   }
   int bound_port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(
+      address, options.credentials ? options.credentials : grpc::InsecureServerCredentials(),
+      &bound_port);
   // gRPC turns SO_REUSEPORT on by default: a second server on the same port would then start
   // and the kernel would split clients between the two. One port, one server.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

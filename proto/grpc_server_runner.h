@@ -1,12 +1,13 @@
 // Runs a gRPC server the same way in every ite process: the standard health service
-// (grpc.health.v1) and server reflection on, insecure credentials (inside a cluster or on
-// loopback; put TLS in front), graceful stop on SIGTERM/SIGINT.
+// (grpc.health.v1) and server reflection on, the credentials the caller made (plaintext by
+// default; TLS, mTLS and API keys from proto/grpc_security.h), graceful stop on SIGTERM/SIGINT.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ struct GrpcServerOptions {
   std::string name;  // for logs: "ite-worker", "ite-scheduler"
   std::string host = "127.0.0.1";
   int port = 0;  // 0: the kernel picks a free port (see ready_file)
+  std::shared_ptr<grpc::ServerCredentials> credentials;  // null: plaintext
   // When set, the bound port is written here (atomically, via rename) once the server serves:
   // a parent process waits for this file instead of guessing free ports.
   std::string ready_file;

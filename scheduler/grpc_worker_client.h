@@ -27,6 +27,10 @@
 
 #include "common/protocol/worker_client.h"
 
+namespace grpc {
+class ChannelCredentials;
+}
+
 namespace ite {
 
 struct GrpcWorkerClientOptions {
@@ -39,6 +43,12 @@ struct GrpcWorkerClientOptions {
   // full token budget can take seconds.
   int32_t step_timeout_ms = 120000;
   int32_t max_reconnect_backoff_ms = 1000;
+  // null: plaintext. TLS credentials (proto/grpc_security.h) carry the scheduler's client
+  // certificate, which a worker with TLS requires.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Non-empty: the name the worker's certificate must carry, when `address` is one that the
+  // certificate does not name (127.0.0.1, a pod IP).
+  std::string tls_server_name;
 };
 
 class GrpcWorkerClient final : public WorkerClient {

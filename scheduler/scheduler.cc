@@ -58,7 +58,14 @@ Scheduler::Scheduler(SchedulerOptions options, std::shared_ptr<const Tokenizer> 
   }
 }
 
-Scheduler::~Scheduler() { Shutdown(false); }
+Scheduler::~Scheduler() {
+  Shutdown(false);
+  // The clients go first, while the inbox's mutex and condition variable still exist: a client's
+  // thread may still be running the `done` callback of a step the loop no longer waits for, and
+  // that callback posts to the inbox. Destroying a client joins its threads. (TSan saw the
+  // condition variable destroyed under a notify from such a callback.)
+  for (std::unique_ptr<WorkerSlot>& slot : impl_->slots) slot->client.reset();
+}
 
 const ModelInfo& Scheduler::model_info() const { return impl_->model; }
 int32_t Scheduler::max_context() const { return impl_->max_context; }

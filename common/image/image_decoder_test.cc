@@ -71,6 +71,28 @@ TEST(ImageDecoderTest, BadInputIsInvalidArgument) {
   EXPECT_THAT(Error(png, "", few), HasSubstr("150x100 pixels"));
 }
 
+// stb_image 2.27 writes past its 257-entry size table for such a table; it must never see one.
+TEST(ImageDecoderTest, HuffmanTableOfMoreThan256CodesIsRefusedBeforeDecoding) {
+  std::string jpg = Sample("chelsea.jpg");
+  const size_t dht = jpg.find("\xff\xc4");
+  ASSERT_NE(dht, std::string::npos);
+  for (size_t k = 0; k < 16; ++k) jpg[dht + 5 + k] = static_cast<char>(0xff);  // 4080 codes
+  EXPECT_THAT(Error(jpg), HasSubstr("Huffman table of 4080 codes"));
+  // The input image_fuzz found (kept as a seed of tests/data/fuzz/image).
+  const char* d = std::getenv("ITE_SOURCE_DIR");
+  std::ifstream in(
+      fs::path(d != nullptr ? d : ".") / "tests/data/fuzz/image/regress_dht_over_256_codes.jpg",
+      std::ios::binary);
+  ASSERT_TRUE(in.good());
+  EXPECT_THAT(Error(std::string(std::istreambuf_iterator<char>(in), {})), HasSubstr("Huffman"));
+  // The sample JPEGs (baseline and progressive, whose tables come between scans) still decode.
+  for (const char* name : {"chelsea.jpg", "coffee_full.jpg", "../fuzz/image/baseline.jpg",
+                           "../fuzz/image/progressive.jpg", "../fuzz/image/grey.jpg"}) {
+    auto im = DecodeImage(Sample(name), "", {});
+    EXPECT_TRUE(im.ok()) << name << ": " << im.status().ToString();
+  }
+}
+
 TEST(ImageDecoderTest, HugeDimensionsAreRefusedFromTheHeader) {
   // A PNG header claiming 8000 x 8000 pixels (over the 40 Mi default) and no data after it.
   std::string png = Sample("coffee.png").substr(0, 33);

@@ -25,13 +25,25 @@ struct HttpGateway::Impl {
   RequestIntake* intake;
   HttpGatewayOptions options;
   OpenAiGeneration generation;
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> owned_server;  // an httplib::SSLServer with TLS
+  httplib::Server& server;
   std::thread thread;
   int port = 0;
   int64_t created = static_cast<int64_t>(std::time(nullptr));
 
   Impl(RequestIntake* in, HttpGatewayOptions o)
-      : intake(in), options(std::move(o)), generation(in) {}
+      : intake(in),
+        options(std::move(o)),
+        generation(in),
+        owned_server(MakeServer(options)),
+        server(*owned_server) {}
+
+  static std::unique_ptr<httplib::Server> MakeServer(const HttpGatewayOptions& o) {
+    if (o.tls_cert_file.empty()) return std::make_unique<httplib::Server>();
+    return std::make_unique<httplib::SSLServer>(
+        o.tls_cert_file.c_str(), o.tls_key_file.c_str(),
+        o.tls_client_ca_file.empty() ? nullptr : o.tls_client_ca_file.c_str());
+  }
 
   void Routes();
   void Models(httplib::Response& res) const;
@@ -41,6 +53,25 @@ struct HttpGateway::Impl {
 };
 
 void HttpGateway::Impl::Routes() {
+  // Before routing, so that no handler (nor a 404 naming the path) runs for a caller without a
+  // key; /health stays open for probes.
+  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const ApiKeys* keys = options.api_keys.get();
+    if (keys == nullptr || keys->empty() || req.path == "/health") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    const std::string header = req.get_header_value("Authorization");
+    if (keys->AllowsAuthorization(header)) return httplib::Server::HandlerResponse::Unhandled;
+    OpenAiError e = OpenAiErrorBody(
+        401, "invalid_request_error",
+        header.empty() ? "an API key is required: send 'Authorization: Bearer <key>'"
+                       : "invalid API key",
+        "", "invalid_api_key");
+    res.status = e.http_status;
+    res.set_header("WWW-Authenticate", "Bearer");
+    SetJson(res, e.body);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   server.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
     generation.Handle(OpenAiEndpoint::kCompletions, req, res);
   });
@@ -148,6 +179,12 @@ HttpGateway::~HttpGateway() { Stop(); }
 
 Status HttpGateway::Start() {
   Impl& s = *impl_;
+  // A certificate that does not load must stop start-up, never fall back to plaintext.
+  if (!s.options.tls_cert_file.empty() && !s.server.is_valid()) {
+    return InvalidArgument("HTTP: TLS certificate {} / key {} / client CA '{}' cannot be used",
+                           s.options.tls_cert_file, s.options.tls_key_file,
+                           s.options.tls_client_ca_file);
+  }
   s.Routes();
   s.server.set_payload_max_length(s.options.max_body_bytes);
   const int threads = std::max(1, s.options.threads);

@@ -9,6 +9,10 @@
 // waiting for a whole response by watching its connection every 100 ms (client_connection.h);
 // either way its generation is cancelled, freeing its KV blocks.
 //
+// Security: with a certificate it serves HTTPS only (never the same port in plaintext); with API
+// keys every route but /health needs `Authorization: Bearer KEY`, else 401 with an OpenAI error
+// body.
+//
 // Threads: requests run on the server's own pool (`threads`: one per concurrent request, a
 // stream holds its thread); Start and Stop from the owning thread.
 #pragma once
@@ -16,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "common/api_keys.h"
 #include "common/status.h"
 #include "scheduler/request_intake.h"
 
@@ -27,6 +32,10 @@ struct HttpGatewayOptions {
   size_t max_body_bytes = 8u << 20;
   int threads = 64;           // concurrent requests; more wait for a free thread
   int listen_backlog = 1024;  // connections the kernel queues before they are accepted
+  std::string tls_cert_file;  // PEM; with tls_key_file: HTTPS
+  std::string tls_key_file;   // PEM
+  std::string tls_client_ca_file;  // PEM; non-empty: clients need a certificate from this CA
+  std::shared_ptr<const ApiKeys> api_keys;  // null or empty: no key needed
 };
 
 class HttpGateway {

@@ -1,7 +1,8 @@
 // ite-scheduler: the public ite.v1.Generation service, driving ite-worker processes.
 //   ite-scheduler --model PATH --workers host:port[,host:port...]|dns:///NAME:PORT [--port 50051]
 //                 [--host 127.0.0.1] [--http-port 8000] [--max-batch-tokens N] [--max-running N]
-//                 [--no-prefix-cache]
+//                 [--no-prefix-cache] [--tls-cert F --tls-key F [--tls-ca F]]
+//                 [--api-key KEY]... [--api-key-file F]
 // Serves the OpenAI-compatible HTTP API on --http-port (-1: off) beside the gRPC service, from
 // the moment a worker answers.
 // Loads the tokenizer and chat template from the model path (not the weights: the workers hold
@@ -10,6 +11,9 @@
 // as they do. Health ("" and "ite.v1.Generation") is SERVING only while some worker is up; a
 // worker silent for --worker-down-after-ms is marked down until it answers again. SIGTERM/SIGINT, in any phase: new requests get UNAVAILABLE, running and queued
 // ones finish (drain), then the process exits.
+// Security: --tls-cert/--tls-key serve gRPC and HTTP over TLS; --tls-ca makes the links to the
+// workers mTLS (the workers checked against the CA, this certificate presented to them). API
+// keys guard both public APIs except the health checks.
 // Exit codes: 0 clean shutdown, 1 failure (message on stderr), 2 usage error.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -23,7 +27,9 @@
 #include "common/cli_parse.h"
 #include "common/logging.h"
 #include "common/ready_file.h"
+#include "proto/grpc_security.h"
 #include "proto/grpc_server_runner.h"
+#include "proto/security_flags.h"
 #include "scheduler/chat/chat_template.h"
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
@@ -64,6 +70,10 @@ struct SchedulerMainOptions {
   bool verbose = false;
   std::string log_level = "info";   // -v: debug
   std::string log_format = "text";  // or json
+  TlsFiles tls;
+  bool tls_require_client_cert = false;
+  std::string worker_tls_name;
+  ApiKeyFlags api_keys;
 };
 
 // The name clients see and may send: the model file's name without its extension, or the
@@ -127,6 +137,29 @@ int Run(const SchedulerMainOptions& o) {
   }
   ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
 
+  StatusOr<ApiKeys> keys = ApiKeys::Load(o.api_keys.keys, o.api_keys.files);
+  if (!keys.ok()) {
+    ITE_LOG_ERROR("{}", keys.status().message());
+    return 2;
+  }
+  auto api_keys = std::make_shared<const ApiKeys>(std::move(keys).value());
+  ServerSecurityOptions security;
+  security.tls = o.tls;
+  security.require_client_cert = o.tls_require_client_cert;
+  security.api_keys = api_keys;
+  security.host = o.host;
+  StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(security);
+  // The worker links: mTLS when a CA is given (this certificate is the client's), else plaintext.
+  StatusOr<std::shared_ptr<grpc::ChannelCredentials>> worker_credentials =
+      MakeChannelCredentials(o.tls.ca.empty() ? TlsFiles{} : o.tls);
+  for (const Status& st : {credentials.status(), worker_credentials.status()}) {
+    if (!st.ok()) {
+      ITE_LOG_ERROR("{}", st.message());
+      return 2;
+    }
+  }
+  if (!api_keys->empty()) ITE_LOG_INFO("API keys: {} (health checks open)", api_keys->size());
+
   // Built by start-up, once a worker answers; the service answers UNAVAILABLE until.
   auto metrics = std::make_shared<ServingMetrics>();
   std::unique_ptr<Scheduler> scheduler;
@@ -138,7 +171,8 @@ int Run(const SchedulerMainOptions& o) {
   wo.target = *target;
   wo.max_workers = o.max_workers;
   wo.resolve_interval_ms = o.worker_resolve_interval_ms;
-  wo.factory = [&o](const std::string& address) -> std::unique_ptr<WorkerClient> {
+  wo.factory = [&o,
+                &worker_credentials](const std::string& address) -> std::unique_ptr<WorkerClient> {
     GrpcWorkerClientOptions co;
     co.address = address;
     co.step_timeout_ms = o.step_timeout_ms;
@@ -146,6 +180,8 @@ int Run(const SchedulerMainOptions& o) {
     if (o.worker_down_after_ms > 0) {
       co.health_timeout_ms = std::clamp(o.worker_down_after_ms / 3, 100, co.health_timeout_ms);
     }
+    co.credentials = *worker_credentials;
+    co.tls_server_name = o.worker_tls_name;
     return std::make_unique<GrpcWorkerClient>(co);
   };
   WorkerDiscovery discovery(wo);
@@ -200,9 +236,14 @@ int Run(const SchedulerMainOptions& o) {
       ho.port = o.http_port;
       ho.max_body_bytes = static_cast<size_t>(o.http_max_body_mib) << 20;
       ho.threads = o.http_threads;
+      ho.tls_cert_file = o.tls.cert;
+      ho.tls_key_file = o.tls.key;
+      if (o.tls_require_client_cert) ho.tls_client_ca_file = o.tls.ca;
+      ho.api_keys = api_keys;
       http = std::make_unique<HttpGateway>(intake.get(), ho);
       ITE_RETURN_IF_ERROR(http->Start());
-      ITE_LOG_INFO("OpenAI HTTP API on http://{}:{}/v1", o.host, http->port());
+      ITE_LOG_INFO("OpenAI HTTP API on {}://{}:{}/v1", o.tls.cert.empty() ? "http" : "https",
+                   o.host, http->port());
       if (!o.http_ready_file.empty())
         ITE_RETURN_IF_ERROR(WriteReadyFile(o.http_ready_file, http->port()));
     }
@@ -217,6 +258,7 @@ int Run(const SchedulerMainOptions& o) {
   server.host = o.host;
   server.port = o.port;
   server.ready_file = o.ready_file;
+  server.credentials = *credentials;
   server.start_up = start_up;
   // Ready only while some worker can run requests: a load balancer then sends clients to a
   // scheduler that can serve them. "liveness" stays SERVING: waiting for workers is no reason
@@ -302,6 +344,14 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-format", o.log_format, "text or json (one JSON object per line)")
       ->capture_default_str();
+  AddTlsFlags(app, &o.tls,
+              "TLS: the CA of the workers' certificates (makes the worker links mTLS, this "
+              "certificate the client's) and of client certificates");
+  app.add_flag("--tls-require-client-cert", o.tls_require_client_cert,
+               "public APIs: refuse clients without a certificate from --tls-ca");
+  app.add_option("--worker-tls-name", o.worker_tls_name,
+                 "the name the workers' certificates carry, when their addresses are not in it");
+  AddApiKeyFlags(app, &o.api_keys);
   app.footer("Exit codes: 0 clean shutdown, 1 failure, 2 usage error.");
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   // As ite-serve: with --port 0 (tests, several instances) HTTP takes a free port too, unless

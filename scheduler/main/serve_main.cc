@@ -14,6 +14,10 @@
 // reported on stderr and restarted on its port (the scheduler takes it back), up to
 // --max-restarts times; a worker that dies once more, or a scheduler that dies, shuts the rest
 // down and ends ite-serve with exit code 1.
+// Security: --tls-cert/--tls-key/--tls-ca serve both public APIs over TLS and make every
+// scheduler-worker link mTLS (the same certificate on both ends; the workers take only callers
+// whose certificate chains to the CA). --api-key/--api-key-file reach the scheduler through a
+// file in ite-serve's private run directory, never its command line.
 // Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.
 #include <fmt/ranges.h>
 #include <sys/wait.h>
@@ -33,6 +37,8 @@
 #include "common/cli_parse.h"
 #include "common/logging.h"
 #include "common/ready_file.h"
+#include "proto/grpc_security.h"
+#include "proto/security_flags.h"
 #include "scheduler/main/child_process.h"
 
 namespace ite {
@@ -68,6 +74,9 @@ struct ServeOptions {
   bool verbose = false;
   std::string log_level = "info";   // -v: debug
   std::string log_format = "text";  // or json
+  TlsFiles tls;
+  bool tls_require_client_cert = false;
+  ApiKeyFlags api_keys;
   // CUDA
   std::string gpus;                     // "0,1"; empty: every visible GPU
   std::vector<int> gpu_ids;             // resolved from gpus, one worker each
@@ -154,6 +163,10 @@ std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, 
     argv.insert(argv.end(), {"--metrics-port", std::to_string(metrics_port), "--metrics-ready-file",
                              metrics_ready.string()});
   }
+  if (o.tls.enabled()) {
+    argv.insert(argv.end(),
+                {"--tls-cert", o.tls.cert, "--tls-key", o.tls.key, "--tls-ca", o.tls.ca});
+  }
   if (o.device == "cuda") {
     const std::vector<std::string> cuda = {"--gpu",
                                            std::to_string(o.gpu_ids.at(index)),
@@ -200,12 +213,35 @@ int Serve(ServeOptions o) {
     o.workers = static_cast<int>(o.gpu_ids.size());
     ITE_LOG_INFO("one worker per GPU: {}", fmt::join(o.gpu_ids, ","));
   }
+  // Checked here, before any child starts, so that a mistake is one clear message.
+  std::string worker_tls_name;
+  if (o.tls.enabled()) {
+    if (o.tls.cert.empty() || o.tls.key.empty() || o.tls.ca.empty()) {
+      ITE_LOG_ERROR(
+          "TLS needs --tls-cert, --tls-key and --tls-ca together: the CA checks the "
+          "scheduler-worker links");
+      return 2;
+    }
+    // The workers listen on 127.0.0.1, which a certificate rarely names: the scheduler checks
+    // their certificate for the name it carries instead.
+    StatusOr<std::string> name = CertificateName(o.tls.cert);
+    if (!name.ok()) {
+      ITE_LOG_ERROR("{}", name.status().message());
+      return 2;
+    }
+    worker_tls_name = *name;
+  }
+  StatusOr<ApiKeys> keys = ApiKeys::Load(o.api_keys.keys, o.api_keys.files);
+  if (!keys.ok()) {
+    ITE_LOG_ERROR("{}", keys.status().message());
+    return 2;
+  }
   std::string tmpl = (fs::temp_directory_path() / "ite-serve.XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) {
     ITE_LOG_ERROR("cannot create a temporary directory");
     return 1;
   }
-  fs::path run_dir = tmpl;
+  fs::path run_dir = tmpl;  // mode 0700 (mkdtemp)
   int hw = static_cast<int>(std::thread::hardware_concurrency());
   int threads = o.threads > 0 ? o.threads : std::max(1, hw / o.workers);
 
@@ -302,6 +338,25 @@ int Serve(ServeOptions o) {
     sargv.push_back(o.served_model_name);
   }
   if (o.no_prefix_cache) sargv.push_back("--no-prefix-cache");
+  if (o.tls.enabled()) {
+    sargv.insert(sargv.end(), {"--tls-cert", o.tls.cert, "--tls-key", o.tls.key, "--tls-ca",
+                               o.tls.ca, "--worker-tls-name", worker_tls_name});
+    if (o.tls_require_client_cert) sargv.push_back("--tls-require-client-cert");
+  }
+  for (const std::string& f : o.api_keys.files) sargv.insert(sargv.end(), {"--api-key-file", f});
+  if (!o.api_keys.keys.empty()) {
+    const fs::path key_file = run_dir / "api_keys";
+    std::ofstream out(key_file);
+    for (const std::string& k : o.api_keys.keys) out << k << "\n";
+    out.close();
+    if (!out) {
+      ITE_LOG_ERROR("cannot write {}", key_file.string());
+      cleanup();
+      return 1;
+    }
+    // Beside any --api-key-file: the scheduler takes the keys of every file it is given.
+    sargv.insert(sargv.end(), {"--api-key-file", key_file.string()});
+  }
   if (o.verbose) sargv.push_back("--verbose");
   sargv.insert(sargv.end(), {"--log-level", o.log_level, "--log-format", o.log_format});
   if (Status s = scheduler.Start("ite-scheduler", sargv); !s.ok()) {
@@ -321,9 +376,9 @@ int Serve(ServeOptions o) {
     if (!(in >> http_port)) http_port = -1;
   }
   ITE_LOG_INFO("ready: ite.v1.Generation on {}:{}{} ({} worker(s), device {})", o.host, port,
-               http_port > 0
-                   ? fmt::format(", OpenAI HTTP API on http://{}:{}/v1", o.host, http_port)
-                   : std::string(),
+               http_port > 0 ? fmt::format(", OpenAI HTTP API on {}://{}:{}/v1",
+                                           o.tls.enabled() ? "https" : "http", o.host, http_port)
+                             : std::string(),
                o.workers, o.device);
   for (const auto& [file, value] :
        {std::pair{o.ready_file, port}, {o.http_ready_file, http_port}}) {
@@ -455,6 +510,12 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-format", o.log_format, "text or json (one JSON object per line)")
       ->capture_default_str();
+  AddTlsFlags(app, &o.tls,
+              "TLS: the CA that signed --tls-cert (checks the scheduler-worker links, and "
+              "client certificates)");
+  app.add_flag("--tls-require-client-cert", o.tls_require_client_cert,
+               "public APIs: refuse clients without a certificate from --tls-ca");
+  AddApiKeyFlags(app, &o.api_keys);
   app.footer("Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.");
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   if (http_port->count() == 0 && o.port == 0) o.http_port = 0;

@@ -109,8 +109,9 @@ class Serve:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
+        log = self.log_text()  # before __exit__ removes it
         self.__exit__(None, None, None)
-        raise RuntimeError("ite-serve did not come up; log:\n" + self.log_text())
+        raise RuntimeError("ite-serve did not come up; log:\n" + log)
 
     def log_text(self):
         with open(os.path.join(self.tmp.name, "serve.log")) as f:

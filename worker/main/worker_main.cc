@@ -2,11 +2,14 @@
 //   ite-worker --model PATH --port P [--host H] [--device cpu|cuda] [--threads N]
 //              [--dtype auto|f32|bf16|f16|q8_0] [--kv-dtype auto|f32|bf16] [--kv-blocks N]
 //              [--block-size N] [--ready-file F] [--metrics-port P [--metrics-ready-file F]]
+//              [--tls-cert F --tls-key F --tls-ca F]
 //              CUDA: [--gpu I] [--gpu-memory-utilization F]
 //                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager] [--batch-invariant]
 //   ite-worker --list-devices     prints one line per visible CUDA device and exits
 // Listens on 127.0.0.1 unless --host says otherwise. --metrics-port serves GET /metrics
-// (Prometheus text, worker_metrics.h) on that port of the same host (0: any free one).
+// (Prometheus text, worker_metrics.h) on that port of the same host (0: any free one). With
+// --tls-cert it serves TLS and takes only callers whose client certificate chains to --tls-ca
+// (its scheduler).
 // Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 2 usage, 1 load or serve failure, 3 the
 // device failed while serving, 4 a model file changed in place while served
 // (model_file_guard.h; message on stderr).
@@ -18,7 +21,9 @@
 
 #include "common/cli_parse.h"
 #include "common/logging.h"
+#include "proto/grpc_security.h"
 #include "proto/grpc_server_runner.h"
+#include "proto/security_flags.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #if ITE_HAVE_CUDA_BACKEND
 #include "worker/backend/cuda/cuda_backend.h"
@@ -48,6 +53,7 @@ struct WorkerOptions {
   int metrics_port = -1;  // -1: no metrics server
   std::string metrics_ready_file;
   bool verbose = false;
+  TlsFiles tls;
   // CUDA
   int gpu = 0;
   double gpu_memory_utilization = 0.0;
@@ -168,6 +174,7 @@ int Main(int argc, char** argv) {
   bool list_devices = false;
   app.add_flag("--list-devices", list_devices, "print the visible CUDA devices and exit");
   app.add_flag("-v,--verbose", o.verbose, "debug logging");
+  AddTlsFlags(app, &o.tls, "TLS: the CA a caller's client certificate must chain to (required)");
   app.footer(
       "Exit codes: 0 clean shutdown, 1 load/serve failure, 2 usage error, 3 device failure, 4 "
       "a model file changed in place while served.");
@@ -185,6 +192,22 @@ int Main(int argc, char** argv) {
         "--block-size must be > 0, --kv-blocks >= 0, --port in [0, 65535], --metrics-port in "
         "[-1, 65535], --gpu >= 0, "
         "--max-step-tokens and --max-seqs >= 1, --gpu-memory-utilization in [0, 1]");
+    return 2;
+  }
+  // Checked before the weights load: a typo in a flag should not cost a minute of loading.
+  if (o.tls.enabled() && (o.tls.cert.empty() || o.tls.ca.empty())) {
+    ITE_LOG_ERROR(
+        "a worker with TLS needs --tls-cert, --tls-key and --tls-ca: it takes only "
+        "callers with a client certificate from that CA");
+    return 2;
+  }
+  ServerSecurityOptions security;
+  security.tls = o.tls;
+  security.require_client_cert = o.tls.enabled();
+  security.host = o.host;
+  StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(security);
+  if (!credentials.ok()) {
+    ITE_LOG_ERROR("{}", credentials.status().message());
     return 2;
   }
 
@@ -239,6 +262,7 @@ int Main(int argc, char** argv) {
   server.host = o.host;
   server.port = o.port;
   server.ready_file = o.ready_file;
+  server.credentials = *credentials;
   Status s = RunGrpcServer(server, {&service}, nullptr);
   if (metrics) metrics->Stop();
   if (!s.ok()) {

@@ -1,6 +1,7 @@
 // The vision tower's operators. The tower runs once per image on at most a few thousand rows,
-// so these are plain kernels: one block per row for layernorm, one block per (query row, head)
-// for attention with the score row in shared memory, grid-stride loops for the element-wise ops.
+// so these are plain kernels: one block per row for layernorm, tiles of 32 query rows per head
+// for attention (one block per query row and head for head sizes it does not take), grid-stride
+// loops for the element-wise ops.
 #include <cmath>
 
 #include "cuda_check.h"
@@ -96,6 +97,112 @@ __global__ void DenseAttentionKernel(const T* __restrict__ qkv, T* __restrict__ 
   }
 }
 
+// Tiled version for head_dim 16-64 (CLIP's is 64): block (32 query rows, head), 128 threads,
+// 4 per query row. Key tiles of 32 go through shared memory once per block instead of once per
+// query; each thread keeps its row's online-softmax state and a quarter of its output row.
+constexpr int kTileRows = 32;
+constexpr int kTileThreads = 128;
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kTileThreads)
+    DenseAttentionTiledKernel(const T* __restrict__ qkv, T* __restrict__ out, int rows,
+                              int num_heads, float scale) {
+  constexpr int kPad = D + 1;  // odd row pitch: the 4 threads of a row read other banks
+  constexpr int kSlice = D / 4;
+  __shared__ float sq[kTileRows][kPad], sk[kTileRows][kPad], sv[kTileRows][D];
+  __shared__ float sp[kTileRows][kTileRows + 1];
+  const int head = blockIdx.y, q0 = blockIdx.x * kTileRows;
+  const int tid = threadIdx.x, qr = tid / 4, part = tid % 4;
+  const int64_t hidden = int64_t{num_heads} * D, width = 3 * hidden;
+  const T* base = qkv + int64_t{head} * D;
+  for (int i = tid; i < kTileRows * D; i += kTileThreads) {
+    const int r = i / D, d = i % D;
+    sq[r][d] = q0 + r < rows ? ToFloat(base[(q0 + r) * width + d]) * scale : 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f, o[kSlice];
+#pragma unroll
+  for (int d = 0; d < kSlice; ++d) o[d] = 0.0f;
+  for (int k0 = 0; k0 < rows; k0 += kTileRows) {
+    __syncthreads();  // the previous tile's K, V and P are consumed (and sq written)
+    for (int i = tid; i < kTileRows * D; i += kTileThreads) {
+      const int r = i / D, d = i % D;
+      const bool in = k0 + r < rows;
+      sk[r][d] = in ? ToFloat(base[(k0 + r) * width + hidden + d]) : 0.0f;
+      sv[r][d] = in ? ToFloat(base[(k0 + r) * width + 2 * hidden + d]) : 0.0f;
+    }
+    __syncthreads();
+    // Scores of row qr against keys part, part + 4, ...: 8 per thread.
+    float sc[kTileRows / 4];
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < kTileRows / 4; ++j) {
+      const int key = part + 4 * j;
+      float dot = 0.0f;
+#pragma unroll
+      for (int d = 0; d < D; ++d) dot = fmaf(sq[qr][d], sk[key][d], dot);
+      sc[j] = k0 + key < rows ? dot : -INFINITY;
+      tile_max = fmaxf(tile_max, sc[j]);
+    }
+    // The 4 threads of a row are consecutive lanes.
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+    const float m_new = fmaxf(m, tile_max);  // finite: every tile has at least one key
+    const float alpha = __expf(m - m_new);
+    float tile_sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kTileRows / 4; ++j) {
+      const float pj = __expf(sc[j] - m_new);
+      sp[qr][part + 4 * j] = pj;
+      tile_sum += pj;
+    }
+    tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
+    tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 2);
+    l = l * alpha + tile_sum;
+    m = m_new;
+    __syncwarp();  // a row's P is written by its own 4 lanes, read by them below
+#pragma unroll
+    for (int d = 0; d < kSlice; ++d) o[d] *= alpha;
+    for (int j = 0; j < kTileRows; ++j) {
+      const float pj = sp[qr][j];
+#pragma unroll
+      for (int d = 0; d < kSlice; ++d) o[d] = fmaf(pj, sv[j][part * kSlice + d], o[d]);
+    }
+  }
+  if (q0 + qr >= rows) return;
+  T* dst = out + (q0 + qr) * hidden + int64_t{head} * D + part * kSlice;
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int d = 0; d < kSlice; ++d) dst[d] = FromFloat<T>(o[d] * inv);
+}
+
+template <typename T>
+Status LaunchDense(const DenseAttentionArgs& a, cudaStream_t stream) {
+  const T* qkv = static_cast<const T*>(a.qkv);
+  T* out = static_cast<T*>(a.out);
+  const dim3 tiles((a.rows + kTileRows - 1) / kTileRows, a.num_heads);
+  switch (a.head_dim) {
+    case 16:
+      DenseAttentionTiledKernel<T, 16><<<tiles, kTileThreads, 0, stream>>>(qkv, out, a.rows,
+                                                                          a.num_heads, a.scale);
+      return LaunchStatus("DenseAttentionTiledKernel");
+    case 32:
+      DenseAttentionTiledKernel<T, 32><<<tiles, kTileThreads, 0, stream>>>(qkv, out, a.rows,
+                                                                          a.num_heads, a.scale);
+      return LaunchStatus("DenseAttentionTiledKernel");
+    case 64:
+      DenseAttentionTiledKernel<T, 64><<<tiles, kTileThreads, 0, stream>>>(qkv, out, a.rows,
+                                                                          a.num_heads, a.scale);
+      return LaunchStatus("DenseAttentionTiledKernel");
+    default:
+      break;
+  }
+  const dim3 grid(a.rows, a.num_heads);
+  const size_t smem = sizeof(float) * (static_cast<size_t>(a.head_dim) + a.rows);
+  DenseAttentionKernel<<<grid, 128, smem, stream>>>(qkv, out, a.rows, a.num_heads, a.head_dim,
+                                                    a.scale);
+  return LaunchStatus("DenseAttentionKernel");
+}
+
 int Blocks(int64_t n) {
   return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 4096));
 }
@@ -165,18 +272,8 @@ Status DenseAttention(const DenseAttentionArgs& a, cudaStream_t stream) {
     return InvalidArgument("DenseAttention: rows {} (max {}), heads {}, head_dim {} (max 256)",
                            a.rows, kDenseAttentionMaxRows, a.num_heads, a.head_dim);
   if (a.rows == 0) return Status::Ok();
-  const dim3 grid(a.rows, a.num_heads);
-  const size_t smem = sizeof(float) * (static_cast<size_t>(a.head_dim) + a.rows);
-  if (a.dtype == DType::kF16) {
-    DenseAttentionKernel<<<grid, 128, smem, stream>>>(static_cast<const __half*>(a.qkv),
-                                                      static_cast<__half*>(a.out), a.rows,
-                                                      a.num_heads, a.head_dim, a.scale);
-  } else {
-    DenseAttentionKernel<<<grid, 128, smem, stream>>>(static_cast<const __nv_bfloat16*>(a.qkv),
-                                                      static_cast<__nv_bfloat16*>(a.out), a.rows,
-                                                      a.num_heads, a.head_dim, a.scale);
-  }
-  return LaunchStatus("DenseAttentionKernel");
+  if (a.dtype == DType::kF16) return LaunchDense<__half>(a, stream);
+  return LaunchDense<__nv_bfloat16>(a, stream);
 }
 
 }  // namespace ite::kernels

@@ -95,8 +95,9 @@ TEST(VisionKernel, DenseAttentionMatchesCpu) {
     int32_t rows, heads, head_dim;
   };
   for (DType dtype : {DType::kBF16, DType::kF16}) {
+    // 16/32/64: the tiled kernel (rows in whole and part tiles, one row); 8/80: the per-row one.
     for (const Shape& s : {Shape{577, 16, 64}, Shape{577, 2, 32}, Shape{50, 12, 64}, Shape{1, 1, 8},
-                           Shape{257, 3, 80}}) {
+                           Shape{257, 3, 80}, Shape{33, 4, 16}, Shape{1, 2, 64}}) {
       SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " rows=" << s.rows
                                         << " heads=" << s.heads << " hd=" << s.head_dim);
       const size_t hidden = size_t(s.heads) * s.head_dim;

@@ -8,8 +8,8 @@
 
 #include "common/gguf_reader.h"
 #include "worker/model/config_parser.h"
-#include "worker/model/tensor_parallel.h"
 #include "worker/model/safetensors_file.h"
+#include "worker/model/tensor_parallel.h"
 #include "worker/model/vision_weight_builder.h"
 #include "worker/model/weight_builder.h"
 

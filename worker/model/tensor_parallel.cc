@@ -16,17 +16,15 @@ StatusOr<ShardPlan> PlanShard(const ModelConfig& c, int32_t rank, int32_t size) 
   if (c.vision)
     return Unimplemented("tensor parallelism: models with a vision tower (LLaVA) run on one rank");
   if (c.num_heads % size != 0)
-    return InvalidArgument(
-        "tensor parallel size {} does not divide the {} attention heads of {}", size,
-        c.num_heads, c.name);
+    return InvalidArgument("tensor parallel size {} does not divide the {} attention heads of {}",
+                           size, c.num_heads, c.name);
   if (c.num_kv_heads % size != 0 && size % c.num_kv_heads != 0)
     return InvalidArgument(
         "tensor parallel size {} and the {} KV heads of {}: one must divide the other", size,
         c.num_kv_heads, c.name);
   if (c.intermediate_size % size != 0)
-    return InvalidArgument(
-        "tensor parallel size {} does not divide the intermediate size {} of {}", size,
-        c.intermediate_size, c.name);
+    return InvalidArgument("tensor parallel size {} does not divide the intermediate size {} of {}",
+                           size, c.intermediate_size, c.name);
   if (c.vocab_size < size)
     return InvalidArgument("tensor parallel size {} exceeds the vocabulary ({})", size,
                            c.vocab_size);

@@ -127,8 +127,8 @@ class Builder {
   // Vectors (norms, biases) are never block-encoded: F32 when matrices are re-quantized.
   DType VectorDType() const { return DTypeQuantized(opt_.dtype) ? DType::kF32 : opt_.dtype; }
   // Rows and columns of a matrix: all, or a rank's slice.
-  StatusOr<Tensor> Single(WeightKind kind, int layer, std::vector<int64_t> shape,
-                          Range rows = {}, Range cols = {});
+  StatusOr<Tensor> Single(WeightKind kind, int layer, std::vector<int64_t> shape, Range rows = {},
+                          Range cols = {});
   StatusOr<LayerWeights> Layer(int layer);
 
   const ModelConfig& c_;
@@ -230,8 +230,8 @@ Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_ve
   return t;
 }
 
-StatusOr<Tensor> Builder::Single(WeightKind kind, int layer, std::vector<int64_t> shape,
-                                 Range rows, Range cols) {
+StatusOr<Tensor> Builder::Single(WeightKind kind, int layer, std::vector<int64_t> shape, Range rows,
+                                 Range cols) {
   ITE_ASSIGN_OR_RETURN(const SourceTensor* src, Get(kind, layer, shape));
   const bool is_vector = shape.size() == 1;
   if (rows.n < 0) rows.n = (is_vector ? 1 : shape[0]) - rows.begin;
@@ -295,8 +295,8 @@ StatusOr<LayerWeights> Builder::Layer(int l) {
   ITE_ASSIGN_OR_RETURN(w.ffn_norm, Single(WeightKind::kFfnNorm, l, {h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* gate, Get(WeightKind::kGate, l, {ff, h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* up, Get(WeightKind::kUp, l, {ff, h}));
-  w.w_gate_up = Assemble({{gate, ff_rows.n, 0, ff_rows.begin}, {up, ff_rows.n, 0, ff_rows.begin}},
-                         h, false);
+  w.w_gate_up =
+      Assemble({{gate, ff_rows.n, 0, ff_rows.begin}, {up, ff_rows.n, 0, ff_rows.begin}}, h, false);
   ITE_ASSIGN_OR_RETURN(w.w_down, Single(WeightKind::kDown, l, {h, ff}, {}, ff_rows));
   return w;
 }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "common/status.h"
 #include "worker/model/model_config.h"
@@ -32,7 +33,17 @@ class Communicator {
   // Returns once every rank has called it (host-side; device work already enqueued is not
   // waited for).
   virtual Status Barrier() = 0;
+  // Whether AllReduceSum and Broadcast on a stream can be captured into a CUDA graph.
+  virtual bool capturable() const { return false; }
 };
+
+// The smallest of every rank's `value` (every rank gets it): each rank in turn broadcasts its
+// value from `scratch`, 8 bytes in the memory the communicator works on (device memory for a
+// GPU backend, with `stream`); `read` and `write` move the 8 bytes between it and the host.
+// For start-up agreements (the KV blocks every rank can hold), not for steps.
+StatusOr<int64_t> GroupMin(Communicator* comm, int64_t value, void* scratch, void* stream,
+                           const std::function<Status(const void* scratch, int64_t* out)>& read,
+                           const std::function<Status(int64_t in, void* scratch)>& write);
 
 // For a backend built from `config`: no communicator for a whole model, and for a shard
 // (config.shard.size > 1) the group's communicator of the shard's rank.

@@ -5,15 +5,16 @@
 // on every rank, and greedy generations must be equal.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <thread>
 
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/model/test_model_writer.h"
 #include "worker/parallel/in_process_communicator.h"
+#include "worker/parallel/tensor_parallel_backend.h"
+#include "worker/parallel/tp_test_workload.h"
 
 namespace ite {
 namespace {
@@ -24,44 +25,9 @@ std::string DataDir(const std::string& name) {
   return std::string(ITE_TEST_SOURCE_DIR) + "/tests/data/" + name;
 }
 
-// Everything a workload returns: every logit row it asked for and every sampled token.
-struct Trace {
-  std::vector<float> logits;
-  std::vector<int32_t> tokens;
-};
-
-constexpr int kDecodeSteps = 8;
-
-// Two sequences prefilled in one batch (all logits of the first, the last of the second), then
-// decoded together, greedily, for kDecodeSteps steps.
-StatusOr<Trace> RunWorkload(Backend* b) {
-  const std::vector<int32_t> a = {5, 17, 3, 60, 0, 44, 12}, c = {9, 1, 33, 2, 7};
-  const std::vector<int32_t> table_a = {0, 1, 2, 3}, table_c = {4, 5, 6, 7};
-  SamplingParams greedy;
-  greedy.temperature = 0.0f;
-  ITE_RETURN_IF_ERROR(b->AddSequence(1, greedy, a, 0));
-  ITE_RETURN_IF_ERROR(b->AddSequence(2, greedy, c, 0));
-  Trace t;
-  auto run = [&](const ForwardBatch& batch) -> Status {
-    ITE_ASSIGN_OR_RETURN(ForwardOutput out, b->Run(batch));
-    t.logits.insert(t.logits.end(), out.logits.begin(), out.logits.end());
-    for (const SampleResult& s : out.samples) t.tokens.push_back(s.token);
-    return Status::Ok();
-  };
-  ForwardBatch prefill;
-  prefill.chunks.push_back({1, a, 0, table_a, true, LogitsMode::kAll});
-  prefill.chunks.push_back({2, c, 0, table_c, true, LogitsMode::kLast});
-  ITE_RETURN_IF_ERROR(run(prefill));
-  for (int i = 0; i < kDecodeSteps; ++i) {
-    ForwardBatch decode;
-    decode.chunks.push_back(
-        {1, {}, static_cast<int32_t>(a.size()) + i, table_a, true, LogitsMode::kLast});
-    decode.chunks.push_back(
-        {2, {}, static_cast<int32_t>(c.size()) + i, table_c, true, LogitsMode::kLast});
-    ITE_RETURN_IF_ERROR(run(decode));
-  }
-  return t;
-}
+using testing::RunRanks;
+using testing::RunWorkload;
+using testing::Trace;
 
 KvCacheOptions SmallKv() {
   KvCacheOptions kv;
@@ -89,24 +55,6 @@ Trace Reference(const std::string& path, DType dtype) {
   return t.ok() ? *t : Trace{};
 }
 
-// The workload on `size` ranks, one thread each; a rank that fails aborts the group so that no
-// other rank waits for it.
-std::vector<StatusOr<Trace>> RunRanks(const std::string& path, DType dtype, int size,
-                                      const std::function<Communicator*(int)>& comm_of,
-                                      const std::function<void()>& abort = [] {}) {
-  std::vector<StatusOr<Trace>> traces(size, Internal("not run"));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&, r] {
-      auto b = LoadBackend(path, dtype, r, size, comm_of(r));
-      traces[r] = b.ok() ? RunWorkload(b->get()) : StatusOr<Trace>(b.status());
-      if (!traces[r].ok()) abort();
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  return traces;
-}
-
 void ExpectTensorParallelMatches(const std::string& path, int size, DType dtype = DType::kF32) {
   SCOPED_TRACE(fmt::format("{} at tensor parallel size {}, {}", path, size, DTypeName(dtype)));
   const Trace ref = Reference(path, dtype);
@@ -116,7 +64,8 @@ void ExpectTensorParallelMatches(const std::string& path, int size, DType dtype 
   go.timeout_ms = 20000;
   InProcessGroup group(go);
   auto traces = RunRanks(
-      path, dtype, size, [&](int r) { return group.rank(r); }, [&] { group.Abort(); });
+      size, [&](int r) { return LoadBackend(path, dtype, r, size, group.rank(r)); },
+      [&] { group.Abort(); });
   for (int r = 0; r < size; ++r) {
     ASSERT_TRUE(traces[r].ok()) << "rank " << r << ": " << traces[r].status().ToString();
     // Every rank sampled from the same all-reduced logits.
@@ -195,9 +144,8 @@ TEST(TensorParallelCpuTest, MissingAllReduceChangesLogits) {
   const std::string path = DataDir("tiny-llama");
   const Trace ref = Reference(path, DType::kF32);
   NoSumCommunicator c0(0, 2), c1(1, 2);
-  auto traces = RunRanks(path, DType::kF32, 2, [&](int r) -> Communicator* {
-    return r == 0 ? &c0 : &c1;
-  });
+  auto traces = RunRanks(
+      2, [&](int r) { return LoadBackend(path, DType::kF32, r, 2, r == 0 ? &c0 : &c1); }, [] {});
   ASSERT_TRUE(traces[0].ok()) << traces[0].status().ToString();
   ASSERT_EQ(traces[0]->logits.size(), ref.logits.size());
   float max_diff = 0;
@@ -249,6 +197,65 @@ TEST(TensorParallelCpuTest, ShardNeedsItsRanksCommunicator) {
   EXPECT_NE(wrong.status().message().find("rank 0 of 2"), std::string::npos)
       << wrong.status().ToString();
   EXPECT_TRUE(CreateCpuBackend(*m, SmallKv(), 1, group.rank(1)).ok());
+}
+
+// The group behind one Backend (what ite-worker --tensor-parallel-size runs): the workload on it
+// gives the unsharded model's tokens and logits.
+TEST(TensorParallelCpuTest, GroupBackendActsAsOneBackend) {
+  const std::string path = DataDir("tiny-qwen2");
+  const Trace ref = Reference(path, DType::kF32);
+  InProcessGroupOptions go;
+  go.size = 2;
+  go.timeout_ms = 20000;
+  InProcessGroup group(go);
+  TensorParallelOptions o;
+  o.size = 2;
+  o.make_rank = [&](int r) { return LoadBackend(path, DType::kF32, r, 2, group.rank(r)); };
+  o.abort = [&] { group.Abort(); };
+  auto tp = CreateTensorParallelBackend(o);
+  ASSERT_TRUE(tp.ok()) << tp.status().ToString();
+  EXPECT_EQ((*tp)->device(), "tp2[cpu, cpu]");
+  EXPECT_EQ((*tp)->num_blocks(), SmallKv().num_blocks);
+  EXPECT_EQ((*tp)->config().vocab_size, 512);
+  auto t = RunWorkload(tp->get());
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->tokens, ref.tokens);
+  ASSERT_EQ(t->logits.size(), ref.logits.size());
+  for (size_t i = 0; i < ref.logits.size(); ++i) ASSERT_NEAR(t->logits[i], ref.logits[i], 1e-4f);
+  // A bad step fails on every rank alike and leaves the group working.
+  const std::vector<int32_t> bad_table = {99};
+  ForwardBatch bad;
+  bad.chunks.push_back(LogitsChunk(std::vector<int32_t>{1, 2}, 0, bad_table, LogitsMode::kLast));
+  EXPECT_FALSE((*tp)->Submit(bad).ok());
+  EXPECT_FALSE((*tp)->failed());
+  (*tp)->ClearSequences();
+  auto again = RunWorkload(tp->get());
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->tokens, ref.tokens);
+}
+
+// A rank that cannot start: the group fails naming it, and the other rank, already waiting in
+// a start-up collective, is released instead of hanging.
+TEST(TensorParallelCpuTest, GroupWithAFailingRankFailsWithoutHanging) {
+  InProcessGroupOptions go;
+  go.size = 2;
+  go.timeout_ms = 20000;
+  InProcessGroup group(go);
+  TensorParallelOptions o;
+  o.size = 2;
+  o.make_rank = [&](int r) -> StatusOr<std::unique_ptr<Backend>> {
+    if (r == 1) return NotFound("no model for rank 1");
+    // Rank 0 waits for rank 1 as a start-up agreement would.
+    ITE_RETURN_IF_ERROR(group.rank(0)->Barrier());
+    return LoadBackend(DataDir("tiny-llama"), DType::kF32, 0, 2, group.rank(0));
+  };
+  o.abort = [&] { group.Abort(); };
+  const auto t0 = std::chrono::steady_clock::now();
+  auto tp = CreateTensorParallelBackend(o);
+  ASSERT_FALSE(tp.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_NE(tp.status().ToString().find("rank 1: no model"), std::string::npos)
+      << tp.status().ToString();
 }
 
 }  // namespace

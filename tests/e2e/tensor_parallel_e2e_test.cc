@@ -1,5 +1,7 @@
 // Tensor parallelism through the real processes, on the CPU (ranks as threads of one worker):
-// SmolLM2-135M (9 heads, 3 KV heads, Q4_1) split 3 ways gives the greedy text of one rank; a
+// SmolLM2-135M (9 heads, 3 KV heads) split 3 ways gives the greedy text of one rank (in fp32:
+// as stored, the Q4_1 matmuls' activation quantization turns the split's fp32 rounding into
+// quantization noise, tensor_parallel_cpu_test measures it); a
 // killed group fails its requests UNAVAILABLE and comes back as one worker; impossible splits
 // stop ite-worker and ite-serve at start with a message that says why.
 #include <gtest/gtest.h>
@@ -27,7 +29,9 @@ ite::v1::StatsResponse GetStats(ite::v1::Generation::Stub& stub) {
 }
 
 // Exit code and output (stderr included) of a shell command.
-int Run(const std::string& command, std::string* out) { return RunCommand(command + " 2>&1", out); }
+int RunWithStderr(const std::string& command, std::string* out) {
+  return RunCommand(command + " 2>&1", out);
+}
 
 TEST(TensorParallelE2E, CpuGroupOfThreeGivesTheTextOfOneRank) {
   Env env = ReadEnv();
@@ -36,12 +40,12 @@ TEST(TensorParallelE2E, CpuGroupOfThreeGivesTheTextOfOneRank) {
   GenerateResult one, three;
   {
     ServeProcess serve;
-    ASSERT_TRUE(serve.Start(env, 1));
+    ASSERT_TRUE(serve.Start(env, 1, {"--dtype", "f32"}));
     one = Generate(*serve.Stub(), req);
   }
   {
     ServeProcess serve;
-    ASSERT_TRUE(serve.Start(env, 1, {"--tensor-parallel-size", "3"}));
+    ASSERT_TRUE(serve.Start(env, 1, {"--dtype", "f32", "--tensor-parallel-size", "3"}));
     auto stub = serve.Stub();
     three = Generate(*stub, req);
     EXPECT_EQ(GetStats(*stub).workers_size(), 1);
@@ -103,10 +107,10 @@ TEST(TensorParallelE2E, ImpossibleSplitsStopAtStartWithTheReason) {
   if (!env.missing.empty()) GTEST_SKIP() << env.missing;
   const std::string worker = env.bin_dir + "/ite-worker --model " + env.model + " --threads 1";
   std::string out;
-  EXPECT_EQ(Run(worker + " --tensor-parallel-size 2", &out), 1) << out;
+  EXPECT_EQ(RunWithStderr(worker + " --tensor-parallel-size 2", &out), 1) << out;
   EXPECT_NE(out.find("does not divide the 9 attention heads"), std::string::npos) << out;
   out.clear();
-  EXPECT_EQ(Run(worker + " --tensor-parallel-size 0", &out), 2) << out;
+  EXPECT_EQ(RunWithStderr(worker + " --tensor-parallel-size 0", &out), 2) << out;
 
   // More ranks than GPUs: no GPU at all here, or fewer than asked on a GPU host.
   std::string devices;
@@ -114,7 +118,7 @@ TEST(TensorParallelE2E, ImpossibleSplitsStopAtStartWithTheReason) {
   const int gpus = static_cast<int>(std::count(devices.begin(), devices.end(), '\n'));
   out.clear();
   const std::string ask = std::to_string(gpus + 1);
-  EXPECT_EQ(Run(worker + " --device cuda --tensor-parallel-size " + ask, &out), 1) << out;
+  EXPECT_EQ(RunWithStderr(worker + " --device cuda --tensor-parallel-size " + ask, &out), 1) << out;
   if (gpus == 0) {
     EXPECT_NE(out.find("--device cuda"), std::string::npos) << out;
   } else {
@@ -126,10 +130,10 @@ TEST(TensorParallelE2E, ImpossibleSplitsStopAtStartWithTheReason) {
   const std::string serve =
       env.bin_dir + "/ite-serve --model " + env.model + " --port 0 --http-port -1 --device cuda";
   out.clear();
-  EXPECT_EQ(Run(serve + " --gpus 0,1 --tensor-parallel-size 3", &out), 2) << out;
+  EXPECT_EQ(RunWithStderr(serve + " --gpus 0,1 --tensor-parallel-size 3", &out), 2) << out;
   EXPECT_NE(out.find("does not divide the 2 GPU(s)"), std::string::npos) << out;
   out.clear();
-  EXPECT_EQ(Run(serve + " --gpus 0,2 --tensor-parallel-size 2", &out), 2) << out;
+  EXPECT_EQ(RunWithStderr(serve + " --gpus 0,2 --tensor-parallel-size 2", &out), 2) << out;
   EXPECT_NE(out.find("must be consecutive"), std::string::npos) << out;
 }
 

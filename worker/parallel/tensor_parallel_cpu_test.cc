@@ -37,9 +37,11 @@ KvCacheOptions SmallKv() {
 }
 
 StatusOr<std::unique_ptr<Backend>> LoadBackend(const std::string& path, DType dtype, int rank,
-                                               int size, Communicator* comm) {
+                                               int size, Communicator* comm,
+                                               bool keep_stored = false) {
   LoadOptions o;
   o.dtype = dtype;
+  o.keep_stored = keep_stored;
   o.tp_rank = rank;
   o.tp_size = size;
   ITE_ASSIGN_OR_RETURN(LoadedModel m, LoadModel(path, o));
@@ -256,6 +258,65 @@ TEST(TensorParallelCpuTest, GroupWithAFailingRankFailsWithoutHanging) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
   EXPECT_NE(tp.status().ToString().find("rank 1: no model"), std::string::npos)
       << tp.status().ToString();
+}
+
+// SmolLM2-135M (9 heads, 3 KV heads, 30 layers), fp32 and as stored (Q4_1 matrices, a Q8_0
+// embedding), split 3 ways. As stored, each matmul quantizes its activations per block of 32 and
+// a rank's column blocks are the full row's blocks, so one layer matches one rank to fp32
+// rounding; deeper, that rounding now and then flips an activation's quantization, so the split
+// model differs from one rank by quantization noise: it must stay as close to the fp32 model as
+// one rank is.
+TEST(TensorParallelCpuTest, SmolLM2Tp3Fp32AndStoredBlocks) {
+  const char* gguf = std::getenv("ITE_MODEL_GGUF");
+  if (gguf == nullptr || !fs::exists(gguf)) GTEST_SKIP() << "no SmolLM2 GGUF (ITE_MODEL_GGUF)";
+  auto run = [&](int size, bool stored, int layers) -> Trace {
+    auto make = [&](int r, Communicator* comm) -> StatusOr<std::unique_ptr<Backend>> {
+      LoadOptions o;
+      o.keep_stored = stored;
+      o.tp_rank = r;
+      o.tp_size = size;
+      ITE_ASSIGN_OR_RETURN(LoadedModel m, LoadModel(gguf, o));
+      if (layers > 0) {
+        m.config.num_layers = layers;
+        m.weights.layers.resize(layers);
+      }
+      return CreateCpuBackend(std::move(m), SmallKv(), 1, comm);
+    };
+    InProcessGroup group({size});
+    auto traces = RunRanks(
+        size, [&](int r) { return make(r, size > 1 ? group.rank(r) : nullptr); },
+        [&] { group.Abort(); });
+    EXPECT_TRUE(traces[0].ok()) << traces[0].status().ToString();
+    return traces[0].ok() ? *traces[0] : Trace{};
+  };
+  // Over the prefill's 8 logit rows (the same input however the runs' tokens went on).
+  auto prefill_diff = [](const Trace& a, const Trace& b, float* max_abs) {
+    const size_t n = a.logits.size() / (8 + 2 * testing::kWorkloadDecodeSteps) * 8;
+    float d = 0;
+    *max_abs = 0;
+    EXPECT_EQ(a.logits.size(), b.logits.size());
+    for (size_t i = 0; i < n && i < b.logits.size(); ++i) {
+      d = std::max(d, std::abs(a.logits[i] - b.logits[i]));
+      *max_abs = std::max(*max_abs, std::abs(b.logits[i]));
+    }
+    return d;
+  };
+  float max_abs = 0;
+  const Trace one_f32 = run(1, false, 0), three_f32 = run(3, false, 0);
+  const float f32_diff = prefill_diff(three_f32, one_f32, &max_abs);
+  EXPECT_LE(f32_diff, 1e-5f * max_abs);
+  EXPECT_EQ(three_f32.tokens, one_f32.tokens);
+  const float layer_diff = prefill_diff(run(3, true, 1), run(1, true, 1), &max_abs);
+  EXPECT_LE(layer_diff, 1e-5f * max_abs);
+  const Trace one_q = run(1, true, 0), three_q = run(3, true, 0);
+  float unused = 0;
+  const float one_q_err = prefill_diff(one_q, one_f32, &unused);
+  const float three_q_err = prefill_diff(three_q, one_f32, &unused);
+  EXPECT_LE(three_q_err, 1.5f * one_q_err);
+  std::printf(
+      "SmolLM2 TP=3: fp32 max |diff| %.3g (tokens equal: %d); as stored, one layer %.3g; whole "
+      "model against fp32: TP=1 %.3g, TP=3 %.3g\n",
+      f32_diff, three_f32.tokens == one_f32.tokens, layer_diff, one_q_err, three_q_err);
 }
 
 }  // namespace

@@ -119,6 +119,8 @@ class NcclCommunicator final : public Communicator {
 }  // namespace
 
 StatusOr<CommId> NcclCreateId() {
+  // Here, once and before any rank's thread starts: setenv is not safe beside other threads.
+  setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
   ncclUniqueId raw;
   const ncclResult_t r = ncclGetUniqueId(&raw);
   if (r != ncclSuccess) return NcclError(r, "ncclGetUniqueId");
@@ -143,7 +145,6 @@ StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(const CommId& id,
     cudaGetLastError();
     return Internal("NCCL group rank {}: cannot use CUDA device {}", o.rank, o.device);
   }
-  setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
   ncclUniqueId raw;
   std::memcpy(raw.internal, id.bytes.data(), CommId::kBytes);
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;

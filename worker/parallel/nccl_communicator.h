@@ -4,8 +4,8 @@
 //
 // No hang at start-up: the communicator is created non-blocking and a rank that does not join
 // within init_timeout_ms aborts it and fails with Unavailable. NVLink multicast (NVLS) stays
-// off unless the environment already says otherwise: NCCL_NVLS_ENABLE=0 is set when unset,
-// because the hosts we run on must not create multicast objects.
+// off unless the environment already says otherwise: NcclCreateId sets NCCL_NVLS_ENABLE=0 when
+// unset, because the hosts we run on must not create multicast objects.
 #pragma once
 
 #include <array>
@@ -29,7 +29,7 @@ struct NcclOptions {
   int64_t init_timeout_ms = 120000;
 };
 
-// A fresh id, to hand to every rank.
+// A fresh id, to hand to every rank. Call it before starting the ranks' threads.
 StatusOr<CommId> NcclCreateId();
 
 // Joins the group `id` names as options.rank; returns once every rank has joined.

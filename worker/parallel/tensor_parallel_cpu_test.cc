@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "worker/backend/cpu/cpu_backend.h"
+#include "worker/model/tensor_parallel.h"
 #include "worker/model/test_model_writer.h"
 #include "worker/parallel/in_process_communicator.h"
 #include "worker/parallel/tensor_parallel_backend.h"
@@ -317,6 +318,45 @@ TEST(TensorParallelCpuTest, SmolLM2Tp3Fp32AndStoredBlocks) {
       "SmolLM2 TP=3: fp32 max |diff| %.3g (tokens equal: %d); as stored, one layer %.3g; whole "
       "model against fp32: TP=1 %.3g, TP=3 %.3g\n",
       f32_diff, three_f32.tokens == one_f32.tokens, layer_diff, one_q_err, three_q_err);
+}
+
+// The split itself: uneven vocabularies, KV heads replicated to the ranks whose query heads read
+// them, KV counts that neither divide nor are divided by the ranks.
+TEST(TensorParallelCpuTest, PlanShardSplits) {
+  ModelConfig c;
+  c.name = "m";
+  c.vocab_size = 97;
+  c.num_heads = 8;
+  c.num_kv_heads = 2;
+  c.intermediate_size = 48;
+  const int32_t want_vocab_begin[] = {0, 24, 48, 72}, want_kv[] = {0, 0, 1, 1};
+  int32_t vocab_total = 0;
+  for (int r = 0; r < 4; ++r) {
+    auto p = PlanShard(c, r, 4);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    EXPECT_EQ(p->q_head_begin, 2 * r);
+    EXPECT_EQ(p->num_heads, 2);
+    EXPECT_EQ(p->num_kv_heads, 1);
+    EXPECT_EQ(p->kv_head_begin, want_kv[r]);  // query heads 2r, 2r+1 read KV head (2r) / 4
+    EXPECT_EQ(p->inter_begin, 12 * r);
+    EXPECT_EQ(p->vocab_begin, want_vocab_begin[r]);
+    vocab_total += p->vocab_rows;
+    const ModelConfig s = ShardConfig(c, *p);
+    EXPECT_EQ(s.vocab_size, 97);
+    EXPECT_EQ(s.shard.lm_head_rows, p->vocab_rows);
+  }
+  EXPECT_EQ(vocab_total, 97);
+  c.num_heads = 6;
+  c.num_kv_heads = 3;
+  auto odd = PlanShard(c, 0, 2);
+  ASSERT_FALSE(odd.ok());
+  EXPECT_NE(odd.status().message().find("one must divide the other"), std::string::npos)
+      << odd.status().ToString();
+  c.num_heads = 8;
+  c.num_kv_heads = 8;
+  c.intermediate_size = 50;
+  EXPECT_NE(PlanShard(c, 0, 4).status().message().find("intermediate size 50"), std::string::npos);
+  EXPECT_FALSE(PlanShard(c, 0, 0).ok());
 }
 
 }  // namespace

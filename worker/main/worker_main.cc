@@ -144,6 +144,7 @@ StatusOr<std::unique_ptr<Backend>> CreateGroupBackend(const WorkerOptions& o) {
     auto group = std::make_shared<InProcessGroup>(InProcessGroupOptions{n, nullptr, 600000});
     tp.make_rank = [&o, group](int r) { return CreateRankBackend(o, r, group->rank(r)); };
     tp.abort = [group] { group->Abort(); };
+    tp.group_failed = [group] { return group->rank(0)->failed(); };
     tp.keep_alive = group;
     return CreateTensorParallelBackend(tp);
   }
@@ -162,6 +163,12 @@ StatusOr<std::unique_ptr<Backend>> CreateGroupBackend(const WorkerOptions& o) {
     no.device = o.gpu + r;
     ITE_ASSIGN_OR_RETURN((*comms)[r], CreateNcclCommunicator(id, no));
     return CreateRankBackend(o, r, (*comms)[r].get());
+  };
+  tp.group_failed = [comms] {
+    for (const auto& c : *comms) {
+      if (c != nullptr && c->failed()) return true;
+    }
+    return false;
   };
   tp.keep_alive = comms;
   return CreateTensorParallelBackend(tp);

@@ -35,6 +35,9 @@ class Communicator {
   virtual Status Barrier() = 0;
   // Whether AllReduceSum and Broadcast on a stream can be captured into a CUDA graph.
   virtual bool capturable() const { return false; }
+  // True once the group is broken for good (a peer failed, the group was aborted): no later
+  // collective can succeed, and the ranks' process must be restarted.
+  virtual bool failed() const { return false; }
 };
 
 // The smallest of every rank's `value` (every rank gets it): each rank in turn broadcasts its

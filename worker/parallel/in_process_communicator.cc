@@ -128,6 +128,10 @@ class InProcessCommunicator final : public Communicator {
   }
 
   Status Barrier() override { return s_->Wait(); }
+  bool failed() const override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    return s_->aborted;
+  }
 
  private:
   // The rank's buffer as host memory: itself, or a staged copy.

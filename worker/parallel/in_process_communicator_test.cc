@@ -101,6 +101,7 @@ TEST(InProcessCommunicatorTest, MissingRankTimesOutThenAbortedStaysFailed) {
 
 TEST(InProcessCommunicatorTest, AbortWakesWaitingRanks) {
   InProcessGroup group({3});
+  EXPECT_FALSE(group.rank(0)->failed());
   std::vector<Status> st(2);
   std::thread waiter0([&] { st[0] = group.rank(0)->Barrier(); });
   std::thread waiter1([&] { st[1] = group.rank(1)->Barrier(); });
@@ -109,6 +110,7 @@ TEST(InProcessCommunicatorTest, AbortWakesWaitingRanks) {
   waiter0.join();
   waiter1.join();
   for (const Status& s : st) EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_TRUE(group.rank(2)->failed());
 }
 
 }  // namespace

@@ -74,6 +74,11 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   bool capturable() const override { return true; }
+  bool failed() const override {
+    ncclResult_t state = ncclSuccess;
+    if (ncclCommGetAsyncError(comm_, &state) != ncclSuccess) return true;
+    return state != ncclSuccess && state != ncclInProgress;
+  }
 
   Status AllReduceSum(void* data, int64_t count, DType dtype, void* stream) override {
     ITE_ASSIGN_OR_RETURN(ncclDataType_t type, NcclType(dtype));

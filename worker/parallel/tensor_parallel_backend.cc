@@ -59,8 +59,13 @@ class Lane {
 
 class TensorParallelBackend final : public Backend {
  public:
-  TensorParallelBackend(int size, std::shared_ptr<void> keep_alive)
-      : keep_alive_(std::move(keep_alive)), submit_(size), collect_(size), ranks_(size) {}
+  TensorParallelBackend(int size, std::shared_ptr<void> keep_alive,
+                        std::function<bool()> group_failed)
+      : keep_alive_(std::move(keep_alive)),
+        group_failed_(std::move(group_failed)),
+        submit_(size),
+        collect_(size),
+        ranks_(size) {}
 
   ~TensorParallelBackend() override {
     // Each rank's backend ends on its own thread, as it began.
@@ -165,7 +170,7 @@ class TensorParallelBackend final : public Backend {
   }
 
   bool failed() const override {
-    if (diverged_) return true;
+    if (diverged_ || group_failed_()) return true;
     for (const auto& b : ranks_) {
       if (b->failed()) return true;
     }
@@ -192,6 +197,7 @@ class TensorParallelBackend final : public Backend {
   }
 
   std::shared_ptr<void> keep_alive_;  // first: destroyed after the lanes and ranks
+  std::function<bool()> group_failed_;
   std::vector<Lane> submit_, collect_;
   std::vector<std::unique_ptr<Backend>> ranks_;
   std::string device_;
@@ -203,7 +209,7 @@ class TensorParallelBackend final : public Backend {
 StatusOr<std::unique_ptr<Backend>> CreateTensorParallelBackend(const TensorParallelOptions& o) {
   if (o.size < 1 || !o.make_rank)
     return InvalidArgument("tensor-parallel group of {} ranks", o.size);
-  auto backend = std::make_unique<TensorParallelBackend>(o.size, o.keep_alive);
+  auto backend = std::make_unique<TensorParallelBackend>(o.size, o.keep_alive, o.group_failed);
   ITE_RETURN_IF_ERROR(backend->Init(o));
   return std::unique_ptr<Backend>(std::move(backend));
 }

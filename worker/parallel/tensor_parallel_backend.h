@@ -27,6 +27,8 @@ struct TensorParallelOptions {
   std::function<StatusOr<std::unique_ptr<Backend>>(int rank)> make_rank;
   // Called once when a rank fails to start, so that the others stop waiting for it.
   std::function<void()> abort = [] {};
+  // The group's own failure (its communicators'), beyond the ranks' backends' failed().
+  std::function<bool()> group_failed = [] { return false; };
   // What the ranks use and must outlive them (the group's communicators); released after the
   // last rank's backend.
   std::shared_ptr<void> keep_alive;

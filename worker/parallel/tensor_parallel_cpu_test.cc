@@ -215,6 +215,7 @@ TEST(TensorParallelCpuTest, GroupBackendActsAsOneBackend) {
   o.size = 2;
   o.make_rank = [&](int r) { return LoadBackend(path, DType::kF32, r, 2, group.rank(r)); };
   o.abort = [&] { group.Abort(); };
+  o.group_failed = [&] { return group.rank(0)->failed(); };
   auto tp = CreateTensorParallelBackend(o);
   ASSERT_TRUE(tp.ok()) << tp.status().ToString();
   EXPECT_EQ((*tp)->device(), "tp2[cpu, cpu]");
@@ -235,6 +236,9 @@ TEST(TensorParallelCpuTest, GroupBackendActsAsOneBackend) {
   auto again = RunWorkload(tp->get());
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(again->tokens, ref.tokens);
+  // A broken group is a failed backend: the worker exits for a restart of the whole group.
+  group.Abort();
+  EXPECT_TRUE((*tp)->failed());
 }
 
 // A rank that cannot start: the group fails naming it, and the other rank, already waiting in

@@ -9,6 +9,10 @@
 // started for tests never collide on 8000). --worker-metrics-port P gives worker i its own
 // GET /metrics on 127.0.0.1:P+i (0: free ports; each is logged, and kept across restarts).
 // With --device cuda there is one worker per GPU: those of --gpus, else every visible one.
+// --tensor-parallel-size N: each worker is a group of N ranks that holds one model split N ways
+// (ite-worker --tensor-parallel-size): with cuda, one worker per N consecutive GPUs of the list,
+// which must divide into such groups; on the CPU, each of --workers splits over threads. A rank
+// that fails takes its worker process down, and the whole group restarts as one worker.
 // SIGTERM/SIGINT: the scheduler drains running requests and exits, then the workers stop; every
 // child is reaped (and dies with ite-serve even if ite-serve is SIGKILLed). A worker that dies is
 // reported on stderr and restarted on its port (the scheduler takes it back), up to
@@ -85,6 +89,7 @@ struct ServeOptions {
   bool batch_invariant = false;
   std::string dtype = "auto";
   std::string kv_dtype = "auto";
+  int tensor_parallel_size = 1;
 };
 
 // The GPUs `ite-worker --list-devices` reports (one ordinal per line).
@@ -167,13 +172,19 @@ std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, 
     argv.insert(argv.end(),
                 {"--tls-cert", o.tls.cert, "--tls-key", o.tls.key, "--tls-ca", o.tls.ca});
   }
+  if (o.tensor_parallel_size > 1) {
+    argv.push_back("--tensor-parallel-size");
+    argv.push_back(std::to_string(o.tensor_parallel_size));
+  }
   if (o.device == "cuda") {
-    const std::vector<std::string> cuda = {"--gpu",
-                                           std::to_string(o.gpu_ids.at(index)),
-                                           "--gpu-memory-utilization",
-                                           std::to_string(o.gpu_memory_utilization),
-                                           "--max-step-tokens",
-                                           std::to_string(o.max_batch_tokens)};
+    // A group's ranks are the worker's --gpu and the ordinals after it.
+    const std::vector<std::string> cuda = {
+        "--gpu",
+        std::to_string(o.gpu_ids.at(index * o.tensor_parallel_size)),
+        "--gpu-memory-utilization",
+        std::to_string(o.gpu_memory_utilization),
+        "--max-step-tokens",
+        std::to_string(o.max_batch_tokens)};
     argv.insert(argv.end(), cuda.begin(), cuda.end());
     if (o.enforce_eager) argv.push_back("--enforce-eager");
     if (o.batch_invariant) argv.push_back("--batch-invariant");
@@ -210,8 +221,30 @@ int Serve(ServeOptions o) {
       ITE_LOG_ERROR("--device cuda: no CUDA device to run on (ite-worker's reason is above)");
       return 1;
     }
-    o.workers = static_cast<int>(o.gpu_ids.size());
-    ITE_LOG_INFO("one worker per GPU: {}", fmt::join(o.gpu_ids, ","));
+    const int n = o.tensor_parallel_size, gpus = static_cast<int>(o.gpu_ids.size());
+    if (gpus % n != 0) {
+      ITE_LOG_ERROR("--tensor-parallel-size {} does not divide the {} GPU(s) {} into groups", n,
+                    gpus, fmt::join(o.gpu_ids, ","));
+      return 2;
+    }
+    for (int g = 0; g < gpus; g += n) {
+      for (int r = 1; r < n; ++r) {
+        if (o.gpu_ids[g + r] != o.gpu_ids[g] + r) {
+          ITE_LOG_ERROR(
+              "--tensor-parallel-size {}: the GPUs of a group must be consecutive "
+              "ordinals ({} follows {} in --gpus {})",
+              n, o.gpu_ids[g + r], o.gpu_ids[g + r - 1], o.gpus);
+          return 2;
+        }
+      }
+    }
+    o.workers = gpus / n;
+    if (n == 1) {
+      ITE_LOG_INFO("one worker per GPU: {}", fmt::join(o.gpu_ids, ","));
+    } else {
+      ITE_LOG_INFO("{} worker(s) of {} GPUs each (tensor parallel): {}", o.workers, n,
+                   fmt::join(o.gpu_ids, ","));
+    }
   }
   // Checked here, before any child starts, so that a mistake is one clear message.
   std::string worker_tls_name;
@@ -236,6 +269,8 @@ int Serve(ServeOptions o) {
     ITE_LOG_ERROR("{}", keys.status().message());
     return 2;
   }
+  // NCCL in the workers: NVLink multicast stays off unless the environment already decided.
+  ::setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
   std::string tmpl = (fs::temp_directory_path() / "ite-serve.XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) {
     ITE_LOG_ERROR("cannot create a temporary directory");
@@ -463,6 +498,10 @@ int Main(int argc, char** argv) {
                  "worker KV cache: auto (CPU f32, CUDA the model dtype), f32 or bf16 (CPU)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
+  app.add_option("--tensor-parallel-size", o.tensor_parallel_size,
+                 "ranks each worker splits the model over (CUDA: that many GPUs per worker)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   app.add_option("--workers", o.workers, "worker processes (CPU; with cuda, one per GPU)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

@@ -3,9 +3,13 @@
 //              [--dtype auto|f32|bf16|f16|q8_0] [--kv-dtype auto|f32|bf16] [--kv-blocks N]
 //              [--block-size N] [--ready-file F] [--metrics-port P [--metrics-ready-file F]]
 //              [--tls-cert F --tls-key F --tls-ca F]
+//              [--tensor-parallel-size N]
 //              CUDA: [--gpu I] [--gpu-memory-utilization F]
 //                    [--max-step-tokens N] [--max-seqs N] [--enforce-eager] [--batch-invariant]
 //   ite-worker --list-devices     prints one line per visible CUDA device and exits
+// --tensor-parallel-size N: one process drives a group of N ranks, each holding its shard of
+// the model (GPUs --gpu .. --gpu + N - 1 over NCCL; on the CPU, N threads sharing memory), and
+// serves as one worker.
 // Listens on 127.0.0.1 unless --host says otherwise. --metrics-port serves GET /metrics
 // (Prometheus text, worker_metrics.h) on that port of the same host (0: any free one). With
 // --tls-cert it serves TLS and takes only callers whose client certificate chains to --tls-ca
@@ -31,6 +35,11 @@
 #include "worker/main/model_file_guard.h"
 #include "worker/model/model.h"
 #include "worker/model/model_loader.h"
+#include "worker/parallel/in_process_communicator.h"
+#include "worker/parallel/tensor_parallel_backend.h"
+#if ITE_HAVE_NCCL
+#include "worker/parallel/nccl_communicator.h"
+#endif
 #include "worker/service/grpc_worker_service.h"
 #include "worker/service/metrics_http_server.h"
 #include "worker/service/worker_engine.h"
@@ -61,6 +70,7 @@ struct WorkerOptions {
   int32_t max_seqs = 256;
   bool enforce_eager = false;
   bool batch_invariant = false;
+  int tensor_parallel_size = 1;
 };
 
 // Why --device cuda cannot run here, or "" when it can (a CUDA build that sees a device).
@@ -89,16 +99,13 @@ int ListDevices() {
   return 0;
 }
 
-StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
-  if (o.device != "cpu" && o.device != "cuda")
-    return InvalidArgument("--device {}: cpu or cuda", o.device);
-  // Checked before loading: a model can take minutes to read only to find there is no GPU.
-  if (o.device == "cuda") {
-    if (std::string why = CudaUnavailableReason(); !why.empty())
-      return FailedPrecondition("--device cuda: {}", why);
-  }
+// One rank's backend (the whole model when tp_size is 1) on GPU o.gpu + rank, or the CPU.
+StatusOr<std::unique_ptr<Backend>> CreateRankBackend(const WorkerOptions& o, int rank,
+                                                     Communicator* comm) {
   ITE_ASSIGN_OR_RETURN(LoadOptions load, LoadOptionsForDType(o.dtype, o.device));
-  load.show_progress = true;  // a line per second of loading, so a big model does not look hung
+  load.show_progress = rank == 0;  // a line per second of loading: a big model not looking hung
+  load.tp_rank = rank;
+  load.tp_size = o.tensor_parallel_size;
   const auto t0 = std::chrono::steady_clock::now();
   ITE_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(o.model, load));
   ITE_LOG_INFO("read {} ({}) in {:.3f} s; --dtype {}: {}", o.model, model.format,
@@ -116,7 +123,8 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
   if (o.device == "cuda") {
 #if ITE_HAVE_CUDA_BACKEND
     CudaBackendOptions c;
-    c.device = o.gpu;
+    c.device = o.gpu + rank;
+    c.comm = comm;
     c.kv = kv;
     c.gpu_memory_utilization = o.gpu_memory_utilization;
     c.max_step_tokens = o.max_step_tokens;
@@ -127,7 +135,65 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
 #endif
   }
   int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
-  return CreateCpuBackend(std::move(model), kv, threads);
+  // The ranks share the cores.
+  threads = std::max(1, threads / o.tensor_parallel_size);
+  return CreateCpuBackend(std::move(model), kv, threads, comm);
+}
+
+// N ranks as one backend: their communicators (NCCL across GPUs, or the in-process group of
+// CPU ranks) live as long as it does.
+StatusOr<std::unique_ptr<Backend>> CreateGroupBackend(const WorkerOptions& o) {
+  const int n = o.tensor_parallel_size;
+  TensorParallelOptions tp;
+  tp.size = n;
+  if (o.device == "cpu") {
+    auto group = std::make_shared<InProcessGroup>(InProcessGroupOptions{n, nullptr, 600000});
+    tp.make_rank = [&o, group](int r) { return CreateRankBackend(o, r, group->rank(r)); };
+    tp.abort = [group] { group->Abort(); };
+    tp.group_failed = [group] { return group->rank(0)->failed(); };
+    tp.keep_alive = group;
+    return CreateTensorParallelBackend(tp);
+  }
+#if ITE_HAVE_CUDA_BACKEND && ITE_HAVE_NCCL
+  const int visible = CudaDeviceCount();
+  if (o.gpu + n > visible)
+    return FailedPrecondition(
+        "--tensor-parallel-size {} from --gpu {} needs GPUs {}..{}, {} visible", n, o.gpu, o.gpu,
+        o.gpu + n - 1, visible);
+  ITE_ASSIGN_OR_RETURN(CommId id, NcclCreateId());
+  auto comms = std::make_shared<std::vector<std::unique_ptr<Communicator>>>(n);
+  tp.make_rank = [&o, id, comms, n](int r) -> StatusOr<std::unique_ptr<Backend>> {
+    NcclOptions no;
+    no.rank = r;
+    no.size = n;
+    no.device = o.gpu + r;
+    ITE_ASSIGN_OR_RETURN((*comms)[r], CreateNcclCommunicator(id, no));
+    return CreateRankBackend(o, r, (*comms)[r].get());
+  };
+  tp.group_failed = [comms] {
+    for (const auto& c : *comms) {
+      if (c != nullptr && c->failed()) return true;
+    }
+    return false;
+  };
+  tp.keep_alive = comms;
+  return CreateTensorParallelBackend(tp);
+#else
+  return FailedPrecondition(
+      "--tensor-parallel-size {} with --device cuda: this ite-worker was built without NCCL", n);
+#endif
+}
+
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const WorkerOptions& o) {
+  if (o.device != "cpu" && o.device != "cuda")
+    return InvalidArgument("--device {}: cpu or cuda", o.device);
+  // Checked before loading: a model can take minutes to read only to find there is no GPU.
+  if (o.device == "cuda") {
+    if (std::string why = CudaUnavailableReason(); !why.empty())
+      return FailedPrecondition("--device cuda: {}", why);
+  }
+  if (o.tensor_parallel_size > 1) return CreateGroupBackend(o);
+  return CreateRankBackend(o, 0, nullptr);
 }
 
 int Main(int argc, char** argv) {
@@ -171,6 +237,9 @@ int Main(int argc, char** argv) {
   app.add_flag("--enforce-eager", o.enforce_eager, "CUDA: no CUDA graphs");
   app.add_flag("--batch-invariant", o.batch_invariant,
                "CUDA: a request's tokens do not depend on the batch it runs in (slower)");
+  app.add_option("--tensor-parallel-size", o.tensor_parallel_size,
+                 "ranks one model is split over (CUDA: one GPU each from --gpu on)")
+      ->capture_default_str();
   bool list_devices = false;
   app.add_flag("--list-devices", list_devices, "print the visible CUDA devices and exit");
   app.add_flag("-v,--verbose", o.verbose, "debug logging");
@@ -187,11 +256,13 @@ int Main(int argc, char** argv) {
   InitLogging("ite-worker", o.verbose);
   if (o.block_size <= 0 || o.kv_blocks < 0 || o.port < 0 || o.port > 65535 || o.gpu < 0 ||
       o.metrics_port < -1 || o.metrics_port > 65535 || o.max_step_tokens < 1 || o.max_seqs < 1 ||
-      o.gpu_memory_utilization < 0 || o.gpu_memory_utilization > 1) {
+      o.gpu_memory_utilization < 0 || o.gpu_memory_utilization > 1 ||
+      o.tensor_parallel_size < 1) {
     ITE_LOG_ERROR(
         "--block-size must be > 0, --kv-blocks >= 0, --port in [0, 65535], --metrics-port in "
         "[-1, 65535], --gpu >= 0, "
-        "--max-step-tokens and --max-seqs >= 1, --gpu-memory-utilization in [0, 1]");
+        "--max-step-tokens and --max-seqs >= 1, --gpu-memory-utilization in [0, 1], "
+        "--tensor-parallel-size >= 1");
     return 2;
   }
   // Checked before the weights load: a typo in a flag should not cost a minute of loading.

@@ -6,6 +6,12 @@
 // Written as five operators per layer, each norm joined to the product after it and each
 // residual add to the product before it, so that a backend can fuse them (the CUDA backend runs
 // a small-batch decode layer as six kernels).
+//
+// Tensor-parallel (config.shard.size > 1, tensor_parallel.h): the config's head counts and
+// intermediate size are this rank's, so Q|K|V, attention and gate|up run on its heads and
+// columns unchanged; the O and down products are partial sums that an all-reduce completes
+// before the residual add (LinearAllReduceAdd), and the LM head covers the rank's vocabulary
+// rows (LmHeadShard).
 #include <vector>
 
 #include "worker/model/model.h"
@@ -62,8 +68,9 @@ class LlamaModel final : public Model {
     ITE_RETURN_IF_ERROR(CheckWeightShape(w.final_norm, "final_norm", {hidden}));
     ITE_ASSIGN_OR_RETURN(final_norm_, ops->LoadVector(w.final_norm, "final_norm"));
     const bool tied = w.lm_head.empty() && c_.tie_embeddings;
-    ITE_ASSIGN_OR_RETURN(lm_head_, matrix(tied ? w.token_embedding : w.lm_head, none, "lm_head",
-                                          c_.vocab_size, hidden));
+    const int32_t lm_rows = c_.shard.size > 1 ? c_.shard.lm_head_rows : c_.vocab_size;
+    ITE_ASSIGN_OR_RETURN(
+        lm_head_, matrix(tied ? w.token_embedding : w.lm_head, none, "lm_head", lm_rows, hidden));
     return Status::Ok();
   }
 
@@ -71,6 +78,11 @@ class LlamaModel final : public Model {
     const int32_t n = ops->num_tokens();
     const int32_t hidden = c_.hidden_size, inter = c_.intermediate_size;
     const float eps = c_.rms_norm_eps;
+    const bool parallel = c_.shard.size > 1;
+    // residual += x @ w^T, the product summed over the ranks first when it is a partial one.
+    auto linear_add = [&](Activation in, const OpWeight& w, Activation residual) {
+      return parallel ? ops->LinearAllReduceAdd(in, w, residual) : ops->LinearAdd(in, w, residual);
+    };
     Activation x = ops->Buffer(ActBuffer::kResidual, n, hidden);
     Activation qkv = ops->Buffer(ActBuffer::kQkv, n, c_.qkv_dim());
     Activation attn = ops->Buffer(ActBuffer::kAttn, n, c_.q_dim());
@@ -81,15 +93,16 @@ class LlamaModel final : public Model {
       const LlamaLayer& layer = layers_[l];
       ITE_RETURN_IF_ERROR(ops->NormLinearRopeKv(l, x, layer.qkv, eps, qkv));
       ITE_RETURN_IF_ERROR(ops->Attention(l, qkv, attn));
-      ITE_RETURN_IF_ERROR(ops->LinearAdd(attn, layer.o, x));
+      ITE_RETURN_IF_ERROR(linear_add(attn, layer.o, x));
       ITE_RETURN_IF_ERROR(ops->NormLinearSiluMul(x, layer.gate_up, eps, mlp));
-      ITE_RETURN_IF_ERROR(ops->LinearAdd(mlp, layer.down, x));
+      ITE_RETURN_IF_ERROR(linear_add(mlp, layer.down, x));
     }
     const int32_t rows = ops->num_logit_rows();
     if (rows == 0) return Status::Ok();
     // Only the rows whose logits are needed are normalised and go through the LM head.
     Activation last_h = ops->Buffer(ActBuffer::kLogitRows, rows, hidden);
     ITE_RETURN_IF_ERROR(ops->NormLogitRows(x, final_norm_, eps, last_h));
+    if (parallel) return ops->LmHeadShard(last_h, lm_head_, c_.shard.lm_head_begin, c_.vocab_size);
     return ops->LmHead(last_h, lm_head_);
   }
 

@@ -22,6 +22,15 @@ struct RopeScaling {
   int32_t original_max_position = 8192;
 };
 
+// A tensor-parallel rank's share of the model (tensor_parallel.h). With size > 1 the head counts
+// and intermediate_size of its ModelConfig are the rank's, vocab_size stays the whole vocabulary.
+struct TensorShard {
+  int32_t rank = 0;
+  int32_t size = 1;
+  int32_t lm_head_begin = 0;  // the rank's LM head holds vocabulary rows [begin, begin + rows)
+  int32_t lm_head_rows = 0;   // 0: all of them (size 1)
+};
+
 struct ModelConfig {
   ModelArch arch = ModelArch::kLlama;
   std::string name;  // e.g. "SmolLM2-135M-Instruct", for ModelInfo and logs
@@ -42,6 +51,7 @@ struct ModelConfig {
   std::vector<int32_t> eos_token_ids;
   // LLaVA: the vision tower and projector in front of the language model described above.
   std::optional<VisionConfig> vision;
+  TensorShard shard;
 
   int32_t q_dim() const { return num_heads * head_dim; }
   int32_t kv_dim() const { return num_kv_heads * head_dim; }

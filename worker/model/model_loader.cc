@@ -9,6 +9,7 @@
 #include "common/gguf_reader.h"
 #include "worker/model/config_parser.h"
 #include "worker/model/safetensors_file.h"
+#include "worker/model/tensor_parallel.h"
 #include "worker/model/vision_weight_builder.h"
 #include "worker/model/weight_builder.h"
 
@@ -95,6 +96,29 @@ std::string HfName(WeightKind kind, int l) {
 
 }  // namespace
 
+namespace {
+
+BuildOptions ToBuildOptions(const LoadOptions& o) {
+  BuildOptions b;
+  b.dtype = o.dtype;
+  b.show_progress = o.show_progress;
+  b.progress_interval_s = o.progress_interval_s;
+  b.keep_stored = o.keep_stored;
+  b.tp_rank = o.tp_rank;
+  b.tp_size = o.tp_size;
+  return b;
+}
+
+// The whole model's config becomes the rank's once its share of the weights is built.
+Status ShardLoadedConfig(const LoadOptions& o, ModelConfig* config) {
+  if (o.tp_size == 1) return Status::Ok();
+  ITE_ASSIGN_OR_RETURN(ShardPlan plan, PlanShard(*config, o.tp_rank, o.tp_size));
+  *config = ShardConfig(*config, plan);
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<LoadedModel> LoadModelFromGguf(const GgufFile& file, const LoadOptions& options) {
   const std::string& path = file.path();
   ITE_ASSIGN_OR_RETURN(ModelConfig config, ConfigFromGguf(file));
@@ -116,10 +140,8 @@ StatusOr<LoadedModel> LoadModelFromGguf(const GgufFile& file, const LoadOptions&
     set.tensors.emplace(t.name, std::move(s));
   }
   LoadedModel model;
-  ITE_ASSIGN_OR_RETURN(model.weights,
-                       BuildWeights(config, set,
-                                    {options.dtype, options.show_progress,
-                                     options.progress_interval_s, options.keep_stored}));
+  ITE_ASSIGN_OR_RETURN(model.weights, BuildWeights(config, set, ToBuildOptions(options)));
+  ITE_RETURN_IF_ERROR(ShardLoadedConfig(options, &config));
   model.config = std::move(config);
   model.path = path;
   model.format = "gguf";
@@ -234,10 +256,8 @@ StatusOr<LoadedModel> LoadHfFolder(const std::string& dir, const LoadOptions& op
   }
   if (config.vision) ITE_RETURN_IF_ERROR(UseLlavaTextNames(&set));
   LoadedModel model;
-  ITE_ASSIGN_OR_RETURN(model.weights,
-                       BuildWeights(config, set,
-                                    {options.dtype, options.show_progress,
-                                     options.progress_interval_s, options.keep_stored}));
+  ITE_ASSIGN_OR_RETURN(model.weights, BuildWeights(config, set, ToBuildOptions(options)));
+  ITE_RETURN_IF_ERROR(ShardLoadedConfig(options, &config));
   if (config.vision) {
     ITE_ASSIGN_OR_RETURN(
         model.weights.vision,

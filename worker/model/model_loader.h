@@ -25,6 +25,10 @@ struct LoadOptions {
   double progress_interval_s = 1.0;  // at most one per-layer progress line this often
   // Matrices stored as F32, BF16 or a ggml block format keep it (weight_builder.h); "auto".
   bool keep_stored = false;
+  // Tensor parallelism: load only rank tp_rank's share of tp_size (tensor_parallel.h); the
+  // LoadedModel's config is then the rank's (ShardConfig).
+  int32_t tp_rank = 0;
+  int32_t tp_size = 1;
 };
 
 struct LoadedModel {

@@ -101,6 +101,21 @@ class ModelOps {
   // fp32 logits [rows, vocab] = x @ w^T into the ops' logits buffer.
   virtual Status LmHead(Activation x, const OpWeight& w) = 0;
 
+  // Tensor parallelism: called only when the config's shard.size > 1, by every rank of the
+  // group in the same order (the ops hold the group's Communicator).
+  // residual += the sum over the ranks of x @ w^T: the row-parallel O and down products, each
+  // rank's partial, summed before the (replicated) residual takes them once.
+  virtual Status LinearAllReduceAdd(Activation x, const OpWeight& w, Activation residual) {
+    (void)x, (void)w, (void)residual;
+    return Unimplemented("these ops do not run tensor-parallel");
+  }
+  // fp32 logits [rows, vocab] into the ops' logits buffer, the same on every rank: each rank's
+  // columns [vocab_begin, vocab_begin + w.rows) are x @ w^T of its LM head rows `w`.
+  virtual Status LmHeadShard(Activation x, const OpWeight& w, int32_t vocab_begin, int32_t vocab) {
+    (void)x, (void)w, (void)vocab_begin, (void)vocab;
+    return Unimplemented("these ops do not run tensor-parallel");
+  }
+
   // The vision tower's operators (LLaVA). They work on whole activations, not on the step plan.
   // out = host fp32 values [out.rows, out.cols], converted to the activation dtype.
   virtual Status UploadRows(const float* host, Activation out) = 0;

@@ -8,17 +8,27 @@
 #include "common/check.h"
 #include "common/logging.h"
 #include "worker/model/dequantize.h"
+#include "worker/model/tensor_parallel.h"
 
 namespace ite {
 
 namespace {
 
-// A run of source rows to place into an output matrix: rows [0, rows) of `src`, optionally
-// un-interleaving heads of `head_dim` rows.
+// A run of source rows to place into an output matrix: rows [row0, row0 + rows) of `src`,
+// optionally un-interleaving heads of `head_dim` rows, and of each row the output's columns
+// from col0 on (a tensor-parallel rank's slice; col0 on a block boundary).
 struct Part {
   const SourceTensor* src;
   int64_t rows;
   int64_t head_dim;  // > 0: undo the GGUF Q/K permutation within each head
+  int64_t row0 = 0;  // a multiple of head_dim when head_dim > 0
+  int64_t col0 = 0;
+};
+
+// A rank's slice [begin, begin + n) of a tensor's rows or columns.
+struct Range {
+  int64_t begin = 0;
+  int64_t n = -1;  // -1: to the end
 };
 
 // Source row for output row r when undoing the permutation: within a head, HF row s*half + j
@@ -29,6 +39,13 @@ int64_t SourceRow(int64_t r, int64_t head_dim) {
   const int64_t head = r / head_dim, in_head = r % head_dim;
   const int64_t s = in_head / half, j = in_head % half;
   return head * head_dim + 2 * j + s;
+}
+
+// Where output row r of a part starts in its source.
+const uint8_t* PartRow(const Part& p, int64_t r) {
+  const size_t src_row_bytes = GgmlRowBytes(p.src->type, p.src->shape.back());
+  return p.src->data + static_cast<size_t>(SourceRow(p.row0 + r, p.head_dim)) * src_row_bytes +
+         GgmlRowBytes(p.src->type, p.col0);
 }
 
 void StoreRow(const float* src, int64_t n, DType dtype, void* dst) {
@@ -59,6 +76,28 @@ bool QuantizedDType(const SourceTensor& t, DType* dtype) {
   return DTypeFromGgml(t.type, dtype) && DTypeQuantized(*dtype);
 }
 
+// A rank's columns of a row in a block format must start and end on block boundaries.
+Status CheckColumnSplit(const SourceTensor& t, Range cols) {
+  const int64_t block = GgmlBlockSize(t.type);
+  if (cols.begin % block == 0 && cols.n % block == 0) return Status::Ok();
+  return InvalidArgument(
+      "{}: tensor '{}' ({}, blocks of {}) cannot be split at columns [{}, {}) for tensor "
+      "parallelism; choose a size whose slices are whole blocks",
+      t.file, t.name, GgmlTypeName(t.type), block, cols.begin, cols.begin + cols.n);
+}
+
+// Rows [row0, row0 + rows) of a matrix, sharing its memory.
+Tensor RowSlice(const Tensor& t, int64_t row0, int64_t rows) {
+  Tensor s = t;
+  s.shape = {rows, t.cols()};
+  s.data = t.row(row0);
+  if (t.row_ptrs) {
+    s.row_ptrs = std::make_shared<const std::vector<const uint8_t*>>(
+        t.row_ptrs->begin() + row0, t.row_ptrs->begin() + row0 + rows);
+  }
+  return s;
+}
+
 bool SameEncoding(GgmlType type, DType dtype) {
   return (type == GgmlType::F32 && dtype == DType::kF32) ||
          (type == GgmlType::F16 && dtype == DType::kF16) ||
@@ -71,6 +110,7 @@ class Builder {
       : c_(config), set_(set), opt_(options) {}
 
   StatusOr<ModelWeights> Build();
+  void set_shard(const ShardPlan& shard) { shard_ = shard; }
 
  private:
   StatusOr<const SourceTensor*> Get(WeightKind kind, int layer, std::vector<int64_t> shape);
@@ -86,12 +126,15 @@ class Builder {
   DType OutDType(const std::vector<Part>& parts, bool is_vector) const;
   // Vectors (norms, biases) are never block-encoded: F32 when matrices are re-quantized.
   DType VectorDType() const { return DTypeQuantized(opt_.dtype) ? DType::kF32 : opt_.dtype; }
-  StatusOr<Tensor> Single(WeightKind kind, int layer, std::vector<int64_t> shape);
+  // Rows and columns of a matrix: all, or a rank's slice.
+  StatusOr<Tensor> Single(WeightKind kind, int layer, std::vector<int64_t> shape, Range rows = {},
+                          Range cols = {});
   StatusOr<LayerWeights> Layer(int layer);
 
   const ModelConfig& c_;
   const TensorSet& set_;
   BuildOptions opt_;
+  ShardPlan shard_;  // size 1: the whole model
   std::vector<float> scratch_;
 };
 
@@ -147,12 +190,10 @@ bool Builder::QuantizedView(const std::vector<Part>& parts, int64_t cols, const 
   if (!QuantizedDType(*parts[0].src, &dtype)) return false;
   if (want != nullptr && dtype != *want) return false;
   auto rows = std::make_shared<std::vector<const uint8_t*>>();
-  const size_t row_bytes = DTypeRowBytes(dtype, cols);
   for (const Part& p : parts) {
     DType d;
     if (!QuantizedDType(*p.src, &d) || d != dtype) return false;
-    for (int64_t r = 0; r < p.rows; ++r)
-      rows->push_back(p.src->data + static_cast<size_t>(SourceRow(r, p.head_dim)) * row_bytes);
+    for (int64_t r = 0; r < p.rows; ++r) rows->push_back(PartRow(p, r));
   }
   out->dtype = dtype;
   out->shape = {static_cast<int64_t>(rows->size()), cols};
@@ -173,10 +214,8 @@ Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_ve
   const size_t out_row_bytes = DTypeRowBytes(dtype, cols);
   auto* dst = static_cast<uint8_t*>(out);
   for (const Part& p : parts) {
-    const size_t src_row_bytes = GgmlRowBytes(p.src->type, cols);
     for (int64_t r = 0; r < p.rows; ++r) {
-      const uint8_t* src =
-          p.src->data + static_cast<size_t>(SourceRow(r, p.head_dim)) * src_row_bytes;
+      const uint8_t* src = PartRow(p, r);
       if (dtype == DType::kF32) {
         DequantizeRow(p.src->type, src, reinterpret_cast<float*>(dst), cols);
       } else if (SameEncoding(p.src->type, dtype)) {
@@ -191,33 +230,48 @@ Tensor Builder::Convert(const std::vector<Part>& parts, int64_t cols, bool is_ve
   return t;
 }
 
-StatusOr<Tensor> Builder::Single(WeightKind kind, int layer, std::vector<int64_t> shape) {
+StatusOr<Tensor> Builder::Single(WeightKind kind, int layer, std::vector<int64_t> shape, Range rows,
+                                 Range cols) {
   ITE_ASSIGN_OR_RETURN(const SourceTensor* src, Get(kind, layer, shape));
   const bool is_vector = shape.size() == 1;
-  const std::vector<Part> parts = {Part{src, is_vector ? 1 : shape[0], 0}};
+  if (rows.n < 0) rows.n = (is_vector ? 1 : shape[0]) - rows.begin;
+  if (cols.n < 0) cols.n = shape.back() - cols.begin;
+  ITE_RETURN_IF_ERROR(CheckColumnSplit(*src, cols));
+  const std::vector<Part> parts = {Part{src, rows.n, 0, rows.begin, cols.begin}};
   const DType dtype = OutDType(parts, is_vector);
-  // Already in the wanted encoding and aligned: use the mapping in place.
-  if (!DTypeQuantized(dtype) && SameEncoding(src->type, dtype) &&
-      reinterpret_cast<uintptr_t>(src->data) % DTypeSize(dtype) == 0) {
+  const bool whole_rows = cols.begin == 0 && cols.n == shape.back();
+  // Already in the wanted encoding, aligned, and whole rows: use the mapping in place.
+  const uint8_t* first = PartRow(parts[0], 0);
+  if (whole_rows && !DTypeQuantized(dtype) && SameEncoding(src->type, dtype) &&
+      reinterpret_cast<uintptr_t>(first) % DTypeSize(dtype) == 0) {
     Tensor t;
     t.dtype = dtype;
-    t.shape = shape;
-    t.data = src->data;
+    t.shape = is_vector ? shape : std::vector<int64_t>{rows.n, cols.n};
+    t.data = first;
     t.owner = src->owner;
     return t;
   }
-  return Assemble(parts, shape.back(), is_vector);
+  return Assemble(parts, cols.n, is_vector);
 }
 
 StatusOr<LayerWeights> Builder::Layer(int l) {
   const int64_t h = c_.hidden_size, q = c_.q_dim(), kv = c_.kv_dim(), ff = c_.intermediate_size;
   const int64_t qk_head = set_.qk_interleaved ? c_.head_dim : 0;
+  // This rank's rows of Q, K and V (head-aligned) and of gate and up; the same runs are its
+  // columns of O and down. The whole model at size 1.
+  const int64_t hd = c_.head_dim;
+  const Range q_rows{shard_.q_head_begin * hd, shard_.num_heads * hd};
+  const Range kv_rows{shard_.kv_head_begin * hd, shard_.num_kv_heads * hd};
+  const Range ff_rows{shard_.inter_begin, shard_.intermediate};
   LayerWeights w;
   ITE_ASSIGN_OR_RETURN(w.attn_norm, Single(WeightKind::kAttnNorm, l, {h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* wq, Get(WeightKind::kQ, l, {q, h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* wk, Get(WeightKind::kK, l, {kv, h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* wv, Get(WeightKind::kV, l, {kv, h}));
-  w.wqkv = Assemble({{wq, q, qk_head}, {wk, kv, qk_head}, {wv, kv, 0}}, h, false);
+  w.wqkv = Assemble({{wq, q_rows.n, qk_head, q_rows.begin},
+                     {wk, kv_rows.n, qk_head, kv_rows.begin},
+                     {wv, kv_rows.n, 0, kv_rows.begin}},
+                    h, false);
   if (c_.qkv_bias) {
     // Qwen2 only; its GGUF rows are not permuted (set_.qk_interleaved is false there), and the
     // biases are converted as one-column matrices so the same row logic applies.
@@ -226,22 +280,24 @@ StatusOr<LayerWeights> Builder::Layer(int l) {
     ITE_ASSIGN_OR_RETURN(const SourceTensor* bv, Get(WeightKind::kVBias, l, {kv}));
     void* out = nullptr;
     const DType bias_dtype = VectorDType();
-    w.bqkv = AllocTensor(bias_dtype, {q + 2 * kv}, &out);
+    w.bqkv = AllocTensor(bias_dtype, {q_rows.n + 2 * kv_rows.n}, &out);
     auto* dst = static_cast<uint8_t*>(out);
-    for (const SourceTensor* b : {bq, bk, bv}) {
-      const int64_t n = b->shape[0];
+    for (auto [b, range] : {std::pair{bq, q_rows}, {bk, kv_rows}, {bv, kv_rows}}) {
+      ITE_RETURN_IF_ERROR(CheckColumnSplit(*b, range));
+      const int64_t n = range.n;
       scratch_.resize(static_cast<size_t>(n));
-      DequantizeRow(b->type, b->data, scratch_.data(), n);
+      DequantizeRow(b->type, b->data + GgmlRowBytes(b->type, range.begin), scratch_.data(), n);
       StoreRow(scratch_.data(), n, bias_dtype, dst);
       dst += static_cast<size_t>(n) * DTypeSize(bias_dtype);
     }
   }
-  ITE_ASSIGN_OR_RETURN(w.wo, Single(WeightKind::kO, l, {h, q}));
+  ITE_ASSIGN_OR_RETURN(w.wo, Single(WeightKind::kO, l, {h, q}, {}, q_rows));
   ITE_ASSIGN_OR_RETURN(w.ffn_norm, Single(WeightKind::kFfnNorm, l, {h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* gate, Get(WeightKind::kGate, l, {ff, h}));
   ITE_ASSIGN_OR_RETURN(const SourceTensor* up, Get(WeightKind::kUp, l, {ff, h}));
-  w.w_gate_up = Assemble({{gate, ff, 0}, {up, ff, 0}}, h, false);
-  ITE_ASSIGN_OR_RETURN(w.w_down, Single(WeightKind::kDown, l, {h, ff}));
+  w.w_gate_up =
+      Assemble({{gate, ff_rows.n, 0, ff_rows.begin}, {up, ff_rows.n, 0, ff_rows.begin}}, h, false);
+  ITE_ASSIGN_OR_RETURN(w.w_down, Single(WeightKind::kDown, l, {h, ff}, {}, ff_rows));
   return w;
 }
 
@@ -266,10 +322,15 @@ StatusOr<ModelWeights> Builder::Build() {
     }
   }
   ITE_ASSIGN_OR_RETURN(w.final_norm, Single(WeightKind::kFinalNorm, 0, {h}));
+  // A tensor-parallel rank keeps the whole embedding (every rank embeds every token) but only
+  // its vocabulary rows of the LM head.
+  const Range vocab_rows =
+      shard_.size > 1 ? Range{shard_.vocab_begin, shard_.vocab_rows} : Range{0, vocab};
   if (c_.tie_embeddings) {
-    w.lm_head = w.token_embedding;  // shares the buffer (and its owner)
+    w.lm_head = shard_.size > 1 ? RowSlice(w.token_embedding, vocab_rows.begin, vocab_rows.n)
+                                : w.token_embedding;  // shares the buffer (and its owner)
   } else {
-    ITE_ASSIGN_OR_RETURN(w.lm_head, Single(WeightKind::kLmHead, 0, {vocab, h}));
+    ITE_ASSIGN_OR_RETURN(w.lm_head, Single(WeightKind::kLmHead, 0, {vocab, h}, vocab_rows));
   }
   if (opt_.show_progress) {
     ITE_LOG_INFO("loaded {} in {:.2f} s ({} layers, {}{})", set_.path, elapsed(), c_.num_layers,
@@ -295,7 +356,10 @@ StatusOr<ModelWeights> BuildWeights(const ModelConfig& config, const TensorSet& 
       }
     }
   }
-  return Builder(config, set, options).Build();
+  ITE_ASSIGN_OR_RETURN(ShardPlan shard, PlanShard(config, options.tp_rank, options.tp_size));
+  Builder builder(config, set, options);
+  builder.set_shard(shard);
+  return builder.Build();
 }
 
 }  // namespace ite

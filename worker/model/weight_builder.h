@@ -65,6 +65,10 @@ struct BuildOptions {
   // (in place unless fused). The rest, and a fused matrix whose parts differ in encoding, is
   // converted to `dtype`.
   bool keep_stored = false;
+  // Tensor parallelism: only rank tp_rank's share of tp_size (tensor_parallel.h) is built, read
+  // from the source tensors where they lie. The config passed stays the whole model's.
+  int32_t tp_rank = 0;
+  int32_t tp_size = 1;
 };
 
 StatusOr<ModelWeights> BuildWeights(const ModelConfig& config, const TensorSet& set,

@@ -29,6 +29,8 @@ class CpuBackend final : public Backend {
     return ops_.InitKv(kv);
   }
 
+  void set_communicator(Communicator* comm) { ops_.set_communicator(comm); }
+
   const ModelConfig& config() const override { return model_.config; }
   int32_t block_size() const override { return ops_.block_size(); }
   int32_t num_blocks() const override { return ops_.num_blocks(); }
@@ -108,9 +110,11 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(LoadedModel model, const KvCacheOptions& kv,
-                                                    int num_threads) {
+                                                    int num_threads, Communicator* comm) {
   ITE_RETURN_IF_ERROR(ValidateModelConfig(model.config));
+  ITE_RETURN_IF_ERROR(CheckShardCommunicator(model.config, comm));
   auto backend = std::make_unique<CpuBackend>(std::move(model), num_threads);
+  backend->set_communicator(comm);
   ITE_RETURN_IF_ERROR(backend->Init(kv));
   return std::unique_ptr<Backend>(std::move(backend));
 }

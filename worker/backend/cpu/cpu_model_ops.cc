@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <new>
@@ -301,6 +302,34 @@ Status CpuModelOps::LmHead(Activation x, const OpWeight& w) {
   logits_.resize(static_cast<size_t>(x.rows) * w.rows);
   Activation logits{logits_.data(), x.rows, w.rows};
   return Linear(x, w, logits);
+}
+
+Status CpuModelOps::LinearAllReduceAdd(Activation x, const OpWeight& w, Activation residual) {
+  if (comm_ == nullptr) return FailedPrecondition("LinearAllReduceAdd: no tensor-parallel group");
+  Activation y = Buffer(ActBuffer::kProj, x.rows, w.rows);
+  ITE_RETURN_IF_ERROR(Linear(x, w, y));
+  ITE_RETURN_IF_ERROR(
+      comm_->AllReduceSum(y.data, static_cast<int64_t>(y.rows) * y.cols, DType::kF32, nullptr));
+  return Add(residual, y);
+}
+
+// The gather is an all-reduce of logits that are zero outside each rank's columns: one
+// collective, exact (x + 0 == x), and the same on every rank.
+Status CpuModelOps::LmHeadShard(Activation x, const OpWeight& w, int32_t vocab_begin,
+                                int32_t vocab) {
+  if (comm_ == nullptr) return FailedPrecondition("LmHeadShard: no tensor-parallel group");
+  if (vocab_begin < 0 || vocab_begin + w.rows > vocab)
+    return InvalidArgument("LmHeadShard: rows [{}, {}) of a vocabulary of {}", vocab_begin,
+                           vocab_begin + w.rows, vocab);
+  shard_logits_.resize(static_cast<size_t>(x.rows) * w.rows);
+  ITE_RETURN_IF_ERROR(Linear(x, w, {shard_logits_.data(), x.rows, w.rows}));
+  logits_.assign(static_cast<size_t>(x.rows) * vocab, 0.0f);
+  for (int32_t r = 0; r < x.rows; ++r) {
+    std::copy_n(shard_logits_.data() + static_cast<size_t>(r) * w.rows, w.rows,
+                logits_.data() + static_cast<size_t>(r) * vocab + vocab_begin);
+  }
+  return comm_->AllReduceSum(logits_.data(), static_cast<int64_t>(logits_.size()), DType::kF32,
+                             nullptr);
 }
 
 Status CpuModelOps::UploadRows(const float* host, Activation out) {

@@ -14,6 +14,7 @@
 #include "worker/backend/cpu/quant_matmul.h"
 #include "worker/backend/step_plan.h"
 #include "worker/model/model_ops.h"
+#include "worker/parallel/communicator.h"
 
 namespace ite {
 
@@ -28,6 +29,8 @@ class CpuModelOps final : public ModelOps {
 
   // The step Model::Forward runs next; `plan` (decode tokens filled in) must outlive it.
   void SetPlan(const StepPlan* plan) { plan_ = plan; }
+  // The tensor-parallel group (host buffers) when the config is a shard; must outlive the ops.
+  void set_communicator(Communicator* comm) { comm_ = comm; }
   // [num_logit_rows, vocab] after Forward.
   const float* logits() const { return logits_.data(); }
 
@@ -53,6 +56,8 @@ class CpuModelOps final : public ModelOps {
   Status NormLinearSiluMul(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status LmHead(Activation x, const OpWeight& w) override;
+  Status LinearAllReduceAdd(Activation x, const OpWeight& w, Activation residual) override;
+  Status LmHeadShard(Activation x, const OpWeight& w, int32_t vocab_begin, int32_t vocab) override;
 
   Status UploadRows(const float* host, Activation out) override;
   Status LayerNorm(Activation x, const OpWeight& w, const OpWeight& b, float eps,
@@ -92,6 +97,8 @@ class CpuModelOps final : public ModelOps {
   std::vector<float> buffers_[static_cast<int>(ActBuffer::kCount)];
   std::vector<float> q_, k_, v_;  // RopeKvWrite's split of the fused QKV, Q rotated
   std::vector<float> logits_;
+  Communicator* comm_ = nullptr;
+  std::vector<float> shard_logits_;  // LmHeadShard: this rank's columns before the gather
 };
 
 }  // namespace ite

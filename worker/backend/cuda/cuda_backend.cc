@@ -40,6 +40,8 @@ void CudaBackend::GiveEvent(cudaEvent_t e) {
 Status CudaBackend::Init() {
   const auto t0 = std::chrono::steady_clock::now();
   ITE_RETURN_IF_ERROR(ValidateModelConfig(model_.config));
+  ITE_RETURN_IF_ERROR(CheckShardCommunicator(model_.config, options_.comm));
+  if (model_.config.shard.size > 1 && !options_.comm->capturable()) options_.enforce_eager = true;
   int count = CudaDeviceCount();
   if (options_.device < 0 || options_.device >= count)
     return FailedPrecondition("CUDA backend: device {} requested, {} visible", options_.device,
@@ -70,6 +72,7 @@ Status CudaBackend::Init() {
   o.max_logit_rows = std::max(options_.max_seqs, 256);
   o.expected_weight_bytes = weight_bytes;
   o.batch_invariant = options_.batch_invariant;
+  if (model_.config.shard.size > 1) o.comm = options_.comm;
   ITE_ASSIGN_OR_RETURN(ops_, CudaModelOps::Create(model_.config, o, stream_));
   ITE_ASSIGN_OR_RETURN(net_, CreateModel(model_.config, model_.weights, ops_.get()));
   const VisionConfig* vision = model_.config.vision ? &*model_.config.vision : nullptr;
@@ -117,6 +120,23 @@ Status CudaBackend::Init() {
   return Status::Ok();
 }
 
+StatusOr<int64_t> CudaBackend::GroupMinBlocks(int64_t blocks) {
+  DeviceBuffer scratch;
+  ITE_RETURN_IF_ERROR(scratch.Allocate(sizeof(int64_t), "KV agreement"));
+  return GroupMin(
+      options_.comm, blocks, scratch.get(), stream_,
+      [&](const void* dev, int64_t* out) -> Status {
+        ITE_CUDA_TRY(cudaMemcpyAsync(out, dev, sizeof(int64_t), cudaMemcpyDeviceToHost, stream_));
+        ITE_CUDA_TRY(cudaStreamSynchronize(stream_));
+        return Status::Ok();
+      },
+      [&](int64_t in, void* dev) -> Status {
+        ITE_CUDA_TRY(cudaMemcpyAsync(dev, &in, sizeof(int64_t), cudaMemcpyHostToDevice, stream_));
+        ITE_CUDA_TRY(cudaStreamSynchronize(stream_));
+        return Status::Ok();
+      });
+}
+
 Status CudaBackend::InitKv() {
   const KvCacheOptions& kv = options_.kv;
   if (kv.block_size <= 0) return InvalidArgument("KV cache: block_size {} <= 0", kv.block_size);
@@ -136,6 +156,10 @@ Status CudaBackend::InitKv() {
   } else {
     blocks = kv.max_kv_bytes / per_block;
     how = fmt::format("a KV budget of {} MiB", kv.max_kv_bytes >> 20);
+  }
+  if (model_.config.shard.size > 1) {
+    // The ranks share one block table: every rank takes as many blocks as the tightest holds.
+    ITE_ASSIGN_OR_RETURN(blocks, GroupMinBlocks(blocks));
   }
   if (blocks <= 0 || blocks > INT32_MAX)
     return ResourceExhausted("KV cache: {} gives {} blocks of {} bytes ({} bytes free on {})", how,

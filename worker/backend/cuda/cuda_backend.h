@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "worker/backend/backend.h"
 #include "worker/model/model_loader.h"
+#include "worker/parallel/communicator.h"
 
 namespace ite {
 
@@ -29,6 +30,10 @@ struct CudaBackendOptions {
   // at some cost in speed.
   bool batch_invariant = false;
   int32_t max_graph_batch = 256;  // largest decode batch replayed from a graph
+  // The tensor-parallel group, for a model loaded as a shard (LoadOptions::tp_size > 1); must
+  // outlive the backend. Every rank runs the same steps; a group whose collectives cannot be
+  // captured (the in-process one of the tests) runs without graphs.
+  Communicator* comm = nullptr;
 };
 
 // `model` must be loaded with LoadOptions::dtype kBF16 or kF16 (the activation dtype). Fails

@@ -98,6 +98,8 @@ class CudaBackend final : public Backend {
 
  private:
   Status InitKv();
+  // The fewest KV blocks any rank of the tensor-parallel group can hold (start-up only).
+  StatusOr<int64_t> GroupMinBlocks(int64_t blocks);
   // Submit's work; `*enqueued` turns true once anything went to the GPU, after which a failure
   // leaves the device in an unknown state.
   Status SubmitStep(const ForwardBatch& batch, bool* enqueued);

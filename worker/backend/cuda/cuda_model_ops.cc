@@ -82,7 +82,7 @@ Status CudaModelOps::Init() {
       kernels::DecodeWorkspaceBytes(options_.max_seqs, config_.num_heads, config_.head_dim,
                                     options_.max_splits),
       "decode workspace"));
-  return Status::Ok();
+  return InitParallel();
 }
 
 int64_t CudaModelOps::kv_block_bytes(int32_t block_size) const {

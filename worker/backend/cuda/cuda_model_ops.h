@@ -16,6 +16,7 @@
 #include "worker/backend/step_plan.h"
 #include "worker/model/model_config.h"
 #include "worker/model/model_ops.h"
+#include "worker/parallel/communicator.h"
 
 namespace ite {
 // The device view of the step Model::Forward runs next: pointers into the backend's device copy
@@ -49,6 +50,9 @@ struct CudaOpsOptions {
   // arithmetic does not depend on the other queries (the decode kernel's splits follow the
   // batch, and a decode in a mixed step would take the other kernel).
   bool batch_invariant = false;
+  // The tensor-parallel group (device buffers, this ops' stream) when the config is a shard;
+  // must outlive the ops.
+  Communicator* comm = nullptr;
 };
 
 class CudaModelOps final : public ModelOps {
@@ -95,6 +99,9 @@ class CudaModelOps final : public ModelOps {
   Status NormLinearSiluMul(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status LmHead(Activation x, const OpWeight& w) override;
+  // cuda_model_ops_parallel.cc
+  Status LinearAllReduceAdd(Activation x, const OpWeight& w, Activation residual) override;
+  Status LmHeadShard(Activation x, const OpWeight& w, int32_t vocab_begin, int32_t vocab) override;
 
   Status UploadRows(const float* host, Activation out) override;
   Status LayerNorm(Activation x, const OpWeight& w, const OpWeight& b, float eps,
@@ -114,6 +121,7 @@ class CudaModelOps final : public ModelOps {
   kernels::GemmArgs Args(Activation x, const OpWeight& w, void* out) const;
   // RmsNorm(x) * w.norm into the kNormed buffer: the unfused path of the Norm* operators.
   StatusOr<Activation> NormedApart(Activation x, const OpWeight& w, float eps);
+  Status InitParallel();  // cuda_model_ops_parallel.cc
 
   ModelConfig config_;
   CudaOpsOptions options_;
@@ -136,6 +144,8 @@ class CudaModelOps final : public ModelOps {
   DeviceStep step_;
   const std::vector<EmbedRun>* embeds_ = nullptr;
   DeviceBuffer vision_staging_;  // fp32 [num_positions, patch_dim]: UploadRows' host copy
+  DeviceBuffer shard_logits_;    // fp32 [max_logit_rows, lm_head_rows]: LmHeadShard's own columns
+  DeviceBuffer shard_partial_;   // [max_rows, hidden]: LinearAllReduceAdd's product before the sum
 };
 
 }  // namespace ite

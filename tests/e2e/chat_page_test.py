@@ -114,7 +114,9 @@ def run_checks(page, base, http_port, serve):
     stats = answer.locator(".stats").inner_text()
     lengths = page.evaluate("window.lengths")
     check(state == "done" and first_text.strip() != "", f"answer: {state} {first_text!r}")
-    check(len(set(lengths)) >= 3 and lengths == sorted(lengths) and lengths[0] < len(first_text),
+    # Streamed: part of the answer was on the page before all of it. On an idle machine the 8
+    # tokens of this answer come within a few ms, and the browser may fold them into 2 updates.
+    check(len(set(lengths)) >= 2 and lengths == sorted(lengths) and lengths[0] < len(first_text),
           f"the answer streamed in ({len(set(lengths))} growing updates before the end)")
     check("TTFT" in stats and "tok/s" in stats and "token" in stats, f"stats: {stats!r}")
     b = bodies[-1] if bodies else {}

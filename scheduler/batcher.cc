@@ -34,7 +34,7 @@ bool Batcher::UsesCache(const Sequence& seq) const {
 }
 
 Batcher::WaitKey Batcher::KeyOf(const Sequence& seq) const {
-  return {-seq.request.priority, seq.arrival, seq.seq_id};
+  return {-int64_t{seq.request.priority}, seq.arrival, seq.seq_id};
 }
 
 void Batcher::Enqueue(std::unique_ptr<Sequence> seq) {

@@ -99,7 +99,8 @@ class Batcher {
     std::vector<InflightSeq> seqs;
     size_t num_sampled;
   };
-  using WaitKey = std::tuple<int32_t, uint64_t, int64_t>;  // (-priority, arrival, seq_id)
+  // (-priority, arrival, seq_id); the negation in 64 bits, as -INT32_MIN has no int32_t.
+  using WaitKey = std::tuple<int64_t, uint64_t, int64_t>;
 
   int32_t max_inflight() const { return options_.max_inflight_steps; }
   bool UsesCache(const Sequence& seq) const;

@@ -13,6 +13,10 @@ struct WorkerEngine::SeqState {
   bool has_token = false;            // sampled a token the next decode can feed
   int32_t kv_len = 0;                // positions written so far, as the scheduler described them
   std::vector<int32_t> block_table;  // as the steps so far have described it
+  // Tokens it joined with (prompt, plus what it had generated before a preemption): rows
+  // before this position are prefill, the rest decode, whether or not the scheduler sends the
+  // sampled token back itself (it does when it already knows it).
+  int32_t joined_tokens = 0;
 };
 
 namespace {
@@ -199,10 +203,12 @@ Status WorkerEngine::Submit(const StepRequest& request) {
   pending.step_id = request.step_id;
   pending.submitted = std::chrono::steady_clock::now();
   batch_.chunks.clear();
+  WorkerMetrics::Rows rows;
   for (const StepSequence& s : request.seqs) {
     std::unique_ptr<SeqState>& state = seqs_[s.seq_id];
     if (s.sampling.has_value()) {
       state = std::make_unique<SeqState>();
+      state->joined_tokens = static_cast<int32_t>(s.prompt_tokens.size());
       ITE_RETURN_IF_ERROR(
           backend_->AddSequence(s.seq_id, *s.sampling, s.prompt_tokens, s.generated_tokens));
       ITE_RETURN_IF_ERROR(backend_->SetSequenceImages(s.seq_id, s.images, s.prompt_tokens));
@@ -216,6 +222,10 @@ Status WorkerEngine::Submit(const StepRequest& request) {
     chunk.block_table = state->block_table;
     chunk.sample = s.sample;
     batch_.chunks.push_back(chunk);
+    const int32_t prefill_end = std::clamp(state->joined_tokens, s.start_pos,
+                                           s.start_pos + chunk.num_tokens());
+    rows.prefill += prefill_end - s.start_pos;
+    rows.decode += s.start_pos + chunk.num_tokens() - prefill_end;
     state->kv_len = s.start_pos + chunk.num_tokens();
     state->has_token = s.sample;  // a mid-prefill chunk: the next step must bring tokens
     if (s.sample) pending.sampled_seq_ids.push_back(s.seq_id);
@@ -224,7 +234,7 @@ Status WorkerEngine::Submit(const StepRequest& request) {
   pending.forward = !batch_.chunks.empty();
   pending.sequences = static_cast<int32_t>(batch_.chunks.size());
   if (pending.forward) ITE_RETURN_IF_ERROR(backend_->Submit(batch_));
-  metrics_.OnSubmitted(request);
+  metrics_.OnSubmitted(request, rows);
   pending_.push_back(std::move(pending));
   return Status::Ok();
 }

@@ -272,6 +272,7 @@ TEST_F(WorkerEngineTest, MetricsCountWhatTheStepsDid) {
   d.seqs.back().block_table_offset = 2;  // the tables the worker holds, unchanged
   d.seqs.push_back(Decode(8, 3, {}));
   d.seqs.back().block_table_offset = 1;
+  d.seqs.back().new_tokens = {42};  // a sampled token the scheduler knew: still a decode row
   auto decoded = engine_->Step(d);
   ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
   StepRequest bad;

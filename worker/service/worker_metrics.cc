@@ -9,15 +9,12 @@ WorkerMetrics::WorkerMetrics()
           {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}),
       batch_size_({1, 2, 4, 8, 16, 32, 64, 128, 256, 512}) {}
 
-void WorkerMetrics::OnSubmitted(const StepRequest& request) {
+void WorkerMetrics::OnSubmitted(const StepRequest& request, Rows rows) {
   releases_ += static_cast<int64_t>(request.release_seq_ids.size());
   block_copies_ += static_cast<int64_t>(request.copy_blocks.size());
+  prefill_tokens_ += rows.prefill;
+  decode_tokens_ += rows.decode;
   for (const StepSequence& s : request.seqs) {
-    if (s.new_tokens.empty()) {
-      ++decode_tokens_;
-    } else {
-      prefill_tokens_ += static_cast<int64_t>(s.new_tokens.size());
-    }
     if (s.sampling.has_value()) {
       // A sequence that had generated tokens before joining was preempted and is recomputed.
       ++(s.generated_tokens > 0 ? rejoins_ : joins_);

@@ -31,8 +31,13 @@ class WorkerMetrics {
  public:
   WorkerMetrics();
 
-  // A step the engine accepted: its sequences, token rows, joins and copies.
-  void OnSubmitted(const StepRequest& request);
+  // Token rows of a step: prefill (prompt and recomputed tokens) and decode (sampled tokens).
+  struct Rows {
+    int64_t prefill = 0;
+    int64_t decode = 0;
+  };
+  // A step the engine accepted: its token rows, joins, releases and copies.
+  void OnSubmitted(const StepRequest& request, Rows rows);
   void OnRejected() { ++rejected_; }
   // A forward step came back (`sequences`: how many it ran).
   void OnCollected(const StepResult& result, int32_t sequences);

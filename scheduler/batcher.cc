@@ -195,10 +195,40 @@ void Batcher::MatchPrefix(Sequence* seq, std::vector<BlockCopy>* copies) {
   seq->num_computed = matched;
 }
 
+bool Batcher::ShareParentPrompt(Sequence* seq) {
+  auto it = seqs_.find(seq->fork_parent);
+  if (it == seqs_.end()) return false;
+  const Sequence& parent = *it->second;
+  // All but the last prompt token: its logits give the fork its own first token.
+  const int32_t shared = seq->num_prompt - 1;
+  if (parent.state != Sequence::State::kRunning || shared <= 0 ||
+      parent.num_computed < shared || parent.num_prompt != seq->num_prompt ||
+      !std::equal(seq->tokens.begin(), seq->tokens.begin() + seq->num_prompt,
+                  parent.tokens.begin())) {
+    return false;
+  }
+  // The block holding the last shared positions goes on being written by both: the first
+  // write of either copies it (ScheduleChunk's copy-on-write).
+  blocks_.AppendShared(&seq->blocks, std::span<const int32_t>(parent.blocks.ids().data(),
+                                                              CeilDiv(shared, block_size_)));
+  if (parent.locked != nullptr) {
+    cache_.Lock(parent.locked);
+    seq->locked = parent.locked;
+  }
+  seq->num_scheduled = shared;
+  seq->num_computed = shared;
+  return true;
+}
+
 bool Batcher::Admit(Sequence* seq, int32_t* budget, StepRequest* request) {
   ITE_DCHECK(seq->blocks.empty() && seq->num_scheduled == 0, "admitting a sequence with KV");
   std::vector<BlockCopy> copies;
-  if (UsesCache(*seq)) MatchPrefix(seq, &copies);
+  if (seq->fork_parent >= 0 && ShareParentPrompt(seq)) {
+    // Shared once: a preempted fork starts again from the cache like any request.
+    seq->fork_parent = -1;
+  } else if (UsesCache(*seq)) {
+    MatchPrefix(seq, &copies);
+  }
   const int32_t matched = seq->num_scheduled;
   waiting_.erase(KeyOf(*seq));
   seq->state = Sequence::State::kRunning;

@@ -113,6 +113,8 @@ class Batcher {
   bool EnsureFree(int32_t blocks_needed, Sequence* keep, int64_t step_id, bool may_preempt);
   bool Admit(Sequence* seq, int32_t* budget, StepRequest* request);
   void MatchPrefix(Sequence* seq, std::vector<BlockCopy>* copies);
+  // Starts a fork from its running parent's prompt blocks; false when the parent cannot serve.
+  bool ShareParentPrompt(Sequence* seq);
   void CacheComputed(Sequence* seq);  // inserts the sequence's computed full blocks
   // Back to "nothing computed": optionally caches the computed blocks, unlocks, frees.
   void DropKv(Sequence* seq, bool cache);

@@ -85,6 +85,7 @@ StatusOr<std::vector<std::unique_ptr<GenerationSession>>> RequestIntake::Submit(
     if (i == 0) continue;
     GenerationRequest fork = request;
     fork.request_id = choice_id;
+    fork.fork_of = sessions[0]->request_id();
     if (fork.sampling.has_seed) fork.sampling.seed += static_cast<uint64_t>(i);
     forks->requests.push_back(std::move(fork));
     forks->shared.push_back(shared.back());

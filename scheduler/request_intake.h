@@ -36,8 +36,8 @@ class RequestIntake {
 
   // Validates, tokenizes and submits `n` (>= 1) continuations of one prompt. The first runs at
   // once; the others are submitted when its first token arrives, so that they find the prompt's
-  // KV blocks in the prefix cache (the last, partial block copied on write) instead of
-  // prefilling it again. With n > 1, request ids get "-0", "-1", ... appended, and a request
+  // KV blocks in the prefix cache (the last, partial block copied on write) on the same worker,
+  // whatever its load, instead of prefilling it again. With n > 1, request ids get "-0", "-1", ... appended, and a request
   // with a seed gives choice i the seed + i. Errors: INVALID_ARGUMENT naming the field,
   // UNAVAILABLE while shutting down.
   StatusOr<std::vector<std::unique_ptr<GenerationSession>>> Submit(const GenerateInput& input,

@@ -20,13 +20,15 @@ std::vector<std::string> AnglePieces() {
 }
 
 struct IntakeHarness {
-  IntakeHarness() {
+  explicit IntakeHarness(SchedulerOptions options = {}, int workers = 1) {
     tokenizer = std::make_shared<PieceTokenizer>(AnglePieces());
     std::vector<std::unique_ptr<WorkerClient>> clients;
-    auto fake = std::make_unique<FakeWorkerClient>(FakeWorkerOptions{});
-    worker = fake.get();
-    clients.push_back(std::move(fake));
-    scheduler = std::make_unique<Scheduler>(SchedulerOptions{}, tokenizer, std::move(clients));
+    for (int i = 0; i < workers; ++i) {
+      auto fake = std::make_unique<FakeWorkerClient>(FakeWorkerOptions{});
+      if (i == 0) worker = fake.get();
+      clients.push_back(std::move(fake));
+    }
+    scheduler = std::make_unique<Scheduler>(options, tokenizer, std::move(clients));
     Status s = scheduler->Start();
     EXPECT_TRUE(s.ok()) << s.ToString();
     RequestBuilderOptions o;
@@ -38,7 +40,7 @@ struct IntakeHarness {
   }
 
   std::shared_ptr<const Tokenizer> tokenizer;
-  FakeWorkerClient* worker = nullptr;
+  FakeWorkerClient* worker = nullptr;  // the first
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<RequestIntake> intake;
 };
@@ -175,6 +177,43 @@ TEST(RequestIntakeTest, ForksReuseThePromptsBlocks) {
       EXPECT_EQ(u.cached_tokens, 40) << "choice " << i << " prefilled its prompt again";
     }
   }
+}
+
+// The prompt ends inside a block, which the prefix cache does not hold: the other choices share
+// it with the first (copied on write) and compute only the last prompt token.
+TEST(RequestIntakeTest, ForksShareThePartialLastBlock) {
+  IntakeHarness h;
+  std::mt19937 rng(7);
+  const Tokens prompt = RandomTokens(&rng, 43);  // 10 full blocks of 4 and 3 tokens
+  auto sessions = h.intake->Submit(Ids(prompt, 6), 4);
+  ASSERT_TRUE(sessions.ok()) << sessions.status().ToString();
+  const Tokens expected = FakeModelGenerate(prompt, 6, kVocab);
+  for (size_t i = 0; i < sessions->size(); ++i) {
+    Drained d = Drain(*(*sessions)[i]);
+    EXPECT_EQ(d.tokens, expected) << "choice " << i;
+    EXPECT_EQ(d.chunks.back().usage.cached_tokens, i == 0 ? 0 : 42) << "choice " << i;
+  }
+  SchedulerStats s = h.scheduler->Stats();
+  EXPECT_EQ(s.workers[0].free_blocks + s.workers[0].cached_blocks, s.workers[0].num_blocks);
+}
+
+// The first choice's worker is busier than the idle one once it runs, and with no load slack
+// at all a plain request would go to the idle worker and prefill there; the other choices still
+// follow the prompt's blocks.
+TEST(RequestIntakeTest, ForksFollowThePromptsBlocksToABusierWorker) {
+  SchedulerOptions o;
+  o.route_load_slack = 0;
+  IntakeHarness h(o, 2);
+  std::mt19937 rng(6);
+  const Tokens prompt = RandomTokens(&rng, 41);
+  auto sessions = h.intake->Submit(Ids(prompt, 5), 3);
+  ASSERT_TRUE(sessions.ok()) << sessions.status().ToString();
+  for (size_t i = 1; i < sessions->size(); ++i) {
+    EXPECT_EQ(Drain(*(*sessions)[i]).chunks.back().usage.cached_tokens, 40) << "choice " << i;
+  }
+  Drain(*(*sessions)[0]);
+  SchedulerStats s = h.scheduler->Stats();
+  EXPECT_EQ(s.workers[1].cached_tokens, 0) << "a choice ran on the other worker";
 }
 
 TEST(RequestIntakeTest, CancellingAForkBeforeItStartsEndsIt) {

@@ -433,6 +433,15 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
 
 void Scheduler::Impl::Route(std::unique_ptr<Sequence> seq, std::vector<OutEvent>* events,
                             const Status* if_none) {
+  if (!seq->request.fork_of.empty()) {
+    auto parent = where.find(seq->request.fork_of);
+    if (parent != where.end() && slots[parent->second.first]->up) {
+      seq->fork_parent = parent->second.second;
+      where[seq->request.request_id] = {parent->second.first, seq->seq_id};
+      slots[parent->second.first]->batcher->Enqueue(std::move(seq));
+      return;
+    }
+  }
   int best = -1;
   int32_t min_load = INT32_MAX;
   for (auto& slot : slots) {

@@ -42,6 +42,10 @@ struct GenerationRequest {
   bool ignore_eos = false;
   int32_t priority = 0;  // higher first; FCFS within a priority
   bool use_prefix_cache = true;
+  // The request id of the first choice of an n > 1 request, in flight: this one runs on its
+  // worker and starts from its prompt's KV blocks (the last one copied on write), computing only
+  // the last prompt token. Without that request (finished, moved), the prefix cache serves.
+  std::string fork_of;
   std::vector<PromptImage> images;  // in position order
   int32_t image_token_id = -1;      // what the worker gets for a (negative) image key
 };

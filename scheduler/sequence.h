@@ -54,6 +54,7 @@ struct Sequence {
   RadixCache::Node* locked = nullptr;  // prefix-cache node pinned while the blocks are used
   int32_t cached_blocks = 0;           // full blocks offered to the cache so far (this epoch)
   int32_t cached_tokens = -1;          // prompt tokens from the cache at first admission
+  int64_t fork_parent = -1;  // seq_id of the request it forks from (GenerationRequest::fork_of)
 
   StopChecker stop{nullptr, {}};
 

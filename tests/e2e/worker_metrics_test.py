@@ -2,8 +2,9 @@
 after known traffic through a real ite-serve (CPU worker, SmolLM2, a KV pool small enough that
 two long requests preempt each other): steps, step time and batch size histograms, token rows
 computed (prefill = prompt tokens not served from the prefix cache, plus recomputes; decode),
-tokens sampled, sequences joining, rejoining after a preemption (as many as the scheduler
-counts) and released, and the KV blocks that running sequences hold, free again at the end.
+tokens sampled, n = 3 choices computing the prompt once (and each greedy choice the text of the
+prompt alone), sequences joining, rejoining after a preemption (as many as the scheduler counts)
+and released, and the KV blocks that running sequences hold, free again at the end.
 Exit 77 (ctest: skipped) without prometheus-client or the model.
 """
 import http.client
@@ -99,6 +100,23 @@ def run_checks(http_port, metrics_port):
           f"15 steps of one sequence each, timed ({steps})")
     check(get(m1, "ite_worker_kv_blocks_used") == 0 and get(m1, "ite_worker_sequences") == 0,
           "afterwards no sequence holds a block")
+
+    # n = 3: one prefill; the other two choices share its blocks and compute only the last
+    # prompt token (its logits give their first tokens). Greedy, each continues as one request.
+    fork_body = {"prompt": "Three choices, all from one prefill of this prompt.",
+                 "max_tokens": 8, "temperature": 0, "ignore_eos": True}
+    j = complete(http_port, dict(fork_body, n=3))
+    m1b = wait_idle(metrics_port)
+    prompt_tokens = j["usage"]["prompt_tokens"]
+    fork_prefill = get(m1b, "ite_worker_tokens_total", phase="prefill") - get(
+        m1, "ite_worker_tokens_total", phase="prefill")
+    check(len(j["choices"]) == 3 and fork_prefill == prompt_tokens + 2,
+          f"n=3 over a {prompt_tokens}-token prompt: {fork_prefill} prefill rows "
+          f"(one prefill + 2, not 3 prefills)")
+    alone = complete(http_port, fork_body)["choices"][0]["text"]
+    texts = [c["text"] for c in j["choices"]]
+    check(texts == [alone] * 3, f"each greedy choice is the text of the prompt alone: {texts!r}")
+    m1 = wait_idle(metrics_port)
 
     # Two long requests at once in a pool too small for both: preempted and recomputed.
     _, _, sched0 = scrape(http_port)

@@ -16,6 +16,13 @@ std::string ContentType(std::string_view path) {
 
 }  // namespace
 
+bool IsChatPagePath(std::string_view path) {
+  for (const EmbeddedFile& f : EmbeddedChatPage()) {
+    if (f.path == path) return true;
+  }
+  return false;
+}
+
 void AddChatPageRoutes(httplib::Server& server) {
   for (const EmbeddedFile& f : EmbeddedChatPage()) {
     const std::string type = ContentType(f.path);

@@ -17,6 +17,10 @@ struct EmbeddedFile {
 // Generated from chat_page/ at build time.
 const std::vector<EmbeddedFile>& EmbeddedChatPage();
 
+// Whether `path` is one of the page's files: public, even where the API needs a key (they hold
+// nothing secret, and the page asks for the key itself).
+bool IsChatPagePath(std::string_view path);
+
 // GET routes for each of the page's files. The page may load only from this server (its
 // Content-Security-Policy says so), so a stray CDN link would fail in the browser test.
 void AddChatPageRoutes(httplib::Server& server);

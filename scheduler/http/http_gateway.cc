@@ -54,10 +54,12 @@ struct HttpGateway::Impl {
 
 void HttpGateway::Impl::Routes() {
   // Before routing, so that no handler (nor a 404 naming the path) runs for a caller without a
-  // key; /health stays open for probes.
+  // key; /health stays open for probes, and the chat page's files for browsers (the page then
+  // sends the key its user enters).
   server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     const ApiKeys* keys = options.api_keys.get();
-    if (keys == nullptr || keys->empty() || req.path == "/health") {
+    if (keys == nullptr || keys->empty() || req.path == "/health" ||
+        (req.method == "GET" && IsChatPagePath(req.path))) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     const std::string header = req.get_header_value("Authorization");

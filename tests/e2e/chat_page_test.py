@@ -3,7 +3,10 @@ against a real ite-serve (CPU worker, SmolLM2): a typed question gets a streamed
 TTFT and tokens/s, the conversation and the settings (system prompt, temperature, top-p, max
 tokens) go into the next request, Stop cancels the generation on the server, and errors (an
 oversized max tokens, then a stopped server) are shown readably. The page loads nothing from
-elsewhere. A screenshot of the end state is kept at argv[1] (in the build folder).
+elsewhere. Then against an ite-serve with an API key: the page loads without it, says the key is
+needed and shows the 401, and once the key is entered in Settings it sends it, streams an answer
+and keeps it across a reload. A screenshot of the end state is kept at argv[1] (in the build
+folder).
 Exit 77 (ctest: skipped) without playwright, chromium or the model.
 """
 import http.client
@@ -183,31 +186,84 @@ def run_checks(page, base, http_port, serve):
     print(f"screenshots: {SCREENSHOT} and {SCREENSHOT.replace('.png', '_error.png')}")
 
 
+API_KEY = "chat-page-test-key"
+
+
+def http_status(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", path)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def run_key_checks(page, base, http_port):
+    auth = []
+    page.on("request", lambda r: auth.append(r.headers.get("authorization"))
+            if r.url.endswith("/v1/chat/completions") else None)
+    statuses = [http_status(http_port, p) for p in ("/", "/chat.js", "/chat.css", "/v1/models")]
+    check(statuses == [200, 200, 200, 401],
+          f"with a key: the page's files public, the API not (/, js, css, models: {statuses})")
+    page.goto(base + "/")
+    wait_js(page, "document.getElementById('model').textContent.includes('API key')", 10)
+    check("needs an API key" in page.inner_text("#model"),
+          f"without a key the page says so: {page.inner_text('#model')!r}")
+    set_settings(page, temperature=0, max_tokens=8)
+    answer = ask(page, "hello")
+    state = wait_state(answer, ("error", "done", "stopped"), 30)
+    err = answer.locator(".error")
+    err_text = err.inner_text() if err.count() else ""
+    check(state == "error" and "401" in err_text and "API key" in err_text,
+          f"a question without the key: the 401 is shown: {err_text!r}")
+    page.fill("#api_key", API_KEY)
+    page.dispatch_event("#api_key", "change")
+    check(wait_js(page, "document.getElementById('model').textContent.includes('context')", 10),
+          f"with the key the model loads: {page.inner_text('#model')!r}")
+    answer = ask(page, "What is the capital of France?")
+    state = wait_state(answer, ("done", "error", "stopped"), 120)
+    text = answer.locator(".text").inner_text()
+    check(state == "done" and text.strip() != "" and auth[-1:] == [f"Bearer {API_KEY}"],
+          f"with the key: {state} {text!r}, sent as {auth[-1:]}")
+    page.reload()
+    check(wait_js(page, "document.getElementById('model').textContent.includes('context')", 10)
+          and page.input_value("#api_key") == API_KEY, "the key is kept across a reload")
+
+
+def serve_and_check(tmp, extra, checks_fn):
+    """Runs checks_fn(page, base, http_port, serve) against a fresh ite-serve + chromium."""
+    ready, http_ready = os.path.join(tmp, "port"), os.path.join(tmp, "http_port")
+    for f in (ready, http_ready):
+        if os.path.exists(f):
+            os.remove(f)
+    log = open(os.path.join(tmp, "serve.log"), "a")
+    serve = subprocess.Popen([os.path.join(BIN, "ite-serve"), "--model", MODEL, "--port", "0",
+                              "--ready-file", ready, "--http-ready-file", http_ready, *extra],
+                             stderr=log)
+    try:
+        wait_port_file(ready, serve)
+        http_port = wait_port_file(http_ready, serve)
+        base = f"http://127.0.0.1:{http_port}"
+        with sync_playwright() as p:
+            # No sandbox: the tests may run as root in a container, where chromium's needs
+            # user namespaces it does not get.
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            try:
+                checks_fn(page, base, http_port, serve)
+            finally:
+                browser.close()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        log.close()
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        ready, http_ready = os.path.join(tmp, "port"), os.path.join(tmp, "http_port")
-        log = open(os.path.join(tmp, "serve.log"), "w")
-        serve = subprocess.Popen([os.path.join(BIN, "ite-serve"), "--model", MODEL, "--port", "0",
-                                  "--ready-file", ready, "--http-ready-file", http_ready],
-                                 stderr=log)
-        try:
-            wait_port_file(ready, serve)
-            http_port = wait_port_file(http_ready, serve)
-            base = f"http://127.0.0.1:{http_port}"
-            with sync_playwright() as p:
-                # No sandbox: the tests may run as root in a container, where chromium's needs
-                # user namespaces it does not get.
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-                page = browser.new_page(viewport={"width": 1200, "height": 900})
-                try:
-                    run_checks(page, base, http_port, serve)
-                finally:
-                    browser.close()
-        finally:
-            if serve.poll() is None:
-                serve.kill()
-                serve.wait()
-            log.close()
+        serve_and_check(tmp, [], run_checks)
+        serve_and_check(tmp, ["--api-key", API_KEY],
+                        lambda page, base, port, _: run_key_checks(page, base, port))
     return checks.done()
 
 

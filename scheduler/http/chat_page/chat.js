@@ -2,7 +2,9 @@
 // The chat page: keeps the conversation, streams each answer from /v1/chat/completions (SSE),
 // shows its time to first token and tokens/s, stops a generation on demand (aborting the fetch
 // closes the connection, and the server cancels the generation) and shows errors readably.
-// Each answer's element carries data-state: streaming, done, stopped or error.
+// Each answer's element carries data-state: streaming, done, stopped or error. A server started
+// with API keys serves the page to anyone but answers its API only with a key: the page sends
+// the one entered in Settings (kept in this browser's localStorage) as a bearer token.
 
 const $ = (id) => document.getElementById(id);
 const turns = [];        // the conversation so far: {role, content}, system prompt excluded
@@ -17,9 +19,22 @@ class ApiError extends Error {
   }
 }
 
+const KEY_STORAGE = "ite-api-key";
+
+function authHeaders() {
+  const key = $("api_key").value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
 async function loadModel() {
   try {
-    const r = await fetch("/v1/models");
+    const r = await fetch("/v1/models", { headers: authHeaders() });
+    if (r.status === 401) {
+      $("model").textContent = $("api_key").value.trim()
+        ? "the API key was refused: check it in Settings"
+        : "this server needs an API key: enter it in Settings";
+      return;
+    }
     const m = (await r.json()).data[0];
     modelId = m.id;
     $("model").textContent = `${m.id} · context ${m.max_model_len} tokens`;
@@ -74,7 +89,8 @@ async function responseError(r) {
   const body = await r.text();
   try {
     const e = JSON.parse(body).error;
-    return new ApiError(`Error ${r.status} (${e.type || "error"})`, e.message, e.param);
+    const hint = r.status === 401 ? " (enter the server's API key in Settings)" : "";
+    return new ApiError(`Error ${r.status} (${e.type || "error"})`, e.message + hint, e.param);
   } catch (_) {
     return new ApiError(`Error ${r.status} ${r.statusText}`, body || "(no message)");
   }
@@ -161,7 +177,7 @@ async function send(question) {
   let text = "", usage = null;
   try {
     const r = await fetch("/v1/chat/completions", {
-      method: "POST", headers: { "Content-Type": "application/json" },
+      method: "POST", headers: { "Content-Type": "application/json", ...authHeaders() },
       body: JSON.stringify(request), signal: controller.signal,
     });
     if (!r.ok) throw await responseError(r);
@@ -229,5 +245,10 @@ $("reset").addEventListener("click", () => {
   if (controller) controller.abort();
   turns.length = 0;
   $("conversation").replaceChildren();
+});
+$("api_key").value = localStorage.getItem(KEY_STORAGE) || "";
+$("api_key").addEventListener("change", () => {
+  localStorage.setItem(KEY_STORAGE, $("api_key").value.trim());
+  loadModel();
 });
 loadModel();

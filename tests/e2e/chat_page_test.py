@@ -81,6 +81,14 @@ def wait_state(answer, states, timeout_s):
     return answer.get_attribute("data-state")
 
 
+def ask_for_error(page, question):
+    """Asks; returns the answer's final state and the text of its error box."""
+    answer = ask(page, question)
+    state = wait_state(answer, ("error", "done", "stopped"), 30)
+    err = answer.locator(".error")
+    return state, err.inner_text() if err.count() else ""
+
+
 def set_settings(page, **values):
     for k, v in values.items():
         page.fill(f"#{k}", str(v))
@@ -162,10 +170,7 @@ def run_checks(page, base, http_port, serve):
 
     # An error the server reports: max tokens beyond the context.
     set_settings(page, max_tokens=100000)
-    answer4 = ask(page, "hi")
-    state = wait_state(answer4, ("error", "done", "stopped"), 30)
-    err = answer4.locator(".error")
-    err_text = err.inner_text() if err.count() else ""
+    state, err_text = ask_for_error(page, "hi")
     check(state == "error" and "400" in err_text and "context length" in err_text,
           f"oversized max tokens: the server's error is shown: {err_text!r}")
 
@@ -175,10 +180,7 @@ def run_checks(page, base, http_port, serve):
     serve.send_signal(signal.SIGTERM)
     serve.wait(timeout=60)
     set_settings(page, max_tokens=16)
-    answer5 = ask(page, "Are you still there?")
-    state = wait_state(answer5, ("error", "done", "stopped"), 30)
-    err = answer5.locator(".error")
-    err_text = err.inner_text() if err.count() else ""
+    state, err_text = ask_for_error(page, "Are you still there?")
     check(state == "error" and "Cannot reach the server" in err_text,
           f"stopped server: shown as {err_text!r}")
     check(not foreign, f"nothing loaded from elsewhere: {foreign}")
@@ -209,10 +211,7 @@ def run_key_checks(page, base, http_port):
     check("needs an API key" in page.inner_text("#model"),
           f"without a key the page says so: {page.inner_text('#model')!r}")
     set_settings(page, temperature=0, max_tokens=8)
-    answer = ask(page, "hello")
-    state = wait_state(answer, ("error", "done", "stopped"), 30)
-    err = answer.locator(".error")
-    err_text = err.inner_text() if err.count() else ""
+    state, err_text = ask_for_error(page, "hello")
     check(state == "error" and "401" in err_text and "API key" in err_text,
           f"a question without the key: the 401 is shown: {err_text!r}")
     page.fill("#api_key", API_KEY)

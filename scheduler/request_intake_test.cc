@@ -180,9 +180,14 @@ TEST(RequestIntakeTest, ForksReuseThePromptsBlocks) {
 }
 
 // The prompt ends inside a block, which the prefix cache does not hold: the other choices share
-// it with the first (copied on write) and compute only the last prompt token.
-TEST(RequestIntakeTest, ForksShareThePartialLastBlock) {
-  IntakeHarness h;
+// it with the first (copied on write) and compute only the last prompt token, with the prefix
+// cache on or off.
+class ForkTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ForkTest, ForksShareThePartialLastBlock) {
+  SchedulerOptions o;
+  o.enable_prefix_cache = GetParam();
+  IntakeHarness h(o);
   std::mt19937 rng(7);
   const Tokens prompt = RandomTokens(&rng, 43);  // 10 full blocks of 4 and 3 tokens
   auto sessions = h.intake->Submit(Ids(prompt, 6), 4);
@@ -196,6 +201,8 @@ TEST(RequestIntakeTest, ForksShareThePartialLastBlock) {
   SchedulerStats s = h.scheduler->Stats();
   EXPECT_EQ(s.workers[0].free_blocks + s.workers[0].cached_blocks, s.workers[0].num_blocks);
 }
+
+INSTANTIATE_TEST_SUITE_P(PrefixCache, ForkTest, ::testing::Bool());
 
 // The first choice's worker is busier than the idle one once it runs, and with no load slack
 // at all a plain request would go to the idle worker and prefill there; the other choices still

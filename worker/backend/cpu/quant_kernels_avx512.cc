@@ -176,9 +176,9 @@ inline void StoreScaled(uint64_t bytes, float f, float* out) {
 }
 
 // The K formats: 256-element super-blocks, taken as 4 pairs of Q8 blocks. Their scales are
-// decoded to fp32 once per row and super-block by Load, into a Super that Values / Scale /
-// Offset read pair p of (p a constant once the loop over pairs is unrolled). Layouts as in
-// quant_kernels_x86.h.
+// decoded to fp32 once per row and super-block by Load, into a Super that Values / Scale read
+// pair p of (blocks 2p, 2p + 1; p a constant once the loop over pairs is unrolled) and Offset
+// block k of. Layouts as in quant_kernels_x86.h.
 //
 // Q4_K / Q5_K: pair p is the low and the high nibbles of the same 32 bytes qs[32p ..], so one
 // load, broadcast to both halves, the upper half shifted by 4. Q5_K's fifth bits (bits 2p and
@@ -209,14 +209,16 @@ struct K45Format {
   static __m512i Values(const Super& s, int p) {
     const __m512i v = _mm512_broadcast_i64x4(Load32(s.qs + 32 * p));
     const __m512i shifts = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
-    const __m512i q = _mm512_and_si512(_mm512_srlv_epi64(v, shifts), _mm512_set1_epi8(0x0F));
-    if constexpr (!kFive) return q;
-    const __m512i h = _mm512_broadcast_i64x4(Load32(s.qh));
-    const __m512i bits = Join(_mm256_set1_epi8(static_cast<char>(1 << (2 * p))),
-                              _mm256_set1_epi8(static_cast<char>(1 << (2 * p + 1))));
-    // Bit 4 of q is clear, so adding 16 where the fifth bit is set is an or.
-    const __mmask64 fifth = _mm512_test_epi8_mask(h, bits);
-    return _mm512_mask_add_epi8(q, fifth, q, _mm512_set1_epi8(0x10));
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi64(v, shifts), _mm512_set1_epi8(0x0F));
+    if constexpr (kFive) {
+      const __m512i h = _mm512_broadcast_i64x4(Load32(s.qh));
+      const __m512i bits = Join(_mm256_set1_epi8(static_cast<char>(1 << (2 * p))),
+                                _mm256_set1_epi8(static_cast<char>(1 << (2 * p + 1))));
+      // Bit 4 of q is clear, so adding 16 where the fifth bit is set is an or.
+      const __mmask64 fifth = _mm512_test_epi8_mask(h, bits);
+      q = _mm512_mask_add_epi8(q, fifth, q, _mm512_set1_epi8(0x10));
+    }
+    return q;
   }
   static __m512 Scale(const Super& s, int p) {
     return PerBlock(s.scale[2 * p], s.scale[2 * p + 1]);

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "worker/backend/cpu/quant_kernels.h"
+#include "worker/backend/cpu/quant_kernels_kscales.h"
 
 namespace ite::cpu {
 namespace {
@@ -42,10 +43,11 @@ inline __m512 PerBlock(float a, float b) { return Join(_mm256_set1_ps(a), _mm256
 // by 4, then masked.
 template <bool kPair>
 inline __m512i Nibbles(const uint8_t* qs0, const uint8_t* qs1) {
-  const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs0)));
-  const __m256i b = kPair ? _mm256_broadcastsi128_si256(
-                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs1)))
-                          : _mm256_setzero_si256();
+  const __m256i a =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs0)));
+  const __m256i b =
+      kPair ? _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs1)))
+            : _mm256_setzero_si256();
   const __m512i shifts = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
   return _mm512_and_si512(_mm512_srlv_epi64(Join(a, b), shifts), _mm512_set1_epi8(0x0F));
 }
@@ -65,11 +67,13 @@ inline void Prefetch(const uint8_t* p) {
 // How a weight format's blocks b (and b + 1 when kPair) of a row are read: 64 values in element
 // order (unsigned when kSigned is false; zeros above the first block when !kPair), their scale per
 // 32-bit lane (lanes 4k..4k+3 are elements 16k..16k+15), and each block's offset
-// (w = scale * q + offset).
+// (w = scale * q + offset). The K formats (kSuper, below) read blocks 2p and 2p + 1 of a
+// super-block that Load decoded first.
 template <int kBytes, int kQsAt, bool kHasMin>
 struct Q4Format {
   using Row = const uint8_t*;
   static constexpr bool kSigned = false;
+  static constexpr bool kSuper = false;
   template <bool kPair>
   static __m512i Values(Row r, int64_t b) {
     return Nibbles<kPair>(r + b * kBytes + kQsAt, r + (b + 1) * kBytes + kQsAt);
@@ -93,6 +97,7 @@ template <int kBytes, bool kHasMin>
 struct Q5Format {
   using Row = const uint8_t*;
   static constexpr bool kSigned = false;
+  static constexpr bool kSuper = false;
   static constexpr int kQhAt = kHasMin ? 4 : 2;
   template <bool kPair>
   static __m512i Values(Row r, int64_t b) {
@@ -121,6 +126,7 @@ using Q5_1Format = Q5Format<24, true>;
 struct Q8_0Format {
   using Row = const uint8_t*;
   static constexpr bool kSigned = true;
+  static constexpr bool kSuper = false;
   template <bool kPair>
   static __m512i Values(Row r, int64_t b) {
     const __m256i lo = Load32(r + b * 34 + 2);
@@ -137,6 +143,7 @@ struct Q8_0Format {
 struct UnpackedFormat {
   using Row = UnpackedRow;
   static constexpr bool kSigned = true;
+  static constexpr bool kSuper = false;
   template <bool kPair>
   static __m512i Values(const Row& r, int64_t b) {
     const int8_t* q = r.q + b * kQ8Block;
@@ -146,13 +153,123 @@ struct UnpackedFormat {
   static __m512 Scale(const Row& r, int64_t b) {
     // Scales 2b..2b+3 (2b, 2b+1 alone for one block), each repeated over four lanes.
     const float* s = r.scale + 2 * b;
-    const __m128 four = kPair ? _mm_loadu_ps(s)
-                              : _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(s)));
+    const __m128 four =
+        kPair ? _mm_loadu_ps(s) : _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(s)));
     const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(four));
   }
   static float Offset(const Row& r, int64_t b) { return r.offset[b]; }
   static void Fetch(const Row&, int64_t) {}  // unpacked rows are in L1 already
+};
+
+// The prefetch of a super-block: one per cache line it may touch (the blocks are not aligned,
+// so consecutive super-blocks' prefetches 64 bytes apart cover every line).
+template <int kBytes>
+inline void PrefetchSuper(const uint8_t* blk) {
+  for (int off = 0; off < kBytes; off += 64) Prefetch(blk + off);
+}
+
+// Eight bytes 0..255 as fp32, times f, into out[0..8).
+inline void StoreScaled(uint64_t bytes, float f, float* out) {
+  const __m256i wide = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(bytes)));
+  _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(wide), _mm256_set1_ps(f)));
+}
+
+// The K formats: 256-element super-blocks, taken as 4 pairs of Q8 blocks. Their scales are
+// decoded to fp32 once per row and super-block by Load, into a Super that Values / Scale read
+// pair p of (blocks 2p, 2p + 1; p a constant once the loop over pairs is unrolled) and Offset
+// block k of. Layouts as in quant_kernels_x86.h.
+//
+// Q4_K / Q5_K: pair p is the low and the high nibbles of the same 32 bytes qs[32p ..], so one
+// load, broadcast to both halves, the upper half shifted by 4. Q5_K's fifth bits (bits 2p and
+// 2p + 1 of each qh byte) are tested into a 64-bit mask.
+template <bool kFive>
+struct K45Format {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = false;
+  static constexpr bool kSuper = true;
+  static constexpr int kBytes = kFive ? 176 : 144;
+  struct Super {
+    const uint8_t* qh;
+    const uint8_t* qs;
+    float scale[8];
+    float offset[8];
+  };
+  static Super Load(Row r, int64_t s) {
+    const uint8_t* blk = r + s * kBytes;
+    PrefetchSuper<kBytes>(blk);
+    Super out;
+    out.qh = blk + 16;
+    out.qs = blk + (kFive ? 48 : 16);
+    const KScaleMins sm = UnpackKScales(blk + 4);
+    StoreScaled(sm.scales, HalfAt(blk), out.scale);
+    StoreScaled(sm.mins, -HalfAt(blk + 2), out.offset);
+    return out;
+  }
+  static __m512i Values(const Super& s, int p) {
+    const __m512i v = _mm512_broadcast_i64x4(Load32(s.qs + 32 * p));
+    const __m512i shifts = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi64(v, shifts), _mm512_set1_epi8(0x0F));
+    if constexpr (kFive) {
+      const __m512i h = _mm512_broadcast_i64x4(Load32(s.qh));
+      const __m512i bits = Join(_mm256_set1_epi8(static_cast<char>(1 << (2 * p))),
+                                _mm256_set1_epi8(static_cast<char>(1 << (2 * p + 1))));
+      // Bit 4 of q is clear, so adding 16 where the fifth bit is set is an or.
+      const __mmask64 fifth = _mm512_test_epi8_mask(h, bits);
+      q = _mm512_mask_add_epi8(q, fifth, q, _mm512_set1_epi8(0x10));
+    }
+    return q;
+  }
+  static __m512 Scale(const Super& s, int p) {
+    return PerBlock(s.scale[2 * p], s.scale[2 * p + 1]);
+  }
+  static float Offset(const Super& s, int k) { return s.offset[k]; }
+};
+using Q4_KFormat = K45Format<false>;
+using Q5_KFormat = K45Format<true>;
+
+// Q6_K: pair p = 2h + e is blocks 4h + 2e and 4h + 2e + 1: the 64 bytes ql[64h ..], low nibbles
+// for e = 0 and high for e = 1, and the 32 bytes qh[32h ..] in both halves, their bits 4e, 4e + 1
+// (lower half) and 4e + 2, 4e + 3 (upper) moved to bits 4-5 by a 64-bit shift per half (the mask
+// clears what crosses bytes). Signed values q - 32, as in the AVX2 kernels.
+struct Q6_KFormat {
+  using Row = const uint8_t*;
+  static constexpr bool kSigned = true;
+  static constexpr bool kSuper = true;
+  static constexpr int kBytes = 210;
+  struct Super {
+    const uint8_t* ql;
+    const uint8_t* qh;
+    float scale[16];
+  };
+  static Super Load(Row r, int64_t s) {
+    const uint8_t* blk = r + s * kBytes;
+    PrefetchSuper<kBytes>(blk);
+    Super out;
+    out.ql = blk;
+    out.qh = blk + 128;
+    const __m512 d = _mm512_set1_ps(HalfAt(blk + 208));
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192));
+    _mm512_storeu_ps(out.scale, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), d));
+    return out;
+  }
+  static __m512i Values(const Super& s, int p) {
+    const int h = p / 2, e = p % 2;
+    const __m512i lo_bytes = Load64(s.ql + 64 * h);
+    const __m512i lo = _mm512_and_si512(e == 0 ? lo_bytes : _mm512_srli_epi16(lo_bytes, 4),
+                                        _mm512_set1_epi8(0x0F));
+    const __m512i hb = _mm512_broadcast_i64x4(Load32(s.qh + 32 * h));
+    const __m512i hi = e == 0 ? _mm512_sllv_epi64(hb, _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4))
+                              : _mm512_srlv_epi64(hb, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
+    const __m512i q = _mm512_or_si512(lo, _mm512_and_si512(hi, _mm512_set1_epi8(0x30)));
+    return _mm512_sub_epi8(q, _mm512_set1_epi8(32));
+  }
+  static __m512 Scale(const Super& s, int p) {
+    // Scales 4p..4p+3, each repeated over four lanes.
+    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_loadu_ps(s.scale + 4 * p)));
+  }
+  static float Offset(const Super&, int) { return 0.0f; }
 };
 
 // Per 32-bit lane, the sum of four products of the weight and activation bytes. VPDPBUSD takes
@@ -180,19 +297,10 @@ struct MicroTile {
   __m512 acc[R][T];
   float offsets[R][T];
 
+  // Blocks b (and b + 1 when kPair) of the R rows, decoded, against the same blocks of the T
+  // tokens.
   template <bool kPair>
-  void Step(int64_t b) {
-    __m512i w[R];
-    __m512 scale[R];
-    float offset[R][2];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; ++i) {
-      Fmt::Fetch(rows[i], b);
-      w[i] = Fmt::template Values<kPair>(rows[i], b);
-      scale[i] = Fmt::template Scale<kPair>(rows[i], b);
-      offset[i][0] = Fmt::Offset(rows[i], b);
-      offset[i][1] = kPair ? Fmt::Offset(rows[i], b + 1) : 0.0f;
-    }
+  void Add(int64_t b, const __m512i* w, const __m512* scale, const float (*offset)[2]) {
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
       const int64_t t = t0 + j;
@@ -211,6 +319,43 @@ struct MicroTile {
     }
   }
 
+  template <bool kPair>
+  void Step(int64_t b) {
+    __m512i w[R];
+    __m512 scale[R];
+    float offset[R][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      Fmt::Fetch(rows[i], b);
+      w[i] = Fmt::template Values<kPair>(rows[i], b);
+      scale[i] = Fmt::template Scale<kPair>(rows[i], b);
+      offset[i][0] = Fmt::Offset(rows[i], b);
+      offset[i][1] = kPair ? Fmt::Offset(rows[i], b + 1) : 0.0f;
+    }
+    Add<kPair>(b, w, scale, offset);
+  }
+
+  // Super-block s of the R rows: decoded once, then its 4 pairs of blocks.
+  void SuperStep(int64_t s) {
+    typename Fmt::Super sup[R];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) sup[i] = Fmt::Load(rows[i], s);
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) {
+      __m512i w[R];
+      __m512 scale[R];
+      float offset[R][2];
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) {
+        w[i] = Fmt::Values(sup[i], p);
+        scale[i] = Fmt::Scale(sup[i], p);
+        offset[i][0] = Fmt::Offset(sup[i], 2 * p);
+        offset[i][1] = Fmt::Offset(sup[i], 2 * p + 1);
+      }
+      Add<true>(8 * s + 2 * p, w, scale, offset);
+    }
+  }
+
   void Run(float* out, int64_t out_stride) {
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
@@ -221,9 +366,13 @@ struct MicroTile {
       }
     }
     const int64_t nb = x.cols / kQ8Block;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) Step<true>(b);
-    if (b < nb) Step<false>(b);
+    if constexpr (Fmt::kSuper) {
+      for (int64_t s = 0; s < nb / 8; ++s) SuperStep(s);
+    } else {
+      int64_t b = 0;
+      for (; b + 2 <= nb; b += 2) Step<true>(b);
+      if (b < nb) Step<false>(b);
+    }
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
 #pragma GCC unroll 4
@@ -270,8 +419,8 @@ void Tile(const typename Fmt::Row* rows, int n, const Q8Rows& x, float* out, int
 
 }  // namespace
 
-const QuantKernels kQuantKernelsAvx512Vnni = {Tile<UnpackedFormat>, Tile<Q4_0Format>,
-                                              Tile<Q4_1Format>,     Tile<Q5_0Format>,
-                                              Tile<Q5_1Format>,     Tile<Q8_0Format>};
+const QuantKernels kQuantKernelsAvx512Vnni = {
+    Tile<UnpackedFormat>, Tile<Q4_0Format>, Tile<Q4_1Format>, Tile<Q5_0Format>, Tile<Q5_1Format>,
+    Tile<Q8_0Format>,     Tile<Q4_KFormat>, Tile<Q5_KFormat>, Tile<Q6_KFormat>};
 
 }  // namespace ite::cpu

@@ -35,6 +35,12 @@ DirectTile DirectKernel(DType dtype, const QuantKernels& k) {
       return k.tile_q5_1;
     case DType::kQ8_0:
       return k.tile_q8_0;
+    case DType::kQ4_K:
+      return k.tile_q4_k;
+    case DType::kQ5_K:
+      return k.tile_q5_k;
+    case DType::kQ6_K:
+      return k.tile_q6_k;
     default:
       return nullptr;
   }

@@ -3,7 +3,9 @@
 // written separately from the kernels' unpacking):
 //  - exactly, up to fp32 rounding, when the activations are replaced by their Q8 values: any
 //    mistake in unpacking, scales, offsets or lane order shows here;
-//  - against the fp32 activations within the bound the activation quantization implies.
+//  - against the fp32 activations within the bound the activation quantization implies;
+// and each instruction set's kernels against the scalar ones on the same inputs. The K formats
+// (256-element super-blocks) are multiplied as stored like the others, never unpacked first.
 #include "worker/backend/cpu/quant_matmul.h"
 
 #include <gtest/gtest.h>
@@ -56,6 +58,16 @@ struct Shape {
   int32_t m, rows, cols_blocks;  // cols = cols_blocks * the format's block
 };
 
+// Test names: format_isa.
+auto FormatIsaName = [](const auto& info) {
+  std::string name =
+      std::string(DTypeName(std::get<0>(info.param))) + "_" + QuantIsaName(std::get<1>(info.param));
+  for (char& c : name) {
+    if (c == '-') c = '_';
+  }
+  return name;
+};
+
 // One case per block format and instruction set; a set this CPU lacks is skipped, so the test
 // names show which kernels ran here.
 class QuantMatMulTest : public ::testing::TestWithParam<std::tuple<DType, QuantIsa>> {};
@@ -69,8 +81,10 @@ TEST_P(QuantMatMulTest, MatchesDequantizedProduct) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   // One row, rows that do not fill a thread's 32-row chunk or the kernels' 2-row tiles, several
   // chunks; one token and token counts around the 4-token tiles; rows of an odd and an even
-  // number of Q8 blocks (the 512-bit kernels take them in pairs).
-  const Shape shapes[] = {{1, 1, 1}, {1, 7, 3}, {3, 33, 2}, {17, 70, 1}, {5, 64, 6}, {6, 5, 5}};
+  // number of Q8 blocks (the 512-bit kernels take them in pairs); for the K formats, rows of one
+  // super-block and of several (cols 256 to 1536, ffn_down's 1536 among them).
+  const Shape shapes[] = {{1, 1, 1},  {1, 7, 3}, {3, 33, 2}, {17, 70, 1},
+                          {5, 64, 6}, {6, 5, 5}, {1, 96, 6}, {9, 40, 4}};
   ThreadPool pool(2);
   for (const Shape& s : shapes) {
     const int64_t cols = s.cols_blocks * DTypeBlockSize(dtype);
@@ -132,14 +146,85 @@ TEST_P(QuantMatMulTest, MatchesDequantizedProduct) {
 INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest,
                          ::testing::Combine(::testing::ValuesIn(kFormats),
                                             ::testing::ValuesIn(kQuantIsas)),
-                         [](const auto& info) {
-                           std::string name = std::string(DTypeName(std::get<0>(info.param))) +
-                                              "_" + QuantIsaName(std::get<1>(info.param));
-                           for (char& c : name) {
-                             if (c == '-') c = '_';
-                           }
-                           return name;
-                         });
+                         FormatIsaName);
+
+// The kernels of every instruction set against the scalar ones, format by format, on the same
+// random blocks and activations. Both sum the same fp32 terms (an exact int32 dot product per 16
+// or 32 elements times its scales, plus the offsets) in different orders, so they differ by fp32
+// rounding alone: at most 1e-5 of the sum of |w x| over the row (under 1536 terms, each sum
+// rounding by 6e-8 relative), plus 1e-6. A wrong lane, scale or nibble moves a result by the
+// size of a term, far beyond that.
+class QuantIsaVsScalarTest : public ::testing::TestWithParam<std::tuple<DType, QuantIsa>> {};
+
+TEST_P(QuantIsaVsScalarTest, MatchesScalarKernels) {
+  const auto [dtype, isa] = GetParam();
+  if (!QuantIsaSupported(isa))
+    GTEST_SKIP() << "this CPU does not run the " << QuantIsaName(isa) << " kernels";
+  const GgmlType ggml = DTypeGgml(dtype);
+  std::mt19937 rng(99 + static_cast<int>(dtype));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const Shape shapes[] = {{1, 1, 1}, {1, 64, 6}, {4, 9, 2}, {7, 34, 3}};
+  for (const Shape& s : shapes) {
+    const int64_t cols = s.cols_blocks * DTypeBlockSize(dtype);
+    SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " " << QuantIsaName(isa)
+                                      << " m=" << s.m << " rows=" << s.rows << " cols=" << cols);
+    const std::vector<uint8_t> blocks = RandomBlocks(dtype, s.rows, cols, &rng);
+    std::vector<float> x(static_cast<size_t>(s.m * cols));
+    for (float& v : x) v = normal(rng);
+    Tensor t;
+    t.dtype = dtype;
+    t.shape = {s.rows, cols};
+    t.data = blocks.data();
+    const QuantMatrix qm = QuantMatrixOf(t);
+    std::vector<float> got(static_cast<size_t>(s.m * s.rows), NAN);
+    std::vector<float> want(got.size(), NAN);
+    QuantScratch scratch;
+    QuantMatMul(x.data(), qm, nullptr, s.m, got.data(), QuantKernelsFor(isa), &scratch, nullptr);
+    QuantMatMul(x.data(), qm, nullptr, s.m, want.data(), QuantKernelsFor(QuantIsa::kScalar),
+                &scratch, nullptr);
+    // sum |w x| per output, from the dequantized weights.
+    std::vector<float> w(static_cast<size_t>(cols));
+    const size_t row_bytes = DTypeRowBytes(dtype, cols);
+    for (int32_t r = 0; r < s.rows; ++r) {
+      DequantizeRow(ggml, blocks.data() + r * row_bytes, w.data(), cols);
+      for (int32_t i = 0; i < s.m; ++i) {
+        double abs_sum = 0;
+        for (int64_t j = 0; j < cols; ++j) abs_sum += std::fabs(w[j] * x[i * cols + j]);
+        ASSERT_NEAR(got[i * s.rows + r], want[i * s.rows + r], 1e-5 * abs_sum + 1e-6)
+            << "token " << i << " row " << r;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, QuantIsaVsScalarTest,
+                         ::testing::Combine(::testing::ValuesIn(kFormats),
+                                            ::testing::Values(QuantIsa::kAvx2, QuantIsa::kAvxVnni,
+                                                              QuantIsa::kAvx512Vnni)),
+                         FormatIsaName);
+
+// Every format has a kernel that reads its blocks as stored: QuantMatMul never falls back to
+// unpacking rows (UnpackRow + tile_unpacked, which this kernel set fails on).
+TEST(QuantMatMul, NoFormatIsUnpacked) {
+  std::mt19937 rng(5);
+  QuantKernels kernels = QuantKernelsFor(BestQuantIsa());
+  kernels.tile_unpacked = [](const UnpackedRow*, int, const Q8Rows&, float*, int64_t) {
+    ADD_FAILURE() << "rows were unpacked";
+  };
+  for (DType dtype : kFormats) {
+    SCOPED_TRACE(DTypeName(dtype));
+    const int64_t cols = 2 * DTypeBlockSize(dtype);
+    const std::vector<uint8_t> blocks = RandomBlocks(dtype, 3, cols, &rng);
+    Tensor t;
+    t.dtype = dtype;
+    t.shape = {3, cols};
+    t.data = blocks.data();
+    std::vector<float> x(static_cast<size_t>(cols), 0.5f), out(3, NAN);
+    QuantScratch scratch;
+    QuantMatMul(x.data(), QuantMatrixOf(t), nullptr, 1, out.data(), kernels, &scratch, nullptr);
+    for (float v : out) EXPECT_TRUE(std::isfinite(v));
+  }
+}
 
 // Rows taken through row pointers (a fused or permuted matrix) give the rows they point to.
 TEST(QuantMatMul, RowPointers) {

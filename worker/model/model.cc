@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <string>
+#include <utility>
 #include <unordered_set>
 
 namespace ite {
@@ -59,11 +61,21 @@ int64_t WeightBytes(const ModelWeights& w) {
 }
 
 std::string DescribeWeights(const ModelWeights& w) {
-  std::map<DType, int> count;
-  ForEachDistinct(w, [&](const Tensor& t) { ++count[t.dtype]; });
+  // Keyed by the first (or only) dtype, so the order is the DType order as before; a mixed
+  // matrix counts under its segments' formats joined by '+', e.g. "Q5_0+Q8_0".
+  std::map<std::pair<DType, std::string>, int> count;
+  ForEachDistinct(w, [&](const Tensor& t) {
+    std::string name = DTypeName(t.dtype);
+    if (t.mixed()) {
+      name.clear();
+      for (const RowSegment& s : *t.segments)
+        name += fmt::format("{}{}", name.empty() ? "" : "+", DTypeName(s.dtype));
+    }
+    ++count[{t.dtype, name}];
+  });
   std::string out;
-  for (const auto& [dtype, n] : count) {
-    out += fmt::format("{}{} ({}{})", out.empty() ? "" : ", ", DTypeName(dtype), n,
+  for (const auto& [key, n] : count) {
+    out += fmt::format("{}{} ({}{})", out.empty() ? "" : ", ", key.second, n,
                        out.empty() ? " tensors" : "");
   }
   return fmt::format("{}: {:.1f} MiB", out, WeightBytes(w) / 1048576.0);

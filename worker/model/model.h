@@ -32,8 +32,10 @@ StatusOr<std::unique_ptr<Model>> CreateLlamaModel(const ModelConfig& config,
 // Bytes of the distinct weight tensors (a tied LM head shares the embedding's and counts once).
 int64_t WeightBytes(const ModelWeights& weights);
 
-// One line for start-up logs: the weights' encodings and bytes, e.g.
-// "Q4_1 (210 tensors), Q8_0 (1), F32 (61): 103.6 MiB".
+// One line for start-up logs: the weights' encodings and resident bytes (a mixed matrix's
+// segments each at their own format's size), e.g.
+// "F32 (61 tensors), Q4_1 (210), Q8_0 (1): 103.6 MiB", or with mixed fused matrices
+// "..., Q5_0+Q8_0 (14), ...".
 std::string DescribeWeights(const ModelWeights& weights);
 
 // Shared by the architectures: `t` is present with exactly `shape`, or an error naming `name`.

@@ -16,6 +16,7 @@
 
 #include "common/gguf_test_writer.h"
 #include "worker/model/dequantize.h"
+#include "worker/model/model.h"
 #include "worker/model/test_model_writer.h"
 
 namespace ite {
@@ -338,6 +339,76 @@ TEST(LoaderProgressTest, AQuickLoadLogsOnlyTheTotal) {
   std::vector<std::string> lines = LoadProgressLines(3600.0);
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_THAT(lines[0], ::testing::HasSubstr("loaded"));
+}
+
+// llama.cpp's Q4_K_M recipe leaves Q and K of some layers in Q5_0 and V in Q8_0 (SmolLM2's file
+// does in 14 of 30 layers). On the CPU ("auto": stored formats kept) the fused QKV keeps both
+// formats as segments instead of being widened to F32: its rows are the stored rows (Q and K
+// un-permuted), so dequantized they equal the F32 load of the same file exactly. gate|up, in one
+// format, stays a plain view; the CUDA options ("auto" there is BF16) and q8_0 get one dtype.
+TEST(GgufMixedFormatTest, FusedQkvKeepsEachPartsFormatOnTheCpu) {
+  const TinyModel ref = testing::MakeTinyModel(ModelArch::kLlama, /*tied=*/false);
+  const ModelConfig& c = ref.config;
+  testing::GgufTypes types;
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string b = "model.layers." + std::to_string(l) + ".";
+    types[b + "self_attn.q_proj.weight"] = GgmlType::Q5_0;
+    types[b + "self_attn.k_proj.weight"] = GgmlType::Q5_0;
+    types[b + "self_attn.v_proj.weight"] = GgmlType::Q8_0;
+    types[b + "mlp.gate_proj.weight"] = GgmlType::Q8_0;
+    types[b + "mlp.up_proj.weight"] = GgmlType::Q8_0;
+  }
+  const fs::path path = TempDir("mixed") / "mixed.gguf";
+  testing::GgufTestWriter::WriteFile(path.string(), testing::BuildGguf(ref, {}, types));
+  auto load = [&](const char* dtype, const char* device) {
+    auto options = LoadOptionsForDType(dtype, device);
+    EXPECT_TRUE(options.ok()) << options.status().ToString();
+    auto m = LoadModel(path.string(), *options);
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    return std::move(m).value();
+  };
+  const LoadedModel stored = load("auto", "cpu");
+  const LoadedModel f32 = load("f32", "cpu");
+  const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim();
+  std::vector<float> row(static_cast<size_t>(h));
+  for (int l = 0; l < c.num_layers; ++l) {
+    SCOPED_TRACE("layer " + std::to_string(l));
+    const Tensor& qkv = stored.weights.layers[l].wqkv;
+    ASSERT_TRUE(qkv.mixed());
+    EXPECT_EQ(qkv.dtype, DType::kQ5_0);
+    ASSERT_EQ(qkv.shape, (std::vector<int64_t>{q + 2 * kv, h}));
+    ASSERT_EQ(qkv.segments->size(), 2u);
+    EXPECT_EQ((*qkv.segments)[0].dtype, DType::kQ5_0);
+    EXPECT_EQ((*qkv.segments)[0].rows, q + kv);
+    EXPECT_EQ((*qkv.segments)[1].dtype, DType::kQ8_0);
+    EXPECT_EQ((*qkv.segments)[1].rows, kv);
+    EXPECT_EQ(qkv.nbytes(), static_cast<size_t>(q + kv) * DTypeRowBytes(DType::kQ5_0, h) +
+                                static_cast<size_t>(kv) * DTypeRowBytes(DType::kQ8_0, h));
+    const Tensor& wide = f32.weights.layers[l].wqkv;
+    ASSERT_EQ(wide.dtype, DType::kF32);
+    for (int64_t r = 0; r < q + 2 * kv; ++r) {
+      const GgmlType type = r < q + kv ? GgmlType::Q5_0 : GgmlType::Q8_0;
+      DequantizeRow(type, qkv.row(r), row.data(), h);
+      for (int64_t i = 0; i < h; ++i)
+        ASSERT_EQ(row[i], wide.as<float>()[r * h + i]) << "row " << r << " column " << i;
+    }
+    const Tensor& gate_up = stored.weights.layers[l].w_gate_up;
+    EXPECT_FALSE(gate_up.mixed());
+    EXPECT_EQ(gate_up.dtype, DType::kQ8_0);
+  }
+  const std::string described = DescribeWeights(stored.weights);
+  EXPECT_THAT(described, ::testing::HasSubstr("Q5_0+Q8_0 (2)")) << described;
+  // The 4 + 2 * 2 rows of 64 columns per layer are 22 (Q5_0) or 34 (Q8_0) bytes a block, not 4
+  // bytes a value: the resident bytes count each segment at its own size.
+  EXPECT_LT(WeightBytes(stored.weights), WeightBytes(f32.weights));
+  for (const auto& [dtype, device] : {std::pair{"q8_0", "cpu"}, {"auto", "cuda"}}) {
+    SCOPED_TRACE(std::string(dtype) + " on " + device);
+    const LoadedModel one = load(dtype, device);
+    for (const LayerWeights& w : one.weights.layers) {
+      EXPECT_FALSE(w.wqkv.mixed());
+      EXPECT_EQ(w.wqkv.dtype, std::string(device) == "cuda" ? DType::kBF16 : DType::kQ8_0);
+    }
+  }
 }
 
 }  // namespace

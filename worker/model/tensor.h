@@ -5,6 +5,9 @@
 // `cols` elements is cols / DTypeBlockSize blocks of DTypeBlockBytes bytes. Such a matrix is
 // contiguous at `data`, or, when `row_ptrs` is set, row r starts at (*row_ptrs)[r]: that is how a
 // matrix fused from several tensors, or with rows permuted, points into the file without a copy.
+// A fused matrix whose parts are stored in different block formats (llama.cpp's Q4_K_M files
+// mix Q5_0 and Q8_0, or Q4_K and Q6_K, within Q|K|V) keeps each part's format: `segments` lists
+// its runs of rows, each in one dtype, and `row_ptrs` points at every row.
 #pragma once
 
 #include <cstddef>
@@ -29,12 +32,23 @@ const char* DTypeName(DType dtype);
 bool DTypeFromGgml(GgmlType type, DType* dtype);
 GgmlType DTypeGgml(DType dtype);
 
+// Rows of one block format within a mixed matrix (Tensor::segments).
+struct RowSegment {
+  DType dtype = DType::kQ8_0;
+  int64_t rows = 0;
+};
+
 struct Tensor {
+  // A mixed matrix's first segment's: a block format, so code that knows no segments (the CUDA
+  // ops) turns the matrix down rather than misreading it.
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
   const void* data = nullptr;
   std::shared_ptr<const void> owner;  // keeps `data` (and what row_ptrs point to) valid
   std::shared_ptr<const std::vector<const uint8_t*>> row_ptrs;  // quantized only; may be null
+  // Set only for a matrix whose rows are in more than one block format (then row_ptrs is set):
+  // consecutive runs, in row order, that add up to shape[0]; adjacent runs differ in dtype.
+  std::shared_ptr<const std::vector<RowSegment>> segments;
 
   bool empty() const { return data == nullptr; }
   int64_t numel() const {
@@ -43,11 +57,18 @@ struct Tensor {
     return shape.empty() ? 0 : n;
   }
   int64_t cols() const { return shape.empty() ? 0 : shape.back(); }
+  bool mixed() const { return segments != nullptr; }
   size_t nbytes() const {
     if (shape.empty() || cols() == 0) return 0;
+    if (mixed()) {
+      size_t n = 0;
+      for (const RowSegment& s : *segments)
+        n += static_cast<size_t>(s.rows) * DTypeRowBytes(s.dtype, cols());
+      return n;
+    }
     return static_cast<size_t>(numel() / cols()) * DTypeRowBytes(dtype, cols());
   }
-  // Start of row r of a matrix (any dtype).
+  // Start of row r of a matrix (any dtype; a mixed one's through row_ptrs).
   const uint8_t* row(int64_t r) const {
     if (row_ptrs) return (*row_ptrs)[static_cast<size_t>(r)];
     return static_cast<const uint8_t*>(data) +

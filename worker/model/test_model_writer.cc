@@ -1,10 +1,14 @@
 #include "worker/model/test_model_writer.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "common/check.h"
 #include "common/gguf_reader.h"
 #include "common/gguf_test_writer.h"
 #include "worker/model/dequantize.h"
@@ -23,6 +27,44 @@ HostTensor RandomTensor(std::vector<int64_t> shape, std::mt19937* rng, float sca
   t.values.resize(static_cast<size_t>(n));
   for (float& v : t.values) v = offset + dist(*rng);
   return t;
+}
+
+// Q5_0 {f16 d; qh[4]; qs[16]} per 32 values: d = (the value of largest magnitude) / -16,
+// q = round(x / d) + 16 in [0, 31]; element j's low four bits in qs[j % 16] (high nibble for
+// j >= 16), its fifth bit as bit j of qh.
+void QuantizeBlockQ5_0(const float* x, uint8_t* out) {
+  float peak = 0.0f;
+  for (int j = 0; j < 32; ++j) {
+    if (std::fabs(x[j]) > std::fabs(peak)) peak = x[j];
+  }
+  const float d = peak / -16.0f;
+  const float inv = d != 0.0f ? 1.0f / d : 0.0f;
+  const uint16_t dh = FloatToHalf(d);
+  std::memcpy(out, &dh, 2);
+  uint32_t qh = 0;
+  uint8_t* qs = out + 6;
+  std::memset(qs, 0, 16);
+  for (int j = 0; j < 32; ++j) {
+    const int q = std::clamp(static_cast<int>(std::lround(x[j] * inv)) + 16, 0, 31);
+    qs[j % 16] |= static_cast<uint8_t>((q & 0xF) << (j < 16 ? 0 : 4));
+    qh |= static_cast<uint32_t>(q >> 4) << j;
+  }
+  std::memcpy(out + 2, &qh, 4);
+}
+
+// Rows of `v` (each a whole number of 32-value blocks) in a block format.
+std::string EncodeBlocks(const std::vector<float>& v, GgmlType type) {
+  const size_t blocks = v.size() / 32;
+  std::string out(GgmlRowBytes(type, static_cast<int64_t>(v.size())), '\0');
+  auto* dst = reinterpret_cast<uint8_t*>(out.data());
+  if (type == GgmlType::Q8_0) {
+    QuantizeRowQ8_0(v.data(), dst, static_cast<int64_t>(v.size()));
+  } else if (type == GgmlType::Q5_0) {
+    for (size_t b = 0; b < blocks; ++b) QuantizeBlockQ5_0(v.data() + 32 * b, dst + 22 * b);
+  } else {
+    ITE_CHECK(false, "BuildGguf: no encoder for {}", GgmlTypeName(type));
+  }
+  return out;
 }
 
 std::string Encode(const std::vector<float>& v, const std::string& dtype) {
@@ -186,7 +228,8 @@ std::string GgufNameOf(const std::string& hf) {
   return hf;
 }
 
-std::string BuildGguf(const TinyModel& model, const std::vector<float>& rope_freqs) {
+std::string BuildGguf(const TinyModel& model, const std::vector<float>& rope_freqs,
+                      const GgufTypes& types) {
   const ModelConfig& c = model.config;
   const std::string arch = c.arch == ModelArch::kQwen2 ? "qwen2" : "llama";
   GgufTestWriter w;
@@ -213,8 +256,14 @@ std::string BuildGguf(const TinyModel& model, const std::vector<float>& rope_fre
         (name.find("q_proj") != std::string::npos || name.find("k_proj") != std::string::npos);
     if (permute) values = PermuteQk(t, c.head_dim);
     std::vector<uint64_t> dims(t.shape.rbegin(), t.shape.rend());
-    w.AddTensor(GgufNameOf(name), static_cast<uint32_t>(GgmlType::F32), dims,
-                GgufTestWriter::F32Bytes(values));
+    const auto type = types.find(name);
+    if (type == types.end()) {
+      w.AddTensor(GgufNameOf(name), static_cast<uint32_t>(GgmlType::F32), dims,
+                  GgufTestWriter::F32Bytes(values));
+    } else {
+      w.AddTensor(GgufNameOf(name), static_cast<uint32_t>(type->second), dims,
+                  EncodeBlocks(values, type->second));
+    }
   }
   if (!rope_freqs.empty()) {
     w.AddTensor("rope_freqs.weight", static_cast<uint32_t>(GgmlType::F32),

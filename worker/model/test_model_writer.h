@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/gguf_reader.h"
 #include "worker/model/model_config.h"
 
 namespace ite::testing {
@@ -38,9 +39,16 @@ std::string BuildSafetensors(const std::map<std::string, SafetensorsEntry>& tens
 void WriteHfFolder(const TinyModel& model, const std::string& dir, const std::string& dtype,
                    bool sharded);
 
-// The GGUF bytes of the model (F32 tensors), llama.cpp naming and permutation; a non-empty
-// `rope_freqs` is stored as the F32 tensor `rope_freqs.weight` (Llama 3 scaling divisors).
-std::string BuildGguf(const TinyModel& model, const std::vector<float>& rope_freqs = {});
+// Storage types of GGUF tensors by HF name; a tensor not named is F32. Q8_0 and Q5_0 are
+// encoded from the float values (each block rounded to nearest), so a test can mix formats
+// within a fused matrix as llama.cpp's Q4_K_M files do.
+using GgufTypes = std::map<std::string, GgmlType>;
+
+// The GGUF bytes of the model (F32 tensors unless `types` says otherwise), llama.cpp naming
+// and permutation; a non-empty `rope_freqs` is stored as the F32 tensor `rope_freqs.weight`
+// (Llama 3 scaling divisors).
+std::string BuildGguf(const TinyModel& model, const std::vector<float>& rope_freqs = {},
+                      const GgufTypes& types = {});
 
 // A GGUF name -> HF name table entry list, for tests that drop or alter a tensor.
 std::string GgufNameOf(const std::string& hf_name);

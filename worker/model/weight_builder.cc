@@ -116,10 +116,11 @@ class Builder {
   StatusOr<const SourceTensor*> Get(WeightKind kind, int layer, std::vector<int64_t> shape);
   // Output [sum(rows), cols] filled from `parts` in order.
   Tensor Assemble(const std::vector<Part>& parts, int64_t cols, bool is_vector);
-  // The same as a view of the parts' rows in their shared block format; false if they are not
-  // all in one, or (`want` set) not all in `want`.
-  bool QuantizedView(const std::vector<Part>& parts, int64_t cols, const DType* want,
-                     Tensor* out) const;
+  // The same as a view of the parts' rows in their stored block formats; false if a part is in
+  // none, or (`want` set) not in `want`, or the parts' formats differ and !mixed. Parts in
+  // different formats make a mixed matrix (Tensor::segments).
+  bool BlockView(const std::vector<Part>& parts, int64_t cols, const DType* want, bool mixed,
+                 Tensor* out) const;
   Tensor Convert(const std::vector<Part>& parts, int64_t cols, bool is_vector, DType dtype);
   // The dtype a matrix from `parts` is given: their shared F32 or BF16 encoding under
   // keep_stored, else opt_.dtype.
@@ -165,9 +166,12 @@ StatusOr<const SourceTensor*> Builder::Get(WeightKind kind, int layer, std::vect
 
 Tensor Builder::Assemble(const std::vector<Part>& parts, int64_t cols, bool is_vector) {
   Tensor view;
-  if (!is_vector && opt_.keep_stored && QuantizedView(parts, cols, nullptr, &view)) return view;
+  // Under keep_stored (the CPU backend's option, whose ops multiply each segment in its own
+  // format) parts in different block formats stay in them, not widened to opt_.dtype.
+  if (!is_vector && opt_.keep_stored && BlockView(parts, cols, nullptr, true, &view)) return view;
   // Re-quantizing to a block format the parts are already in changes no byte: keep the view.
-  if (!is_vector && DTypeQuantized(opt_.dtype) && QuantizedView(parts, cols, &opt_.dtype, &view))
+  if (!is_vector && DTypeQuantized(opt_.dtype) &&
+      BlockView(parts, cols, &opt_.dtype, false, &view))
     return view;
   return Convert(parts, cols, is_vector, OutDType(parts, is_vector));
 }
@@ -184,22 +188,26 @@ DType Builder::OutDType(const std::vector<Part>& parts, bool is_vector) const {
   return opt_.dtype;
 }
 
-bool Builder::QuantizedView(const std::vector<Part>& parts, int64_t cols, const DType* want,
-                            Tensor* out) const {
-  DType dtype;
-  if (!QuantizedDType(*parts[0].src, &dtype)) return false;
-  if (want != nullptr && dtype != *want) return false;
+bool Builder::BlockView(const std::vector<Part>& parts, int64_t cols, const DType* want,
+                        bool mixed, Tensor* out) const {
   auto rows = std::make_shared<std::vector<const uint8_t*>>();
+  auto segments = std::make_shared<std::vector<RowSegment>>();
   for (const Part& p : parts) {
     DType d;
-    if (!QuantizedDType(*p.src, &d) || d != dtype) return false;
+    if (!QuantizedDType(*p.src, &d) || (want != nullptr && d != *want)) return false;
+    if (segments->empty() || segments->back().dtype != d) {
+      if (!segments->empty() && !mixed) return false;
+      segments->push_back({d, 0});
+    }
+    segments->back().rows += p.rows;
     for (int64_t r = 0; r < p.rows; ++r) rows->push_back(PartRow(p, r));
   }
-  out->dtype = dtype;
+  out->dtype = segments->front().dtype;
   out->shape = {static_cast<int64_t>(rows->size()), cols};
   out->data = rows->empty() ? nullptr : (*rows)[0];
   out->owner = parts[0].src->owner;  // every part comes from one file's mapping
   out->row_ptrs = std::move(rows);
+  if (segments->size() > 1) out->segments = std::move(segments);
   return true;
 }
 

@@ -62,8 +62,13 @@ struct BuildOptions {
   double progress_interval_s = 1.0;  // at most one per-layer line this often
   // Matrices (the embedding included) stored as F32, BF16 or a ggml block format stay in it:
   // block formats point into the file (fused ones through row pointers), F32/BF16 as before
-  // (in place unless fused). The rest, and a fused matrix whose parts differ in encoding, is
-  // converted to `dtype`.
+  // (in place unless fused). A fused matrix whose parts are in different block formats keeps
+  // each part's (a mixed matrix, Tensor::segments), so this is the CPU backend's option: its ops
+  // multiply each segment as stored, while the CUDA ops take one F16/BF16 dtype and never ask
+  // for it (LoadOptionsForDType). The rest is converted to `dtype`, as is a fused matrix with a
+  // float part (F32, F16, BF16) and a part in another encoding: llama.cpp's quantization mixes
+  // only block formats within Q|K|V or gate|up (float matrices come from unquantized files,
+  // where all parts share one type), so that case stays on the simpler widened path.
   bool keep_stored = false;
   // Tensor parallelism: only rank tp_rank's share of tp_size (tensor_parallel.h) is built, read
   // from the source tensors where they lie. The config passed stays the whole model's.

@@ -121,7 +121,11 @@ const float* CpuModelOps::Fp32(const Tensor& t) {
 }
 
 StatusOr<const cpu::QuantMatrix*> CpuModelOps::Quant(const Tensor& t, const std::string& name) {
-  if (!cpu::UnpackSupported(t.dtype) || t.shape.size() != 2)
+  bool supported = cpu::QuantMatMulSupported(t.dtype) && t.shape.size() == 2;
+  if (t.mixed()) {
+    for (const RowSegment& s : *t.segments) supported &= cpu::QuantMatMulSupported(s.dtype);
+  }
+  if (!supported)
     return Unimplemented("CPU backend: weight {} is {} {}, which it cannot multiply", name,
                          DTypeName(t.dtype), t.ShapeString());
   quant_.push_back(std::make_unique<cpu::QuantMatrix>(cpu::QuantMatrixOf(t)));
@@ -166,7 +170,8 @@ StatusOr<OpWeight> CpuModelOps::LoadTable(const Tensor& table, const std::string
   out.dtype = table.dtype;
   out.data = table.data;
   if (DTypeQuantized(table.dtype)) {
-    if (!DequantizeSupported(DTypeGgml(table.dtype)))
+    // Embedding decodes every row as table.dtype; the builder fuses no table.
+    if (!DequantizeSupported(DTypeGgml(table.dtype)) || table.mixed())
       return Unimplemented("CPU backend: table {} is {}", name, DTypeName(table.dtype));
     ITE_ASSIGN_OR_RETURN(out.data, Quant(table, name));
   }

@@ -1,10 +1,6 @@
-// The two sides of a quantized matrix product on the CPU, in the layouts the dot-product kernels
-// read:
-//   Q8Rows: activations quantized per row in blocks of 32 (x ~= d * q, q in [-127, 127]);
-//   UnpackedRow: one weight row of any ggml block format decoded to int8 with its scales,
-//     w = scale[i / 16] * q[i] + offset[i / 32]. Every supported format fits: 4-6 bit codes,
-//     Q8_0's int8, Q6_K's per-16 scales, the K formats' per-32 minimums.
-// Both cover `cols` elements, a multiple of 32.
+// The activation side of a quantized matrix product on the CPU, in the layout the dot-product
+// kernels read (the weight side is the ggml blocks as stored): Q8Rows, activations quantized
+// per row in blocks of 32 (x ~= d * q, q in [-127, 127]) over `cols` elements, a multiple of 32.
 #pragma once
 
 #include <cstdint>
@@ -31,19 +27,7 @@ struct Q8Rows {
 // x [rows, cols] (cols a multiple of 32) into `out`, reusing its storage.
 void QuantizeQ8Rows(const float* x, int64_t rows, int64_t cols, Q8Rows* out);
 
-struct UnpackedRow {
-  int8_t* q;      // [cols]
-  float* scale;   // [cols / 16]
-  float* offset;  // [cols / 32]
-};
-
 // The f16 scale stored at p (unaligned, as in ggml blocks).
 float BlockHalf(const uint8_t* p);
-
-// Whether UnpackRow handles `dtype` (the block formats the CPU matmul reads as they are).
-bool UnpackSupported(DType dtype);
-
-// Decodes one row of `cols` elements of `dtype` at `src`.
-void UnpackRow(DType dtype, const uint8_t* src, int64_t cols, UnpackedRow out);
 
 }  // namespace ite::cpu

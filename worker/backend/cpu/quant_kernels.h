@@ -28,12 +28,10 @@ bool QuantIsaFromName(const char* name, QuantIsa* isa);
 bool QuantIsaSupported(QuantIsa isa);
 
 // The kernels compute a tile out[t * out_stride + i] = sum_k W[i, k] x[t, k] for the n rows of
-// `rows` and every row t of `x` (no bias). Weight rows are either read straight from their
-// stored blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K formats Q4_K, Q5_K, Q6_K, whose 256-wide
-// super-blocks the kernels take as 8 Q8 blocks) or unpacked first (every format, UnpackRow).
+// `rows` (any n >= 1) and every row t of `x` (no bias), reading the weight rows straight from
+// their stored blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K formats Q4_K, Q5_K, Q6_K, whose
+// 256-wide super-blocks the kernels take as 8 Q8 blocks.
 struct QuantKernels {
-  void (*tile_unpacked)(const UnpackedRow* rows, int n, const Q8Rows& x, float* out,
-                        int64_t out_stride);
   void (*tile_q4_0)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,
                     int64_t out_stride);
   void (*tile_q4_1)(const uint8_t* const* rows, int n, const Q8Rows& x, float* out,

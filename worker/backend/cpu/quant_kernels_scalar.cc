@@ -6,23 +6,6 @@
 namespace ite::cpu {
 namespace {
 
-float DotUnpacked(const UnpackedRow& w, const Q8Rows& x, int64_t t) {
-  const int8_t* xq = x.row_q(t);
-  float acc = 0.0f;
-  for (int64_t b = 0; b < x.cols / kQ8Block; ++b) {
-    for (int g = 0; g < 2; ++g) {
-      int32_t sum = 0;
-      for (int i = 0; i < 16; ++i) {
-        const int64_t e = b * kQ8Block + 16 * g + i;
-        sum += static_cast<int32_t>(w.q[e]) * xq[e];
-      }
-      acc += w.scale[2 * b + g] * x.row_d(t)[b] * static_cast<float>(sum);
-    }
-    acc += w.offset[b] * x.row_s(t)[b];
-  }
-  return acc;
-}
-
 // Q4_0 and Q4_1 read nibbles as 0..15; Q4_0's -8 is folded into an offset of -8 d.
 template <bool kHasMin>
 float DotQ4(const uint8_t* w, const Q8Rows& x, int64_t t) {
@@ -161,10 +144,9 @@ float DotQ6_KRef(const uint8_t* const& w, const Q8Rows& x, int64_t t) { return D
 }  // namespace
 
 const QuantKernels kQuantKernelsScalar = {
-    Tile<UnpackedRow, DotUnpacked>,  Tile<const uint8_t*, DotQ4_0>,
-    Tile<const uint8_t*, DotQ4_1>,   Tile<const uint8_t*, DotQ5_0>,
-    Tile<const uint8_t*, DotQ5_1>,   Tile<const uint8_t*, DotQ8_0Ref>,
-    Tile<const uint8_t*, DotQ4_K>,   Tile<const uint8_t*, DotQ5_K>,
-    Tile<const uint8_t*, DotQ6_KRef>};
+    Tile<const uint8_t*, DotQ4_0>, Tile<const uint8_t*, DotQ4_1>,
+    Tile<const uint8_t*, DotQ5_0>, Tile<const uint8_t*, DotQ5_1>,
+    Tile<const uint8_t*, DotQ8_0Ref>, Tile<const uint8_t*, DotQ4_K>,
+    Tile<const uint8_t*, DotQ5_K>, Tile<const uint8_t*, DotQ6_KRef>};
 
 }  // namespace ite::cpu

@@ -131,20 +131,6 @@ struct Q8_0Format {
   }
 };
 
-struct UnpackedFormat {
-  using Row = UnpackedRow;
-  static constexpr bool kSigned = true;
-  static constexpr bool kSuper = false;
-  static __m256i Values(const Row& r, int64_t b) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.q + b * kQ8Block));
-  }
-  static __m256 Scale(const Row& r, int64_t b) {
-    return _mm256_set_m128(_mm_set1_ps(r.scale[2 * b + 1]), _mm_set1_ps(r.scale[2 * b]));
-  }
-  static float Offset(const Row& r, int64_t b) { return r.offset[b]; }
-  static void Prefetch(const Row&, int64_t) {}  // unpacked rows are in L1 already
-};
-
 inline __m256i Load32(const uint8_t* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
@@ -385,9 +371,9 @@ void Tile(const typename Fmt::Row* rows, int n, const Q8Rows& x, float* out, int
 
 template <class Isa>
 constexpr QuantKernels MakeKernels() {
-  return {Tile<Isa, UnpackedFormat>, Tile<Isa, Q4_0Format>, Tile<Isa, Q4_1Format>,
-          Tile<Isa, Q5_0Format>,     Tile<Isa, Q5_1Format>, Tile<Isa, Q8_0Format>,
-          Tile<Isa, Q4_KFormat>,     Tile<Isa, Q5_KFormat>, Tile<Isa, Q6_KFormat>};
+  return {Tile<Isa, Q4_0Format>, Tile<Isa, Q4_1Format>, Tile<Isa, Q5_0Format>,
+          Tile<Isa, Q5_1Format>, Tile<Isa, Q8_0Format>, Tile<Isa, Q4_KFormat>,
+          Tile<Isa, Q5_KFormat>, Tile<Isa, Q6_KFormat>};
 }
 
 }  // namespace

@@ -6,24 +6,12 @@
 
 namespace ite::cpu {
 
-QuantMatrix QuantMatrixOf(const Tensor& w) {
-  ITE_CHECK(w.shape.size() == 2 && UnpackSupported(w.dtype), "QuantMatrixOf: {} {}",
-            DTypeName(w.dtype), w.ShapeString());
-  QuantMatrix m;
-  m.dtype = w.dtype;
-  m.rows = static_cast<int32_t>(w.shape[0]);
-  m.cols = static_cast<int32_t>(w.shape[1]);
-  m.row_ptrs.resize(static_cast<size_t>(m.rows));
-  for (int32_t r = 0; r < m.rows; ++r) m.row_ptrs[r] = w.row(r);
-  return m;
-}
-
 namespace {
 
-using DirectTile = void (*)(const uint8_t* const*, int, const Q8Rows&, float*, int64_t);
+using Tile = void (*)(const uint8_t* const*, int, const Q8Rows&, float*, int64_t);
 
-// The kernel that reads `dtype`'s blocks as stored, null where rows are unpacked first.
-DirectTile DirectKernel(DType dtype, const QuantKernels& k) {
+// The kernel that reads `dtype`'s blocks as stored, null for a format without one.
+Tile TileFor(DType dtype, const QuantKernels& k) {
   switch (dtype) {
     case DType::kQ4_0:
       return k.tile_q4_0;
@@ -50,33 +38,55 @@ DirectTile DirectKernel(DType dtype, const QuantKernels& k) {
 // decode matmul evenly, large enough to amortise the claim; a multiple of the kernels' 2 rows.
 constexpr int64_t kRowGrain = 32;
 
+// Segments of a matrix in the most that occur: Q|K|V in three formats.
+constexpr size_t kMaxSegments = 8;
+
 }  // namespace
+
+bool QuantMatMulSupported(DType dtype) { return TileFor(dtype, kQuantKernelsScalar) != nullptr; }
+
+QuantMatrix QuantMatrixOf(const Tensor& w) {
+  ITE_CHECK(w.shape.size() == 2, "QuantMatrixOf: {} {}", DTypeName(w.dtype), w.ShapeString());
+  QuantMatrix m;
+  m.rows = static_cast<int32_t>(w.shape[0]);
+  m.cols = static_cast<int32_t>(w.shape[1]);
+  m.row_ptrs.resize(static_cast<size_t>(m.rows));
+  for (int32_t r = 0; r < m.rows; ++r) m.row_ptrs[r] = w.row(r);
+  if (!w.mixed()) {
+    m.segments.push_back({w.dtype, 0, m.rows});
+  } else {
+    int32_t row0 = 0;
+    for (const RowSegment& s : *w.segments) {
+      m.segments.push_back({s.dtype, row0, static_cast<int32_t>(s.rows)});
+      row0 += static_cast<int32_t>(s.rows);
+    }
+    ITE_CHECK(row0 == m.rows, "QuantMatrixOf: segments of {} rows for {}", row0, m.rows);
+  }
+  ITE_CHECK(m.segments.size() <= kMaxSegments, "QuantMatrixOf: {} segments",
+            m.segments.size());
+  for (const QuantSegment& s : m.segments) {
+    ITE_CHECK(QuantMatMulSupported(s.dtype) && m.cols % DTypeBlockSize(s.dtype) == 0,
+              "QuantMatrixOf: {} rows of {}", DTypeName(s.dtype), m.cols);
+  }
+  return m;
+}
 
 void QuantMatMul(const float* x, const QuantMatrix& w, const float* bias, int32_t m, float* out,
                  const QuantKernels& kernels, QuantScratch* scratch, ThreadPool* pool) {
+  // Every format's rows are whole Q8 blocks, so one quantization of x serves all segments.
   QuantizeQ8Rows(x, m, w.cols, &scratch->x);
   const Q8Rows& xq = scratch->x;
-  const DirectTile direct = DirectKernel(w.dtype, kernels);
+  Tile tiles[kMaxSegments];
+  for (size_t i = 0; i < w.segments.size(); ++i) tiles[i] = TileFor(w.segments[i].dtype, kernels);
   const int64_t out_stride = w.rows;
+  // A chunk that straddles a segment boundary runs each side with its own kernel; the kernels
+  // take any row count, so a segment need not be a multiple of their tile.
   auto run = [&](int64_t r0, int64_t r1) {
-    const int n = static_cast<int>(r1 - r0);
-    if (direct != nullptr) {
-      direct(w.row_ptrs.data() + r0, n, xq, out + r0, out_stride);
-    } else {
-      // Each pool thread keeps its own buffers for the chunk's unpacked rows.
-      thread_local std::vector<int8_t> q;
-      thread_local std::vector<float> scales;
-      thread_local std::vector<UnpackedRow> unpacked;
-      const int64_t per_row_scales = w.cols / 16 + w.cols / kQ8Block;
-      q.resize(static_cast<size_t>(n * w.cols));
-      scales.resize(static_cast<size_t>(n * per_row_scales));
-      unpacked.resize(static_cast<size_t>(n));
-      for (int i = 0; i < n; ++i) {
-        float* s = scales.data() + i * per_row_scales;
-        unpacked[i] = {q.data() + i * static_cast<int64_t>(w.cols), s, s + w.cols / 16};
-        UnpackRow(w.dtype, w.row_ptrs[static_cast<size_t>(r0 + i)], w.cols, unpacked[i]);
-      }
-      kernels.tile_unpacked(unpacked.data(), n, xq, out + r0, out_stride);
+    for (size_t i = 0; i < w.segments.size(); ++i) {
+      const QuantSegment& s = w.segments[i];
+      const int64_t a = std::max<int64_t>(r0, s.row0);
+      const int64_t b = std::min<int64_t>(r1, int64_t{s.row0} + s.rows);
+      if (a < b) tiles[i](w.row_ptrs.data() + a, static_cast<int>(b - a), xq, out + a, out_stride);
     }
     if (bias != nullptr) {
       for (int32_t t = 0; t < m; ++t) {

@@ -15,14 +15,28 @@
 
 namespace ite::cpu {
 
-struct QuantMatrix {
-  DType dtype = DType::kQ8_0;            // a block format UnpackSupported handles
-  int32_t rows = 0;                      // out
-  int32_t cols = 0;                      // in, a multiple of the format's block
-  std::vector<const uint8_t*> row_ptrs;  // [rows]: where each row's blocks start
+// Rows [row0, row0 + rows) of a QuantMatrix, all in one block format.
+struct QuantSegment {
+  DType dtype = DType::kQ8_0;  // a format QuantMatMulSupported accepts
+  int32_t row0 = 0;
+  int32_t rows = 0;
 };
 
-// The matrix of a quantized weight tensor [out, in] (contiguous or through its row pointers).
+struct QuantMatrix {
+  int32_t rows = 0;                      // out
+  int32_t cols = 0;                      // in, a multiple of every segment's block
+  std::vector<const uint8_t*> row_ptrs;  // [rows]: where each row's blocks start
+  // In row order, covering [0, rows): one for a matrix in a single format, several for a fused
+  // one whose parts keep their own formats (Tensor::segments); each is multiplied by its own
+  // format's kernel into its columns of the output.
+  std::vector<QuantSegment> segments;
+};
+
+// Whether the kernels read `dtype`'s blocks (every block format the CPU matmul takes).
+bool QuantMatMulSupported(DType dtype);
+
+// The matrix of a quantized weight tensor [out, in] (contiguous or through its row pointers,
+// in one block format or mixed), each format QuantMatMulSupported.
 QuantMatrix QuantMatrixOf(const Tensor& w);
 
 // Scratch of QuantMatMul (the quantized activations), kept between calls.

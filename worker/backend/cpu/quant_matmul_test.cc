@@ -1,11 +1,11 @@
 // The quantized matrix product of each block format, for every instruction set this CPU runs,
 // against the product with the weights dequantized by the loader's own decoder (dequantize.cc,
-// written separately from the kernels' unpacking):
+// written separately from the kernels):
 //  - exactly, up to fp32 rounding, when the activations are replaced by their Q8 values: any
 //    mistake in unpacking, scales, offsets or lane order shows here;
 //  - against the fp32 activations within the bound the activation quantization implies;
-// and each instruction set's kernels against the scalar ones on the same inputs. The K formats
-// (256-element super-blocks) are multiplied as stored like the others, never unpacked first.
+// and each instruction set's kernels against the scalar ones on the same inputs, and fused
+// matrices whose parts keep different formats (Tensor::segments) against the same references.
 #include "worker/backend/cpu/quant_matmul.h"
 
 #include <gtest/gtest.h>
@@ -54,6 +54,49 @@ std::vector<uint8_t> RandomBlocks(DType dtype, int64_t rows, int64_t cols, std::
   return data;
 }
 
+// QuantMatMul of `qm` (without and with a thread pool) against the references in double: `w`,
+// qm's rows dequantized [qm.rows, qm.cols], times x and times x's Q8 values. Against the Q8
+// values the error is fp32 rounding alone; against x, the activation quantization bound of
+// quant_matmul.h: sum over Q8 blocks of (max |x| in the block / 254) * sum |w| in the block
+// (times 1.001), plus the rounding allowance 1e-5 * (sum |w x| + that bound) + 1e-6.
+void ExpectMatchesDequantized(const QuantMatrix& qm, const std::vector<float>& w,
+                              const std::vector<float>& x, const std::vector<float>& bias,
+                              int32_t m, QuantIsa isa, ThreadPool* pool) {
+  const int32_t rows = qm.rows;
+  const int64_t cols = qm.cols;
+  Q8Rows xq;
+  QuantizeQ8Rows(x.data(), m, cols, &xq);
+  for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), pool}) {
+    SCOPED_TRACE(::testing::Message() << QuantIsaName(isa) << " m=" << m << " rows=" << rows
+                                      << " cols=" << cols << (p ? " pool" : ""));
+    std::vector<float> out(static_cast<size_t>(m * rows), NAN);
+    QuantScratch scratch;
+    QuantMatMul(x.data(), qm, bias.data(), m, out.data(), QuantKernelsFor(isa), &scratch, p);
+    for (int32_t i = 0; i < m; ++i) {
+      for (int32_t r = 0; r < rows; ++r) {
+        double exact = 0, on_q8 = 0, abs_sum = 0, quant_bound = 0;
+        for (int64_t b = 0; b < cols / kQ8Block; ++b) {
+          double amax = 0, w_abs = 0;
+          for (int64_t j = b * kQ8Block; j < (b + 1) * kQ8Block; ++j) {
+            const double wv = w[r * cols + j], xv = x[i * cols + j];
+            const double x8 = static_cast<double>(xq.row_d(i)[b]) * xq.row_q(i)[j];
+            exact += wv * xv;
+            on_q8 += wv * x8;
+            abs_sum += std::fabs(wv * xv);
+            amax = std::max(amax, std::fabs(xv));
+            w_abs += std::fabs(wv);
+          }
+          quant_bound += amax / 254.0 * w_abs;
+        }
+        const double got = out[i * rows + r] - static_cast<double>(bias[r]);
+        const double rounding = 1e-5 * (abs_sum + quant_bound) + 1e-6;
+        ASSERT_NEAR(got, on_q8, rounding) << "token " << i << " row " << r;
+        ASSERT_NEAR(got, exact, quant_bound * 1.001 + rounding) << "token " << i << " row " << r;
+      }
+    }
+  }
+}
+
 struct Shape {
   int32_t m, rows, cols_blocks;  // cols = cols_blocks * the format's block
 };
@@ -94,52 +137,15 @@ TEST_P(QuantMatMulTest, MatchesDequantizedProduct) {
     std::vector<float> bias(static_cast<size_t>(s.rows));
     for (float& v : bias) v = normal(rng);
 
-    // The references, in double: W dequantized, times x and times x's Q8 values.
     std::vector<float> w(static_cast<size_t>(s.rows * cols));
     const size_t row_bytes = DTypeRowBytes(dtype, cols);
     for (int32_t r = 0; r < s.rows; ++r)
       DequantizeRow(ggml, blocks.data() + r * row_bytes, w.data() + r * cols, cols);
-    Q8Rows xq;
-    QuantizeQ8Rows(x.data(), s.m, cols, &xq);
-
     Tensor t;
     t.dtype = dtype;
     t.shape = {s.rows, cols};
     t.data = blocks.data();
-    const QuantMatrix qm = QuantMatrixOf(t);
-    {
-      for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
-        SCOPED_TRACE(::testing::Message()
-                     << DTypeName(dtype) << " " << QuantIsaName(isa) << " m=" << s.m
-                     << " rows=" << s.rows << " cols=" << cols << (p ? " pool" : ""));
-        std::vector<float> out(static_cast<size_t>(s.m * s.rows), NAN);
-        QuantScratch scratch;
-        QuantMatMul(x.data(), qm, bias.data(), s.m, out.data(), QuantKernelsFor(isa), &scratch, p);
-        for (int32_t i = 0; i < s.m; ++i) {
-          for (int32_t r = 0; r < s.rows; ++r) {
-            double exact = 0, on_q8 = 0, abs_sum = 0, quant_bound = 0;
-            for (int64_t b = 0; b < cols / kQ8Block; ++b) {
-              double amax = 0, w_abs = 0;
-              for (int64_t j = b * kQ8Block; j < (b + 1) * kQ8Block; ++j) {
-                const double wv = w[r * cols + j], xv = x[i * cols + j];
-                const double x8 = static_cast<double>(xq.row_d(i)[b]) * xq.row_q(i)[j];
-                exact += wv * xv;
-                on_q8 += wv * x8;
-                abs_sum += std::fabs(wv * xv);
-                amax = std::max(amax, std::fabs(xv));
-                w_abs += std::fabs(wv);
-              }
-              quant_bound += amax / 254.0 * w_abs;
-            }
-            const double got = out[i * s.rows + r] - static_cast<double>(bias[r]);
-            const double rounding = 1e-5 * (abs_sum + quant_bound) + 1e-6;
-            ASSERT_NEAR(got, on_q8, rounding) << "token " << i << " row " << r;
-            ASSERT_NEAR(got, exact, quant_bound * 1.001 + rounding)
-                << "token " << i << " row " << r;
-          }
-        }
-      }
-    }
+    ExpectMatchesDequantized(QuantMatrixOf(t), w, x, bias, s.m, isa, &pool);
   }
 }
 
@@ -203,27 +209,85 @@ INSTANTIATE_TEST_SUITE_P(Formats, QuantIsaVsScalarTest,
                                                               QuantIsa::kAvx512Vnni)),
                          FormatIsaName);
 
-// Every format has a kernel that reads its blocks as stored: QuantMatMul never falls back to
-// unpacking rows (UnpackRow + tile_unpacked, which this kernel set fails on).
-TEST(QuantMatMul, NoFormatIsUnpacked) {
-  std::mt19937 rng(5);
-  QuantKernels kernels = QuantKernelsFor(BestQuantIsa());
-  kernels.tile_unpacked = [](const UnpackedRow*, int, const Q8Rows&, float*, int64_t) {
-    ADD_FAILURE() << "rows were unpacked";
+// A fused matrix whose parts keep their own formats, as the loader leaves Q|K|V or gate|up of a
+// llama.cpp Q4_K_M file: each part's rows in a buffer of its own (tensors of one file), reached
+// through row pointers, one segment per run of a format. Part sizes are odd (not multiples of
+// the kernels' 2-row tiles) and add up to more than a thread's 32-row chunk, so chunks straddle
+// segment boundaries. Compared with the product of the fused matrix dequantized part by part.
+struct MixedCase {
+  std::vector<std::pair<DType, int32_t>> parts;  // (format, rows), in row order
+  int64_t cols;
+};
+
+class QuantMixedTest : public ::testing::TestWithParam<QuantIsa> {};
+
+TEST_P(QuantMixedTest, MatchesDequantizedFusedProduct) {
+  const QuantIsa isa = GetParam();
+  if (!QuantIsaSupported(isa))
+    GTEST_SKIP() << "this CPU does not run the " << QuantIsaName(isa) << " kernels";
+  const MixedCase cases[] = {
+      {{{DType::kQ5_0, 37}, {DType::kQ8_0, 13}}, 96},                     // SmolLM2's QKV
+      {{{DType::kQ4_K, 21}, {DType::kQ6_K, 15}}, 512},                    // Llama-3.2's QKV
+      {{{DType::kQ4_K, 9}, {DType::kQ6_K, 3}, {DType::kQ4_K, 27}}, 256},  // K alone differs
+      {{{DType::kQ8_0, 1}, {DType::kQ4_0, 33}, {DType::kQ5_1, 7}}, 64},
   };
-  for (DType dtype : kFormats) {
-    SCOPED_TRACE(DTypeName(dtype));
-    const int64_t cols = 2 * DTypeBlockSize(dtype);
-    const std::vector<uint8_t> blocks = RandomBlocks(dtype, 3, cols, &rng);
+  std::mt19937 rng(2024);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  ThreadPool pool(2);
+  for (const MixedCase& c : cases) {
+    std::vector<std::vector<uint8_t>> buffers;
+    auto row_ptrs = std::make_shared<std::vector<const uint8_t*>>();
+    auto segments = std::make_shared<std::vector<RowSegment>>();
+    std::vector<float> w;  // the fused matrix dequantized, [rows, cols]
+    std::string formats;
+    for (const auto& [dtype, rows] : c.parts) {
+      buffers.push_back(RandomBlocks(dtype, rows, c.cols, &rng));
+      const size_t row_bytes = DTypeRowBytes(dtype, c.cols);
+      for (int32_t r = 0; r < rows; ++r) {
+        const uint8_t* row = buffers.back().data() + r * row_bytes;
+        row_ptrs->push_back(row);
+        w.resize(w.size() + static_cast<size_t>(c.cols));
+        DequantizeRow(DTypeGgml(dtype), row, w.data() + w.size() - c.cols, c.cols);
+      }
+      segments->push_back({dtype, rows});
+      formats += std::string(formats.empty() ? "" : "+") + DTypeName(dtype);
+    }
     Tensor t;
-    t.dtype = dtype;
-    t.shape = {3, cols};
-    t.data = blocks.data();
-    std::vector<float> x(static_cast<size_t>(cols), 0.5f), out(3, NAN);
-    QuantScratch scratch;
-    QuantMatMul(x.data(), QuantMatrixOf(t), nullptr, 1, out.data(), kernels, &scratch, nullptr);
-    for (float v : out) EXPECT_TRUE(std::isfinite(v));
+    t.dtype = c.parts[0].first;
+    t.shape = {static_cast<int64_t>(row_ptrs->size()), c.cols};
+    t.data = (*row_ptrs)[0];
+    t.row_ptrs = row_ptrs;
+    t.segments = segments;
+    const QuantMatrix qm = QuantMatrixOf(t);
+    ASSERT_EQ(qm.segments.size(), c.parts.size());
+    for (int32_t m : {1, 5}) {
+      SCOPED_TRACE(formats);
+      std::vector<float> x(static_cast<size_t>(m * c.cols));
+      for (float& v : x) v = normal(rng);
+      std::vector<float> bias(static_cast<size_t>(qm.rows));
+      for (float& v : bias) v = normal(rng);
+      ExpectMatchesDequantized(qm, w, x, bias, m, isa, &pool);
+    }
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, QuantMixedTest, ::testing::ValuesIn(kQuantIsas),
+                         [](const auto& info) {
+                           std::string name = QuantIsaName(info.param);
+                           for (char& ch : name) {
+                             if (ch == '-') ch = '_';
+                           }
+                           return name;
+                         });
+
+// A mixed tensor's resident bytes are its segments', each at its own format's row size.
+TEST(QuantMixed, TensorBytesCountEachSegment) {
+  Tensor t;
+  t.dtype = DType::kQ5_0;
+  t.shape = {5, 64};
+  t.segments = std::make_shared<std::vector<RowSegment>>(
+      std::vector<RowSegment>{{DType::kQ5_0, 3}, {DType::kQ8_0, 2}});
+  EXPECT_EQ(t.nbytes(), 3 * DTypeRowBytes(DType::kQ5_0, 64) + 2 * DTypeRowBytes(DType::kQ8_0, 64));
 }
 
 // Rows taken through row pointers (a fused or permuted matrix) give the rows they point to.

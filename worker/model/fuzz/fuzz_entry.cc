@@ -61,8 +61,14 @@ int FuzzGguf(const uint8_t* data, size_t size) {
     for (const LayerWeights& l : kept->weights.layers) {
       for (const Tensor* t : {&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down}) {
         if (t->shape.size() != 2 || t->cols() == 0) continue;
-        const size_t row_bytes = DTypeRowBytes(t->dtype, t->cols());
-        for (int64_t r = 0; r < t->shape[0]; ++r) g_sink = g_sink + t->row(r)[row_bytes - 1];
+        // A mixed matrix's rows differ in length by segment.
+        std::vector<RowSegment> segments = {{t->dtype, t->shape[0]}};
+        if (t->mixed()) segments = *t->segments;
+        int64_t r = 0;
+        for (const RowSegment& s : segments) {
+          const size_t row_bytes = DTypeRowBytes(s.dtype, t->cols());
+          for (int64_t end = r + s.rows; r < end; ++r) g_sink = g_sink + t->row(r)[row_bytes - 1];
+        }
       }
     }
   }

@@ -68,7 +68,11 @@ class File {
  public:
   static StatusOr<File> Open(const std::string& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NotFound("{}: cannot open: {}", path, std::strerror(errno));
+    if (fd < 0) {
+      const int err = errno;
+      if (err == ENOENT) return NotFound("{}: cannot open: {}", path, std::strerror(err));
+      return FailedPrecondition("{}: cannot open: {}", path, std::strerror(err));
+    }
     File f(path, fd);
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -241,10 +245,6 @@ StatusOr<std::string> ModelFingerprint(const std::string& path) {
     ITE_RETURN_IF_ERROR(HashGguf(path, &hash));
   }
   return hash.Hex();
-}
-
-std::string ShortFingerprint(const std::string& fingerprint) {
-  return fingerprint.empty() ? "-" : fingerprint.substr(0, 16);
 }
 
 }  // namespace ite

@@ -44,7 +44,10 @@ inline constexpr size_t kFingerprintWindowBytes = 1024;
 // naming the file for a malformed one; the file's error when it cannot be read.
 StatusOr<std::string> ModelFingerprint(const std::string& path);
 
-// The first 16 hex digits, for tables and short log lines; "-" for none.
-std::string ShortFingerprint(const std::string& fingerprint);
+// The first 16 hex digits, for tables and short log lines; "-" for none. Inline, so that code
+// that only shows fingerprints needs no OpenSSL.
+inline std::string ShortFingerprint(const std::string& fingerprint) {
+  return fingerprint.empty() ? "-" : fingerprint.substr(0, 16);
+}
 
 }  // namespace ite

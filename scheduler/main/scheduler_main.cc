@@ -26,6 +26,7 @@
 
 #include "common/cli_parse.h"
 #include "common/logging.h"
+#include "common/model_fingerprint.h"
 #include "common/ready_file.h"
 #include "proto/grpc_security.h"
 #include "proto/grpc_server_runner.h"
@@ -137,6 +138,21 @@ int Run(const SchedulerMainOptions& o) {
   }
   ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
 
+  // The workers must serve the model this tokenizer and chat template belong to. A folder with
+  // only the tokenizer files (the scheduler loads no weights) has nothing to fingerprint: then
+  // the first worker's fingerprint is pinned and the others must match it.
+  std::string fingerprint;
+  if (StatusOr<std::string> fp = ModelFingerprint(o.model); fp.ok()) {
+    fingerprint = *fp;
+    ITE_LOG_INFO("model fingerprint {}: workers serving another model are refused", fingerprint);
+  } else if (fp.status().code() == StatusCode::kNotFound) {
+    ITE_LOG_INFO("{}; the first worker's model fingerprint is pinned instead",
+                 fp.status().message());
+  } else {
+    ITE_LOG_ERROR("model fingerprint: {}", fp.status().ToString());
+    return 1;
+  }
+
   StatusOr<ApiKeys> keys = ApiKeys::Load(o.api_keys.keys, o.api_keys.files);
   if (!keys.ok()) {
     ITE_LOG_ERROR("{}", keys.status().message());
@@ -202,6 +218,7 @@ int Run(const SchedulerMainOptions& o) {
     so.enable_prefix_cache = !o.no_prefix_cache;
     so.down_after_ms = o.worker_down_after_ms;
     so.route_load_slack = o.route_load_slack;
+    so.model_fingerprint = fingerprint;
     so.on_step = [metrics](int worker, const StepResult& r) { metrics->OnStep(worker, r); };
     scheduler = std::make_unique<Scheduler>(so, tokenizer, std::move(clients));
     ITE_RETURN_IF_ERROR(scheduler->Start());

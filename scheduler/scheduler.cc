@@ -390,6 +390,7 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
       slot.probe_posted = false;
       if (slot.up && !slot.recovering) break;
       std::string why;
+      std::string other_fingerprint;  // set when that is why
       if (m.info.model.vocab_size != model.vocab_size || m.info.block_size != block_size ||
           m.info.model.max_position != model.max_position || m.info.num_blocks < 1) {
         why = fmt::format(
@@ -399,9 +400,10 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
             block_size, m.info.model.max_position, model.max_position, m.info.num_blocks);
       } else {
         why = CheckFingerprint(m.worker, m.info);
+        if (!why.empty()) other_fingerprint = m.info.model_fingerprint;
       }
       if (!why.empty()) {
-        RefuseWorker(m.worker, m.info, why, events);
+        RefuseWorker(m.worker, why, other_fingerprint, events);
         break;
       }
       if (slot.outstanding > 0) {

@@ -174,9 +174,10 @@ struct Scheduler::Impl {
   // Why worker i, answering `info`, serves another model than the scheduler's ("" when it does
   // not). Pins info's fingerprint when the scheduler has none yet.
   std::string CheckFingerprint(int i, const WorkerInfo& info);
-  // Keeps worker i down although it answers, for `why`: a recovering one fails like a dead one,
-  // the requests held for it move or fail UNAVAILABLE now rather than at the grace's end.
-  void RefuseWorker(int i, const WorkerInfo& info, const std::string& why,
+  // Keeps worker i down although it answers, for `why` (serving the model with
+  // `other_fingerprint`, when that is the reason): a recovering one fails like a dead one, the
+  // requests held for it move or fail UNAVAILABLE now rather than at the grace's end.
+  void RefuseWorker(int i, const std::string& why, const std::string& other_fingerprint,
                     std::vector<OutEvent>* events);
   void SendSteps();
   bool Idle() const;

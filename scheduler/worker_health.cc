@@ -101,13 +101,14 @@ std::string Scheduler::Impl::CheckFingerprint(int i, const WorkerInfo& info) {
       WorkerName(i), theirs, fingerprint, fingerprint_source);
 }
 
-void Scheduler::Impl::RefuseWorker(int i, const WorkerInfo& info, const std::string& why,
+void Scheduler::Impl::RefuseWorker(int i, const std::string& why,
+                                   const std::string& other_fingerprint,
                                    std::vector<OutEvent>* events) {
   WorkerSlot& slot = *slots[i];
   // The probe asks again every interval; a worker still refused for the same reason is not news.
   if (why != slot.refused_why) ITE_LOG_ERROR("{}; keeping it down", why);
   slot.refused_why = why;
-  slot.refused_fingerprint = info.model_fingerprint;
+  slot.refused_fingerprint = other_fingerprint;
   const Status error = Unavailable("{}", why);
   if (slot.up) {  // it restarted while idle (recovering): failed as a dead worker is
     FailWorker(i, error, events, /*hold=*/false);

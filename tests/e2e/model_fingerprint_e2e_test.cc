@@ -83,14 +83,14 @@ class ModelFingerprintE2E : public ::testing::Test {
   }
 
   // ite-scheduler for our model, its log in scheduler.log (through sh, for the redirection).
-  bool StartScheduler(ChildProcess* scheduler, int worker_port) {
+  bool StartScheduler(ChildProcess* scheduler, int worker_port, const std::string& extra = "") {
     ready_ = dir_.path() + "/scheduler.port";
     log_ = dir_.path() + "/scheduler.log";
     fs::remove(ready_);
     const std::string command = "exec " + env_.bin_dir + "/ite-scheduler --model " + env_.model +
                                 " --workers 127.0.0.1:" + std::to_string(worker_port) +
                                 " --port 0 --http-port -1 --worker-wait-ms 20000 --ready-file " +
-                                ready_ + " 2>" + log_;
+                                ready_ + " " + extra + " 2>" + log_;
     return scheduler->Start("ite-scheduler", {"/bin/sh", "-c", command}).ok();
   }
 
@@ -192,6 +192,21 @@ TEST_F(ModelFingerprintE2E, ASchedulerStartedAgainstAWorkerWithAnotherModelFails
        {ours_fp_, other_fp_, "127.0.0.1:" + std::to_string(worker_port)}) {
     EXPECT_NE(log.find(part), std::string::npos) << part << "\n" << log;
   }
+}
+
+// --model-fingerprint names the model the workers must serve, whatever --model holds (a
+// Kubernetes scheduler's tokenizer-only folder): then the other model's worker is the right one.
+TEST_F(ModelFingerprintE2E, AnExplicitFingerprintIsTheOneWorkersMustServe) {
+  const int worker_port = UnusedLoopbackPort();
+  ChildProcess worker;
+  ASSERT_TRUE(StartWorker(&worker, other_, worker_port));
+  ChildProcess scheduler;
+  ASSERT_TRUE(StartScheduler(&scheduler, worker_port, "--model-fingerprint " + other_fp_));
+  port_ = WaitForPortFile(ready_, &scheduler, seconds(60));
+  ASSERT_GT(port_, 0) << ReadAll(log_);
+  GenerateResult r = Generate(*Stub(), Greedy("The capital of France is", 4));
+  EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(Stats().model_fingerprint(), other_fp_);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "clients/client_common.h"
+#include "common/model_fingerprint.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 
 namespace ite::client {
@@ -90,12 +91,21 @@ int RunStats(const AdminOptions& o) {
             "preemptions, scheduler loop CPU {:.1f} ms\n",
             r.running(), r.waiting(), r.finished_requests(), r.generated_tokens(), r.steps(),
             r.preemptions(), r.loop_cpu_us() / 1e3);
-        fmt::print("{:<3} {:<21} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}  {}\n", "#", "address",
-                   "healthy", "blocks", "free", "used", "cached", "running", "waiting", "device");
+        fmt::print("model fingerprint: {}\n",
+                   r.model_fingerprint().empty() ? "none yet" : r.model_fingerprint());
+        fmt::print("{:<3} {:<21} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}  {:<22} {}\n", "#",
+                   "address", "healthy", "blocks", "free", "used", "cached", "running", "waiting",
+                   "fingerprint", "device");
         for (const auto& w : r.workers()) {
-          fmt::print("{:<3} {:<21} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}  {}\n", w.index(),
-                     w.address(), w.healthy() ? "yes" : "NO", w.total_blocks(), w.free_blocks(),
-                     w.used_blocks(), w.cached_blocks(), w.running(), w.waiting(), w.device());
+          // A worker kept down for serving another model shows that model's fingerprint.
+          const std::string fingerprint =
+              w.refused_model_fingerprint().empty()
+                  ? ShortFingerprint(w.model_fingerprint())
+                  : "OTHER " + ShortFingerprint(w.refused_model_fingerprint());
+          fmt::print("{:<3} {:<21} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}  {:<22} {}\n",
+                     w.index(), w.address(), w.healthy() ? "yes" : "NO", w.total_blocks(),
+                     w.free_blocks(), w.used_blocks(), w.cached_blocks(), w.running(), w.waiting(),
+                     fingerprint, w.device());
         }
       });
 }

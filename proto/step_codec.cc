@@ -78,6 +78,7 @@ void EncodeWorkerInfo(const WorkerInfo& info, ite::v1::WorkerInfo* out) {
   out->set_block_size(info.block_size);
   out->set_num_blocks(info.num_blocks);
   out->set_device(info.device);
+  out->set_model_fingerprint(info.model_fingerprint);
 }
 
 StatusOr<WorkerInfo> DecodeWorkerInfo(const ite::v1::WorkerInfo& in) {
@@ -86,6 +87,7 @@ StatusOr<WorkerInfo> DecodeWorkerInfo(const ite::v1::WorkerInfo& in) {
   info.block_size = in.block_size();
   info.num_blocks = in.num_blocks();
   info.device = in.device();
+  info.model_fingerprint = in.model_fingerprint();
   if (info.block_size <= 0 || info.num_blocks <= 0) {
     return InvalidArgument("WorkerInfo: block_size {} and num_blocks {} must be positive",
                            info.block_size, info.num_blocks);

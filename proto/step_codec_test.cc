@@ -113,6 +113,7 @@ TEST(StepCodecTest, WorkerInfoRoundTripAndValidation) {
   info.block_size = 16;
   info.num_blocks = 64;
   info.device = "cpu";
+  info.model_fingerprint = std::string(64, 'e');
   ite::v1::WorkerInfo wire;
   EncodeWorkerInfo(info, &wire);
   // Only ModelInfo's fields travel; the rest of WorkerModelConfig stays zero.
@@ -129,6 +130,13 @@ TEST(StepCodecTest, WorkerInfoRoundTripAndValidation) {
   EXPECT_EQ(d->model.eos_token_ids, (std::vector<int32_t>{2, 3}));
   EXPECT_EQ(d->num_blocks, 64);
   EXPECT_EQ(d->device, "cpu");
+  EXPECT_EQ(d->model_fingerprint, std::string(64, 'e'));
+  // An older worker sends no fingerprint: still a valid WorkerInfo, with none.
+  ite::v1::WorkerInfo older = wire;
+  older.clear_model_fingerprint();
+  StatusOr<WorkerInfo> from_older = DecodeWorkerInfo(older);
+  ASSERT_TRUE(from_older.ok()) << from_older.status().ToString();
+  EXPECT_EQ(from_older->model_fingerprint, "");
 
   wire.mutable_config()->set_arch("gpt2");
   StatusOr<WorkerInfo> bad = DecodeWorkerInfo(wire);

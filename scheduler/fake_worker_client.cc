@@ -6,7 +6,8 @@
 
 namespace ite {
 
-FakeWorkerClient::FakeWorkerClient(const FakeWorkerOptions& options) {
+FakeWorkerClient::FakeWorkerClient(const FakeWorkerOptions& options)
+    : address_(options.address), model_fingerprint_(options.model_fingerprint) {
   ModelConfig config = FakeModelConfig(options.vocab, options.max_position);
   config.eos_token_ids = options.eos_token_ids;
   auto backend = std::make_unique<FakeBackend>(config, options.block_size, options.num_blocks);
@@ -20,11 +21,20 @@ FakeWorkerClient::~FakeWorkerClient() {
 }
 
 StatusOr<WorkerInfo> FakeWorkerClient::Info() {
+  std::string fingerprint;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!failure_.ok()) return failure_;
+    fingerprint = model_fingerprint_;
   }
-  return inner_->Info();
+  StatusOr<WorkerInfo> info = inner_->Info();
+  if (info.ok()) info->model_fingerprint = fingerprint;
+  return info;
+}
+
+void FakeWorkerClient::SetModelFingerprint(std::string fingerprint) {
+  std::lock_guard<std::mutex> lock(mu_);
+  model_fingerprint_ = std::move(fingerprint);
 }
 
 Status FakeWorkerClient::Health() {

@@ -22,6 +22,8 @@ struct FakeWorkerOptions {
   int32_t num_blocks = 1024;
   std::vector<int32_t> eos_token_ids;
   std::string device = "fake";
+  std::string model_fingerprint;  // reported in Info (WorkerInfo.model_fingerprint)
+  std::string address;            // what address() answers
 };
 
 struct FakeWorkerCounters {
@@ -45,6 +47,7 @@ class FakeWorkerClient : public WorkerClient {
   Status Health() override;
   Status Clear() override;
   bool StateLost() override;
+  std::string address() const override { return address_; }
 
   // While paused, steps are held (in order) and run on Resume.
   void Pause();
@@ -55,6 +58,8 @@ class FakeWorkerClient : public WorkerClient {
   // A restart between steps: the engine forgets every sequence, StateLost() turns true and
   // steps fail UNAVAILABLE until a successful Clear() (as GrpcWorkerClient behaves).
   void LoseState();
+  // What Info reports from now on: a restart with another model (of the same shape).
+  void SetModelFingerprint(std::string fingerprint);
 
   FakeWorkerCounters counters() const;
 
@@ -62,10 +67,12 @@ class FakeWorkerClient : public WorkerClient {
   void Forward(StepRequest request, std::function<void(StatusOr<StepResult>)> done);
 
   std::unique_ptr<WorkerClient> inner_;
+  const std::string address_;
   mutable std::mutex mu_;
   bool paused_ = false;
   std::deque<std::pair<StepRequest, std::function<void(StatusOr<StepResult>)>>> held_;
   Status failure_;
+  std::string model_fingerprint_;
   bool state_lost_ = false;
   FakeWorkerCounters counters_;
   int64_t inflight_ = 0;

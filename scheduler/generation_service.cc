@@ -82,12 +82,15 @@ grpc::Status DoStats(const GenerationService::Backend& b, grpc::ByteBuffer* out)
     o->set_preemptions(w.preemptions);
     o->set_worker_forward_us(w.worker_forward_us);
     o->set_worker_idle_us(w.worker_idle_us);
+    o->set_model_fingerprint(w.model_fingerprint);
+    o->set_refused_model_fingerprint(w.refused_fingerprint);
   }
   response.set_running(s.running);
   response.set_waiting(s.waiting);
   response.set_finished_requests(s.finished_requests);
   response.set_generated_tokens(b.intake->generated_tokens());
   response.set_steps(s.steps);
+  response.set_model_fingerprint(s.model_fingerprint);
   response.set_preemptions(s.preemptions);
   response.set_loop_cpu_us(s.loop_cpu_us);
   return ToBytes(response, out);

@@ -65,7 +65,7 @@ class GrpcWorkerClient final : public WorkerClient {
   Status Clear() override;
   bool StateLost() override { return state_lost_.load(); }
 
-  const std::string& address() const { return options_.address; }
+  std::string address() const override { return options_.address; }
 
  private:
   struct Stream;

@@ -87,6 +87,8 @@ Status Scheduler::Start() {
   // that is still loading its weights, or not scheduled yet). One must answer: the model comes
   // from it.
   int first = -1;
+  s.fingerprint = o.model_fingerprint;
+  s.fingerprint_source = "the scheduler's model";
   std::vector<StatusOr<WorkerInfo>> infos;
   for (size_t i = 0; i < s.slots.size(); ++i) {
     infos.push_back(s.slots[i]->client->Info());
@@ -101,6 +103,9 @@ Status Scheduler::Start() {
     if (info->block_size < 1 || info->num_blocks < 1 || info->model.vocab_size < 1) {
       return InvalidArgument("worker {}: block_size {}, num_blocks {}, vocab {}", i,
                              info->block_size, info->num_blocks, info->model.vocab_size);
+    }
+    if (std::string why = s.CheckFingerprint(static_cast<int>(i), *info); !why.empty()) {
+      return FailedPrecondition("{}; refusing to serve with it", why);
     }
     if (first < 0) {
       first = static_cast<int>(i);
@@ -133,6 +138,7 @@ Status Scheduler::Start() {
       // The batcher is shaped like the first worker's until this one answers and the probe
       // replaces both (Revive).
       slot.info.device.clear();
+      slot.info.model_fingerprint.clear();
       absent.push_back(static_cast<int>(i));
     }
   }
@@ -383,10 +389,21 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
       WorkerSlot& slot = *slots[m.worker];
       slot.probe_posted = false;
       if (slot.up && !slot.recovering) break;
+      std::string why;
+      std::string other_fingerprint;  // set when that is why
       if (m.info.model.vocab_size != model.vocab_size || m.info.block_size != block_size ||
           m.info.model.max_position != model.max_position || m.info.num_blocks < 1) {
-        ITE_LOG_ERROR("worker {} came back with a different model or pool; keeping it down",
-                      m.worker);
+        why = fmt::format(
+            "{} came back with a different model or pool (vocab {} vs {}, block_size {} vs {}, "
+            "context {} vs {}, {} blocks)",
+            WorkerName(m.worker), m.info.model.vocab_size, model.vocab_size, m.info.block_size,
+            block_size, m.info.model.max_position, model.max_position, m.info.num_blocks);
+      } else {
+        why = CheckFingerprint(m.worker, m.info);
+        if (!why.empty()) other_fingerprint = m.info.model_fingerprint;
+      }
+      if (!why.empty()) {
+        RefuseWorker(m.worker, why, other_fingerprint, events);
         break;
       }
       if (slot.outstanding > 0) {
@@ -420,6 +437,16 @@ void Scheduler::Impl::Handle(Message& m, std::vector<OutEvent>* events) {
                              "or hung?)",
                              silent_ms),
                  events);
+      break;
+    }
+    case Message::Kind::kStateLost: {
+      // Restarted while idle: recovered now rather than at its next request, so that one back
+      // with another model is refused (and shown down) at once.
+      WorkerSlot& slot = *slots[m.worker];
+      slot.state_lost_posted = false;
+      if (slot.up && !slot.recovering && slot.outstanding == 0 && slot.client->StateLost()) {
+        StartRecovery(m.worker);
+      }
       break;
     }
     case Message::Kind::kShutdown:
@@ -531,6 +558,8 @@ void Scheduler::Impl::PublishStats() {
     w.steps = slot->steps;
     w.worker_forward_us = slot->forward_us;
     w.worker_idle_us = slot->idle_us;
+    w.model_fingerprint = slot->info.model_fingerprint;
+    w.refused_fingerprint = slot->refused_fingerprint;
     s.running += w.running;
     s.waiting += w.waiting;
     s.steps += w.steps;
@@ -539,6 +568,7 @@ void Scheduler::Impl::PublishStats() {
   }
   s.finished_requests = finished;
   s.loop_cpu_us = loop_cpu_us;
+  s.model_fingerprint = fingerprint;
   std::lock_guard<std::mutex> lock(stats_mu);
   stats = std::move(s);
 }

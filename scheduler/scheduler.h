@@ -102,6 +102,12 @@ struct SchedulerOptions {
   // A worker that lost its state while idle (WorkerClient::StateLost) keeps its queued requests
   // this long while it is probed; if it has not come back by then, it is failed like a dead one.
   int32_t recover_grace_ms = 5000;
+  // common/model_fingerprint.h of the model this scheduler serves (its tokenizer's and prefix
+  // cache's): a worker reporting another is refused, at Start with an error, later by keeping it
+  // down. Empty (the scheduler's model files hold no weights): the first fingerprint a worker
+  // reports is pinned instead. A worker that reports none (it predates fingerprints) is checked
+  // by the model's shape only.
+  std::string model_fingerprint;
   // Called on the loop thread with every step result that came back (metrics); keep it cheap.
   std::function<void(int worker, const StepResult& result)> on_step;
 };
@@ -121,6 +127,8 @@ struct WorkerStats {
   int64_t preemptions = 0;
   int64_t worker_forward_us = 0;  // sums over steps, as reported by the worker
   int64_t worker_idle_us = 0;
+  std::string model_fingerprint;    // what the worker reported when it was taken in
+  std::string refused_fingerprint;  // while it is kept down for serving another model
 };
 
 struct SchedulerStats {
@@ -130,7 +138,8 @@ struct SchedulerStats {
   int64_t steps = 0;
   int64_t preemptions = 0;
   int64_t finished_requests = 0;
-  int64_t loop_cpu_us = 0;  // CPU time of the scheduler loop thread
+  int64_t loop_cpu_us = 0;        // CPU time of the scheduler loop thread
+  std::string model_fingerprint;  // every worker must serve this one; "" until one is known
 };
 
 class Scheduler {
@@ -144,8 +153,9 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Queries the workers, sizes the block managers and starts the loop thread. Those that answer
-  // must agree on the model, and at least one must answer; the others start down and are taken
-  // in by the probe once they answer (as a restarted worker is).
+  // must agree on the model (its shape, and options.model_fingerprint), and at least one must
+  // answer; the others start down and are taken in by the probe once they answer with the same
+  // model (as a restarted worker is).
   Status Start();
 
   // Validates (prompt, context length, params) and queues. On OK the callback gets every event,

@@ -31,13 +31,21 @@ inline int64_t SteadyMillis() {
 
 // Everything the loop thread learns arrives as one of these.
 struct Message {
-  enum class Kind { kSubmit, kCancel, kResult, kWorkerBack, kRecoverTimeout, kUnresponsive,
-                    kShutdown };
+  enum class Kind {
+    kSubmit,
+    kCancel,
+    kResult,
+    kWorkerBack,
+    kRecoverTimeout,
+    kUnresponsive,
+    kStateLost,
+    kShutdown
+  };
   explicit Message(Kind k) : kind(k) {}
   Kind kind;
   std::unique_ptr<Sequence> seq;  // kSubmit
   std::string request_id;         // kCancel
-  int worker = -1;                // kResult, kWorkerBack, kRecoverTimeout, kUnresponsive
+  int worker = -1;                // all but kSubmit, kCancel and kShutdown
   uint64_t generation = 0;        // kResult
   Status status;                  // kResult: the step's outcome
   StepResult result;              // kResult, when status is OK
@@ -63,9 +71,14 @@ struct WorkerSlot {
   // When the worker last answered a step or a health probe (steady-clock ms), while up.
   std::atomic<int64_t> last_heard_ms{0};
   std::atomic<bool> unresponsive_posted{false};
+  std::atomic<bool> state_lost_posted{false};
   uint64_t generation = 0;              // + 1 per failure; results of older generations are dropped
   int32_t outstanding = 0;              // steps sent and not answered, any generation
   std::optional<WorkerInfo> back_info;  // came back while old steps were still outstanding
+  // Why it is kept down although it answers (another model), and that model's fingerprint; said
+  // in the log once, not at every probe. Cleared when it is taken back.
+  std::string refused_why;
+  std::string refused_fingerprint;
   int64_t steps = 0;
   int64_t forward_us = 0;
   int64_t idle_us = 0;
@@ -82,6 +95,10 @@ struct Scheduler::Impl {
   std::shared_ptr<const Tokenizer> tokenizer;
   std::vector<std::unique_ptr<WorkerSlot>> slots;
   ModelInfo model;
+  // The fingerprint every worker must report (options.model_fingerprint, or pinned from the first
+  // worker that reported one) and where it came from, for messages. Start, then the loop thread.
+  std::string fingerprint;
+  std::string fingerprint_source;
   int32_t max_context = 0;
   int32_t block_size = 0;
   int32_t min_pool_blocks = 0;
@@ -152,6 +169,16 @@ struct Scheduler::Impl {
   void FailWorker(int i, const Status& cause, std::vector<OutEvent>* events, bool hold = true);
   void StartRecovery(int i);
   void Revive(int i, const WorkerInfo& info, std::vector<OutEvent>* events);
+  // "worker 1 (10.0.0.7:50052)", for log lines and errors.
+  std::string WorkerName(int i) const;
+  // Why worker i, answering `info`, serves another model than the scheduler's ("" when it does
+  // not). Pins info's fingerprint when the scheduler has none yet.
+  std::string CheckFingerprint(int i, const WorkerInfo& info);
+  // Keeps worker i down although it answers, for `why` (serving the model with
+  // `other_fingerprint`, when that is the reason): a recovering one fails like a dead one, the
+  // requests held for it move or fail UNAVAILABLE now rather than at the grace's end.
+  void RefuseWorker(int i, const std::string& why, const std::string& other_fingerprint,
+                    std::vector<OutEvent>* events);
   void SendSteps();
   bool Idle() const;
   void PublishStats();

@@ -35,7 +35,7 @@ class SwitchableWorkerClient final : public WorkerClient {
 
   // "" for none. The same address again is a no-op.
   void SetAddress(const std::string& address);
-  std::string address() const;
+  std::string address() const override;
 
   StatusOr<WorkerInfo> Info() override;
   void StepAsync(StepRequest request, std::function<void(StatusOr<StepResult>)> done) override;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/logging.h"
+#include "common/model_fingerprint.h"
 #include "scheduler/scheduler_impl.h"
 
 namespace ite {
@@ -57,9 +58,12 @@ void Scheduler::Impl::Revive(int i, const WorkerInfo& info, std::vector<OutEvent
   slot.back_info.reset();
   slot.recovering = false;
   slot.holding = false;
+  slot.refused_why.clear();
+  slot.refused_fingerprint.clear();
   slot.last_heard_ms = SteadyMillis();
   slot.up = true;
-  ITE_LOG_INFO("worker {} ({}) is back with {} blocks", i, info.device, info.num_blocks);
+  ITE_LOG_INFO("{} is back ({}, {} blocks, model fingerprint {})", WorkerName(i), info.device,
+               info.num_blocks, ShortFingerprint(info.model_fingerprint));
   // Requests waiting on other down workers need not wait for those.
   for (auto& other : slots) {
     if (other->up || !other->holding) continue;
@@ -69,10 +73,62 @@ void Scheduler::Impl::Revive(int i, const WorkerInfo& info, std::vector<OutEvent
   }
 }
 
+std::string Scheduler::Impl::WorkerName(int i) const {
+  const std::string address = slots[i]->client->address();
+  return address.empty() ? fmt::format("worker {}", i) : fmt::format("worker {} ({})", i, address);
+}
+
+std::string Scheduler::Impl::CheckFingerprint(int i, const WorkerInfo& info) {
+  const std::string& theirs = info.model_fingerprint;
+  if (theirs.empty()) {
+    ITE_LOG_WARN(
+        "{} reports no model fingerprint (an ite-worker from before fingerprints?); only "
+        "its model's shape is checked",
+        WorkerName(i));
+    return "";
+  }
+  if (fingerprint.empty()) {
+    fingerprint = theirs;
+    fingerprint_source = fmt::format("the first worker's, {}", WorkerName(i));
+    ITE_LOG_INFO("model fingerprint {} pinned from {}: every other worker must serve the same",
+                 theirs, WorkerName(i));
+    return "";
+  }
+  if (theirs == fingerprint) return "";
+  return fmt::format(
+      "{} serves a model with fingerprint {}, not {} ({}): another model, or other weights of "
+      "the same shape",
+      WorkerName(i), theirs, fingerprint, fingerprint_source);
+}
+
+void Scheduler::Impl::RefuseWorker(int i, const std::string& why,
+                                   const std::string& other_fingerprint,
+                                   std::vector<OutEvent>* events) {
+  WorkerSlot& slot = *slots[i];
+  // The probe asks again every interval; a worker still refused for the same reason is not news.
+  if (why != slot.refused_why) ITE_LOG_ERROR("{}; keeping it down", why);
+  slot.refused_why = why;
+  slot.refused_fingerprint = other_fingerprint;
+  const Status error = Unavailable("{}", why);
+  if (slot.up) {  // it restarted while idle (recovering): failed as a dead worker is
+    FailWorker(i, error, events, /*hold=*/false);
+  } else if (slot.holding) {
+    slot.holding = false;
+    for (auto& seq : slot.batcher->Fail(error, events)) Route(std::move(seq), events, &error);
+  }
+}
+
 // A worker that is up is asked Health; one that has answered neither that nor a step for
-// options.down_after_ms is reported to the loop, which marks it down.
+// options.down_after_ms is reported to the loop, which marks it down. One whose client saw it
+// lose its state (restarted while idle) is reported too, and the loop has it recovered.
 void Scheduler::Impl::ProbeUpWorker(int i) {
   WorkerSlot& slot = *slots[i];
+  if (slot.client->StateLost() && !slot.state_lost_posted) {
+    slot.state_lost_posted = true;
+    Message m{Message::Kind::kStateLost};
+    m.worker = i;
+    Post(std::move(m));
+  }
   if (options.down_after_ms <= 0) return;
   if (slot.client->Health().ok()) {
     slot.last_heard_ms = SteadyMillis();

@@ -83,6 +83,9 @@ struct WorkerInfo {
   int32_t block_size = 0;  // tokens per KV block
   int32_t num_blocks = 0;  // KV blocks in the worker's pool; valid ids are [0, num_blocks)
   std::string device;      // e.g. "cpu", "cuda:0 NVIDIA H100 80GB HBM3"
+  // The loaded model's common/model_fingerprint.h; empty when unknown (an older worker, a
+  // test's fake model). The scheduler takes in only workers whose fingerprint is its model's.
+  std::string model_fingerprint;
 };
 
 }  // namespace ite

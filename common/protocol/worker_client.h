@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include "common/protocol/step.h"
 #include "common/status.h"
@@ -33,6 +34,10 @@ class WorkerClient {
   // scheduler then stops sending steps to it, has it cleared and starts it afresh, keeping the
   // requests that were only queued.
   virtual bool StateLost() { return false; }
+
+  // Where the worker is, for log lines and errors ("10.0.0.7:50052"); "" when it has no address
+  // (in-process, or a discovery slot without a pod).
+  virtual std::string address() const { return ""; }
 };
 
 }  // namespace ite

@@ -26,6 +26,7 @@
 
 #include "common/cli_parse.h"
 #include "common/logging.h"
+#include "common/model_fingerprint.h"
 #include "common/ready_file.h"
 #include "proto/grpc_security.h"
 #include "proto/grpc_server_runner.h"
@@ -67,6 +68,7 @@ struct SchedulerMainOptions {
   int32_t step_timeout_ms = 120000;
   int32_t route_load_slack = 4;
   int32_t worker_down_after_ms = 5000;
+  std::string model_fingerprint = "auto";  // or "first", or 64 hex digits
   bool verbose = false;
   std::string log_level = "info";   // -v: debug
   std::string log_format = "text";  // or json
@@ -109,6 +111,34 @@ Status WaitForAnyWorker(std::vector<std::unique_ptr<WorkerClient>>& clients, int
   }
 }
 
+// The model fingerprint every worker must report (SchedulerOptions::model_fingerprint; "": the
+// first worker's is pinned). --model-fingerprint auto: the --model's own, or, for a folder
+// with only the tokenizer files (the scheduler loads no weights), the first worker's.
+StatusOr<std::string> ExpectedFingerprint(const SchedulerMainOptions& o) {
+  const std::string& flag = o.model_fingerprint;
+  if (flag == "first") {
+    ITE_LOG_INFO("--model-fingerprint first: the first worker's model fingerprint is pinned");
+    return std::string();
+  }
+  if (flag != "auto") {  // 64 hex digits, as the flag's check made sure
+    ITE_LOG_INFO(
+        "model fingerprint {} (--model-fingerprint): workers serving another model are "
+        "refused",
+        flag);
+    return flag;
+  }
+  StatusOr<std::string> fp = ModelFingerprint(o.model);
+  if (fp.ok()) {
+    ITE_LOG_INFO("model fingerprint {}: workers serving another model are refused", *fp);
+    return fp;
+  }
+  if (fp.status().code() != StatusCode::kNotFound) {
+    return Status(fp.status().code(), fmt::format("model fingerprint: {}", fp.status().message()));
+  }
+  ITE_LOG_INFO("{}; the first worker's model fingerprint is pinned instead", fp.status().message());
+  return std::string();
+}
+
 int Run(const SchedulerMainOptions& o) {
   StatusOr<WorkerTarget> target = ParseWorkerTarget(o.workers);
   if (!target.ok()) {
@@ -136,6 +166,13 @@ int Run(const SchedulerMainOptions& o) {
     return 1;
   }
   ITE_LOG_INFO("sampling defaults from the model: {}", DescribeSamplingDefaults(*defaults));
+
+  // The workers must serve the model this tokenizer and chat template belong to.
+  StatusOr<std::string> fingerprint = ExpectedFingerprint(o);
+  if (!fingerprint.ok()) {
+    ITE_LOG_ERROR("{}", fingerprint.status().message());
+    return 1;
+  }
 
   StatusOr<ApiKeys> keys = ApiKeys::Load(o.api_keys.keys, o.api_keys.files);
   if (!keys.ok()) {
@@ -202,6 +239,7 @@ int Run(const SchedulerMainOptions& o) {
     so.enable_prefix_cache = !o.no_prefix_cache;
     so.down_after_ms = o.worker_down_after_ms;
     so.route_load_slack = o.route_load_slack;
+    so.model_fingerprint = *fingerprint;
     so.on_step = [metrics](int worker, const StepResult& r) { metrics->OnStep(worker, r); };
     scheduler = std::make_unique<Scheduler>(so, tokenizer, std::move(clients));
     ITE_RETURN_IF_ERROR(scheduler->Start());
@@ -339,6 +377,16 @@ int Main(int argc, char** argv) {
                  "marked down (its requests fail or move) until it answers again (0: never)")
       ->capture_default_str()
       ->check(CLI::Range(0, 3600000));
+  app.add_option("--model-fingerprint", o.model_fingerprint,
+                 "the model fingerprint workers must serve (others are refused): auto (the "
+                 "--model's; the first worker's when --model holds no weights), first (the first "
+                 "worker's), or 64 hex digits")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        const bool hex =
+            v.size() == 64 && v.find_first_not_of("0123456789abcdef") == std::string::npos;
+        return v == "auto" || v == "first" || hex ? "" : "auto, first, or 64 lowercase hex digits";
+      });
   app.add_flag("-v,--verbose", o.verbose, "debug logging (--log-level debug)");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn or error")
       ->capture_default_str();

@@ -130,6 +130,9 @@ with Serve("--threads", "1") as s, tempfile.TemporaryDirectory() as tmp:
     w = json.loads(out)["workers"][0] if rc == 0 else {}
     c.check(w and w["free_blocks"] + w["used_blocks"] + w["cached_blocks"] == w["total_blocks"],
             "stats --json: free + used + cached = total blocks", out)
+    fingerprint = json.loads(out).get("model_fingerprint", "") if rc == 0 else ""
+    c.check(re.fullmatch(r"[0-9a-f]{64}", fingerprint) and w.get("model_fingerprint") == fingerprint,
+            "stats --json: the worker serves the scheduler's model fingerprint", out)
     rc, out, err, _ = run([CLIENT, "tokenize"] + addr + ["--prompt", "Hello world",
                                                           "--no-special-tokens", "--tokens"])
     rows = [l.split("\t") for l in out.splitlines()]

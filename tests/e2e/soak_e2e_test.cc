@@ -176,14 +176,15 @@ TEST(SoakE2E, ThousandConcurrentStreamsWithoutErrorsLeaksOrAThreadPerCall) {
   const int worker_port = WaitForPortFile(dir.path() + "/worker.port", &worker, seconds(60));
   ASSERT_GT(worker_port, 0);
   // The scheduler takes its tokenizer from SmolLM2 (the tiny model has none); requests send
-  // token ids below the tiny vocabulary, so the tokenizer only turns output ids into text.
+  // token ids below the tiny vocabulary, so the tokenizer only turns output ids into text. The
+  // model fingerprints differ on purpose: the worker's is pinned instead of SmolLM2's.
   ChildProcess scheduler;
   ASSERT_TRUE(scheduler
                   .Start("ite-scheduler",
                          {env.bin_dir + "/ite-scheduler", "--model", env.model, "--workers",
-                          "127.0.0.1:" + std::to_string(worker_port), "--port", "0",
-                          "--http-port", "-1", "--log-level", "warn", "--ready-file",
-                          dir.path() + "/scheduler.port"})
+                          "127.0.0.1:" + std::to_string(worker_port), "--port", "0", "--http-port",
+                          "-1", "--log-level", "warn", "--model-fingerprint", "first",
+                          "--ready-file", dir.path() + "/scheduler.port"})
                   .ok());
   const int port = WaitForPortFile(dir.path() + "/scheduler.port", &scheduler, seconds(60));
   ASSERT_GT(port, 0);

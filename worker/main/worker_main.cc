@@ -25,6 +25,7 @@
 
 #include "common/cli_parse.h"
 #include "common/logging.h"
+#include "common/model_fingerprint.h"
 #include "proto/grpc_security.h"
 #include "proto/grpc_server_runner.h"
 #include "proto/security_flags.h"
@@ -292,13 +293,25 @@ int Main(int argc, char** argv) {
     std::_Exit(4);
   });
   ExitClearlyOnSigbus(4);
+  // Right after the guard's identities and before the load opens the files: a change in place
+  // from here on makes the worker exit (the guard), so what it serves is what was fingerprinted.
+  // One fingerprint for the process: a tensor-parallel group is one worker of one model.
+  const auto fingerprint_t0 = std::chrono::steady_clock::now();
+  StatusOr<std::string> fingerprint = ModelFingerprint(o.model);
+  if (!fingerprint.ok()) {
+    ITE_LOG_ERROR("model fingerprint: {}", fingerprint.status().ToString());
+    return 1;
+  }
+  ITE_LOG_DEBUG(
+      "model fingerprint in {:.3f} s",
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - fingerprint_t0).count());
   StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(o);
   if (!backend.ok()) {
     ITE_LOG_ERROR("{}", backend.status().ToString());
     return 1;
   }
   const std::string device = (*backend)->device();
-  auto engine = std::make_unique<WorkerEngine>(std::move(backend).value(), device);
+  auto engine = std::make_unique<WorkerEngine>(std::move(backend).value(), device, *fingerprint);
   WorkerInfo info = engine->Info();
   // Started before the gRPC service takes the engine; the service outlives it (stopped below).
   std::unique_ptr<MetricsHttpServer> metrics;
@@ -315,8 +328,9 @@ int Main(int argc, char** argv) {
     }
     ITE_LOG_INFO("metrics on http://{}:{}/metrics", o.host, metrics->port());
   }
-  ITE_LOG_INFO("model {} ({} layers), {} KV blocks of {} tokens on {}", info.model.name,
-               info.model.num_layers, info.num_blocks, info.block_size, info.device);
+  ITE_LOG_INFO("model {} ({} layers, fingerprint {}), {} KV blocks of {} tokens on {}",
+               info.model.name, info.model.num_layers, info.model_fingerprint, info.num_blocks,
+               info.block_size, info.device);
   // A device that can run no more steps (a lost CUDA context) is not coming back: exit, and
   // ite-serve (or Kubernetes) starts a fresh worker; the scheduler meanwhile fails this worker's
   // requests with UNAVAILABLE and takes the new one back.

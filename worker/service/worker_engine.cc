@@ -26,8 +26,11 @@ int64_t MicrosBetween(std::chrono::steady_clock::time_point a,
 }
 }  // namespace
 
-WorkerEngine::WorkerEngine(std::unique_ptr<Backend> backend, std::string device)
-    : backend_(std::move(backend)), device_(std::move(device)) {
+WorkerEngine::WorkerEngine(std::unique_ptr<Backend> backend, std::string device,
+                           std::string model_fingerprint)
+    : backend_(std::move(backend)),
+      device_(std::move(device)),
+      model_fingerprint_(std::move(model_fingerprint)) {
   ITE_CHECK(backend_ != nullptr, "WorkerEngine needs a backend");
 }
 
@@ -39,6 +42,7 @@ WorkerInfo WorkerEngine::Info() const {
   info.block_size = backend_->block_size();
   info.num_blocks = backend_->num_blocks();
   info.device = device_;
+  info.model_fingerprint = model_fingerprint_;
   return info;
 }
 

@@ -28,8 +28,10 @@ namespace ite {
 
 class WorkerEngine {
  public:
-  // `device` is reported in WorkerInfo (e.g. "cpu").
-  WorkerEngine(std::unique_ptr<Backend> backend, std::string device);
+  // `device` and `model_fingerprint` (common/model_fingerprint.h of the files the backend's model
+  // was loaded from; empty when it has none, as a fake model) are reported in WorkerInfo.
+  WorkerEngine(std::unique_ptr<Backend> backend, std::string device,
+               std::string model_fingerprint = "");
   ~WorkerEngine();
 
   WorkerEngine(const WorkerEngine&) = delete;
@@ -72,6 +74,7 @@ class WorkerEngine {
 
   std::unique_ptr<Backend> backend_;
   std::string device_;
+  std::string model_fingerprint_;
   // Sequence state and the pending queue. Held through the backend's Submit, not while Collect
   // waits for the device.
   mutable std::mutex mu_;

@@ -382,13 +382,21 @@ void PagedAttentionOf(const PagedKv& cache, const T* k_cache, const T* v_cache,
       int32_t len = start_pos + t + 1;
       const float* qh = q + (static_cast<int64_t>(t) * num_heads + h) * hd;
       scores.resize(len);
+      // Positions a block at a time: a division per position would cost as much as its dot
+      // product.
+      const int32_t bs = cache.block_size;
+      auto each_slot = [&](auto&& fn) {
+        for (int32_t p0 = 0, b = 0; p0 < len; p0 += bs, ++b) {
+          const int64_t base = static_cast<int64_t>(block_table[b]) * bs;
+          const int32_t m = std::min(bs, len - p0);
+          for (int32_t j = 0; j < m; ++j) fn(p0 + j, (base + j) * row + int64_t{kvh} * hd);
+        }
+      };
       float mx = -INFINITY;
-      for (int32_t p = 0; p < len; ++p) {
-        int64_t slot = static_cast<int64_t>(block_table[p / cache.block_size]) * cache.block_size +
-                       p % cache.block_size;
-        scores[p] = Dot(qh, k_cache + slot * row + static_cast<int64_t>(kvh) * hd, hd) * scale;
+      each_slot([&](int32_t p, int64_t at) {
+        scores[p] = Dot(qh, k_cache + at, hd) * scale;
         mx = std::max(mx, scores[p]);
-      }
+      });
       float sum = 0.0f;
       for (int32_t p = 0; p < len; ++p) {
         scores[p] = std::exp(scores[p] - mx);
@@ -397,11 +405,7 @@ void PagedAttentionOf(const PagedKv& cache, const T* k_cache, const T* v_cache,
       float inv = 1.0f / sum;
       float* oh = out + (static_cast<int64_t>(t) * num_heads + h) * hd;
       std::fill(oh, oh + hd, 0.0f);
-      for (int32_t p = 0; p < len; ++p) {
-        int64_t slot = static_cast<int64_t>(block_table[p / cache.block_size]) * cache.block_size +
-                       p % cache.block_size;
-        Axpy(scores[p] * inv, v_cache + slot * row + static_cast<int64_t>(kvh) * hd, oh, hd);
-      }
+      each_slot([&](int32_t p, int64_t at) { Axpy(scores[p] * inv, v_cache + at, oh, hd); });
     }
   });
 }

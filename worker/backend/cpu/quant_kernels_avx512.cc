@@ -22,15 +22,10 @@
 
 #include "worker/backend/cpu/quant_kernels.h"
 #include "worker/backend/cpu/quant_kernels_kscales.h"
+#include "worker/backend/cpu/quant_kernels_x86_common.h"
 
 namespace ite::cpu {
 namespace {
-
-inline float HalfAt(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
 
 inline __m512i Join(__m256i lo, __m256i hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
@@ -148,12 +143,6 @@ struct Q8_0Format {
 template <int kBytes>
 inline void PrefetchSuper(const uint8_t* blk) {
   for (int off = 0; off < kBytes; off += 64) Prefetch(blk + off);
-}
-
-// Eight bytes 0..255 as fp32, times f, into out[0..8).
-inline void StoreScaled(uint64_t bytes, float f, float* out) {
-  const __m256i wide = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(bytes)));
-  _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(wide), _mm256_set1_ps(f)));
 }
 
 // The K formats: 256-element super-blocks, taken as 4 pairs of Q8 blocks. Their scales are

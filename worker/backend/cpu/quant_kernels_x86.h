@@ -11,15 +11,10 @@
 
 #include "worker/backend/cpu/quant_kernels.h"
 #include "worker/backend/cpu/quant_kernels_kscales.h"
+#include "worker/backend/cpu/quant_kernels_x86_common.h"
 
 namespace ite::cpu {
 namespace {
-
-inline float HalfAt(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
 
 inline float HorizontalSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -133,12 +128,6 @@ struct Q8_0Format {
 
 inline __m256i Load32(const uint8_t* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-}
-
-// Eight bytes 0..255 as fp32, times f, into out[0..8).
-inline void StoreScaled(uint64_t bytes, float f, float* out) {
-  const __m256i wide = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(bytes)));
-  _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(wide), _mm256_set1_ps(f)));
 }
 
 // The prefetch of a super-block: one per cache line it may touch (the blocks are not aligned,

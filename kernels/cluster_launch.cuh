@@ -8,6 +8,8 @@
 
 #include <atomic>
 
+#include "pdl.cuh"
+
 namespace ite::kernels {
 
 // 1 in the host pass (which only parses device code) and in device code for sm_90 and later.
@@ -26,7 +28,7 @@ inline int NoClusters() {
 }
 
 template <typename Kernel>
-int QueryLimit(Kernel kernel, int device, int threads) {
+int QueryLimit(Kernel kernel, int device, int threads, size_t smem) {
   int major = 0;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
     return NoClusters();
@@ -50,6 +52,7 @@ int QueryLimit(Kernel kernel, int device, int threads) {
     cudaLaunchConfig_t config{};
     config.gridDim = dim3(static_cast<unsigned>(size));
     config.blockDim = dim3(static_cast<unsigned>(threads));
+    config.dynamicSmemBytes = smem;
     config.attrs = &cluster;
     config.numAttrs = 1;
     int active = 0;
@@ -65,18 +68,20 @@ int QueryLimit(Kernel kernel, int device, int threads) {
 }  // namespace cluster_detail
 
 // Largest cluster size (16, 8, 4 or 2) with which kKernel launches on the current device at
-// `threads` threads per block and no dynamic shared memory, or 0 where it cannot use clusters.
-// Asked once per device and kernel, then cached: the queries cost microseconds. Any thread.
+// `threads` threads per block and `smem` bytes of dynamic shared memory (the kernel's maximum
+// already set where it needs more than 48 KB), or 0 where it cannot use clusters. Asked once
+// per device and kernel, then cached (a kernel is always launched with the same threads and
+// shared memory): the queries cost microseconds. Any thread.
 template <auto kKernel>
-int ClusterLimit(int threads) {
+int ClusterLimit(int threads, size_t smem = 0) {
   constexpr int kMaxDevices = 64;
   static std::atomic<int> cached[kMaxDevices];  // limit + 1; 0 until asked
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return cluster_detail::NoClusters();
-  if (device >= kMaxDevices) return cluster_detail::QueryLimit(kKernel, device, threads);
+  if (device >= kMaxDevices) return cluster_detail::QueryLimit(kKernel, device, threads, smem);
   const int hit = cached[device].load(std::memory_order_relaxed);
   if (hit != 0) return hit - 1;
-  const int limit = cluster_detail::QueryLimit(kKernel, device, threads);
+  const int limit = cluster_detail::QueryLimit(kKernel, device, threads, smem);
   cached[device].store(limit + 1, std::memory_order_relaxed);
   return limit;
 }
@@ -98,6 +103,30 @@ cudaError_t LaunchClustered(void (*kernel)(Params...), int blocks, int threads, 
   config.attrs = &cluster;
   config.numAttrs = 1;
   return cudaLaunchKernelEx(&config, kernel, args...);
+}
+
+// As LaunchDependent (pdl.cuh), in clusters of `cluster_x` blocks along the grid's x (which it
+// must divide): the kernel follows that header's rules for its waits.
+template <typename... Params, typename... Args>
+cudaError_t LaunchClusteredDependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                                     int cluster_x, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attrs[2]{};
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = static_cast<unsigned>(cluster_x);
+  attrs[0].val.clusterDim.y = 1;
+  attrs[0].val.clusterDim.z = 1;
+  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attrs[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = attrs;
+  config.numAttrs = DependentLaunchEnabled() ? 2 : 1;
+  const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  if (err != cudaSuccess) cudaGetLastError();  // reported here, not by a later launch's check
+  return err;
 }
 
 }  // namespace ite::kernels

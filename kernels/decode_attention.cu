@@ -6,10 +6,17 @@
 // that the block's warps take in turn; each warp streams its tiles through its own two-stage
 // cp.async buffer and keeps an online-softmax state in registers. The warps then merge through
 // shared memory, and the block writes either the final output (one split) or a normalised
-// partial output plus its log-sum-exp, which DecodeCombineKernel merges across splits.
+// partial output plus its log-sum-exp, which DecodeCombineKernel merges across splits. On sm_90
+// the splits of a (sequence, head chunk) may instead form one thread-block cluster that merges
+// through distributed shared memory, so the step has no second kernel (at batch 1 and short
+// context the merge kernel cost about as much as the attention itself).
+#include <cooperative_groups.h>
+
 #include <algorithm>
+#include <cstdlib>
 
 #include "attention_common.cuh"
+#include "cluster_launch.cuh"
 #include "cuda_check.h"
 #include "device_info.h"
 #include "ite/kernels/attention.h"
@@ -36,8 +43,10 @@ struct DecodeTraits {
   static constexpr int kRowStep = 32 / kChunks;  // a warp copies its own tiles
   static constexpr int kRowsPerLane = kTileN / kRowStep;
   static constexpr size_t kStageBytes = size_t{kWarps} * kStages * 2 * kTileElems * sizeof(T);
-  // The merge reuses the stage buffers: m and l per warp and row, then O per warp.
-  static constexpr size_t kMergeBytes = size_t{kWarps} * kRows * (kHeadDim + 2) * sizeof(float);
+  // The merge reuses the stage buffers: m and l per warp and row, then O per warp, then the
+  // block's merged O and log-sum-exp per row that a cluster's blocks read from each other.
+  static constexpr size_t kMergeBytes =
+      (size_t{kWarps} * kRows * (kHeadDim + 2) + size_t{kRows} * (kHeadDim + 1)) * sizeof(float);
   static constexpr size_t kSmemBytes =
       size_t{kRows} * kHeadDim * sizeof(T) + std::max(kStageBytes, kMergeBytes);
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
@@ -64,14 +73,18 @@ struct DecodeParams {
   float scale_log2;
 };
 
-template <typename Traits>
+// Most splits one cluster merges (the non-portable cluster size of sm_90).
+constexpr int kMaxClusterSplits = 16;
+
+// kCluster: the grid's x extent (the splits) is one cluster, whose blocks merge their partial
+// outputs through distributed shared memory and write the final output.
+template <typename Traits, bool kCluster>
 __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     DecodeAttentionKernel(const DecodeParams p) {
   using T = typename Traits::T;
   constexpr int D = Traits::kHeadDim, TN = Traits::kTileN, kWarps = Traits::kWarps;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   LetDependentsStart();
-  WaitForPrerequisites();
   T* sq = reinterpret_cast<T*>(smem_raw);
   unsigned char* stage_raw = smem_raw + Traits::kRows * D * sizeof(T);
 
@@ -88,18 +101,6 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   const int end = min(kv_len, begin + split_len);
   const int num_tiles = begin < end ? (end - begin + TN - 1) / TN : 0;
 
-  // Q rows (heads) of this block; rows past the group are zero.
-  {
-    const T* q = static_cast<const T*>(p.q) + int64_t{b} * p.q_row_stride + int64_t{head0} * D;
-    constexpr int kChunks = D / 8;
-    for (int idx = tid; idx < Traits::kRows * kChunks; idx += Traits::kThreads) {
-      const int r = idx / kChunks, c = idx % kChunks;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (r < rows) v = *reinterpret_cast<const uint4*>(q + r * D + c * 8);
-      *reinterpret_cast<uint4*>(sq + Swizzle<D>(r, c)) = v;
-    }
-  }
-
   const PagedGeometry geo{p.block_tables + int64_t{b} * p.max_blocks_per_seq, p.block_size,
                           p.block_shift, p.slot_stride, int64_t{kvh} * D};
   const T* k_cache = static_cast<const T*>(p.k_cache);
@@ -113,6 +114,24 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     const int pos = begin + tile * TN + (lane & 15);
     next_block = pos < end ? __ldg(geo.block_table + BlockOf(geo, pos)) : -1;
   };
+  // Warp w takes tiles w, w + kWarps, ... The lengths and block tables come from the host
+  // before the step, so their reads overlap the previous kernel's end; Q and the newest K/V
+  // rows are that kernel's output.
+  prefetch(warp);
+  WaitForPrerequisites();
+
+  // Q rows (heads) of this block; rows past the group are zero.
+  {
+    const T* q = static_cast<const T*>(p.q) + int64_t{b} * p.q_row_stride + int64_t{head0} * D;
+    constexpr int kChunks = D / 8;
+    for (int idx = tid; idx < Traits::kRows * kChunks; idx += Traits::kThreads) {
+      const int r = idx / kChunks, c = idx % kChunks;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (r < rows) v = *reinterpret_cast<const uint4*>(q + r * D + c * 8);
+      *reinterpret_cast<uint4*>(sq + Swizzle<D>(r, c)) = v;
+    }
+  }
+
   // Issues this warp's tile `tile` into `stage`, then prefetches the block ids of its next one.
   auto issue = [&](int tile, int stage) {
     if (tile < num_tiles) {
@@ -136,8 +155,6 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     CpAsyncCommit();  // possibly empty: keeps the group count uniform for the waits below
     prefetch(tile + kWarps);
   };
-  // Warp w takes tiles w, w + kWarps, ...
-  prefetch(warp);
   for (int t = 0; t < Traits::kStages; ++t) issue(warp + t * kWarps, t);
   __syncthreads();  // sq written
 
@@ -179,6 +196,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   float* sm = reinterpret_cast<float*>(stage_raw);  // [kWarps][kRows]
   float* sl = sm + kWarps * Traits::kRows;          // [kWarps][kRows]
   float* so = sl + kWarps * Traits::kRows;          // [kWarps][kRows][D]
+  float* co = so + kWarps * Traits::kRows * D;      // [kRows][D], kCluster only
+  float* clse = co + Traits::kRows * D;             // [kRows]
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     float sum = l[i];
@@ -212,15 +231,53 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
       }
     }
     const float val = sum > 0.0f ? acc / sum : 0.0f;
+    const float lse = sum > 0.0f ? mx + log2f(sum) : -INFINITY;
     const int64_t bh = int64_t{b} * p.num_heads + head0 + row;
-    if (p.num_splits == 1) {
+    if constexpr (kCluster) {
+      co[row * D + d] = val;
+      if (d == 0) clse[row] = lse;
+    } else if (p.num_splits == 1) {
       static_cast<T*>(p.out)[bh * D + d] = FromFloat<T>(val);
     } else {
       p.partial_o[(bh * p.num_splits + split) * D + d] = val;
-      if (d == 0) {
-        p.partial_lse[bh * p.num_splits + split] = sum > 0.0f ? mx + log2f(sum) : -INFINITY;
-      }
+      if (d == 0) p.partial_lse[bh * p.num_splits + split] = lse;
     }
+  }
+  if constexpr (kCluster) {
+#if ITE_CLUSTER_CODE
+    // Block `split` of the cluster writes every num_splits-th output of the chunk, weighting
+    // each block's row by 2^(lse - max) as DecodeCombineKernel does.
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    cluster.sync();  // every block's merged rows are in its shared memory
+    const int parts = p.num_splits;
+    for (int idx = split * Traits::kThreads + tid; idx < rows * D;
+         idx += parts * Traits::kThreads) {
+      const int row = idx / D, d = idx % D;
+      float lse[kMaxClusterSplits];
+      float mx = -INFINITY;
+#pragma unroll
+      for (int s = 0; s < kMaxClusterSplits; ++s) {
+        lse[s] = s < parts ? *cluster.map_shared_rank(clse + row, s) : -INFINITY;
+        mx = fmaxf(mx, lse[s]);
+      }
+      float sum = 0.0f, acc = 0.0f;
+      if (mx != -INFINITY) {
+#pragma unroll
+        for (int s = 0; s < kMaxClusterSplits; ++s) {
+          if (s < parts) {
+            const float w = exp2f(lse[s] - mx);
+            sum += w;
+            acc += w * *cluster.map_shared_rank(co + row * D + d, s);
+          }
+        }
+      }
+      const int64_t bh = int64_t{b} * p.num_heads + head0 + row;
+      static_cast<T*>(p.out)[bh * D + d] = FromFloat<T>(sum > 0.0f ? acc / sum : 0.0f);
+    }
+    cluster.sync();  // no block exits, freeing its rows, before the others have read them
+#else
+    __trap();  // launched only where ClusterLimit found the cluster code
+#endif
   }
 }
 
@@ -248,18 +305,45 @@ __global__ void DecodeCombineKernel(const float* __restrict__ partial_o,
   }
 }
 
+// Whether the splits merge in a cluster: 2..kMaxClusterSplits of them, where the device runs
+// clusters of that size of this kernel.
+template <typename Traits>
+bool ClusterMerges(int num_splits) {
+  static const bool off = [] {
+    const char* v = std::getenv("ITE_DECODE_NO_CLUSTER");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  if (off || num_splits < 2 || num_splits > kMaxClusterSplits) return false;
+  constexpr auto kernel = DecodeAttentionKernel<Traits, true>;
+  return num_splits <= ClusterLimit<kernel>(Traits::kThreads, Traits::kSmemBytes);
+}
+
+template <typename Traits, bool kCluster>
+Status SetSmem() {
+  if (Traits::kSmemBytes <= 48 * 1024) return Status::Ok();
+  return CudaStatus(
+      cudaFuncSetAttribute(DecodeAttentionKernel<Traits, kCluster>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, int{Traits::kSmemBytes}),
+      "DecodeAttentionKernel shared memory");
+}
+
 template <typename Traits>
 Status Launch(const DecodeAttentionArgs& a, const DecodeParams& params, cudaStream_t stream) {
   using T = typename Traits::T;
-  auto kernel = DecodeAttentionKernel<Traits>;
-  if (Traits::kSmemBytes > 48 * 1024) {
-    ITE_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{Traits::kSmemBytes}));
-  }
   const dim3 grid(a.num_splits, a.cache.num_kv_heads * params.head_chunks, a.batch);
-  ITE_RETURN_IF_ERROR(CudaStatus(
-      LaunchDependent(kernel, grid, Traits::kThreads, Traits::kSmemBytes, stream, params),
-      "DecodeAttentionKernel"));
+  // The shared-memory opt-in (per device) comes before the cluster query, which counts it.
+  ITE_RETURN_IF_ERROR((SetSmem<Traits, false>()));
+  ITE_RETURN_IF_ERROR((SetSmem<Traits, true>()));
+  if (a.cluster_merge && ClusterMerges<Traits>(a.num_splits)) {
+    return CudaStatus(
+        LaunchClusteredDependent(DecodeAttentionKernel<Traits, true>, grid, Traits::kThreads,
+                                 Traits::kSmemBytes, a.num_splits, stream, params),
+        "DecodeAttentionKernel (cluster)");
+  }
+  ITE_RETURN_IF_ERROR(
+      CudaStatus(LaunchDependent(DecodeAttentionKernel<Traits, false>, grid, Traits::kThreads,
+                                 Traits::kSmemBytes, stream, params),
+                 "DecodeAttentionKernel"));
   if (a.num_splits > 1) {
     ITE_RETURN_IF_ERROR(
         CudaStatus(LaunchDependent(DecodeCombineKernel<T>, a.batch * a.num_heads, Traits::kHeadDim,

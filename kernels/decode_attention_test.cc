@@ -1,6 +1,8 @@
 // DecodeAttention against cpu::PagedAttention (one query token per sequence): mixed lengths up
 // to 32k, GQA ratios 1/4/7/8/20, head_dim 64/128, f16/bf16, split counts from the heuristic and
 // forced ones. Cache slots outside every sequence hold NaN.
+#include <algorithm>
+
 #include "ite/kernels/attention.h"
 #include "test_util.h"
 #include "worker/backend/cpu/cpu_ops.h"
@@ -21,7 +23,7 @@ struct Case {
   int32_t splits;  // 0: DecodeNumSplits
 };
 
-void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
+void RunCase(const Case& c, DType dtype, std::mt19937& rng, bool cluster_merge = true) {
   std::uniform_int_distribution<int32_t> ld(1, c.max_len);
   std::vector<int32_t> kv_lens(c.batch);
   int32_t max_len = 0;
@@ -34,10 +36,10 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
   const int32_t splits =
       c.splits > 0 ? c.splits
                    : DecodeNumSplits(c.batch, c.heads, c.kv_heads, c.head_dim, max_len, sms);
-  SCOPED_TRACE(::testing::Message()
-               << DTypeName(dtype) << " batch=" << c.batch << " max_len=" << c.max_len
-               << " heads=" << c.heads << "/" << c.kv_heads << " hd=" << c.head_dim
-               << " bs=" << c.block_size << " splits=" << splits);
+  SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " batch=" << c.batch
+                                    << " max_len=" << c.max_len << " heads=" << c.heads << "/"
+                                    << c.kv_heads << " hd=" << c.head_dim << " bs=" << c.block_size
+                                    << " splits=" << splits << " cluster_merge=" << cluster_merge);
   testing::RandomPagedCache cache =
       testing::MakeRandomPagedCache(kv_lens, c.block_size, c.kv_heads, c.head_dim, dtype, rng);
   const size_t row = size_t(c.heads) * c.head_dim;
@@ -73,12 +75,24 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng) {
   args.num_splits = splits;
   args.workspace = ws.get();
   args.workspace_bytes = ws_bytes;
+  args.cluster_merge = cluster_merge;
   const Status st = DecodeAttention(args, nullptr);
   ASSERT_TRUE(st.ok()) << st.ToString();
   ITE_CUDA_OK(cudaDeviceSynchronize());
   std::vector<float> out = Download16(dout, q.size(), dtype);
   EXPECT_EQ(testing::CountNonFinite(out), 0u);
   EXPECT_LT(RelError(out, ref), Tolerance(dtype));
+  // A cluster merge (sm_90, 2-16 splits) leaves the poisoned workspace alone; the second
+  // kernel's merge fills it.
+  int major = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  if (splits > 1) {
+    const bool clustered = cluster_merge && major >= 9 && splits <= 16;
+    const std::vector<uint8_t> bytes = testing::DownloadRaw<uint8_t>(ws, ws_bytes);
+    const bool untouched =
+        std::all_of(bytes.begin(), bytes.end(), [](uint8_t v) { return v == 0xFF; });
+    EXPECT_EQ(untouched, clustered);
+  }
 }
 
 TEST(DecodeAttentionKernel, MatchesCpuReference) {
@@ -97,6 +111,26 @@ TEST(DecodeAttentionKernel, MatchesCpuReference) {
   std::mt19937 rng(14);
   for (DType dtype : {DType::kBF16, DType::kF16}) {
     for (const Case& c : cases) RunCase(c, dtype, rng);
+  }
+}
+
+TEST(DecodeAttentionKernel, SplitsMergedInAClusterOrByTheSecondKernel) {
+  // 2-16 splits merge in a thread-block cluster on sm_90, more by the second kernel; both ways
+  // must give the reference's output, empty splits (more splits than tiles) included.
+  ITE_SKIP_WITHOUT_GPU();
+  const Case cases[] = {
+      {1, 300, 32, 8, 64, 16, 16},    // Llama-3.2-1B at batch 1: 16 splits of one or two tiles
+      {2, 200, 14, 2, 64, 16, 5},     // Qwen2.5-0.5B heads, an odd cluster size
+      {1, 40, 32, 8, 128, 16, 8},     // more splits than tiles: most blocks have nothing to read
+      {3, 700, 40, 2, 128, 16, 3},    // two head chunks per kv head
+      {4, 900, 8, 8, 64, 7, 2},       // odd block size, one head per kv head
+      {1, 5000, 32, 8, 128, 16, 17},  // one over the cluster limit: always the second kernel
+  };
+  std::mt19937 rng(16);
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (const Case& c : cases) {
+      for (bool cluster : {true, false}) RunCase(c, dtype, rng, cluster);
+    }
   }
 }
 

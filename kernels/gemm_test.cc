@@ -26,12 +26,14 @@ struct Shape {
 TEST(GemmKernel, MatchesCpuMatMul) {
   ITE_SKIP_WITHOUT_GPU();
   // m <= 4 runs the weight-streaming kernel (k below, at and past one warp's 256-element round,
-  // n not a multiple of its 8 columns per block, 1, 2 and 8 warps per column), larger m cuBLASLt.
+  // n not a multiple of its 8 columns per block, 1, 2 and 8 warps per column; one row of fp32
+  // logits pipelined), larger m cuBLASLt.
   const Shape shapes[] = {
       {1, 1024, 576, false, false},  {7, 1536, 576, true, false},  {64, 2048, 1024, false, false},
       {33, 100, 72, true, false},    {17, 5000, 576, false, true}, {1, 4096, 4096, false, false},
       {2, 2048, 8192, false, false}, {3, 899, 896, true, false},   {4, 32003, 2048, false, true},
-      {4, 100, 72, true, false},     {1, 13, 24, false, true},     {1, 256, 4096, true, false}};
+      {4, 100, 72, true, false},     {1, 13, 24, false, true},     {1, 256, 4096, true, false},
+      {1, 50000, 2048, false, true}, {1, 301, 904, true, true}};
   auto runner_or = GemmRunner::Create();
   ASSERT_TRUE(runner_or.ok()) << runner_or.status().ToString();
   GemmRunner& runner = **runner_or;

@@ -15,6 +15,8 @@
 // their squares, so the row's rms comes out of the same pass and scales the sums at the end.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+
 #include "cuda_check.h"
 #include "device_info.h"
 #include "dtype_utils.cuh"
@@ -25,7 +27,6 @@ namespace ite::kernels::internal {
 namespace {
 
 constexpr int kWarps = 8;             // warps (units) per block
-constexpr int kUnroll = 4;            // 16-byte weight pieces in flight per lane and row
 constexpr int kPiece = 8;             // elements per 16-byte piece
 constexpr int kStride = 32 * kPiece;  // elements a warp covers per piece round
 
@@ -147,7 +148,12 @@ __device__ __forceinline__ void Store(const GemvParams<T, Out>& p, int r, int32_
 
 // kSplit warps share a unit, taking turns at its 256-element rounds; their sums are added in
 // warp order, so a unit's rounding depends on (n, k) alone, never on m.
-template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm>
+// Each lane reads its pieces of the unit's rows in batches of kUnroll 16-byte pieces per row, a
+// batch's loads all issued before its products (a short last batch too). kPipe: the next batch's
+// loads are issued before this batch's products, so two batches are in flight per lane. Neither
+// changes the order in which a lane adds its pieces, so the results are the same bit for bit.
+template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm, int kUnroll,
+          bool kPipe>
 __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, int32_t units) {
   constexpr int R = RowsPerUnit(E);
   constexpr int kUnits = kWarps / kSplit;
@@ -172,26 +178,46 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
   }
   constexpr int64_t kStep = int64_t{kStride} * kSplit;
   const int32_t kdim = p.kdim;
-  int64_t k = int64_t{part} * kStride + lane * kPiece;
-  // Rounds of kUnroll pieces: every load of a round is issued before its products. The first
-  // round's weight loads go out before the wait for the previous kernel (the weight is constant),
-  // so they overlap that kernel's end.
-  bool round = live && k + (kUnroll - 1) * kStep < kdim;
-  uint4 wv[kUnroll][R];
-  if (round) {
+  const int64_t k0 = int64_t{part} * kStride + lane * kPiece;
+  // This lane's pieces start at k0 + i * kStep, i < pieces.
+  const int pieces = live && k0 < kdim ? static_cast<int>((kdim - k0 + kStep - 1) / kStep) : 0;
+  auto load = [&](uint4(&wv)[kUnroll][R], int batch) {
 #pragma unroll
     for (int s = 0; s < kUnroll; ++s) {
+      const int i = batch * kUnroll + s;
+      if (i < pieces) {
 #pragma unroll
-      for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k + s * kStep);
+        for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k0 + i * kStep);
+      }
     }
-  }
-  WaitForPrerequisites();
-  while (round) {
+  };
+  auto add = [&](const uint4(&wv)[kUnroll][R], int batch) {
 #pragma unroll
-    for (int s = 0; s < kUnroll; ++s)
-      Accumulate<T, M, R, kNorm>(wv[s], p.x, p.norm_weight, k + s * kStep, kdim, acc, sumsq);
-    k += kUnroll * kStep;
-    round = k + (kUnroll - 1) * kStep < kdim;
+    for (int s = 0; s < kUnroll; ++s) {
+      const int i = batch * kUnroll + s;
+      if (i < pieces)
+        Accumulate<T, M, R, kNorm>(wv[s], p.x, p.norm_weight, k0 + i * kStep, kdim, acc, sumsq);
+    }
+  };
+  // The first batch's weight loads go out before the wait for the previous kernel (the weight is
+  // constant), so they overlap that kernel's end.
+  if constexpr (kPipe) {
+    uint4 wa[kUnroll][R], wb[kUnroll][R];
+    load(wa, 0);
+    WaitForPrerequisites();
+    for (int batch = 0; batch * kUnroll < pieces; batch += 2) {
+      load(wb, batch + 1);
+      add(wa, batch);
+      if ((batch + 1) * kUnroll >= pieces) break;
+      load(wa, batch + 2);
+      add(wb, batch + 1);
+    }
+  } else {
+    // Whole batches, then the pieces left one at a time (fewer registers than predicated
+    // batches; a unit of the default configurations has whole batches only).
+    int64_t k = k0;
+    bool round = live && k + (kUnroll - 1) * kStep < kdim;
+    uint4 wv[kUnroll][R];
     if (round) {
 #pragma unroll
       for (int s = 0; s < kUnroll; ++s) {
@@ -199,13 +225,28 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
         for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k + s * kStep);
       }
     }
-  }
-  if (live) {
-    for (; k < kdim; k += kStep) {
-      uint4 last[R];
+    WaitForPrerequisites();
+    while (round) {
 #pragma unroll
-      for (int q = 0; q < R; ++q) last[q] = LoadStreaming(wrow[q] + k);
-      Accumulate<T, M, R, kNorm>(last, p.x, p.norm_weight, k, kdim, acc, sumsq);
+      for (int s = 0; s < kUnroll; ++s)
+        Accumulate<T, M, R, kNorm>(wv[s], p.x, p.norm_weight, k + s * kStep, kdim, acc, sumsq);
+      k += kUnroll * kStep;
+      round = k + (kUnroll - 1) * kStep < kdim;
+      if (round) {
+#pragma unroll
+        for (int s = 0; s < kUnroll; ++s) {
+#pragma unroll
+          for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k + s * kStep);
+        }
+      }
+    }
+    if (live) {
+      for (; k < kdim; k += kStep) {
+        uint4 last[R];
+#pragma unroll
+        for (int q = 0; q < R; ++q) last[q] = LoadStreaming(wrow[q] + k);
+        Accumulate<T, M, R, kNorm>(last, p.x, p.norm_weight, k, kdim, acc, sumsq);
+      }
     }
   }
   // sums[r][q]: the warp's totals, q < R the dot products, q == R the sum of squares.
@@ -249,14 +290,15 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
     const float scale = kNorm ? rsqrtf(sums[r][kSums - 1] / kdim + p.eps) : 1.0f;
     float y[R];
 #pragma unroll
-    for (int q = 0; q < R; ++q) y[q] = sums[r][q] * scale + (p.bias ? ToFloat(p.bias[row[q]]) : 0.0f);
+    for (int q = 0; q < R; ++q)
+      y[q] = sums[r][q] * scale + (p.bias ? ToFloat(p.bias[row[q]]) : 0.0f);
     Store<E>(p, r, u, row, y);
   }
 }
 
 int32_t UnitsOf(const GemmArgs& g) {
   return g.epilogue == GemmEpilogue::kSiluMul || g.epilogue == GemmEpilogue::kRopeKv ? g.n / 2
-                                                                                      : g.n;
+                                                                                     : g.n;
 }
 
 // Warps per unit: the fewest that give about two blocks per multiprocessor (narrow weights
@@ -296,13 +338,40 @@ GemvParams<T, Out> ParamsOf(const GemmArgs& g) {
   return p;
 }
 
-template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm>
-Status LaunchSplit(const GemmArgs& g, int32_t units, cudaStream_t stream) {
+template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm, int kUnroll,
+          bool kPipe>
+Status LaunchConfig(const GemmArgs& g, int32_t units, cudaStream_t stream) {
   constexpr int kUnits = kWarps / kSplit;
   const dim3 grid((units + kUnits - 1) / kUnits);
-  return CudaStatus(LaunchDependent(GemvKernel<T, Out, M, kSplit, E, kNorm>, grid, kWarps * 32, 0,
-                                    stream, ParamsOf<T, Out>(g), units),
+  return CudaStatus(LaunchDependent(GemvKernel<T, Out, M, kSplit, E, kNorm, kUnroll, kPipe>, grid,
+                                    kWarps * 32, 0, stream, ParamsOf<T, Out>(g), units),
                     "GemvKernel");
+}
+
+// Whether the pipelined variant is chosen (ITE_GEMV_NO_PIPE=1 in the environment turns it off,
+// for measuring).
+bool PipelineAllowed() {
+  static const bool off = [] {
+    const char* v = std::getenv("ITE_GEMV_NO_PIPE");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  return !off;
+}
+
+// Batches per product, chosen by sweeping decode at batch 1 on an H200 (docs/perf.md): one row's
+// QKV + RoPE in pipelined pairs of pieces, and one row's fp32 logits (the LM head) in pipelined
+// batches of four; everything else in unpipelined batches of four, which the pipelined ones
+// did not beat (they hold more registers, so fewer blocks fit).
+template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm>
+Status LaunchSplit(const GemmArgs& g, int32_t units, cudaStream_t stream) {
+  if constexpr (M == 1 && E == GemmEpilogue::kRopeKv) {
+    if (PipelineAllowed())
+      return LaunchConfig<T, Out, M, kSplit, E, kNorm, 2, true>(g, units, stream);
+  } else if constexpr (M == 1 && E == GemmEpilogue::kStore && std::is_same_v<Out, float>) {
+    if (PipelineAllowed())
+      return LaunchConfig<T, Out, M, kSplit, E, kNorm, 4, true>(g, units, stream);
+  }
+  return LaunchConfig<T, Out, M, kSplit, E, kNorm, 4, false>(g, units, stream);
 }
 
 template <typename T, typename Out, int M, GemmEpilogue E, bool kNorm>
@@ -366,10 +435,9 @@ bool GemvApplies(const GemmArgs& g) {
   if (g.epilogue == GemmEpilogue::kRopeKv) {
     const RopeKvWriteArgs* r = g.rope;
     return r != nullptr && r->head_dim > 0 && r->head_dim % 2 == 0 &&
-           g.n == (r->num_heads + 2 * r->num_kv_heads) * r->head_dim &&
-           r->cache.dtype == g.dtype && r->cache.num_kv_heads == r->num_kv_heads &&
-           r->cache.head_dim == r->head_dim && r->positions && r->slots && r->inv_freq &&
-           r->cache.k && r->cache.v;
+           g.n == (r->num_heads + 2 * r->num_kv_heads) * r->head_dim && r->cache.dtype == g.dtype &&
+           r->cache.num_kv_heads == r->num_kv_heads && r->cache.head_dim == r->head_dim &&
+           r->positions && r->slots && r->inv_freq && r->cache.k && r->cache.v;
   }
   return true;
 }

@@ -15,6 +15,7 @@
 #include "device_info.h"
 #include "dtype_utils.cuh"
 #include "ite/kernels/sampling.h"
+#include "pdl.cuh"
 
 namespace ite::kernels {
 namespace {
@@ -148,6 +149,8 @@ struct SampleParams {
 };
 
 __global__ void __launch_bounds__(kThreads) SampleKernel(const SampleParams p) {
+  LetDependentsStart();
+  WaitForPrerequisites();
   __shared__ BlockScratch s;
   const int64_t r = blockIdx.x;
   const float* row = p.logits + r * p.vocab;
@@ -320,6 +323,8 @@ __device__ __forceinline__ void ArgmaxWrite(const ArgmaxParams& p, int64_t row, 
 template <bool kCluster>
 __global__ void __launch_bounds__(kArgmaxMaxThreads) ArgmaxKernel(const ArgmaxParams p) {
   __shared__ ArgmaxPart warp_parts[32];
+  LetDependentsStart();
+  WaitForPrerequisites();
   int parts = 1, rank = 0;
   if constexpr (kCluster) {
 #if ITE_CLUSTER_CODE
@@ -449,10 +454,10 @@ Status Sample(const SamplingArgs& a, cudaStream_t stream) {
     return InvalidArgument("Sample: bad shape batch={} vocab={}", a.batch, a.vocab);
   }
   if (a.batch == 0) return Status::Ok();
-  SampleKernel<<<a.batch, kThreads, 0, stream>>>(SampleParams{a.logits, a.vocab, a.temperature,
-                                                              a.top_k, a.top_p, a.min_p, a.seeds,
-                                                              a.steps, a.tokens, a.logprobs});
-  return LaunchStatus("SampleKernel");
+  return CudaStatus(LaunchDependent(SampleKernel, a.batch, kThreads, 0, stream,
+                                    SampleParams{a.logits, a.vocab, a.temperature, a.top_k, a.top_p,
+                                                 a.min_p, a.seeds, a.steps, a.tokens, a.logprobs}),
+                    "SampleKernel");
 }
 
 Status Argmax(const float* logits, int32_t batch, int32_t vocab, int32_t* tokens, float* logprobs,
@@ -481,18 +486,17 @@ Status Argmax(const float* logits, int32_t batch, int32_t vocab, int32_t* tokens
     constexpr auto kernel = ArgmaxKernel<true>;
     const int cluster = std::min(want, ClusterLimit<kernel>(kArgmaxClusterThreads));
     if (cluster > 1) {
-      ITE_RETURN_IF_ERROR(CudaStatus(
-          LaunchClustered(kernel, batch * cluster, kArgmaxClusterThreads, cluster, stream, params),
-          "ArgmaxKernel (cluster)"));
-      return LaunchStatus("ArgmaxKernel (cluster)");
+      return CudaStatus(LaunchClusteredDependent(kernel, batch * cluster, kArgmaxClusterThreads, 0,
+                                                 cluster, stream, params),
+                        "ArgmaxKernel (cluster)");
     }
   }
   // One block per row, wide enough that each thread has about kArgmaxLoads vectors per row.
   const int64_t wanted_threads = (int64_t{vocab} + 4 * kArgmaxLoads - 1) / (4 * kArgmaxLoads);
   const int threads = static_cast<int>(
       std::min<int64_t>(kArgmaxMaxThreads, std::max<int64_t>(32, (wanted_threads + 31) / 32 * 32)));
-  ArgmaxKernel<false><<<batch, threads, 0, stream>>>(params);
-  return LaunchStatus("ArgmaxKernel");
+  return CudaStatus(LaunchDependent(ArgmaxKernel<false>, batch, threads, 0, stream, params),
+                    "ArgmaxKernel");
 }
 
 }  // namespace ite::kernels

@@ -2,6 +2,7 @@
 // All tiny and memory-bound; what matters is that they run on the stream, not on the host.
 #include "cuda_check.h"
 #include "ite/kernels/step_io.h"
+#include "pdl.cuh"
 
 namespace ite::kernels {
 namespace {
@@ -16,6 +17,8 @@ __global__ void FeedTokensKernel(int32_t* tokens, const int32_t* __restrict__ la
 __global__ void StoreSampledKernel(const int32_t* __restrict__ sampled,
                                    const int32_t* __restrict__ slots, int n,
                                    int32_t* __restrict__ last_tokens) {
+  LetDependentsStart();
+  WaitForPrerequisites();
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n && slots[i] >= 0) last_tokens[slots[i]] = sampled[i];
 }
@@ -65,8 +68,9 @@ Status StoreSampledTokens(const int32_t* sampled, const int32_t* slots, int32_t 
   if (n < 0 || (n > 0 && (sampled == nullptr || slots == nullptr || last_tokens == nullptr)))
     return InvalidArgument("StoreSampledTokens: null arrays or n={}", n);
   if (n == 0) return Status::Ok();
-  StoreSampledKernel<<<Blocks(n, 256), 256, 0, stream>>>(sampled, slots, n, last_tokens);
-  return LaunchStatus("StoreSampledKernel");
+  return CudaStatus(LaunchDependent(StoreSampledKernel, Blocks(n, 256), 256, 0, stream, sampled,
+                                    slots, n, last_tokens),
+                    "StoreSampledKernel");
 }
 
 Status GatherRows(DType dtype, const void* x, int32_t cols, const int32_t* rows, int32_t n,

@@ -55,10 +55,14 @@ struct DecodeAttentionArgs {
   int32_t num_heads = 0;
   float scale = 0.0f;
   // Splits of each sequence's KV range (DecodeNumSplits picks it); with more than one the
-  // partial results go to `workspace` and a second kernel merges them.
+  // partial results go to `workspace` and a second kernel merges them, or, on sm_90 with at
+  // most 16 splits and cluster_merge, the splits' blocks form a cluster that merges them itself
+  // (no second kernel; the workspace is then left alone). ITE_DECODE_NO_CLUSTER=1 in the
+  // environment turns cluster merges off everywhere (for measuring).
   int32_t num_splits = 1;
   void* workspace = nullptr;  // DecodeWorkspaceBytes(...) bytes, device; unused for 1 split
   size_t workspace_bytes = 0;
+  bool cluster_merge = true;
 };
 
 // Split count for DecodeAttention: about two blocks per multiprocessor where the batch has

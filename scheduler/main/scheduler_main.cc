@@ -9,12 +9,12 @@
 // those), then listens at once: health NOT_SERVING (the "liveness" health service SERVING) until
 // a worker answers Info, then it serves with the workers that answer and takes in the others
 // as they do. Health ("" and "ite.v1.Generation") is SERVING only while some worker is up; a
-// worker silent for --worker-down-after-ms is marked down until it answers again. SIGTERM/SIGINT, in any phase: new requests get UNAVAILABLE, running and queued
-// ones finish (drain), then the process exits.
-// Security: --tls-cert/--tls-key serve gRPC and HTTP over TLS; --tls-ca makes the links to the
-// workers mTLS (the workers checked against the CA, this certificate presented to them). API
-// keys guard both public APIs except the health checks.
-// Exit codes: 0 clean shutdown, 1 failure (message on stderr), 2 usage error.
+// worker silent for --worker-down-after-ms is marked down until it answers again. SIGTERM/SIGINT,
+// in any phase: new requests get UNAVAILABLE, running and queued ones finish (drain), then the
+// process exits. Security: --tls-cert/--tls-key serve gRPC and HTTP over TLS; --tls-ca makes the
+// links to the workers mTLS (the workers checked against the CA, this certificate presented to
+// them). API keys guard both public APIs except the health checks. Exit codes: 0 clean shutdown, 1
+// failure (message on stderr), 2 usage error.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -35,6 +35,7 @@
 #include "scheduler/generation_service.h"
 #include "scheduler/grpc_worker_client.h"
 #include "scheduler/http/http_gateway.h"
+#include "scheduler/main/shared_flags.h"
 #include "scheduler/request_builder.h"
 #include "scheduler/request_intake.h"
 #include "scheduler/sampling_defaults.h"
@@ -56,22 +57,15 @@ struct SchedulerMainOptions {
   std::string http_ready_file;
   int http_max_body_mib = 8;
   int http_threads = 64;
-  int32_t max_batch_tokens = 2048;
+  SchedulingFlags scheduling;
   int32_t max_running = 256;
-  int32_t max_waiting = 1024;
   int32_t max_context = 0;
   int32_t default_max_tokens = 256;
-  bool no_prefix_cache = false;
   int32_t worker_wait_ms = 120000;
   int32_t max_workers = 16;
   int32_t worker_resolve_interval_ms = 5000;
-  int32_t step_timeout_ms = 120000;
-  int32_t route_load_slack = 4;
-  int32_t worker_down_after_ms = 5000;
   std::string model_fingerprint = "auto";  // or "first", or 64 hex digits
-  bool verbose = false;
-  std::string log_level = "info";   // -v: debug
-  std::string log_format = "text";  // or json
+  LogFlags log;
   TlsFiles tls;
   bool tls_require_client_cert = false;
   std::string worker_tls_name;
@@ -212,10 +206,11 @@ int Run(const SchedulerMainOptions& o) {
                 &worker_credentials](const std::string& address) -> std::unique_ptr<WorkerClient> {
     GrpcWorkerClientOptions co;
     co.address = address;
-    co.step_timeout_ms = o.step_timeout_ms;
+    co.step_timeout_ms = o.scheduling.step_timeout_ms;
     // Each probe may wait this long; a few fit in the time after which a worker is marked down.
-    if (o.worker_down_after_ms > 0) {
-      co.health_timeout_ms = std::clamp(o.worker_down_after_ms / 3, 100, co.health_timeout_ms);
+    if (o.scheduling.worker_down_after_ms > 0) {
+      co.health_timeout_ms =
+          std::clamp(o.scheduling.worker_down_after_ms / 3, 100, co.health_timeout_ms);
     }
     co.credentials = *worker_credentials;
     co.tls_server_name = o.worker_tls_name;
@@ -232,13 +227,13 @@ int Run(const SchedulerMainOptions& o) {
     }
 
     SchedulerOptions so;
-    so.max_batch_tokens = o.max_batch_tokens;
+    so.max_batch_tokens = o.scheduling.max_batch_tokens;
     so.max_running = o.max_running;
-    so.max_waiting = o.max_waiting;
+    so.max_waiting = o.scheduling.max_waiting;
     so.max_context = o.max_context;
-    so.enable_prefix_cache = !o.no_prefix_cache;
-    so.down_after_ms = o.worker_down_after_ms;
-    so.route_load_slack = o.route_load_slack;
+    so.enable_prefix_cache = !o.scheduling.no_prefix_cache;
+    so.down_after_ms = o.scheduling.worker_down_after_ms;
+    so.route_load_slack = o.scheduling.route_load_slack;
     so.model_fingerprint = *fingerprint;
     so.on_step = [metrics](int worker, const StepResult& r) { metrics->OnStep(worker, r); };
     scheduler = std::make_unique<Scheduler>(so, tokenizer, std::move(clients));
@@ -349,34 +344,16 @@ int Main(int argc, char** argv) {
   app.add_option("--http-threads", o.http_threads, "concurrent HTTP requests (streams)")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
-  app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
-      ->capture_default_str();
-  app.add_option("--max-waiting", o.max_waiting,
-                 "queued requests per worker beyond the running ones; more get "
-                 "RESOURCE_EXHAUSTED (0: no bound)")
-      ->capture_default_str();
+  AddSchedulingFlags(app, &o.scheduling);
   app.add_option("--max-running", o.max_running, "running sequences per worker")
       ->capture_default_str();
   app.add_option("--max-context", o.max_context, "context limit (0: the model's)")
       ->capture_default_str();
   app.add_option("--default-max-tokens", o.default_max_tokens, "when a request sets none")
       ->capture_default_str();
-  app.add_flag("--no-prefix-cache", o.no_prefix_cache, "disable the radix prefix cache");
   app.add_option("--worker-wait-ms", o.worker_wait_ms,
                  "wait this long at start for the first worker to answer")
       ->capture_default_str();
-  app.add_option("--step-timeout-ms", o.step_timeout_ms, "a worker step slower than this fails")
-      ->capture_default_str();
-  app.add_option("--route-load-slack", o.route_load_slack,
-                 "a worker holding a request's prefix gets it unless its running + waiting "
-                 "requests exceed the least loaded worker's by more than this")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1 << 20));
-  app.add_option("--worker-down-after-ms", o.worker_down_after_ms,
-                 "a worker that answers neither a health probe nor a step for this long is "
-                 "marked down (its requests fail or move) until it answers again (0: never)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 3600000));
   app.add_option("--model-fingerprint", o.model_fingerprint,
                  "the model fingerprint workers must serve (others are refused): auto (the "
                  "--model's; the first worker's when --model holds no weights), first (the first "
@@ -387,11 +364,7 @@ int Main(int argc, char** argv) {
             v.size() == 64 && v.find_first_not_of("0123456789abcdef") == std::string::npos;
         return v == "auto" || v == "first" || hex ? "" : "auto, first, or 64 lowercase hex digits";
       });
-  app.add_flag("-v,--verbose", o.verbose, "debug logging (--log-level debug)");
-  app.add_option("--log-level", o.log_level, "trace, debug, info, warn or error")
-      ->capture_default_str();
-  app.add_option("--log-format", o.log_format, "text or json (one JSON object per line)")
-      ->capture_default_str();
+  AddLogFlags(app, &o.log);
   AddTlsFlags(app, &o.tls,
               "TLS: the CA of the workers' certificates (makes the worker links mTLS, this "
               "certificate the client's) and of client certificates");
@@ -405,8 +378,7 @@ int Main(int argc, char** argv) {
   // As ite-serve: with --port 0 (tests, several instances) HTTP takes a free port too, unless
   // --http-port says otherwise, so that instances never collide on 8000.
   if (o.port == 0 && app.count("--http-port") == 0) o.http_port = 0;
-  if (std::optional<int> rc =
-          InitLoggingOrExit("ite-scheduler", o.verbose, o.log_level, o.log_format)) {
+  if (std::optional<int> rc = InitLoggingOrExit("ite-scheduler", o.log)) {
     return *rc;
   }
   return Run(o);

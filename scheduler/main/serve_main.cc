@@ -44,6 +44,7 @@
 #include "proto/grpc_security.h"
 #include "proto/security_flags.h"
 #include "scheduler/main/child_process.h"
+#include "scheduler/main/shared_flags.h"
 
 namespace ite {
 namespace {
@@ -63,21 +64,14 @@ struct ServeOptions {
   int32_t kv_blocks = 0;
   int32_t block_size = 16;
   int64_t kv_mib = 512;
-  int32_t max_batch_tokens = 2048;
-  int32_t max_waiting = 1024;
-  int32_t step_timeout_ms = 120000;
-  int32_t route_load_slack = 4;
-  int32_t worker_down_after_ms = 5000;
-  bool no_prefix_cache = false;
+  SchedulingFlags scheduling;
   int32_t start_timeout_s = 300;
   int32_t drain_timeout_s = 120;
   int32_t max_restarts = 5;
   int worker_metrics_port = -1;  // -1: off
   std::string ready_file;
   std::string served_model_name;  // empty: the scheduler's default (the file or folder name)
-  bool verbose = false;
-  std::string log_level = "info";   // -v: debug
-  std::string log_format = "text";  // or json
+  LogFlags log;
   TlsFiles tls;
   bool tls_require_client_cert = false;
   ApiKeyFlags api_keys;
@@ -184,7 +178,7 @@ std::vector<std::string> WorkerArgv(const ServeOptions& o, const fs::path& bin, 
         "--gpu-memory-utilization",
         std::to_string(o.gpu_memory_utilization),
         "--max-step-tokens",
-        std::to_string(o.max_batch_tokens)};
+        std::to_string(o.scheduling.max_batch_tokens)};
     argv.insert(argv.end(), cuda.begin(), cuda.end());
     if (o.enforce_eager) argv.push_back("--enforce-eager");
     if (o.batch_invariant) argv.push_back("--batch-invariant");
@@ -354,16 +348,6 @@ int Serve(ServeOptions o) {
                                     std::to_string(o.port),
                                     "--ready-file",
                                     (run_dir / "scheduler.port").string(),
-                                    "--max-batch-tokens",
-                                    std::to_string(o.max_batch_tokens),
-                                    "--max-waiting",
-                                    std::to_string(o.max_waiting),
-                                    "--step-timeout-ms",
-                                    std::to_string(o.step_timeout_ms),
-                                    "--route-load-slack",
-                                    std::to_string(o.route_load_slack),
-                                    "--worker-down-after-ms",
-                                    std::to_string(o.worker_down_after_ms),
                                     "--http-port",
                                     std::to_string(o.http_port),
                                     "--http-ready-file",
@@ -372,7 +356,8 @@ int Serve(ServeOptions o) {
     sargv.push_back("--served-model-name");
     sargv.push_back(o.served_model_name);
   }
-  if (o.no_prefix_cache) sargv.push_back("--no-prefix-cache");
+  for (const std::vector<std::string>& more : {SchedulingArgs(o.scheduling), LogArgs(o.log)})
+    sargv.insert(sargv.end(), more.begin(), more.end());
   if (o.tls.enabled()) {
     sargv.insert(sargv.end(), {"--tls-cert", o.tls.cert, "--tls-key", o.tls.key, "--tls-ca",
                                o.tls.ca, "--worker-tls-name", worker_tls_name});
@@ -392,8 +377,6 @@ int Serve(ServeOptions o) {
     // Beside any --api-key-file: the scheduler takes the keys of every file it is given.
     sargv.insert(sargv.end(), {"--api-key-file", key_file.string()});
   }
-  if (o.verbose) sargv.push_back("--verbose");
-  sargv.insert(sargv.end(), {"--log-level", o.log_level, "--log-format", o.log_format});
   if (Status s = scheduler.Start("ite-scheduler", sargv); !s.ok()) {
     ITE_LOG_ERROR("{}", s.ToString());
     cleanup();
@@ -511,26 +494,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--block-size", o.block_size, "tokens per KV block")->capture_default_str();
   app.add_option("--kv-mib", o.kv_mib, "KV pool per worker in MiB")->capture_default_str();
-  app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens per step")
-      ->capture_default_str();
-  app.add_option("--max-waiting", o.max_waiting,
-                 "queued requests per worker beyond the running ones; more get "
-                 "RESOURCE_EXHAUSTED (0: no bound)")
-      ->capture_default_str();
-  app.add_option("--step-timeout-ms", o.step_timeout_ms,
-                 "a worker step slower than this fails its requests and marks the worker down")
-      ->capture_default_str();
-  app.add_option("--route-load-slack", o.route_load_slack,
-                 "a worker holding a request's prefix gets it unless its running + waiting "
-                 "requests exceed the least loaded worker's by more than this")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1 << 20));
-  app.add_option("--worker-down-after-ms", o.worker_down_after_ms,
-                 "a worker that answers neither a health probe nor a step for this long (a "
-                 "stopped or hung process) is marked down until it answers again (0: never)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 3600000));
-  app.add_flag("--no-prefix-cache", o.no_prefix_cache, "disable the prefix cache");
+  AddSchedulingFlags(app, &o.scheduling);
   app.add_option("--start-timeout-s", o.start_timeout_s, "give up if a child is not serving")
       ->capture_default_str();
   app.add_option("--drain-timeout-s", o.drain_timeout_s, "on SIGTERM, wait this long to drain")
@@ -544,11 +508,7 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(-1, 65535));
   app.add_option("--served-model-name", o.served_model_name,
                  "name clients see and may send (default: the model file's or folder's name)");
-  app.add_flag("-v,--verbose", o.verbose, "debug logging (--log-level debug)");
-  app.add_option("--log-level", o.log_level, "trace, debug, info, warn or error")
-      ->capture_default_str();
-  app.add_option("--log-format", o.log_format, "text or json (one JSON object per line)")
-      ->capture_default_str();
+  AddLogFlags(app, &o.log);
   AddTlsFlags(app, &o.tls,
               "TLS: the CA that signed --tls-cert (checks the scheduler-worker links, and "
               "client certificates)");
@@ -558,8 +518,7 @@ int Main(int argc, char** argv) {
   app.footer("Exit codes: 0 clean shutdown, 1 a child failed, 2 usage error.");
   if (std::optional<int> rc = ite::ParseFlagsOrExit(app, argc, argv)) return *rc;
   if (http_port->count() == 0 && o.port == 0) o.http_port = 0;
-  if (std::optional<int> rc =
-          InitLoggingOrExit("ite-serve", o.verbose, o.log_level, o.log_format)) {
+  if (std::optional<int> rc = InitLoggingOrExit("ite-serve", o.log)) {
     return *rc;
   }
   return Serve(o);

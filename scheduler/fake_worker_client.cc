@@ -39,6 +39,7 @@ void FakeWorkerClient::SetModelFingerprint(std::string fingerprint) {
 
 Status FakeWorkerClient::Health() {
   std::lock_guard<std::mutex> lock(mu_);
+  if (failure_.ok()) last_healthy_ = std::chrono::steady_clock::now();
   return failure_;
 }
 
@@ -133,6 +134,11 @@ void FakeWorkerClient::Fail(Status error) {
 void FakeWorkerClient::Heal() {
   std::lock_guard<std::mutex> lock(mu_);
   failure_ = Status::Ok();
+}
+
+std::chrono::steady_clock::time_point FakeWorkerClient::last_healthy() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_healthy_;
 }
 
 FakeWorkerCounters FakeWorkerClient::counters() const {

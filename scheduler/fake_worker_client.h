@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -62,6 +63,8 @@ class FakeWorkerClient : public WorkerClient {
   void SetModelFingerprint(std::string fingerprint);
 
   FakeWorkerCounters counters() const;
+  // When Health last answered OK (the clock's epoch if never).
+  std::chrono::steady_clock::time_point last_healthy() const;
 
  private:
   void Forward(StepRequest request, std::function<void(StatusOr<StepResult>)> done);
@@ -76,6 +79,7 @@ class FakeWorkerClient : public WorkerClient {
   bool state_lost_ = false;
   FakeWorkerCounters counters_;
   int64_t inflight_ = 0;
+  std::chrono::steady_clock::time_point last_healthy_{};
 };
 
 }  // namespace ite

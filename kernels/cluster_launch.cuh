@@ -86,30 +86,12 @@ int ClusterLimit(int threads, size_t smem = 0) {
   return limit;
 }
 
-// Launches kernel on a 1-D grid of `blocks` blocks in clusters of `cluster_size` (which must
-// divide blocks). Returns the launch error; the caller still checks LaunchStatus.
+// Launches kernel on `grid` in clusters of `cluster_x` blocks along the grid's x (which it must
+// divide); `dependent`: as LaunchDependent (pdl.cuh), and the kernel then follows that header's
+// rules for its waits. Returns the launch error, already cleared from the sticky state.
 template <typename... Params, typename... Args>
-cudaError_t LaunchClustered(void (*kernel)(Params...), int blocks, int threads, int cluster_size,
-                            cudaStream_t stream, Args... args) {
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = static_cast<unsigned>(cluster_size);
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(blocks));
-  config.blockDim = dim3(static_cast<unsigned>(threads));
-  config.stream = stream;
-  config.attrs = &cluster;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, kernel, args...);
-}
-
-// As LaunchDependent (pdl.cuh), in clusters of `cluster_x` blocks along the grid's x (which it
-// must divide): the kernel follows that header's rules for its waits.
-template <typename... Params, typename... Args>
-cudaError_t LaunchClusteredDependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                                     int cluster_x, cudaStream_t stream, Args&&... args) {
+cudaError_t LaunchClustered(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                            int cluster_x, bool dependent, cudaStream_t stream, Args&&... args) {
   cudaLaunchAttribute attrs[2]{};
   attrs[0].id = cudaLaunchAttributeClusterDimension;
   attrs[0].val.clusterDim.x = static_cast<unsigned>(cluster_x);
@@ -123,7 +105,7 @@ cudaError_t LaunchClusteredDependent(void (*kernel)(Params...), dim3 grid, dim3 
   config.dynamicSmemBytes = smem;
   config.stream = stream;
   config.attrs = attrs;
-  config.numAttrs = DependentLaunchEnabled() ? 2 : 1;
+  config.numAttrs = dependent && DependentLaunchEnabled() ? 2 : 1;
   const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
   if (err != cudaSuccess) cudaGetLastError();  // reported here, not by a later launch's check
   return err;

@@ -332,14 +332,14 @@ Status Launch(const DecodeAttentionArgs& a, const DecodeParams& params, cudaStre
   using T = typename Traits::T;
   const dim3 grid(a.num_splits, a.cache.num_kv_heads * params.head_chunks, a.batch);
   // The shared-memory opt-in (per device) comes before the cluster query, which counts it.
-  ITE_RETURN_IF_ERROR((SetSmem<Traits, false>()));
-  ITE_RETURN_IF_ERROR((SetSmem<Traits, true>()));
+  if (a.cluster_merge && a.num_splits > 1) ITE_RETURN_IF_ERROR((SetSmem<Traits, true>()));
   if (a.cluster_merge && ClusterMerges<Traits>(a.num_splits)) {
     return CudaStatus(
-        LaunchClusteredDependent(DecodeAttentionKernel<Traits, true>, grid, Traits::kThreads,
-                                 Traits::kSmemBytes, a.num_splits, stream, params),
+        LaunchClustered(DecodeAttentionKernel<Traits, true>, grid, Traits::kThreads,
+                        Traits::kSmemBytes, a.num_splits, /*dependent=*/true, stream, params),
         "DecodeAttentionKernel (cluster)");
   }
+  ITE_RETURN_IF_ERROR((SetSmem<Traits, false>()));
   ITE_RETURN_IF_ERROR(
       CudaStatus(LaunchDependent(DecodeAttentionKernel<Traits, false>, grid, Traits::kThreads,
                                  Traits::kSmemBytes, stream, params),

@@ -179,29 +179,29 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
   constexpr int64_t kStep = int64_t{kStride} * kSplit;
   const int32_t kdim = p.kdim;
   const int64_t k0 = int64_t{part} * kStride + lane * kPiece;
-  // This lane's pieces start at k0 + i * kStep, i < pieces.
-  const int pieces = live && k0 < kdim ? static_cast<int>((kdim - k0 + kStep - 1) / kStep) : 0;
-  auto load = [&](uint4(&wv)[kUnroll][R], int batch) {
-#pragma unroll
-    for (int s = 0; s < kUnroll; ++s) {
-      const int i = batch * kUnroll + s;
-      if (i < pieces) {
-#pragma unroll
-        for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k0 + i * kStep);
-      }
-    }
-  };
-  auto add = [&](const uint4(&wv)[kUnroll][R], int batch) {
-#pragma unroll
-    for (int s = 0; s < kUnroll; ++s) {
-      const int i = batch * kUnroll + s;
-      if (i < pieces)
-        Accumulate<T, M, R, kNorm>(wv[s], p.x, p.norm_weight, k0 + i * kStep, kdim, acc, sumsq);
-    }
-  };
   // The first batch's weight loads go out before the wait for the previous kernel (the weight is
   // constant), so they overlap that kernel's end.
   if constexpr (kPipe) {
+    // This lane's pieces start at k0 + i * kStep, i < pieces.
+    const int pieces = live && k0 < kdim ? static_cast<int>((kdim - k0 + kStep - 1) / kStep) : 0;
+    auto load = [&](uint4(&wv)[kUnroll][R], int batch) {
+#pragma unroll
+      for (int s = 0; s < kUnroll; ++s) {
+        const int i = batch * kUnroll + s;
+        if (i < pieces) {
+#pragma unroll
+          for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k0 + i * kStep);
+        }
+      }
+    };
+    auto add = [&](const uint4(&wv)[kUnroll][R], int batch) {
+#pragma unroll
+      for (int s = 0; s < kUnroll; ++s) {
+        const int i = batch * kUnroll + s;
+        if (i < pieces)
+          Accumulate<T, M, R, kNorm>(wv[s], p.x, p.norm_weight, k0 + i * kStep, kdim, acc, sumsq);
+      }
+    };
     uint4 wa[kUnroll][R], wb[kUnroll][R];
     load(wa, 0);
     WaitForPrerequisites();
@@ -283,7 +283,7 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
     }
   }
   if (!live) return;
-  // Lane r stores row r, so the rows' epilogues (a sincosf each for RoPE) run side by side.
+    // Lane r stores row r, so the rows' epilogues (a sincosf each for RoPE) run side by side.
 #pragma unroll
   for (int r = 0; r < M; ++r) {
     if (lane != r) continue;

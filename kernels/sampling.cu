@@ -486,8 +486,8 @@ Status Argmax(const float* logits, int32_t batch, int32_t vocab, int32_t* tokens
     constexpr auto kernel = ArgmaxKernel<true>;
     const int cluster = std::min(want, ClusterLimit<kernel>(kArgmaxClusterThreads));
     if (cluster > 1) {
-      return CudaStatus(LaunchClusteredDependent(kernel, batch * cluster, kArgmaxClusterThreads, 0,
-                                                 cluster, stream, params),
+      return CudaStatus(LaunchClustered(kernel, dim3(batch * cluster), kArgmaxClusterThreads, 0,
+                                        cluster, /*dependent=*/true, stream, params),
                         "ArgmaxKernel (cluster)");
     }
   }

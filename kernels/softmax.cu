@@ -220,7 +220,8 @@ Status TryRegsKernel(const float* x, int32_t rows, int32_t n, float* out, cudaSt
   if (blocks_per_row > ClusterLimit<kernel>(kRowThreads)) return Status::Ok();
   const int cluster = static_cast<int>(blocks_per_row);
   ITE_RETURN_IF_ERROR(
-      CudaStatus(LaunchClustered(kernel, rows * cluster, kRowThreads, cluster, stream, x, n, out),
+      CudaStatus(LaunchClustered(kernel, dim3(rows * cluster), kRowThreads, 0, cluster,
+                                 /*dependent=*/false, stream, x, n, out),
                  "SoftmaxRegsKernel (cluster)"));
   *launched = true;
   return LaunchStatus("SoftmaxRegsKernel (cluster)");

@@ -126,14 +126,44 @@ StatusOr<RgbImage> DecodeWebp(std::string_view bytes, const ImageLimits& limits)
 }
 #endif
 
-// stb_image 2.27 (Debian 12's) writes past its Huffman size table when a DHT segment declares
-// more than 256 codes (found by image_fuzz under UBSan: index 257 of stbi_uc[257]); later stb
-// versions reject such tables. So every DHT segment is checked here before stb sees the file.
-// Walks the marker segments; the entropy-coded data after each SOS is skipped up to the next
-// marker (an FF not followed by 00 or a restart marker D0-D7).
+// The Huffman tables a scan (its SOS segment's body) decodes with, as stb uses them, must be
+// defined: a sequential scan uses both tables of each component; a progressive one only the DC
+// table in a first DC scan and only the AC table in an AC scan.
+Status CheckScanTables(std::string_view sos, const bool (&defined)[2][4], bool progressive) {
+  auto u8 = [&](size_t i) { return static_cast<uint8_t>(sos[i]); };
+  const size_t n = sos.empty() ? 0 : u8(0);
+  if (sos.size() < 1 + 2 * n + 3)
+    return InvalidArgument("jpeg image is corrupt: short scan header");
+  const uint8_t spectral_start = u8(1 + 2 * n);
+  const uint8_t approx_high = u8(3 + 2 * n) >> 4;
+  const bool uses_dc = !progressive || (spectral_start == 0 && approx_high == 0);
+  const bool uses_ac = !progressive || spectral_start != 0;
+  for (size_t c = 0; c < n; ++c) {
+    const uint8_t dc = u8(2 + 2 * c) >> 4, ac = u8(2 + 2 * c) & 15;
+    if (dc > 3 || ac > 3) continue;  // stb refuses these itself
+    if (uses_dc && !defined[0][dc])
+      return InvalidArgument("jpeg image is corrupt: a scan uses DC Huffman table {}, not defined",
+                             dc);
+    if (uses_ac && !defined[1][ac])
+      return InvalidArgument("jpeg image is corrupt: a scan uses AC Huffman table {}, not defined",
+                             ac);
+  }
+  return Status::Ok();
+}
+
+// stb_image 2.27 (Debian 12's) trusts two things about Huffman tables that a corrupt JPEG can
+// break, both found by image_fuzz under UBSan:
+// - a DHT segment declaring more than 256 codes makes it write past its 257-entry size table;
+// - a scan that decodes with a table no DHT segment has defined reads the uninitialised table
+//   (stb does not zero its decoder state) and indexes it with garbage.
+// Later stb versions reject both. So the marker segments are checked here before stb sees the
+// file: the entropy-coded data after each SOS is skipped up to the next marker (an FF not
+// followed by 00 or a restart marker D0-D7).
 Status CheckJpegHuffmanTables(std::string_view b) {
   auto u8 = [&](size_t i) { return static_cast<uint8_t>(b[i]); };
-  size_t i = 2;  // after SOI
+  bool defined[2][4] = {};  // [DC, AC][table id]
+  uint8_t frame = 0;        // the first SOF marker: stb decodes by it
+  size_t i = 2;             // after SOI
   while (i + 4 <= b.size()) {
     if (u8(i) != 0xff) return InvalidArgument("jpeg image is corrupt: no marker at byte {}", i);
     const uint8_t marker = u8(i + 1);
@@ -151,11 +181,17 @@ Status CheckJpegHuffmanTables(std::string_view b) {
     if (len < 2 || i + 2 + len > b.size()) {
       return InvalidArgument("jpeg image is corrupt: segment at byte {} runs past the end", i);
     }
+    const size_t end = i + 2 + len;
+    if (frame == 0 && marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 &&
+        marker != 0xcc) {
+      frame = marker;
+    }
     if (marker == 0xc4) {  // DHT: tables of (class/id, 16 counts, the symbols)
       size_t t = i + 4;
-      const size_t end = i + 2 + len;
       while (t < end) {
         if (t + 17 > end) return InvalidArgument("jpeg image is corrupt: short Huffman table");
+        const uint8_t table_class = u8(t) >> 4, id = u8(t) & 15;
+        if (table_class <= 1 && id <= 3) defined[table_class][id] = true;  // stb rejects others
         size_t codes = 0;
         for (size_t k = 1; k <= 16; ++k) codes += u8(t + k);
         if (codes > 256) {
@@ -166,7 +202,9 @@ Status CheckJpegHuffmanTables(std::string_view b) {
       }
       if (t != end) return InvalidArgument("jpeg image is corrupt: Huffman table past its end");
     }
-    i += 2 + len;
+    if (marker == 0xda)
+      ITE_RETURN_IF_ERROR(CheckScanTables(b.substr(i + 4, len - 2), defined, frame == 0xc2));
+    i = end;
     if (marker == 0xda) {  // SOS: skip the entropy-coded data
       while (i + 1 < b.size() &&
              !(u8(i) == 0xff && u8(i + 1) != 0x00 && !(u8(i + 1) >= 0xd0 && u8(i + 1) <= 0xd7))) {

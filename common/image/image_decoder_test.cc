@@ -93,6 +93,26 @@ TEST(ImageDecoderTest, HuffmanTableOfMoreThan256CodesIsRefusedBeforeDecoding) {
   }
 }
 
+// stb_image 2.27 decodes such a scan with its uninitialised table (garbage indices).
+TEST(ImageDecoderTest, ScanUsingAnUndefinedHuffmanTableIsRefusedBeforeDecoding) {
+  std::string jpg = Sample("chelsea.jpg");
+  const size_t sos = jpg.find("\xff\xda");
+  ASSERT_NE(sos, std::string::npos);
+  // The first component's tables: DC 0 (defined), AC 3 (not).
+  jpg[sos + 6] = static_cast<char>(0x03);
+  EXPECT_THAT(Error(jpg), HasSubstr("uses AC Huffman table 3, not defined"));
+  jpg[sos + 6] = static_cast<char>(0x20);
+  EXPECT_THAT(Error(jpg), HasSubstr("uses DC Huffman table 2, not defined"));
+  // The input image_fuzz found: a progressive AC scan before any AC table (kept as a seed).
+  const char* d = std::getenv("ITE_SOURCE_DIR");
+  std::ifstream in(fs::path(d != nullptr ? d : ".") /
+                       "tests/data/fuzz/image/regress_prog_ac_undefined_table.jpg",
+                   std::ios::binary);
+  ASSERT_TRUE(in.good());
+  EXPECT_THAT(Error(std::string(std::istreambuf_iterator<char>(in), {})),
+              HasSubstr("uses AC Huffman table 0, not defined"));
+}
+
 TEST(ImageDecoderTest, HugeDimensionsAreRefusedFromTheHeader) {
   // A PNG header claiming 8000 x 8000 pixels (over the 40 Mi default) and no data after it.
   std::string png = Sample("coffee.png").substr(0, 33);

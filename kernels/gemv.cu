@@ -283,9 +283,9 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
     }
   }
   if (!live) return;
-    // Lane r stores row r, so the rows' epilogues (a sincosf each for RoPE) run side by side.
 #pragma unroll
   for (int r = 0; r < M; ++r) {
+    // Lane r stores row r, so the rows' epilogues (a sincosf each for RoPE) run side by side.
     if (lane != r) continue;
     const float scale = kNorm ? rsqrtf(sums[r][kSums - 1] / kdim + p.eps) : 1.0f;
     float y[R];

@@ -126,6 +126,25 @@ StatusOr<RgbImage> DecodeWebp(std::string_view bytes, const ImageLimits& limits)
 }
 #endif
 
+// Checks the Huffman tables of a DHT segment's body (class/id, 16 counts, the symbols, repeated)
+// and marks those it defines.
+Status ReadHuffmanTables(std::string_view dht, bool (&defined)[2][4]) {
+  auto u8 = [&](size_t i) { return static_cast<uint8_t>(dht[i]); };
+  size_t t = 0;
+  while (t < dht.size()) {
+    if (t + 17 > dht.size()) return InvalidArgument("jpeg image is corrupt: short Huffman table");
+    const uint8_t table_class = u8(t) >> 4, id = u8(t) & 15;
+    if (table_class <= 1 && id <= 3) defined[table_class][id] = true;  // stb refuses others
+    size_t codes = 0;
+    for (size_t k = 1; k <= 16; ++k) codes += u8(t + k);
+    if (codes > 256)
+      return InvalidArgument("jpeg image is corrupt: a Huffman table of {} codes (max 256)", codes);
+    t += 17 + codes;
+  }
+  if (t != dht.size()) return InvalidArgument("jpeg image is corrupt: Huffman table past its end");
+  return Status::Ok();
+}
+
 // The Huffman tables a scan (its SOS segment's body) decodes with, as stb uses them, must be
 // defined: a sequential scan uses both tables of each component; a progressive one only the DC
 // table in a first DC scan and only the AC table in an AC scan.
@@ -181,30 +200,12 @@ Status CheckJpegHuffmanTables(std::string_view b) {
     if (len < 2 || i + 2 + len > b.size()) {
       return InvalidArgument("jpeg image is corrupt: segment at byte {} runs past the end", i);
     }
-    const size_t end = i + 2 + len;
-    if (frame == 0 && marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 &&
-        marker != 0xcc) {
-      frame = marker;
-    }
-    if (marker == 0xc4) {  // DHT: tables of (class/id, 16 counts, the symbols)
-      size_t t = i + 4;
-      while (t < end) {
-        if (t + 17 > end) return InvalidArgument("jpeg image is corrupt: short Huffman table");
-        const uint8_t table_class = u8(t) >> 4, id = u8(t) & 15;
-        if (table_class <= 1 && id <= 3) defined[table_class][id] = true;  // stb rejects others
-        size_t codes = 0;
-        for (size_t k = 1; k <= 16; ++k) codes += u8(t + k);
-        if (codes > 256) {
-          return InvalidArgument("jpeg image is corrupt: a Huffman table of {} codes (max 256)",
-                                 codes);
-        }
-        t += 17 + codes;
-      }
-      if (t != end) return InvalidArgument("jpeg image is corrupt: Huffman table past its end");
-    }
-    if (marker == 0xda)
-      ITE_RETURN_IF_ERROR(CheckScanTables(b.substr(i + 4, len - 2), defined, frame == 0xc2));
-    i = end;
+    // stb takes only baseline, extended and progressive frames (C0-C2) and refuses the others.
+    if (frame == 0 && marker >= 0xc0 && marker <= 0xc2) frame = marker;
+    const std::string_view body = b.substr(i + 4, len - 2);
+    if (marker == 0xc4) ITE_RETURN_IF_ERROR(ReadHuffmanTables(body, defined));
+    if (marker == 0xda) ITE_RETURN_IF_ERROR(CheckScanTables(body, defined, frame == 0xc2));
+    i += 2 + len;
     if (marker == 0xda) {  // SOS: skip the entropy-coded data
       while (i + 1 < b.size() &&
              !(u8(i) == 0xff && u8(i + 1) != 0x00 && !(u8(i + 1) >= 0xd0 && u8(i + 1) <= 0xd7))) {

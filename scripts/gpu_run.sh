@@ -15,7 +15,8 @@ export PATH="/usr/local/cuda/bin:$PATH"
 has() { [[ " $stages " == *" $1 "* ]]; }
 tests=(norm rope elementwise sampling gemm gemv_fused prefill_attention decode_attention vision)
 # Test binaries run as they are named (the kernel ones get their kernels_ prefix below).
-bins=($(for t in "${tests[@]}"; do echo "kernels_${t}_test"; done) cuda_backend_test golden_test
+bins=($(for t in "${tests[@]}"; do echo "kernels_${t}_test"; done) cuda_backend_test
+  cuda_decoder_stack_test golden_test
   cuda_llava_test tensor_parallel_cuda_test)
 # The NCCL communicator's test exists where CMake found NCCL (the toolkit's or the system's).
 if [ -f /usr/local/cuda/include/nccl.h ] || [ -f /usr/include/nccl.h ]; then

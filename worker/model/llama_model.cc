@@ -5,7 +5,8 @@
 //   logits = RmsNorm(x[logit rows]) Wlm^T
 // Written as five operators per layer, each norm joined to the product after it and each
 // residual add to the product before it, so that a backend can fuse them (the CUDA backend runs
-// a small-batch decode layer as six kernels).
+// a small-batch decode layer as six kernels, and, where asked, a one-token step's whole stack as
+// one: the DecoderStack operator).
 //
 // Tensor-parallel (config.shard.size > 1, tensor_parallel.h): the config's head counts and
 // intermediate size are this rank's, so Q|K|V, attention and gate|up run on its heads and
@@ -18,10 +19,6 @@
 
 namespace ite {
 namespace {
-
-struct LlamaLayer {
-  OpWeight qkv, o, gate_up, down;  // qkv and gate_up carry their norms (LoadNormedMatrix)
-};
 
 class LlamaModel final : public Model {
  public:
@@ -56,7 +53,7 @@ class LlamaModel final : public Model {
       } else if (!lw.bqkv.empty()) {
         return InvalidArgument("weight {}bqkv present but the config has no qkv bias", p);
       }
-      LlamaLayer layer;
+      DecoderLayerWeights layer;
       ITE_ASSIGN_OR_RETURN(layer.qkv, normed(lw.attn_norm, p + "attn_norm", lw.wqkv, lw.bqkv,
                                              p + "wqkv", c_.qkv_dim()));
       ITE_ASSIGN_OR_RETURN(layer.o, matrix(lw.wo, none, p + "wo", hidden, c_.q_dim()));
@@ -89,8 +86,12 @@ class LlamaModel final : public Model {
     Activation mlp = ops->Buffer(ActBuffer::kMlp, n, inter);
 
     ITE_RETURN_IF_ERROR(ops->Embedding(embedding_, x));
-    for (int32_t l = 0; l < c_.num_layers; ++l) {
-      const LlamaLayer& layer = layers_[l];
+    bool fused = false;
+    if (!parallel) {
+      ITE_ASSIGN_OR_RETURN(fused, ops->DecoderStack(x, layers_, eps));
+    }
+    for (int32_t l = 0; l < c_.num_layers && !fused; ++l) {
+      const DecoderLayerWeights& layer = layers_[l];
       ITE_RETURN_IF_ERROR(ops->NormLinearRopeKv(l, x, layer.qkv, eps, qkv));
       ITE_RETURN_IF_ERROR(ops->Attention(l, qkv, attn));
       ITE_RETURN_IF_ERROR(linear_add(attn, layer.o, x));
@@ -109,7 +110,7 @@ class LlamaModel final : public Model {
  private:
   ModelConfig c_;
   OpWeight embedding_;
-  std::vector<LlamaLayer> layers_;
+  std::vector<DecoderLayerWeights> layers_;
   OpWeight final_norm_;
   OpWeight lm_head_;
 };

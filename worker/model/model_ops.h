@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/model/tensor.h"
@@ -35,6 +36,12 @@ struct OpWeight {
   DType dtype = DType::kF32;
   // LoadNormedMatrix: the norm's weight, in the backend's memory.
   const void* norm = nullptr;
+};
+
+// One Llama-architecture decoder layer (model.h): qkv and gate_up carry their norms
+// (LoadNormedMatrix), qkv its optional bias.
+struct DecoderLayerWeights {
+  OpWeight qkv, o, gate_up, down;
 };
 
 // Scratch activations by role; the ops keep one buffer per role, sized for their largest step.
@@ -100,6 +107,17 @@ class ModelOps {
   virtual Status NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) = 0;
   // fp32 logits [rows, vocab] = x @ w^T into the ops' logits buffer.
   virtual Status LmHead(Activation x, const OpWeight& w) = 0;
+
+  // Optional: every layer of a Llama-architecture decoder on the residual stream x, the same as
+  // NormLinearRopeKv, Attention, LinearAdd (O), NormLinearSiluMul and LinearAdd (down) layer by
+  // layer. Returns true where the backend ran the stack fused for the planned step (the CUDA
+  // ops: one token of one sequence, in one kernel); false, having done nothing, where the model
+  // should run those operators.
+  virtual StatusOr<bool> DecoderStack(Activation x, const std::vector<DecoderLayerWeights>& layers,
+                                      float eps) {
+    (void)x, (void)layers, (void)eps;
+    return false;
+  }
 
   // Tensor parallelism: called only when the config's shard.size > 1, by every rank of the
   // group in the same order (the ops hold the group's Communicator).

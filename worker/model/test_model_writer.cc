@@ -97,8 +97,7 @@ std::vector<float> PermuteQk(const HostTensor& t, int64_t head_dim) {
 }  // namespace
 
 TinyModel MakeTinyModel(ModelArch arch, bool tied, uint32_t seed) {
-  TinyModel m;
-  ModelConfig& c = m.config;
+  ModelConfig c;
   c.arch = arch;
   c.name = "tiny";
   c.vocab_size = 64;
@@ -115,6 +114,13 @@ TinyModel MakeTinyModel(ModelArch arch, bool tied, uint32_t seed) {
   c.qkv_bias = arch == ModelArch::kQwen2;
   c.bos_token_id = 1;
   c.eos_token_ids = {2};
+  return MakeTinyModel(c, seed);
+}
+
+TinyModel MakeTinyModel(const ModelConfig& config, uint32_t seed) {
+  TinyModel m;
+  m.config = config;
+  const ModelConfig& c = m.config;
   std::mt19937 rng(seed);
   const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), ff = c.intermediate_size;
   m.tensors["model.embed_tokens.weight"] = RandomTensor({c.vocab_size, h}, &rng, 1.0f);
@@ -136,7 +142,7 @@ TinyModel MakeTinyModel(ModelArch arch, bool tied, uint32_t seed) {
     m.tensors[p + "mlp.down_proj.weight"] = RandomTensor({h, ff}, &rng, 0.2f);
   }
   m.tensors["model.norm.weight"] = RandomTensor({h}, &rng, 0.1f, 1.0f);
-  if (!tied) m.tensors["lm_head.weight"] = RandomTensor({c.vocab_size, h}, &rng, 1.0f);
+  if (!c.tie_embeddings) m.tensors["lm_head.weight"] = RandomTensor({c.vocab_size, h}, &rng, 1.0f);
   return m;
 }
 

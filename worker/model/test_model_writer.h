@@ -25,6 +25,9 @@ struct TinyModel {
 
 // vocab 64, hidden 64, intermediate 96, 2 layers, 4 heads, 2 kv heads, head_dim 16.
 TinyModel MakeTinyModel(ModelArch arch, bool tied, uint32_t seed = 1);
+// Random weights of `config`'s shapes (head_dim = hidden / heads: config.json does not say it;
+// a Qwen2 config's qkv_bias gives Q/K/V biases).
+TinyModel MakeTinyModel(const ModelConfig& config, uint32_t seed);
 
 // Raw bytes of a safetensors file from (name -> (dtype, shape, bytes)); dtype "F32"/"BF16"/...
 struct SafetensorsEntry {

@@ -72,6 +72,7 @@ Status CudaBackend::Init() {
   o.max_logit_rows = std::max(options_.max_seqs, 256);
   o.expected_weight_bytes = weight_bytes;
   o.batch_invariant = options_.batch_invariant;
+  o.fused_decoder_stack = options_.fused_decoder_stack;
   if (model_.config.shard.size > 1) o.comm = options_.comm;
   ITE_ASSIGN_OR_RETURN(ops_, CudaModelOps::Create(model_.config, o, stream_));
   ITE_ASSIGN_OR_RETURN(net_, CreateModel(model_.config, model_.weights, ops_.get()));

@@ -29,6 +29,9 @@ struct CudaBackendOptions {
   // A request's tokens independent of the batch it runs in (CudaOpsOptions::batch_invariant),
   // at some cost in speed.
   bool batch_invariant = false;
+  // Decode at batch 1 through one persistent kernel for all layers where ITE_DECODER_STACK=1
+  // asks for it (CudaOpsOptions; experimental, slower today).
+  bool fused_decoder_stack = true;
   int32_t max_graph_batch = 256;  // largest decode batch replayed from a graph
   // The tensor-parallel group, for a model loaded as a shard (LoadOptions::tp_size > 1); must
   // outlive the backend. Every rank runs the same steps; a group whose collectives cannot be

@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "ite/kernels/activation.h"
 #include "ite/kernels/attention.h"
+#include "ite/kernels/decoder_stack.h"
 #include "ite/kernels/embedding.h"
 #include "ite/kernels/gemm.h"
 #include "ite/kernels/norm.h"
@@ -82,6 +83,23 @@ Status CudaModelOps::Init() {
       kernels::DecodeWorkspaceBytes(options_.max_seqs, config_.num_heads, config_.head_dim,
                                     options_.max_splits),
       "decode workspace"));
+  if (options_.fused_decoder_stack && !options_.batch_invariant && options_.comm == nullptr) {
+    const size_t bytes = kernels::DecoderStackWorkspaceBytes(
+        config_.hidden_size, config_.intermediate_size, config_.num_heads, config_.num_kv_heads,
+        config_.head_dim);
+    kernels::DecoderStackArgs a = StackShape();
+    a.num_layers = config_.num_layers;
+    std::string why;
+    if (kernels::DecoderStackApplies(a, &why)) {
+      ITE_RETURN_IF_ERROR(stack_workspace_.Allocate(bytes, "decoder stack workspace"));
+      ITE_CUDA_TRY(cudaMemset(stack_workspace_.get(), 0, bytes));
+      ITE_LOG_INFO("decode at batch 1: the {} layers in one kernel (kernels/decoder_stack.h)",
+                   config_.num_layers);
+    } else {
+      ITE_LOG_INFO("decode at batch 1: five kernels a layer (the fused stack does not apply: {})",
+                   why);
+    }
+  }
   return InitParallel();
 }
 
@@ -336,6 +354,51 @@ Status CudaModelOps::LmHead(Activation x, const OpWeight& w) {
   g.bias = nullptr;
   g.out_f32 = true;
   return gemm_->Run(g, stream_);
+}
+
+kernels::DecoderStackArgs CudaModelOps::StackShape() const {
+  kernels::DecoderStackArgs a;
+  a.dtype = options_.dtype;
+  a.hidden = config_.hidden_size;
+  a.intermediate = config_.intermediate_size;
+  a.num_heads = config_.num_heads;
+  a.num_kv_heads = config_.num_kv_heads;
+  a.head_dim = config_.head_dim;
+  return a;
+}
+
+StatusOr<bool> CudaModelOps::DecoderStack(Activation x,
+                                          const std::vector<DecoderLayerWeights>& layers,
+                                          float eps) {
+  if (stack_workspace_.get() == nullptr || !step_.decode || step_.num_rows != 1 ||
+      step_.num_seqs != 1 || x.rows != 1)
+    return false;
+  std::vector<kernels::DecoderStackLayer> stack(layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const DecoderLayerWeights& w = layers[l];
+    if (w.o.bias || w.gate_up.bias || w.down.bias) return false;  // not in the fused epilogues
+    const kernels::PagedKvCache kv = LayerKv(static_cast<int32_t>(l));
+    stack[l] = {w.qkv.norm,     w.qkv.data,  w.qkv.bias, w.o.data, w.gate_up.norm,
+                w.gate_up.data, w.down.data, kv.k,       kv.v};
+  }
+  kernels::DecoderStackArgs a = StackShape();
+  a.num_layers = static_cast<int32_t>(stack.size());
+  a.layers = stack.data();
+  a.eps = eps;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  a.x = x.data;
+  a.positions = step_.positions;
+  a.kv_slots = step_.kv_slots;
+  a.kv_lens = step_.kv_lens;
+  a.block_tables = step_.block_tables;
+  a.max_blocks_per_seq = step_.max_blocks;
+  a.block_size = block_size_;
+  a.num_blocks = num_blocks_;
+  a.inv_freq = inv_freq_.as<float>();
+  a.workspace = stack_workspace_.get();
+  a.workspace_bytes = stack_workspace_.bytes();
+  ITE_RETURN_IF_ERROR(kernels::DecoderStack(a, stream_));
+  return true;
 }
 
 Status CudaModelOps::UploadRows(const float* host, Activation out) {

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ite/kernels/decoder_stack.h"
 #include "ite/kernels/gemm.h"
 #include "ite/kernels/kernel_types.h"
 #include "ite/kernels/norm.h"
@@ -50,6 +51,10 @@ struct CudaOpsOptions {
   // arithmetic does not depend on the other queries (the decode kernel's splits follow the
   // batch, and a decode in a mixed step would take the other kernel).
   bool batch_invariant = false;
+  // A one-token decode step's layers as one persistent kernel (kernels/decoder_stack.h) where
+  // the device and the model take it and ITE_DECODER_STACK=1 asks for it (experimental: slower
+  // than the five kernels a layer today); off: five kernels a layer.
+  bool fused_decoder_stack = true;
   // The tensor-parallel group (device buffers, this ops' stream) when the config is a shard;
   // must outlive the ops.
   Communicator* comm = nullptr;
@@ -99,6 +104,8 @@ class CudaModelOps final : public ModelOps {
   Status NormLinearSiluMul(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status LmHead(Activation x, const OpWeight& w) override;
+  StatusOr<bool> DecoderStack(Activation x, const std::vector<DecoderLayerWeights>& layers,
+                              float eps) override;
   // cuda_model_ops_parallel.cc
   Status LinearAllReduceAdd(Activation x, const OpWeight& w, Activation residual) override;
   Status LmHeadShard(Activation x, const OpWeight& w, int32_t vocab_begin, int32_t vocab) override;
@@ -119,6 +126,8 @@ class CudaModelOps final : public ModelOps {
   kernels::PagedKvCache LayerKv(int32_t layer) const;
   kernels::RopeKvWriteArgs RopeArgs(int32_t layer) const;
   kernels::GemmArgs Args(Activation x, const OpWeight& w, void* out) const;
+  // The model's shapes as the fused decoder stack takes them (no pointers).
+  kernels::DecoderStackArgs StackShape() const;
   // RmsNorm(x) * w.norm into the kNormed buffer: the unfused path of the Norm* operators.
   StatusOr<Activation> NormedApart(Activation x, const OpWeight& w, float eps);
   Status InitParallel();  // cuda_model_ops_parallel.cc
@@ -137,6 +146,7 @@ class CudaModelOps final : public ModelOps {
   size_t buffer_elems_[static_cast<int>(ActBuffer::kCount)] = {};
   DeviceBuffer logits_;
   DeviceBuffer decode_workspace_;
+  DeviceBuffer stack_workspace_;  // the fused decoder stack's (zeroed once); none: not taken
   DeviceBuffer kv_pool_;
   int32_t block_size_ = 0;
   int32_t num_blocks_ = 0;

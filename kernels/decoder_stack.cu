@@ -151,7 +151,7 @@ __device__ __forceinline__ uint64_t EvictFirstPolicy() {
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
   return policy;
 }
-// The compute warps' own barrier (the producer warp never joins it).
+// The block's barrier (every warp of the block computes).
 __device__ __forceinline__ void ComputeSync() {
   asm volatile("bar.sync 1, %0;" ::"n"(kCompute) : "memory");
 }
@@ -267,7 +267,8 @@ struct Chunk {
   int32_t u, n, k0, kl;
 };
 
-// A warp's chunks of one product, in order (the producer and the warp walk the same ones).
+// A warp's chunks of one product, in order (its copies' cursor and its dot products walk the
+// same ones).
 struct ChunkIter {
   int32_t u, end, k0;
   __device__ __forceinline__ bool Next(const ProductShape& s, Chunk* c) {
@@ -805,7 +806,7 @@ Status Launch(const DecoderStackArgs& a, cudaStream_t stream) {
   config.dynamicSmemBytes = smem;
   config.stream = stream;
   // Cooperative: every block resident at once, or the launch fails (the stages wait on each
-  // other). Dependent: the producers start streaming while the embedding kernel ends.
+  // other). Dependent: the warps' first copies start while the embedding kernel ends.
   cudaLaunchAttribute attributes[2] = {};
   attributes[0].id = cudaLaunchAttributeCooperative;
   attributes[0].val.cooperative = 1;

@@ -71,6 +71,7 @@ struct DecodeParams {
   int num_splits;
   int64_t slot_stride;
   float scale_log2;
+  bool early_kv;
 };
 
 // Most splits one cluster merges (the non-portable cluster size of sm_90).
@@ -116,24 +117,17 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   };
   // Warp w takes tiles w, w + kWarps, ... The lengths and block tables come from the host
   // before the step, so their reads overlap the previous kernel's end; Q and the newest K/V
-  // rows are that kernel's output.
+  // row are that kernel's output.
   prefetch(warp);
-  WaitForPrerequisites();
 
-  // Q rows (heads) of this block; rows past the group are zero.
-  {
-    const T* q = static_cast<const T*>(p.q) + int64_t{b} * p.q_row_stride + int64_t{head0} * D;
-    constexpr int kChunks = D / 8;
-    for (int idx = tid; idx < Traits::kRows * kChunks; idx += Traits::kThreads) {
-      const int r = idx / kChunks, c = idx % kChunks;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (r < rows) v = *reinterpret_cast<const uint4*>(q + r * D + c * 8);
-      *reinterpret_cast<uint4*>(sq + Swizzle<D>(r, c)) = v;
-    }
-  }
-
+  // The newest row's piece this lane copies after the wait, where an early tile holds it:
+  // its cache offset and its element offset in my_stages (-1: none).
+  const int newest = kv_len - 1;
+  int64_t late_src = -1;
+  int late_dst = 0;
   // Issues this warp's tile `tile` into `stage`, then prefetches the block ids of its next one.
-  auto issue = [&](int tile, int stage) {
+  // early: before the wait, so the newest row is left for after it.
+  auto issue = [&](int tile, int stage, bool early) {
     if (tile < num_tiles) {
       T* sk = my_stages + stage * 2 * Traits::kTileElems;
       const int start = begin + tile * TN;
@@ -148,6 +142,11 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
                 geo.head_offset + chunk * 8;
         }
         const int dst = Swizzle<D>(r, chunk);
+        if (early && valid && start + r == newest) {
+          late_src = off;
+          late_dst = stage * 2 * Traits::kTileElems + dst;
+          continue;
+        }
         CpAsync16(SmemAddr(sk + dst), k_cache + off, valid);
         CpAsync16(SmemAddr(sk + Traits::kTileElems + dst), v_cache + off, valid);
       }
@@ -155,7 +154,34 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     CpAsyncCommit();  // possibly empty: keeps the group count uniform for the waits below
     prefetch(tile + kWarps);
   };
-  for (int t = 0; t < Traits::kStages; ++t) issue(warp + t * kWarps, t);
+  if (p.early_kv) {
+    for (int t = 0; t < Traits::kStages; ++t) issue(warp + t * kWarps, t, true);
+  }
+  WaitForPrerequisites();
+  uint4 late_k, late_v;
+  if (late_src >= 0) {
+    late_k = __ldcg(reinterpret_cast<const uint4*>(k_cache + late_src));
+    late_v = __ldcg(reinterpret_cast<const uint4*>(v_cache + late_src));
+  }
+
+  // Q rows (heads) of this block; rows past the group are zero.
+  {
+    const T* q = static_cast<const T*>(p.q) + int64_t{b} * p.q_row_stride + int64_t{head0} * D;
+    constexpr int kChunks = D / 8;
+    for (int idx = tid; idx < Traits::kRows * kChunks; idx += Traits::kThreads) {
+      const int r = idx / kChunks, c = idx % kChunks;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (r < rows) v = *reinterpret_cast<const uint4*>(q + r * D + c * 8);
+      *reinterpret_cast<uint4*>(sq + Swizzle<D>(r, c)) = v;
+    }
+  }
+  if (late_src >= 0) {  // plain stores: no copy in flight targets this row
+    *reinterpret_cast<uint4*>(my_stages + late_dst) = late_k;
+    *reinterpret_cast<uint4*>(my_stages + late_dst + Traits::kTileElems) = late_v;
+  }
+  if (!p.early_kv) {
+    for (int t = 0; t < Traits::kStages; ++t) issue(warp + t * kWarps, t, false);
+  }
   __syncthreads();  // sq written
 
   uint32_t qf[D / 16][4];
@@ -188,7 +214,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     OnlineSoftmax<TN / 8, Traits::kOTiles, true>(s, m, l, o, p.scale_log2);
     PvTile<T, D, TN / 8>(o, s, sk + Traits::kTileElems, lane);
     __syncwarp();  // every lane is done with this stage before it is refilled
-    issue(tile + Traits::kStages * kWarps, stage);
+    issue(tile + Traits::kStages * kWarps, stage, false);
   }
   CpAsyncWait<0>();
   __syncthreads();  // stage buffers become the merge area
@@ -374,6 +400,14 @@ Status DispatchHeadDim(const DecodeAttentionArgs& a, const DecodeParams& params,
   return Launch<DecodeTraits<T, 128>>(a, params, stream);
 }
 
+bool LateKvForced() {
+  static const bool late = [] {
+    const char* v = std::getenv("ITE_DECODE_LATE_KV");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  return late;
+}
+
 }  // namespace
 
 int32_t DecodeNumSplits(int32_t batch, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
@@ -472,7 +506,8 @@ Status DecodeAttention(const DecodeAttentionArgs& a, cudaStream_t stream) {
                       (group + 15) / 16,
                       a.num_splits,
                       int64_t{a.cache.num_kv_heads} * a.cache.head_dim,
-                      a.scale * 1.4426950408889634f};
+                      a.scale * 1.4426950408889634f,
+                      a.early_kv && !LateKvForced()};
   if (a.cache.dtype == DType::kF16) return DispatchHeadDim<__half>(a, params, stream);
   return DispatchHeadDim<__nv_bfloat16>(a, params, stream);
 }

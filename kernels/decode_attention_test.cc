@@ -23,7 +23,11 @@ struct Case {
   int32_t splits;  // 0: DecodeNumSplits
 };
 
-void RunCase(const Case& c, DType dtype, std::mt19937& rng, bool cluster_merge = true) {
+// late_newest: each sequence's newest K/V row (position kv_len - 1) starts as NaN and is
+// written by a kernel launched just before the attention, which lets the attention start at
+// once and writes only 200 us later (the decode step's QKV kernel writes that row the same way).
+void RunCase(const Case& c, DType dtype, std::mt19937& rng, bool cluster_merge = true,
+             bool late_newest = false) {
   std::uniform_int_distribution<int32_t> ld(1, c.max_len);
   std::vector<int32_t> kv_lens(c.batch);
   int32_t max_len = 0;
@@ -39,7 +43,8 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng, bool cluster_merge =
   SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " batch=" << c.batch
                                     << " max_len=" << c.max_len << " heads=" << c.heads << "/"
                                     << c.kv_heads << " hd=" << c.head_dim << " bs=" << c.block_size
-                                    << " splits=" << splits << " cluster_merge=" << cluster_merge);
+                                    << " splits=" << splits << " cluster_merge=" << cluster_merge
+                                    << " late_newest=" << late_newest);
   testing::RandomPagedCache cache =
       testing::MakeRandomPagedCache(kv_lens, c.block_size, c.kv_heads, c.head_dim, dtype, rng);
   const size_t row = size_t(c.heads) * c.head_dim;
@@ -76,9 +81,41 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng, bool cluster_merge =
   args.workspace = ws.get();
   args.workspace_bytes = ws_bytes;
   args.cluster_merge = cluster_merge;
-  const Status st = DecodeAttention(args, nullptr);
+  cudaStream_t stream = nullptr;
+  DeviceBuffer true_k, true_v, doffsets;
+  std::vector<int64_t> offsets;
+  const int32_t row_elems = c.kv_heads * c.head_dim;
+  if (late_newest) {
+    for (int32_t b = 0; b < c.batch; ++b) {
+      const int32_t pos = kv_lens[b] - 1;
+      const int32_t block = cache.block_tables[size_t(b) * cache.max_blocks_per_seq +
+                                               pos / c.block_size];
+      offsets.push_back((int64_t{block} * c.block_size + pos % c.block_size) * row_elems);
+    }
+    doffsets = UploadRaw(offsets);
+    true_k = DeviceBuffer(cache.dk.bytes());
+    true_v = DeviceBuffer(cache.dv.bytes());
+    ITE_CUDA_OK(cudaMemcpy(true_k.get(), cache.dk.get(), cache.dk.bytes(), cudaMemcpyDefault));
+    ITE_CUDA_OK(cudaMemcpy(true_v.get(), cache.dv.get(), cache.dv.bytes(), cudaMemcpyDefault));
+    for (int64_t off : offsets) {
+      ITE_CUDA_OK(cudaMemset(cache.dk.as<uint16_t>() + off, 0xFF, size_t(row_elems) * 2));
+      ITE_CUDA_OK(cudaMemset(cache.dv.as<uint16_t>() + off, 0xFF, size_t(row_elems) * 2));
+    }
+    ITE_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    const int32_t n = static_cast<int32_t>(offsets.size());
+    ASSERT_TRUE(testing::LateCopy16(true_k.get(), cache.dk.get(), doffsets.as<int64_t>(), n,
+                                    row_elems, 200'000, stream)
+                    .ok());
+    ASSERT_TRUE(testing::LateCopy16(true_v.get(), cache.dv.get(), doffsets.as<int64_t>(), n,
+                                    row_elems, 0, stream)
+                    .ok());
+  }
+  const Status st = DecodeAttention(args, stream);
   ASSERT_TRUE(st.ok()) << st.ToString();
   ITE_CUDA_OK(cudaDeviceSynchronize());
+  if (stream != nullptr) {
+    ITE_CUDA_OK(cudaStreamDestroy(stream));
+  }
   std::vector<float> out = Download16(dout, q.size(), dtype);
   EXPECT_EQ(testing::CountNonFinite(out), 0u);
   EXPECT_LT(RelError(out, ref), Tolerance(dtype));
@@ -130,6 +167,25 @@ TEST(DecodeAttentionKernel, SplitsMergedInAClusterOrByTheSecondKernel) {
   for (DType dtype : {DType::kBF16, DType::kF16}) {
     for (const Case& c : cases) {
       for (bool cluster : {true, false}) RunCase(c, dtype, rng, cluster);
+    }
+  }
+}
+
+TEST(DecodeAttentionKernel, ReadsTheNewestRowOnlyAfterThePreviousKernel) {
+  // The cached rows are read before the wait for the previous kernel, the newest one after it;
+  // read too early, the newest row is NaN here.
+  ITE_SKIP_WITHOUT_GPU();
+  const Case cases[] = {
+      {1, 300, 32, 8, 64, 16, 16},  // Llama-3.2-1B at batch 1, cluster merge
+      {1, 1, 8, 8, 64, 16, 0},      // first token: the newest row is the only one
+      {2, 200, 14, 2, 64, 16, 5},   // Qwen2.5-0.5B heads
+      {3, 700, 32, 8, 128, 16, 0},  // mixed lengths, head_dim 128
+      {5, 100, 32, 8, 128, 7, 1},   // one split: each block's tiles hold the newest row
+  };
+  std::mt19937 rng(17);
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (const Case& c : cases) {
+      for (bool cluster : {true, false}) RunCase(c, dtype, rng, cluster, /*late_newest=*/true);
     }
   }
 }

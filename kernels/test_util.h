@@ -98,6 +98,12 @@ RandomPagedCache MakeRandomPagedCache(const std::vector<int32_t>& kv_lens, int32
                                       int32_t num_kv_heads, int32_t head_dim, DType dtype,
                                       std::mt19937& rng);
 
+// After `delay_ns`, dst[offsets[i] + e] = src[offsets[i] + e] for i < count, e < elems (16-bit
+// elements), as a dependent launch that lets the next kernel start before it has waited: the
+// next kernel's reads before its own wait then see dst unwritten.
+Status LateCopy16(const void* src, void* dst, const int64_t* offsets, int32_t count, int32_t elems,
+                  int64_t delay_ns, cudaStream_t stream);
+
 // Relative-error bound for outputs stored in dtype, computed in fp32 from dtype inputs.
 double Tolerance(DType dtype);
 

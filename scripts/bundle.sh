@@ -6,9 +6,9 @@
 # $ORIGIN. Left out: the C runtime and the driver-side libraries every host has (libc, libm,
 # libstdc++, libgcc_s, ld-linux, libcuda); the CUDA runtime libraries (libcudart, libcublas)
 # are bundled when the binaries link them, since hosts often have only the driver; with
-# ITE_BUNDLE_HOST_CUDA=1 they are left out too, for a host with the CUDA toolkit of the build
-# (the bundle then stays small enough to copy around; run it with the toolkit's lib64 on
-# LD_LIBRARY_PATH).
+# ITE_BUNDLE_HOST_CUDA=1 they (and NCCL, 190 MB) are left out too, for a host with the CUDA
+# toolkit and NCCL of the build (the bundle then stays small enough to copy around; run it with
+# the toolkit's lib64 on LD_LIBRARY_PATH).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"
@@ -28,7 +28,7 @@ mkdir -p "$out/bin" "$out/lib"
 # Libraries every Linux host provides, matched on the soname.
 system_re='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libutil|libresolv|libgcc_s|libstdc\+\+|libcuda|libnvidia-)[.-]'
 [ "${ITE_BUNDLE_HOST_CUDA:-0}" = 1 ] &&
-  system_re='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libutil|libresolv|libgcc_s|libstdc\+\+|libcuda|libcudart|libcublas|libcublasLt|libnvidia-)[.-]'
+  system_re='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libutil|libresolv|libgcc_s|libstdc\+\+|libcuda|libcudart|libcublas|libcublasLt|libnccl|libnvidia-)[.-]'
 
 copied=0
 for b in "${bins[@]}"; do

@@ -63,6 +63,12 @@ struct DecodeAttentionArgs {
   void* workspace = nullptr;  // DecodeWorkspaceBytes(...) bytes, device; unused for 1 split
   size_t workspace_bytes = 0;
   bool cluster_merge = true;
+  // The K and V of the positions before each sequence's newest (kv_len - 1) are read before
+  // the wait for the previous kernel (pdl.cuh), so their loads overlap its end: they must have
+  // been written before the step's dependent kernels began (by earlier steps, or by the step's
+  // block copies, ordinary launches). Q and the newest row, that kernel's output, are read after
+  // the wait. ITE_DECODE_LATE_KV=1 reads everything after it (for measuring).
+  bool early_kv = true;
 };
 
 // Split count for DecodeAttention: about two blocks per multiprocessor where the batch has

@@ -16,14 +16,12 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/e2e/service_harness.h"
+#include "tests/test_files.h"
 
 namespace ite::e2e {
 namespace {
 
-std::string SourceDir() {
-  const char* d = std::getenv("ITE_SOURCE_DIR");
-  return d ? d : ".";
-}
+using testing::SourceDir;
 
 std::string ImagePath(const std::string& name) {
   return SourceDir() + "/tests/data/images/" + name;
@@ -154,8 +152,8 @@ TEST_F(LlavaE2E, CommandLineClientsTakeImages) {
   // 17 without).
   out.clear();
   ASSERT_EQ(RunCommand("printf '/image " + ImagePath("coffee.png") + "\\nWhat is shown?\\n' | " +
-                           env_->bin_dir + "/ite-client chat --usage --addr " +
-                           serve_->address() + " --max-tokens 4 --temperature 0 2>&1",
+                           env_->bin_dir + "/ite-client chat --usage --addr " + serve_->address() +
+                           " --max-tokens 4 --temperature 0 2>&1",
                        &out),
             0);
   EXPECT_NE(out.find("prompt 593 tokens"), std::string::npos) << out;

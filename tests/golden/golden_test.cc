@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/golden/golden_data.h"
+#include "tests/test_files.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/engine/generator.h"
 #include "worker/model/model_loader.h"
@@ -22,10 +23,7 @@
 namespace ite {
 namespace {
 
-std::string SourceDir() {
-  const char* d = std::getenv("ITE_SOURCE_DIR");
-  return d ? d : ".";
-}
+using testing::SourceDir;
 
 using golden::Golden;
 

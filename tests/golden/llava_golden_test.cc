@@ -13,6 +13,7 @@
 #include "common/image/image_decoder.h"
 #include "common/image/image_processor.h"
 #include "tests/golden/golden_data.h"
+#include "tests/test_files.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/backend/cpu/cpu_model_ops.h"
 #include "worker/engine/generator.h"
@@ -22,18 +23,10 @@
 namespace ite {
 namespace {
 
+using testing::ReadBytes;
+using testing::SourceDir;
+
 using json = nlohmann::json;
-
-std::string SourceDir() {
-  const char* d = std::getenv("ITE_SOURCE_DIR");
-  return d ? d : ".";
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 std::vector<float> ReadF32(const std::string& name, size_t n) {
   std::string bytes = ReadBytes(SourceDir() + "/tests/data/golden/" + name);

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/test_files.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/backend/cpu/quant_kernels.h"
 #include "worker/model/model_loader.h"
@@ -21,10 +22,7 @@
 namespace ite {
 namespace {
 
-std::string SourceDir() {
-  const char* d = std::getenv("ITE_SOURCE_DIR");
-  return d ? d : ".";
-}
+using testing::SourceDir;
 
 // Largest F32 logit gap between the golden token and the quantized run's choice that still
 // counts as a near-tie.

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "tests/test_files.h"
 #include "worker/backend/cuda/cuda_backend.h"
 #include "worker/parallel/cuda_host_staging.h"
 #include "worker/parallel/in_process_communicator.h"
@@ -22,13 +23,10 @@
 namespace ite {
 namespace {
 
+using testing::SourceDir;
+
 using testing::RunRanks;
 using testing::Trace;
-
-std::string SourceDir() {
-  const char* d = std::getenv("ITE_SOURCE_DIR");
-  return d ? d : ITE_TEST_SOURCE_DIR;
-}
 
 StatusOr<std::unique_ptr<Backend>> CudaRank(const std::string& model, int rank, int size,
                                             Communicator* comm, int device, bool eager) {

@@ -21,19 +21,15 @@
 #include <random>
 
 #include "tests/golden/golden_data.h"
+#include "tests/test_files.h"
 #include "worker/backend/cpu/cpu_backend.h"
+#include "worker/backend/cuda/cuda_test_skip.h"
 #include "worker/engine/generator.h"
 
 namespace ite {
 namespace {
 
-#define ITE_SKIP_WITHOUT_CUDA() \
-  if (CudaDeviceCount() == 0) GTEST_SKIP() << "skipped: no CUDA device visible"
-
-std::string SourceDir() {
-  const char* d = std::getenv("ITE_SOURCE_DIR");
-  return d ? d : ITE_TEST_SOURCE_DIR;
-}
+using testing::SourceDir;
 
 LoadedModel LoadBf16(const std::string& name) {
   LoadOptions lo;

@@ -17,20 +17,16 @@
 #include <random>
 
 #include "ite/kernels/decoder_stack.h"
+#include "tests/test_files.h"
 #include "worker/backend/cuda/cuda_backend.h"
+#include "worker/backend/cuda/cuda_test_skip.h"
 #include "worker/engine/generator.h"
 #include "worker/model/test_model_writer.h"
 
 namespace ite {
 namespace {
 
-#define ITE_SKIP_WITHOUT_CUDA() \
-  if (CudaDeviceCount() == 0) GTEST_SKIP() << "skipped: no CUDA device visible"
-
-std::string SourceDir() {
-  const char* d = std::getenv("ITE_SOURCE_DIR");
-  return d ? d : ITE_TEST_SOURCE_DIR;
-}
+using testing::SourceDir;
 
 struct Shape {
   const char* name;
@@ -168,8 +164,8 @@ void CompareOnModel(const std::string& dir, const std::string& name) {
     const auto tokens = RandomTokens(len + 12, static_cast<uint32_t>(len), c.vocab_size);
     const auto ours = TeacherForced(*fused, tokens, len, table);
     const auto ref = TeacherForced(*layered, tokens, len, table);
-    ExpectClose(ours, ref, c.vocab_size, name + " after " + std::to_string(len) + " tokens",
-                &worst, &worst_diff);
+    ExpectClose(ours, ref, c.vocab_size, name + " after " + std::to_string(len) + " tokens", &worst,
+                &worst_diff);
   }
   std::printf("%s: teacher-forced logits, worst |diff| %.3f, at %.2f of the tolerance\n",
               name.c_str(), worst_diff, worst);

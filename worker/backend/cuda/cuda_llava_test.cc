@@ -16,30 +16,21 @@
 #include "common/image/image_decoder.h"
 #include "common/image/image_processor.h"
 #include "tests/golden/golden_data.h"
+#include "tests/test_files.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/backend/cuda/cuda_backend.h"
 #include "worker/backend/cuda/cuda_model_ops.h"
+#include "worker/backend/cuda/cuda_test_skip.h"
 #include "worker/engine/generator.h"
 #include "worker/model/vision_model.h"
 
 namespace ite {
 namespace {
 
+using testing::ReadBytes;
+using testing::SourceDir;
+
 using json = nlohmann::json;
-
-#define ITE_SKIP_WITHOUT_CUDA() \
-  if (CudaDeviceCount() == 0) GTEST_SKIP() << "skipped: no CUDA device visible"
-
-std::string SourceDir() {
-  const char* d = std::getenv("ITE_SOURCE_DIR");
-  return d ? d : ITE_TEST_SOURCE_DIR;
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 json Golden() {
   std::ifstream in(SourceDir() + "/tests/data/golden/tiny-llava.json");

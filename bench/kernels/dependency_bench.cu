@@ -13,6 +13,8 @@
 //            next kernel spins (acquire) until the counter holds the previous grid's block
 //            count. A block is placed only after every block of the kernel before has started,
 //            so the spin always ends.
+//   flag     as counter, but the waiting blocks poll a flag that the last block to add to the
+//            counter sets, so they do not contend with the adds.
 // All three run as one CUDA graph per chain (counters zeroed by a memset node at its start).
 // Floor: the chain's bytes at the copy bandwidth of one kernel reading the same bytes.
 // Output: a JSON line per (mode, S) with the chain time, the time per kernel above the floor and
@@ -46,8 +48,9 @@ constexpr int kThreads = 256;
 constexpr int kLoads = 4;                                  // 16-byte weight loads a thread
 constexpr int64_t kSlice = int64_t{kThreads} * kLoads * 16;  // weight bytes a block
 
-enum Mode { kPlain = 0, kPdl = 1, kCounter = 2 };
-const char* const kModeName[] = {"plain", "pdl", "counter"};
+enum Mode { kPlain = 0, kPdl = 1, kCounter = 2, kFlag = 3 };
+const char* const kModeName[] = {"plain", "pdl", "counter", "flag"};
+constexpr int kLine = 32;  // words between counters: each in its own 128-byte line
 
 struct Link {
   const uint4* w;
@@ -57,6 +60,8 @@ struct Link {
   const unsigned* prev_done;  // counter mode: the previous kernel's blocks finished
   unsigned prev_blocks;
   unsigned* done;
+  const unsigned* prev_flag;  // flag mode: set by the previous kernel's last block
+  unsigned* flag;
 };
 
 __device__ __forceinline__ unsigned LoadAcquire(const unsigned* p) {
@@ -84,6 +89,11 @@ __global__ void __launch_bounds__(kThreads) Step(Link l) {
       while (LoadAcquire(l.prev_done) < l.prev_blocks) __nanosleep(32);
     }
     __syncthreads();
+  } else if constexpr (kMode == kFlag) {
+    if (l.prev_flag != nullptr && threadIdx.x == 0) {
+      while (LoadAcquire(l.prev_flag) == 0) __nanosleep(20);
+    }
+    __syncthreads();
   }
   float acc = 0.0f;
 #pragma unroll
@@ -102,6 +112,17 @@ __global__ void __launch_bounds__(kThreads) Step(Link l) {
     if constexpr (kMode == kCounter) {
       __threadfence();
       asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(l.done) : "memory");
+    } else if constexpr (kMode == kFlag) {
+      // The block's store is ordered before the add (release), and the last block's add sees
+      // every other block's (acquire), so its release of the flag publishes all the stores;
+      // the waiting blocks poll a line that only this one store writes.
+      unsigned old;
+      asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;"
+                   : "=r"(old)
+                   : "l"(l.done)
+                   : "memory");
+      if (old == gridDim.x - 1)
+        asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(l.flag), "r"(1u) : "memory");
     }
   }
 }
@@ -118,18 +139,17 @@ __global__ void Copy(const uint4* src, uint4* dst, int64_t n) {
     dst[i] = src[i];
 }
 
+// The first kernel of a chain, and every kernel in plain mode, waits for what came before it
+// in the stream; the others are dependent launches (kernels/pdl.cuh, so ITE_NO_PDL=1 turns
+// them into ordinary ones too).
 template <int kMode>
 void Launch(const Link& l, unsigned blocks, cudaStream_t s, bool dependent) {
-  cudaLaunchConfig_t c{};
-  c.gridDim = blocks;
-  c.blockDim = kThreads;
-  c.stream = s;
-  cudaLaunchAttribute a{};
-  a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  a.val.programmaticStreamSerializationAllowed = 1;
-  c.attrs = &a;
-  c.numAttrs = dependent ? 1 : 0;
-  CHECK(cudaLaunchKernelEx(&c, Step<kMode>, l));
+  if (dependent) {
+    CHECK(ite::kernels::LaunchDependent(Step<kMode>, dim3(blocks), dim3(kThreads), 0, s, l));
+  } else {
+    Step<kMode><<<blocks, kThreads, 0, s>>>(l);
+    CHECK(cudaGetLastError());
+  }
 }
 
 float TimeGraph(cudaGraphExec_t g, cudaStream_t s, int reps) {
@@ -174,7 +194,10 @@ int main(int argc, char** argv) {
   unsigned* done = nullptr;
   CHECK(cudaMalloc(&ys, sizeof(float) * max_blocks * (kernels + 1)));
   CHECK(cudaMemset(ys, 0, sizeof(float) * max_blocks * (kernels + 1)));
-  CHECK(cudaMalloc(&done, sizeof(unsigned) * kernels));
+  // Counters, then flags, one 128-byte line each.
+  const size_t sync_bytes = sizeof(unsigned) * kLine * 2 * kernels;
+  CHECK(cudaMalloc(&done, sync_bytes));
+  unsigned* flags = done + int64_t{kLine} * kernels;
 
   // Copy bandwidth: read + write of 1 GiB, counted as bytes read + written.
   {
@@ -200,10 +223,10 @@ int main(int argc, char** argv) {
 
     for (const int64_t size : sizes) {
       const unsigned blocks = static_cast<unsigned>(size / kSlice);
-      for (int mode = kPlain; mode <= kCounter; ++mode) {
+      for (int mode = kPlain; mode <= kFlag; ++mode) {
         cudaGraph_t graph;
         CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-        CHECK(cudaMemsetAsync(done, 0, sizeof(unsigned) * kernels, s));
+        CHECK(cudaMemsetAsync(done, 0, sync_bytes, s));
         CHECK(cudaMemsetAsync(ys + max_blocks, 0, sizeof(float) * max_blocks * kernels, s));
         for (int k = 0; k < kernels; ++k) {
           Link l{};
@@ -211,13 +234,16 @@ int main(int argc, char** argv) {
           l.x = k == 0 ? nullptr : ys + int64_t{k} * max_blocks;
           l.x_len = k == 0 ? 0 : static_cast<int32_t>(blocks);
           l.y = ys + int64_t{k + 1} * max_blocks;
-          l.prev_done = k == 0 ? nullptr : done + k - 1;
+          l.prev_done = k == 0 ? nullptr : done + int64_t{kLine} * (k - 1);
+          l.prev_flag = k == 0 ? nullptr : flags + int64_t{kLine} * (k - 1);
+          l.flag = flags + int64_t{kLine} * k;
           l.prev_blocks = blocks;
-          l.done = done + k;
+          l.done = done + int64_t{kLine} * k;
           const bool dependent = k > 0 && mode != kPlain;
           if (mode == kPlain) Launch<kPlain>(l, blocks, s, false);
           if (mode == kPdl) Launch<kPdl>(l, blocks, s, dependent);
           if (mode == kCounter) Launch<kCounter>(l, blocks, s, dependent);
+          if (mode == kFlag) Launch<kFlag>(l, blocks, s, dependent);
         }
         CHECK(cudaStreamEndCapture(s, &graph));
         cudaGraphExec_t exec;

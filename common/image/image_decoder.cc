@@ -1,6 +1,7 @@
 #include "common/image/image_decoder.h"
 
 #include <climits>
+#include <cstdint>
 #include <cstring>
 
 // stb_image (Debian libstb-dev), compiled here with only the decoders we accept and its
@@ -216,6 +217,32 @@ Status CheckJpegHuffmanTables(std::string_view b) {
   return Status::Ok();  // HasJpegEnd has checked that the file is whole
 }
 
+// stb_image 2.27 grows its IDAT buffer to a chunk's declared length before it reads the chunk,
+// so a few bytes claiming a 1 GiB chunk make it allocate 2 GiB (found by image_fuzz). A PNG is a
+// run of chunks (4-byte length, type, data, CRC) ending with IEND; each must fit in the file,
+// which bounds every IDAT allocation by the file's size.
+Status CheckPngChunks(std::string_view b) {
+  auto be32 = [&](size_t i) {
+    uint32_t v = 0;
+    for (size_t k = 0; k < 4; ++k) v = (v << 8) | static_cast<uint8_t>(b[i + k]);
+    return v;
+  };
+  size_t i = 8;  // after the signature
+  while (i + 8 <= b.size()) {
+    const uint32_t len = be32(i);
+    const std::string_view type = b.substr(i + 4, 4);
+    if (len > b.size() - i - 8 || b.size() - i - 8 - len < 4) {
+      return InvalidArgument(
+          "png image is corrupt or truncated: its chunk at byte {} declares {} bytes, the file "
+          "has {} after it",
+          i, len, b.size() - i - 8);
+    }
+    if (type == "IEND") return Status::Ok();
+    i += 12 + size_t{len};
+  }
+  return InvalidArgument("png image is truncated (no IEND chunk)");
+}
+
 }  // namespace
 
 StatusOr<RgbImage> DecodeImage(std::string_view bytes, std::string_view mime_type,
@@ -254,6 +281,7 @@ StatusOr<RgbImage> DecodeImage(std::string_view bytes, std::string_view mime_typ
   if (int64_t{w} * h > limits.max_pixels)
     return InvalidArgument("{} image is {}x{} pixels, more than the limit of {}", type, w, h,
                            limits.max_pixels);
+  if (type == "image/png") ITE_RETURN_IF_ERROR(CheckPngChunks(bytes));
   int dw = 0, dh = 0;
   stbi_uc* pixels = stbi_load_from_memory(data, len, &dw, &dh, &comp, 3);
   if (pixels == nullptr)

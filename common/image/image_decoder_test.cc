@@ -113,6 +113,29 @@ TEST(ImageDecoderTest, ScanUsingAnUndefinedHuffmanTableIsRefusedBeforeDecoding) 
               HasSubstr("uses AC Huffman table 0, not defined"));
 }
 
+// stb_image 2.27 grows its IDAT buffer to a chunk's declared length before reading it: a file of
+// 87 bytes whose second IDAT claims 2 GiB made it allocate 2 GiB. It is refused before stb sees it.
+TEST(ImageDecoderTest, PngChunkLongerThanTheFileIsRefusedBeforeDecoding) {
+  const char* d = std::getenv("ITE_SOURCE_DIR");
+  std::ifstream in(fs::path(d != nullptr ? d : ".") /
+                       "tests/data/fuzz/image/regress_png_idat_claims_2gib.png",
+                   std::ios::binary);
+  ASSERT_TRUE(in.good());
+  EXPECT_THAT(Error(std::string(std::istreambuf_iterator<char>(in), {})),
+              HasSubstr("its chunk at byte 55 declares 2147418112 bytes, the file has 24"));
+  // A whole file cut before its IEND chunk, and one cut inside a chunk.
+  const std::string png = Sample("coffee.png");
+  EXPECT_THAT(Error(png.substr(0, png.size() - 12)), HasSubstr("no IEND chunk"));
+  EXPECT_THAT(Error(png.substr(0, png.size() - 20)), HasSubstr("declares"));
+  // Bytes after IEND are ignored, as other decoders do.
+  auto padded = DecodeImage(png + std::string(10, '\0'), "", {});
+  EXPECT_TRUE(padded.ok()) << padded.status().ToString();
+  for (const char* name : {"../fuzz/image/palette.png", "camera_gray.png"}) {
+    auto im = DecodeImage(Sample(name), "", {});
+    EXPECT_TRUE(im.ok()) << name << ": " << im.status().ToString();
+  }
+}
+
 TEST(ImageDecoderTest, HugeDimensionsAreRefusedFromTheHeader) {
   // A PNG header claiming 8000 x 8000 pixels (over the 40 Mi default) and no data after it.
   std::string png = Sample("coffee.png").substr(0, 33);

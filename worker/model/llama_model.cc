@@ -3,10 +3,11 @@
 //   per layer: h = RmsNorm(x); qkv = h Wqkv^T (+ b); RoPE(q, k) and K/V into the cache;
 //              x += Attention(q, cache) Wo^T; h = RmsNorm(x); x += (silu(h Wg^T) * h Wu^T) Wd^T
 //   logits = RmsNorm(x[logit rows]) Wlm^T
-// Written as five operators per layer, each norm joined to the product after it and each
-// residual add to the product before it, so that a backend can fuse them (the CUDA backend runs
-// a small-batch decode layer as six kernels, and, where asked, a one-token step's whole stack as
-// one: the DecoderStack operator).
+// Written as four operators per layer (norm + QKV + RoPE + KV write; attention + O + residual;
+// norm + gate|up + silu * mul; down + residual), each norm joined to the product after it and
+// each residual add to the product before it, so that a backend can fuse them (the CUDA backend
+// runs a small-batch decode layer as five kernels, where asked a one-sequence one as four, and,
+// where asked, a one-token step's whole stack as one: the DecoderStack operator).
 //
 // Tensor-parallel (config.shard.size > 1, tensor_parallel.h): the config's head counts and
 // intermediate size are this rank's, so Q|K|V, attention and gate|up run on its heads and
@@ -93,8 +94,12 @@ class LlamaModel final : public Model {
     for (int32_t l = 0; l < c_.num_layers && !fused; ++l) {
       const DecoderLayerWeights& layer = layers_[l];
       ITE_RETURN_IF_ERROR(ops->NormLinearRopeKv(l, x, layer.qkv, eps, qkv));
-      ITE_RETURN_IF_ERROR(ops->Attention(l, qkv, attn));
-      ITE_RETURN_IF_ERROR(linear_add(attn, layer.o, x));
+      if (parallel) {
+        ITE_RETURN_IF_ERROR(ops->Attention(l, qkv, attn));
+        ITE_RETURN_IF_ERROR(ops->LinearAllReduceAdd(attn, layer.o, x));
+      } else {
+        ITE_RETURN_IF_ERROR(ops->AttentionLinearAdd(l, qkv, layer.o, attn, x));
+      }
       ITE_RETURN_IF_ERROR(ops->NormLinearSiluMul(x, layer.gate_up, eps, mlp));
       ITE_RETURN_IF_ERROR(linear_add(mlp, layer.down, x));
     }

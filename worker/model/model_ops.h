@@ -100,6 +100,14 @@ class ModelOps {
   // Causal attention of each sequence's new tokens (Q of qkv, after NormLinearRopeKv) over its
   // paged cache, GQA; out [tokens, num_heads * head_dim].
   virtual Status Attention(int32_t layer, Activation qkv, Activation out) = 0;
+  // residual += Attention(layer, qkv) @ o^T: the attention and the O product with its residual
+  // add as one operator, so that a backend can run them as one kernel (the CUDA ops: a decode
+  // step of one sequence). attn is the attention's output where they run apart, as here.
+  virtual Status AttentionLinearAdd(int32_t layer, Activation qkv, const OpWeight& o,
+                                    Activation attn, Activation residual) {
+    ITE_RETURN_IF_ERROR(Attention(layer, qkv, attn));
+    return LinearAdd(attn, o, residual);
+  }
   // out [rows, inter] = silu(g) * u, where [g | u] = RmsNorm(x) * norm @ w^T and w [2 * inter,
   // in] comes from LoadNormedMatrix.
   virtual Status NormLinearSiluMul(Activation x, const OpWeight& w, float eps, Activation out) = 0;

@@ -1,6 +1,7 @@
 #include "worker/backend/cuda/cuda_model_ops.h"
 
 #include <cmath>
+#include <cstdlib>
 
 #include "common/check.h"
 #include "common/logging.h"
@@ -83,6 +84,25 @@ Status CudaModelOps::Init() {
       kernels::DecodeWorkspaceBytes(options_.max_seqs, config_.num_heads, config_.head_dim,
                                     options_.max_splits),
       "decode workspace"));
+  static const bool attention_out_asked = [] {
+    const char* v = std::getenv("ITE_ATTENTION_OUT");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  if (options_.attention_out && attention_out_asked && !options_.batch_invariant &&
+      options_.comm == nullptr) {
+    attention_out_ = kernels::PlanDecodeAttentionOut(options_.dtype, config_.num_heads,
+                                                     config_.num_kv_heads, config_.head_dim,
+                                                     config_.hidden_size);
+    if (attention_out_.splits > 0) {
+      ITE_LOG_INFO(
+          "decode of one sequence: attention and O in one kernel ({} clusters of {} blocks, {} "
+          "kv heads x {} splits, {} output columns a block)",
+          attention_out_.clusters, attention_out_.cluster, config_.num_kv_heads,
+          attention_out_.splits, attention_out_.cols);
+    } else {
+      ITE_LOG_INFO("decode of one sequence: attention and O apart ({})", attention_out_.why_not);
+    }
+  }
   if (options_.fused_decoder_stack && !options_.batch_invariant && options_.comm == nullptr) {
     const size_t bytes = kernels::DecoderStackWorkspaceBytes(
         config_.hidden_size, config_.intermediate_size, config_.num_heads, config_.num_kv_heads,
@@ -96,8 +116,8 @@ Status CudaModelOps::Init() {
       ITE_LOG_INFO("decode at batch 1: the {} layers in one kernel (kernels/decoder_stack.h)",
                    config_.num_layers);
     } else {
-      ITE_LOG_INFO("decode at batch 1: five kernels a layer (the fused stack does not apply: {})",
-                   why);
+      ITE_LOG_INFO("decode at batch 1: {} kernels a layer (the fused stack does not apply: {})",
+                   attention_out_.splits > 0 ? 4 : 5, why);
     }
   }
   return InitParallel();
@@ -313,26 +333,30 @@ Status CudaModelOps::NormLogitRows(Activation x, const OpWeight& w, float eps, A
   return kernels::RmsNorm(a, stream_);
 }
 
-Status CudaModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
+kernels::DecodeAttentionArgs CudaModelOps::DecodeArgs(int32_t layer, Activation qkv,
+                                                      Activation out) const {
   // Q is the first q_dim columns of each qkv row (RoPE applied in place), read with its stride.
+  kernels::DecodeAttentionArgs a;
+  a.q = qkv.data;
+  a.q_row_stride = qkv.cols;
+  a.out = out.data;
+  a.cache = LayerKv(layer);
+  a.kv_lens = step_.kv_lens;
+  a.block_tables = step_.block_tables;
+  a.max_blocks_per_seq = step_.max_blocks;
+  a.batch = step_.num_seqs;
+  a.num_heads = config_.num_heads;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  a.num_splits = step_.num_splits;
+  a.workspace = decode_workspace_.get();
+  a.workspace_bytes = decode_workspace_.bytes();
+  return a;
+}
+
+Status CudaModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
+  if (step_.decode && !options_.batch_invariant)
+    return kernels::DecodeAttention(DecodeArgs(layer, qkv, out), stream_);
   const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
-  if (step_.decode && !options_.batch_invariant) {
-    kernels::DecodeAttentionArgs a;
-    a.q = qkv.data;
-    a.q_row_stride = qkv.cols;
-    a.out = out.data;
-    a.cache = LayerKv(layer);
-    a.kv_lens = step_.kv_lens;
-    a.block_tables = step_.block_tables;
-    a.max_blocks_per_seq = step_.max_blocks;
-    a.batch = step_.num_seqs;
-    a.num_heads = config_.num_heads;
-    a.scale = scale;
-    a.num_splits = step_.num_splits;
-    a.workspace = decode_workspace_.get();
-    a.workspace_bytes = decode_workspace_.bytes();
-    return kernels::DecodeAttention(a, stream_);
-  }
   kernels::PrefillAttentionArgs a;
   a.q = qkv.data;
   a.q_row_stride = qkv.cols;
@@ -347,6 +371,24 @@ Status CudaModelOps::Attention(int32_t layer, Activation qkv, Activation out) {
   a.num_heads = config_.num_heads;
   a.scale = scale;
   return kernels::PrefillAttention(a, stream_);
+}
+
+Status CudaModelOps::AttentionLinearAdd(int32_t layer, Activation qkv, const OpWeight& o,
+                                        Activation attn, Activation residual) {
+  // The plan is made only where batch invariance is off (its arithmetic differs from the
+  // separate kernels'); the O weight in the activation dtype, without a bias.
+  if (attention_out_.splits > 0 && step_.decode && step_.num_seqs == 1 && step_.num_rows == 1 &&
+      int64_t{step_.max_blocks} * block_size_ <= kAttentionOutMaxContext && o.bias == nullptr &&
+      o.rows == residual.cols && o.cols == config_.q_dim()) {
+    kernels::DecodeAttentionOutArgs a;
+    a.attention = DecodeArgs(layer, qkv, attn);
+    a.wo = o.data;
+    a.residual = residual.data;
+    a.hidden = residual.cols;
+    return kernels::DecodeAttentionOut(a, attention_out_, stream_);
+  }
+  ITE_RETURN_IF_ERROR(Attention(layer, qkv, attn));
+  return LinearAdd(attn, o, residual);
 }
 
 Status CudaModelOps::LmHead(Activation x, const OpWeight& w) {

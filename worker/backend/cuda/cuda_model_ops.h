@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ite/kernels/attention.h"
 #include "ite/kernels/decoder_stack.h"
 #include "ite/kernels/gemm.h"
 #include "ite/kernels/kernel_types.h"
@@ -39,6 +40,12 @@ struct DeviceStep {
   int32_t num_splits = 1;  // for decode
 };
 
+// Block-table tokens up to which a one-sequence decode takes DecodeAttentionOut: each block of
+// that kernel reads 1/(kv heads x splits) of the context, against 1/(kv heads x 16) for the
+// separate attention kernel, so past the block tables a graph is captured with at start-up the
+// separate kernels are kept.
+constexpr int32_t kAttentionOutMaxContext = 1024;
+
 struct CudaOpsOptions {
   kernels::DType dtype = kernels::DType::kBF16;
   int32_t max_rows = 8192;            // token rows of the largest step
@@ -55,6 +62,11 @@ struct CudaOpsOptions {
   // the device and the model take it and ITE_DECODER_STACK=1 asks for it (experimental: slower
   // than the five kernels a layer today); off: five kernels a layer.
   bool fused_decoder_stack = true;
+  // A one-sequence decode step's attention, O product and residual add as one kernel
+  // (kernels/attention.h, DecodeAttentionOut) where the device and the model take it, up to
+  // kAttentionOutMaxContext tokens of block table, and ITE_ATTENTION_OUT=1 asks for it
+  // (experimental: slower than the two kernels it replaces today, docs/perf.md).
+  bool attention_out = true;
   // The tensor-parallel group (device buffers, this ops' stream) when the config is a shard;
   // must outlive the ops.
   Communicator* comm = nullptr;
@@ -101,6 +113,8 @@ class CudaModelOps final : public ModelOps {
   Status NormLinearRopeKv(int32_t layer, Activation x, const OpWeight& w, float eps,
                           Activation qkv) override;
   Status Attention(int32_t layer, Activation qkv, Activation out) override;
+  Status AttentionLinearAdd(int32_t layer, Activation qkv, const OpWeight& o, Activation attn,
+                            Activation residual) override;
   Status NormLinearSiluMul(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status NormLogitRows(Activation x, const OpWeight& w, float eps, Activation out) override;
   Status LmHead(Activation x, const OpWeight& w) override;
@@ -124,6 +138,7 @@ class CudaModelOps final : public ModelOps {
   Status Init();
   StatusOr<const void*> Upload(const Tensor& t, const std::string& name);
   kernels::PagedKvCache LayerKv(int32_t layer) const;
+  kernels::DecodeAttentionArgs DecodeArgs(int32_t layer, Activation qkv, Activation out) const;
   kernels::RopeKvWriteArgs RopeArgs(int32_t layer) const;
   kernels::GemmArgs Args(Activation x, const OpWeight& w, void* out) const;
   // The model's shapes as the fused decoder stack takes them (no pointers).
@@ -146,6 +161,7 @@ class CudaModelOps final : public ModelOps {
   size_t buffer_elems_[static_cast<int>(ActBuffer::kCount)] = {};
   DeviceBuffer logits_;
   DeviceBuffer decode_workspace_;
+  kernels::DecodeAttentionOutPlan attention_out_;  // splits 0: not taken
   DeviceBuffer stack_workspace_;  // the fused decoder stack's (zeroed once); none: not taken
   DeviceBuffer kv_pool_;
   int32_t block_size_ = 0;

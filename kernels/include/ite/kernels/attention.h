@@ -81,4 +81,38 @@ size_t DecodeWorkspaceBytes(int32_t batch, int32_t num_heads, int32_t head_dim, 
 
 Status DecodeAttention(const DecodeAttentionArgs& args, cudaStream_t stream);
 
+// Decode attention of one sequence's new token followed by the output projection and its
+// residual add, in one kernel: residual[hidden] += Attention(q) wo^T (no bias). At batch 1 the
+// attention and the O product are each a short kernel whose start and end cost more than their
+// bytes; together they save a kernel boundary a layer. Each thread-block cluster attends every
+// head (kv heads x splits blocks, merged through distributed shared memory) and then multiplies
+// the whole attention row by its blocks' share of wo's rows, loaded before the wait for the
+// previous kernel. sm_90 only; PlanDecodeAttentionOut says whether and how it runs. Measured
+// slower than the two kernels it replaces on an H200 (docs/perf.md), so the CUDA ops take it
+// only where asked.
+struct DecodeAttentionOutPlan {
+  int32_t splits = 0;    // per kv head; 0: the kernel does not apply (why_not says why)
+  int32_t cluster = 0;   // blocks per cluster: kv heads x splits
+  int32_t clusters = 0;  // clusters in the grid
+  int32_t cols = 0;      // output columns (wo rows) per block
+  size_t smem_bytes = 0;
+  const char* why_not = "";
+};
+
+// For the current device and a model's shapes (hidden: wo's rows; num_heads * head_dim: its
+// columns). Queries the device (microseconds): plan once per model.
+DecodeAttentionOutPlan PlanDecodeAttentionOut(DType dtype, int32_t num_heads, int32_t num_kv_heads,
+                                              int32_t head_dim, int32_t hidden);
+
+struct DecodeAttentionOutArgs {
+  // batch 1; num_splits, workspace and cluster_merge are not used (the plan decides).
+  DecodeAttentionArgs attention;
+  const void* wo = nullptr;  // [hidden, num_heads * head_dim], dtype of the cache
+  void* residual = nullptr;  // [hidden]
+  int32_t hidden = 0;
+};
+
+Status DecodeAttentionOut(const DecodeAttentionOutArgs& args, const DecodeAttentionOutPlan& plan,
+                          cudaStream_t stream);
+
 }  // namespace ite::kernels

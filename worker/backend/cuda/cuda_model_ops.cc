@@ -387,8 +387,7 @@ Status CudaModelOps::AttentionLinearAdd(int32_t layer, Activation qkv, const OpW
     a.hidden = residual.cols;
     return kernels::DecodeAttentionOut(a, attention_out_, stream_);
   }
-  ITE_RETURN_IF_ERROR(Attention(layer, qkv, attn));
-  return LinearAdd(attn, o, residual);
+  return ModelOps::AttentionLinearAdd(layer, qkv, o, attn, residual);
 }
 
 Status CudaModelOps::LmHead(Activation x, const OpWeight& w) {

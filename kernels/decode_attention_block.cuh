@@ -84,11 +84,17 @@ __device__ __forceinline__ float* MergedRows(unsigned char* smem_raw) {
 // the wait for the previous kernel (p.early_kv), Q and the newest row after it. Then calls
 // store(row, d, value, lse) once for each of rows x head_dim outputs, from every thread of the
 // block (value: the split's softmax-normalised output; lse: its log-sum-exp, log2 domain, -inf
-// for an empty split). The caller has called LetDependentsStart.
-template <typename Traits, typename Store>
+// for an empty split). The caller has called LetDependentsStart. before_wait() runs in every
+// thread after the early K/V copies are issued and before the wait: a caller's copies of
+// constant operands go there, committed as one cp.async group per thread, which the first
+// tile's wait then does not wait for (a warp's second tile's wait and the last wait do).
+struct NoEarlyWork {
+  __device__ void operator()() const {}
+};
+template <typename Traits, typename Store, typename BeforeWait = NoEarlyWork>
 __device__ __forceinline__ void AttendSplit(const DecodeParams& p, int b, int kvh, int head0,
                                             int rows, int split, unsigned char* smem_raw,
-                                            Store&& store) {
+                                            Store&& store, BeforeWait&& before_wait = {}) {
   using T = typename Traits::T;
   constexpr int D = Traits::kHeadDim, TN = Traits::kTileN, kWarps = Traits::kWarps;
   T* sq = reinterpret_cast<T*>(smem_raw);
@@ -157,6 +163,7 @@ __device__ __forceinline__ void AttendSplit(const DecodeParams& p, int b, int kv
   if (p.early_kv) {
     for (int t = 0; t < Traits::kStages; ++t) issue(warp + t * kWarps, t, true);
   }
+  before_wait();
   WaitForPrerequisites();
   uint4 late_k, late_v;
   if (late_src >= 0) {

@@ -41,8 +41,8 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng, bool late_newest = f
   const DecodeAttentionOutPlan plan =
       PlanDecodeAttentionOut(dtype, c.heads, c.kv_heads, c.head_dim, c.hidden);
   ASSERT_GT(plan.splits, 0) << plan.why_not;
-  EXPECT_EQ(plan.cluster, c.kv_heads * plan.splits);
-  EXPECT_GE(int64_t{plan.clusters} * plan.cluster * plan.cols, c.hidden);
+  EXPECT_GE(int64_t{plan.splits} * plan.rows, c.hidden);
+  EXPECT_EQ(plan.workspace_bytes, DecodeAttentionOutWorkspaceBytes(c.kv_heads, c.hidden));
 
   const std::vector<int32_t> kv_lens = {c.kv_len};
   testing::RandomPagedCache cache =
@@ -87,6 +87,12 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng, bool late_newest = f
   a.wo = dwo.get();
   a.residual = dres.get();
   a.hidden = c.hidden;
+  // The workspace's counters start at zero once; every launch must leave them so (the second
+  // launch below checks it).
+  DeviceBuffer dworkspace(plan.workspace_bytes);
+  ITE_CUDA_OK(cudaMemset(dworkspace.get(), 0, plan.workspace_bytes));
+  a.workspace = dworkspace.get();
+  a.workspace_bytes = plan.workspace_bytes;
 
   cudaStream_t stream = nullptr;
   DeviceBuffer true_k, true_v, doffset;
@@ -127,17 +133,34 @@ void RunCase(const Case& c, DType dtype, std::mt19937& rng, bool late_newest = f
     ref_added[n] = ref[n] - residual[n];
   }
   EXPECT_LT(RelError(added, ref_added), 2 * Tolerance(dtype));
+
+  // Twice more from the first result: a launch after another adds the whole product again (the
+  // first left its counters at zero), and the same input gives the same bits (the kv heads'
+  // partial sums are added in one order, whichever finishes last).
+  std::vector<float> again[2];
+  for (std::vector<float>& result : again) {
+    auto dres2 = Upload16(out, dtype);
+    a.residual = dres2.get();
+    const Status st2 = DecodeAttentionOut(a, plan, nullptr);
+    ASSERT_TRUE(st2.ok()) << st2.ToString();
+    ITE_CUDA_OK(cudaDeviceSynchronize());
+    result = Download16(dres2, c.hidden, dtype);
+  }
+  std::vector<float> added2(c.hidden);
+  for (int32_t n = 0; n < c.hidden; ++n) added2[n] = again[0][n] - out[n];
+  EXPECT_LT(RelError(added2, ref_added), 2 * Tolerance(dtype));
+  EXPECT_EQ(again[0], again[1]);
 }
 
 const Case kModels[] = {
     {300, 32, 8, 64, 2048, 16},   // Llama-3.2-1B
     {200, 14, 2, 64, 896, 16},    // Qwen2.5-0.5B
-    {1000, 9, 3, 64, 576, 7},     // SmolLM2-135M (an odd cluster of 15), odd block size
+    {1000, 9, 3, 64, 576, 7},     // SmolLM2-135M (three kv heads), odd block size
     {1, 32, 8, 64, 2048, 16},     // first token
     {1024, 32, 8, 64, 2048, 16},  // the longest context the CUDA ops send it
     {450, 32, 8, 128, 1024, 16},  // head_dim 128, GQA 4
     {77, 16, 1, 128, 512, 16},    // a group of 16 query heads
-    {20, 4, 2, 64, 128, 16},      // a tiny model: more splits than tiles, one column a block
+    {20, 4, 2, 64, 128, 16},      // a tiny model: more splits than tiles, 8 rows a block
 };
 
 TEST(DecodeAttentionOutKernel, MatchesCpuReference) {
@@ -159,12 +182,15 @@ TEST(DecodeAttentionOutKernel, ReadsTheNewestRowOnlyAfterThePreviousKernel) {
 }
 
 TEST(DecodeAttentionOutKernel, PlanSaysWhyItDoesNotApply) {
-  // 8192 x 8192 of wo over ~130 blocks: 1 MB a block, more than its shared memory.
+  // 8192 rows of wo over 16 blocks a kv head, 1024 columns a kv head: 1 MB a block, more than
+  // its shared memory; Llama-3.1-8B's 256 rows x 512 columns (256 KB) do not fit either.
   ITE_SKIP_WITHOUT_GPU();
   if (!HasClusters()) GTEST_SKIP() << "needs thread-block clusters (sm_90)";
   const DecodeAttentionOutPlan big = PlanDecodeAttentionOut(DType::kBF16, 64, 8, 128, 8192);
   EXPECT_EQ(big.splits, 0);
-  EXPECT_NE(std::string(big.why_not).find("do not fit"), std::string::npos) << big.why_not;
+  EXPECT_NE(std::string(big.why_not).find("does not fit"), std::string::npos) << big.why_not;
+  const DecodeAttentionOutPlan llama8b = PlanDecodeAttentionOut(DType::kBF16, 32, 8, 128, 4096);
+  EXPECT_EQ(llama8b.splits, 0) << llama8b.rows;
   const DecodeAttentionOutPlan wide = PlanDecodeAttentionOut(DType::kBF16, 40, 2, 128, 1024);
   EXPECT_EQ(wide.splits, 0);
   EXPECT_NE(std::string(wide.why_not).find("16 query heads"), std::string::npos);

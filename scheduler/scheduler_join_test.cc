@@ -60,7 +60,10 @@ TEST(SchedulerJoinTest, StartsWithTheWorkersThatAnswerAndTakesInTheRestAsTheyDo)
   EXPECT_FALSE(s.Stats().workers[2].up);
   EXPECT_EQ(s.Stats().workers[1].free_blocks, s.Stats().workers[1].num_blocks);
 
-  // Unrelated requests now spread over both workers that are up.
+  // Unrelated requests now spread over both workers that are up. Worker 0 is held meanwhile:
+  // a fake worker answers at once, so otherwise it could finish each request before the next
+  // is routed and, never the busier one, take them all.
+  pool.fakes[0]->Pause();
   std::mt19937 rng(3);
   std::vector<std::unique_ptr<Collector>> cs;
   std::vector<Tokens> prompts;
@@ -69,6 +72,7 @@ TEST(SchedulerJoinTest, StartsWithTheWorkersThatAnswerAndTakesInTheRestAsTheyDo)
     cs.push_back(std::make_unique<Collector>());
     ASSERT_TRUE(s.Submit(Greedy("r" + std::to_string(i), prompts[i], 8), cs[i]->Callback()).ok());
   }
+  pool.fakes[0]->Resume();
   for (int i = 0; i < 16; ++i) {
     ASSERT_TRUE(cs[i]->Wait());
     EXPECT_EQ(cs[i]->finish(), FinishReason::kLength);

@@ -94,11 +94,13 @@ Status CudaModelOps::Init() {
                                                      config_.num_kv_heads, config_.head_dim,
                                                      config_.hidden_size);
     if (attention_out_.splits > 0) {
+      ITE_RETURN_IF_ERROR(attention_out_workspace_.Allocate(attention_out_.workspace_bytes,
+                                                            "attention + O workspace"));
+      ITE_CUDA_TRY(cudaMemset(attention_out_workspace_.get(), 0, attention_out_.workspace_bytes));
       ITE_LOG_INFO(
-          "decode of one sequence: attention and O in one kernel ({} clusters of {} blocks, {} "
-          "kv heads x {} splits, {} output columns a block)",
-          attention_out_.clusters, attention_out_.cluster, config_.num_kv_heads,
-          attention_out_.splits, attention_out_.cols);
+          "decode of one sequence: attention and O in one kernel ({} kv heads x {} splits, {} "
+          "output rows a block)",
+          config_.num_kv_heads, attention_out_.splits, attention_out_.rows);
     } else {
       ITE_LOG_INFO("decode of one sequence: attention and O apart ({})", attention_out_.why_not);
     }
@@ -385,6 +387,8 @@ Status CudaModelOps::AttentionLinearAdd(int32_t layer, Activation qkv, const OpW
     a.wo = o.data;
     a.residual = residual.data;
     a.hidden = residual.cols;
+    a.workspace = attention_out_workspace_.get();
+    a.workspace_bytes = attention_out_workspace_.bytes();
     return kernels::DecodeAttentionOut(a, attention_out_, stream_);
   }
   return ModelOps::AttentionLinearAdd(layer, qkv, o, attn, residual);

@@ -40,10 +40,10 @@ struct DeviceStep {
   int32_t num_splits = 1;  // for decode
 };
 
-// Block-table tokens up to which a one-sequence decode takes DecodeAttentionOut: each block of
-// that kernel reads 1/(kv heads x splits) of the context, against 1/(kv heads x 16) for the
-// separate attention kernel, so past the block tables a graph is captured with at start-up the
-// separate kernels are kept.
+// Block-table tokens up to which a one-sequence decode takes DecodeAttentionOut: that kernel
+// splits a kv head's context over one cluster (16 blocks at most), where the separate attention
+// kernel splits long contexts further, so past the block tables a graph is captured with at
+// start-up the separate kernels are kept.
 constexpr int32_t kAttentionOutMaxContext = 1024;
 
 struct CudaOpsOptions {
@@ -162,6 +162,7 @@ class CudaModelOps final : public ModelOps {
   DeviceBuffer logits_;
   DeviceBuffer decode_workspace_;
   kernels::DecodeAttentionOutPlan attention_out_;  // splits 0: not taken
+  DeviceBuffer attention_out_workspace_;           // its partial sums and counters (zeroed once)
   DeviceBuffer stack_workspace_;  // the fused decoder stack's (zeroed once); none: not taken
   DeviceBuffer kv_pool_;
   int32_t block_size_ = 0;

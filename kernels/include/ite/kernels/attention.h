@@ -84,18 +84,17 @@ Status DecodeAttention(const DecodeAttentionArgs& args, cudaStream_t stream);
 // Decode attention of one sequence's new token followed by the output projection and its
 // residual add, in one kernel: residual[hidden] += Attention(q) wo^T (no bias). At batch 1 the
 // attention and the O product are each a short kernel whose start and end cost more than their
-// bytes; together they save a kernel boundary a layer. Each thread-block cluster attends every
-// head (kv heads x splits blocks, merged through distributed shared memory) and then multiplies
-// the whole attention row by its blocks' share of wo's rows, loaded before the wait for the
-// previous kernel. sm_90 only; PlanDecodeAttentionOut says whether and how it runs. Measured
-// slower than the two kernels it replaces on an H200 (docs/perf.md), so the CUDA ops take it
-// only where asked.
+// bytes; together they save a kernel boundary a layer. One thread-block cluster per kv head
+// attends its query heads (the context split over the cluster's blocks, merged through
+// distributed shared memory); each block multiplies that head group's output by its slice of
+// wo (loaded before the wait for the previous kernel) into fp32 partial sums, and the last kv
+// head to finish a range of rows adds every kv head's partials, in kv-head order, into the
+// residual. sm_90 only; PlanDecodeAttentionOut says whether and how it runs.
 struct DecodeAttentionOutPlan {
-  int32_t splits = 0;    // per kv head; 0: the kernel does not apply (why_not says why)
-  int32_t cluster = 0;   // blocks per cluster: kv heads x splits
-  int32_t clusters = 0;  // clusters in the grid
-  int32_t cols = 0;      // output columns (wo rows) per block
+  int32_t splits = 0;  // blocks per kv head (a cluster); 0: the kernel does not apply
+  int32_t rows = 0;    // output rows (wo rows) per block
   size_t smem_bytes = 0;
+  size_t workspace_bytes = 0;  // DecodeAttentionOutWorkspaceBytes for the model
   const char* why_not = "";
 };
 
@@ -104,12 +103,19 @@ struct DecodeAttentionOutPlan {
 DecodeAttentionOutPlan PlanDecodeAttentionOut(DType dtype, int32_t num_heads, int32_t num_kv_heads,
                                               int32_t head_dim, int32_t hidden);
 
+// The partial sums of every kv head and the per-row-range counters.
+size_t DecodeAttentionOutWorkspaceBytes(int32_t num_kv_heads, int32_t hidden);
+
 struct DecodeAttentionOutArgs {
   // batch 1; num_splits, workspace and cluster_merge are not used (the plan decides).
   DecodeAttentionArgs attention;
   const void* wo = nullptr;  // [hidden, num_heads * head_dim], dtype of the cache
   void* residual = nullptr;  // [hidden]
   int32_t hidden = 0;
+  // DecodeAttentionOutWorkspaceBytes bytes of device memory, zeroed once before the first
+  // launch (each launch leaves its counters at zero); launches that share one run in order.
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
 };
 
 Status DecodeAttentionOut(const DecodeAttentionOutArgs& args, const DecodeAttentionOutPlan& plan,

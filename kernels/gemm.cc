@@ -195,7 +195,7 @@ Status GemmRunner::Run(const GemmArgs& g, cudaStream_t stream) {
     return InvalidArgument(
         "GEMM: normalised x, silu * mul and RoPE epilogues are fused only into products of 1-{} "
         "rows outside batch-invariant mode (m={})",
-        internal::kGemvMaxRows, g.m);
+        kGemvMaxRows, g.m);
   ITE_ASSIGN_OR_RETURN(Plan * plan, impl_->GetPlan(g));
   if (g.bias) {
     ITE_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(

@@ -103,6 +103,72 @@ __device__ __forceinline__ void Accumulate(const uint4 (&wv)[R], const T* __rest
   }
 }
 
+// As Accumulate, with x (already multiplied by the norm weight) as fp32 in shared memory: row r's
+// piece p (elements 8p..8p+7) is xs[r * kdim + 4p ..] (its first four) and xs[r * kdim + kdim / 2
+// + 4p ..] (its last four), so a warp's 16-byte reads of consecutive pieces hit distinct banks.
+template <typename T, int M, int R>
+__device__ __forceinline__ void AccumulateShared(const uint4 (&wv)[R], const float* xs,
+                                                 int64_t piece, int32_t kdim, float (&acc)[R][M]) {
+  float wf[R][kPiece];
+#pragma unroll
+  for (int q = 0; q < R; ++q) Unpack8<T>(wv[q], wf[q]);
+#pragma unroll
+  for (int r = 0; r < M; ++r) {
+    const float4 a = *reinterpret_cast<const float4*>(xs + int64_t{r} * kdim + 4 * piece);
+    const float4 b =
+        *reinterpret_cast<const float4*>(xs + int64_t{r} * kdim + kdim / 2 + 4 * piece);
+    const float xf[kPiece] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int j = 0; j < kPiece; ++j) {
+#pragma unroll
+      for (int q = 0; q < R; ++q) acc[q][r] = fmaf(wf[q][j], xf[j], acc[q][r]);
+    }
+  }
+}
+
+// The block's copy of x for AccumulateShared (every thread takes part): x * norm weight where
+// kNorm, and each row's sum of squares of x into sumsq, added over the block in a fixed order.
+template <typename T, int M, bool kNorm>
+__device__ __forceinline__ void StageX(const T* __restrict__ x, const T* __restrict__ norm_weight,
+                                       int32_t kdim, float* xs, float (*warp_sums)[M],
+                                       float (&sumsq)[M]) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int32_t pieces = kdim / kPiece;
+#pragma unroll
+  for (int r = 0; r < M; ++r) {
+    float ss = 0.0f;
+    for (int32_t pc = threadIdx.x; pc < pieces; pc += blockDim.x) {
+      float xf[kPiece];
+      Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(x + int64_t{r} * kdim) + pc), xf);
+      if constexpr (kNorm) {
+        float gf[kPiece];
+        Unpack8<T>(__ldg(reinterpret_cast<const uint4*>(norm_weight) + pc), gf);
+#pragma unroll
+        for (int j = 0; j < kPiece; ++j) {
+          ss = fmaf(xf[j], xf[j], ss);
+          xf[j] *= gf[j];
+        }
+      }
+      float* row = xs + int64_t{r} * kdim;
+      *reinterpret_cast<float4*>(row + 4 * pc) = make_float4(xf[0], xf[1], xf[2], xf[3]);
+      *reinterpret_cast<float4*>(row + kdim / 2 + 4 * pc) = make_float4(xf[4], xf[5], xf[6], xf[7]);
+    }
+    if constexpr (kNorm) {
+      for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+      if (lane == 0) warp_sums[warp][r] = ss;
+    }
+  }
+  __syncthreads();
+  if constexpr (kNorm) {
+#pragma unroll
+    for (int r = 0; r < M; ++r) {
+      float v = 0.0f;
+      for (int w = 0; w < kWarps; ++w) v += warp_sums[w][r];
+      sumsq[r] = v;
+    }
+  }
+}
+
 __device__ __forceinline__ float Silu(float v) { return v / (1.0f + __expf(-v)); }
 
 // Row r's results of unit u: y[q] is weight row row[q]'s dot product, scaled and biased.
@@ -148,17 +214,24 @@ __device__ __forceinline__ void Store(const GemvParams<T, Out>& p, int r, int32_
 
 // kSplit warps share a unit, taking turns at its 256-element rounds; their sums are added in
 // warp order, so a unit's rounding depends on (n, k) alone, never on m.
+// kSharedX: the block first copies x (normalised by the norm weight where kNorm, with the rows'
+// sums of squares taken once for the block) into shared memory as fp32 (dynamic, m * k floats),
+// so that each piece costs the weight's unpacking and the products only, not an x load from L1,
+// its unpacking and the norm's arithmetic in every warp.
 // Each lane reads its pieces of the unit's rows in batches of kUnroll 16-byte pieces per row, a
 // batch's loads all issued before its products (a short last batch too). kPipe: the next batch's
 // loads are issued before this batch's products, so two batches are in flight per lane. Neither
 // changes the order in which a lane adds its pieces, so the results are the same bit for bit.
 template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm, int kUnroll,
-          bool kPipe>
+          bool kPipe, bool kSharedX>
 __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, int32_t units) {
   constexpr int R = RowsPerUnit(E);
   constexpr int kUnits = kWarps / kSplit;
-  constexpr int kSums = R + (kNorm ? 1 : 0);  // per row: R dot products (+ the sum of squares)
+  constexpr bool kWarpNorm = kNorm && !kSharedX;  // each warp sums its own x's squares
+  constexpr int kSums = R + (kWarpNorm ? 1 : 0);  // per row: R dot products (+ sum of squares)
   __shared__ float partial[kWarps][M][kSums];
+  extern __shared__ float4 shared_x[];  // kSharedX: [M][kdim] fp32, see AccumulateShared
+  [[maybe_unused]] __shared__ float warp_sums[kWarps][M];
   LetDependentsStart();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int32_t u = blockIdx.x * kUnits + warp / kSplit;
@@ -179,6 +252,23 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
   constexpr int64_t kStep = int64_t{kStride} * kSplit;
   const int32_t kdim = p.kdim;
   const int64_t k0 = int64_t{part} * kStride + lane * kPiece;
+  const float* xs = reinterpret_cast<const float*>(shared_x);
+  // After the wait: x into shared memory where kSharedX (block_sumsq: its rows' sums of squares).
+  [[maybe_unused]] float block_sumsq[M];
+  auto after_wait = [&] {
+    WaitForPrerequisites();
+    if constexpr (kSharedX) {
+      StageX<T, M, kNorm>(p.x, p.norm_weight, kdim, reinterpret_cast<float*>(shared_x), warp_sums,
+                          block_sumsq);
+    }
+  };
+  auto accumulate = [&](const uint4(&wv)[R], int64_t k) {
+    if constexpr (kSharedX) {
+      AccumulateShared<T, M, R>(wv, xs, k / kPiece, kdim, acc);
+    } else {
+      Accumulate<T, M, R, kNorm>(wv, p.x, p.norm_weight, k, kdim, acc, sumsq);
+    }
+  };
   // The first batch's weight loads go out before the wait for the previous kernel (the weight is
   // constant), so they overlap that kernel's end.
   if constexpr (kPipe) {
@@ -198,13 +288,12 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
 #pragma unroll
       for (int s = 0; s < kUnroll; ++s) {
         const int i = batch * kUnroll + s;
-        if (i < pieces)
-          Accumulate<T, M, R, kNorm>(wv[s], p.x, p.norm_weight, k0 + i * kStep, kdim, acc, sumsq);
+        if (i < pieces) accumulate(wv[s], k0 + i * kStep);
       }
     };
     uint4 wa[kUnroll][R], wb[kUnroll][R];
     load(wa, 0);
-    WaitForPrerequisites();
+    after_wait();
     for (int batch = 0; batch * kUnroll < pieces; batch += 2) {
       load(wb, batch + 1);
       add(wa, batch);
@@ -225,11 +314,10 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
         for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k + s * kStep);
       }
     }
-    WaitForPrerequisites();
+    after_wait();
     while (round) {
 #pragma unroll
-      for (int s = 0; s < kUnroll; ++s)
-        Accumulate<T, M, R, kNorm>(wv[s], p.x, p.norm_weight, k + s * kStep, kdim, acc, sumsq);
+      for (int s = 0; s < kUnroll; ++s) accumulate(wv[s], k + s * kStep);
       k += kUnroll * kStep;
       round = k + (kUnroll - 1) * kStep < kdim;
       if (round) {
@@ -245,7 +333,7 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
         uint4 last[R];
 #pragma unroll
         for (int q = 0; q < R; ++q) last[q] = LoadStreaming(wrow[q] + k);
-        Accumulate<T, M, R, kNorm>(last, p.x, p.norm_weight, k, kdim, acc, sumsq);
+        accumulate(last, k);
       }
     }
   }
@@ -287,7 +375,9 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
   for (int r = 0; r < M; ++r) {
     // Lane r stores row r, so the rows' epilogues (a sincosf each for RoPE) run side by side.
     if (lane != r) continue;
-    const float scale = kNorm ? rsqrtf(sums[r][kSums - 1] / kdim + p.eps) : 1.0f;
+    float scale = 1.0f;
+    if constexpr (kWarpNorm) scale = rsqrtf(sums[r][kSums - 1] / kdim + p.eps);
+    if constexpr (kNorm && kSharedX) scale = rsqrtf(block_sumsq[r] / kdim + p.eps);
     float y[R];
 #pragma unroll
     for (int q = 0; q < R; ++q)
@@ -338,13 +428,34 @@ GemvParams<T, Out> ParamsOf(const GemmArgs& g) {
   return p;
 }
 
+// Whether x is staged in shared memory (GemmArgs::shared_x; ITE_GEMV_NO_SHARED_X=1 in the
+// environment turns it off, for measuring).
+bool SharedXFits(const GemmArgs& g) {
+  static const bool off = [] {
+    const char* v = std::getenv("ITE_GEMV_NO_SHARED_X");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  return g.shared_x && !off && int64_t{g.m} * g.k * int64_t{sizeof(float)} <= kGemvSharedXBytes;
+}
+
 template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm, int kUnroll,
           bool kPipe>
 Status LaunchConfig(const GemmArgs& g, int32_t units, cudaStream_t stream) {
   constexpr int kUnits = kWarps / kSplit;
   const dim3 grid((units + kUnits - 1) / kUnits);
-  return CudaStatus(LaunchDependent(GemvKernel<T, Out, M, kSplit, E, kNorm, kUnroll, kPipe>, grid,
-                                    kWarps * 32, 0, stream, ParamsOf<T, Out>(g), units),
+  const GemvParams<T, Out> p = ParamsOf<T, Out>(g);
+  // One row only: the variant doubles the kernels this file compiles, and no model of ours has
+  // every k short enough for two rows of x to fit (GemmArgs::shared_x).
+  if constexpr (M == 1) {
+    if (SharedXFits(g)) {
+      return CudaStatus(
+          LaunchDependent(GemvKernel<T, Out, M, kSplit, E, kNorm, kUnroll, kPipe, true>, grid,
+                          kWarps * 32, g.k * sizeof(float), stream, p, units),
+          "GemvKernel");
+    }
+  }
+  return CudaStatus(LaunchDependent(GemvKernel<T, Out, M, kSplit, E, kNorm, kUnroll, kPipe, false>,
+                                    grid, kWarps * 32, 0, stream, p, units),
                     "GemvKernel");
 }
 

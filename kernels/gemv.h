@@ -6,8 +6,6 @@
 
 namespace ite::kernels::internal {
 
-constexpr int32_t kGemvMaxRows = 4;
-
 // Whether Gemv takes `g`: 1..kGemvMaxRows rows, k a multiple of 8, x and w 16-byte aligned, and
 // one of the epilogue variants it has (rms_norm_x exactly with kSiluMul and kRopeKv, whose
 // shapes must fit; fp32 output only with kStore).

@@ -161,6 +161,8 @@ class CudaModelOps final : public ModelOps {
   size_t buffer_elems_[static_cast<int>(ActBuffer::kCount)] = {};
   DeviceBuffer logits_;
   DeviceBuffer decode_workspace_;
+  // One-row products copy x into shared memory first (GemmArgs::shared_x): all of them or none.
+  bool shared_x_ = false;
   kernels::DecodeAttentionOutPlan attention_out_;  // splits 0: not taken
   DeviceBuffer attention_out_workspace_;           // its partial sums and counters (zeroed once)
   DeviceBuffer stack_workspace_;  // the fused decoder stack's (zeroed once); none: not taken

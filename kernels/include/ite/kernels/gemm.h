@@ -31,6 +31,12 @@ enum class GemmEpilogue : uint8_t {
   kRopeKv,
 };
 
+// Products of up to this many rows run as weight-streaming kernels (kernels/gemv.cu); at one row,
+// x in shared memory (GemmArgs::shared_x) is taken while k floats fit kGemvSharedXBytes: the
+// 48 KB a block gets without asking, less 1 KB for the kernel's own shared arrays.
+constexpr int32_t kGemvMaxRows = 4;
+constexpr int64_t kGemvSharedXBytes = (48 << 10) - (1 << 10);
+
 struct GemmArgs {
   DType dtype = DType::kBF16;
   const void* x = nullptr;     // [m, k] activations, row-major
@@ -48,6 +54,13 @@ struct GemmArgs {
   const void* norm_weight = nullptr;  // [k]
   float eps = 0.0f;
   const RopeKvWriteArgs* rope = nullptr;  // kRopeKv; its qkv and num_tokens are not read
+  // Products of one row: x copied into shared memory (as fp32, normalised) before the product,
+  // where k floats fit kGemvSharedXBytes (other products ignore it); its results differ from the
+  // other way only by the rounding of the rms. For long k this is faster, but a kernel that needs
+  // shared memory between kernels that need none makes the multiprocessors change their L1 / shared
+  // split around it, so the caller asks for it for every product of a step or for none
+  // (docs/perf.md).
+  bool shared_x = false;
 };
 
 // Not thread-safe: one runner per stream (a worker has one).

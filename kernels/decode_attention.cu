@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "common/env_flag.h"
 #include "cluster_launch.cuh"
 #include "cuda_check.h"
 #include "decode_attention_block.cuh"
@@ -123,10 +124,7 @@ __global__ void DecodeCombineKernel(const float* __restrict__ partial_o,
 // clusters of that size of this kernel.
 template <typename Traits>
 bool ClusterMerges(int num_splits) {
-  static const bool off = [] {
-    const char* v = std::getenv("ITE_DECODE_NO_CLUSTER");
-    return v != nullptr && *v != '\0' && *v != '0';
-  }();
+  static const bool off = EnvFlag("ITE_DECODE_NO_CLUSTER");
   if (off || num_splits < 2 || num_splits > kMaxClusterSplits) return false;
   constexpr auto kernel = DecodeAttentionKernel<Traits, true>;
   return num_splits <= ClusterLimit<kernel>(Traits::kThreads, Traits::kSmemBytes);
@@ -189,10 +187,7 @@ Status DispatchHeadDim(const DecodeAttentionArgs& a, const DecodeParams& params,
 }
 
 bool LateKvForced() {
-  static const bool late = [] {
-    const char* v = std::getenv("ITE_DECODE_LATE_KV");
-    return v != nullptr && *v != '\0' && *v != '0';
-  }();
+  static const bool late = EnvFlag("ITE_DECODE_LATE_KV");
   return late;
 }
 

@@ -31,6 +31,7 @@
 #include <memory>
 #include <string>
 
+#include "common/env_flag.h"
 #include "cuda_check.h"
 #include "decoder_stack_attention.cuh"
 #include "device_info.h"
@@ -114,10 +115,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 // The fused stack is slower than the five kernels a layer today (docs/perf.md): it is taken only
 // where ITE_DECODER_STACK=1 asks for it, for measuring and for work on it.
 bool StackAskedFor() {
-  static const bool on = [] {
-    const char* v = std::getenv("ITE_DECODER_STACK");
-    return v != nullptr && *v != '\0' && *v != '0';
-  }();
+  static const bool on = EnvFlag("ITE_DECODER_STACK");
   return on;
 }
 

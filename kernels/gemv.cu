@@ -17,6 +17,7 @@
 
 #include <cstdlib>
 
+#include "common/env_flag.h"
 #include "cuda_check.h"
 #include "device_info.h"
 #include "dtype_utils.cuh"
@@ -431,10 +432,7 @@ GemvParams<T, Out> ParamsOf(const GemmArgs& g) {
 // Whether x is staged in shared memory (GemmArgs::shared_x; ITE_GEMV_NO_SHARED_X=1 in the
 // environment turns it off, for measuring).
 bool SharedXFits(const GemmArgs& g) {
-  static const bool off = [] {
-    const char* v = std::getenv("ITE_GEMV_NO_SHARED_X");
-    return v != nullptr && *v != '\0' && *v != '0';
-  }();
+  static const bool off = EnvFlag("ITE_GEMV_NO_SHARED_X");
   return g.shared_x && !off && int64_t{g.m} * g.k * int64_t{sizeof(float)} <= kGemvSharedXBytes;
 }
 
@@ -462,10 +460,7 @@ Status LaunchConfig(const GemmArgs& g, int32_t units, cudaStream_t stream) {
 // Whether the pipelined variant is chosen (ITE_GEMV_NO_PIPE=1 in the environment turns it off,
 // for measuring).
 bool PipelineAllowed() {
-  static const bool off = [] {
-    const char* v = std::getenv("ITE_GEMV_NO_PIPE");
-    return v != nullptr && *v != '\0' && *v != '0';
-  }();
+  static const bool off = EnvFlag("ITE_GEMV_NO_PIPE");
   return !off;
 }
 

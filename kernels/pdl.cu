@@ -2,16 +2,14 @@
 
 #include <cstdlib>
 
+#include "common/env_flag.h"
 #include "device_info.h"
 #include "pdl.cuh"
 
 namespace ite::kernels {
 
 bool DependentLaunchEnabled() {
-  static const bool disabled = [] {
-    const char* off = std::getenv("ITE_NO_PDL");
-    return off != nullptr && off[0] != '\0' && off[0] != '0';
-  }();
+  static const bool disabled = EnvFlag("ITE_NO_PDL");
   return !disabled && CurrentDevice().major >= 9;
 }
 

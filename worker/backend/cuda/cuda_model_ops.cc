@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "common/check.h"
+#include "common/env_flag.h"
 #include "common/logging.h"
 #include "ite/kernels/activation.h"
 #include "ite/kernels/attention.h"
@@ -98,10 +99,7 @@ Status CudaModelOps::Init() {
                 options_.comm == nullptr && !options_.batch_invariant;
     if (shared_x_) ITE_LOG_INFO("one-row products: x in shared memory");
   }
-  static const bool attention_out_asked = [] {
-    const char* v = std::getenv("ITE_ATTENTION_OUT");
-    return v != nullptr && *v != '\0' && *v != '0';
-  }();
+  static const bool attention_out_asked = EnvFlag("ITE_ATTENTION_OUT");
   if (options_.attention_out && attention_out_asked && !options_.batch_invariant &&
       options_.comm == nullptr) {
     attention_out_ =

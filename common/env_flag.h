@@ -6,4 +6,8 @@ namespace ite {
 
 bool EnvFlag(const char* name);
 
+// A whole number from the environment, or `fallback` where the variable is unset, empty or not
+// a number ("12": 12; "", "x", "3x": fallback).
+int EnvInt(const char* name, int fallback);
+
 }  // namespace ite

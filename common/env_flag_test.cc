@@ -22,5 +22,24 @@ TEST(EnvFlag, OnWhenSetToAnythingButEmptyOrZero) {
   unsetenv(name);
 }
 
+TEST(EnvInt, ANumberOrTheFallback) {
+  const char* name = "ITE_ENV_INT_TEST";
+  unsetenv(name);
+  EXPECT_EQ(EnvInt(name, 7), 7);
+  setenv(name, "", 1);
+  EXPECT_EQ(EnvInt(name, 7), 7);
+  setenv(name, "12", 1);
+  EXPECT_EQ(EnvInt(name, 7), 12);
+  setenv(name, "-3", 1);
+  EXPECT_EQ(EnvInt(name, 7), -3);
+  setenv(name, "3x", 1);
+  EXPECT_EQ(EnvInt(name, 7), 7);
+  setenv(name, "x", 1);
+  EXPECT_EQ(EnvInt(name, 7), 7);
+  setenv(name, "99999999999999999999", 1);
+  EXPECT_EQ(EnvInt(name, 7), 7);
+  unsetenv(name);
+}
+
 }  // namespace
 }  // namespace ite

@@ -15,7 +15,7 @@
 // their squares, so the row's rms comes out of the same pass and scales the sums at the end.
 #include <cuda_runtime.h>
 
-#include <cstdlib>
+#include <algorithm>
 
 #include "common/env_flag.h"
 #include "cuda_check.h"
@@ -235,92 +235,86 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
   [[maybe_unused]] __shared__ float warp_sums[kWarps][M];
   LetDependentsStart();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int32_t u = blockIdx.x * kUnits + warp / kSplit;
-  const int part = warp % kSplit;
-  const bool live = u < units;
-  int32_t row[R];
-  UnitRows<E>(p, live ? u : 0, row);
-  const T* wrow[R];
+  [[maybe_unused]] float block_sumsq[M];  // kSharedX && kNorm: x's rows' sums of squares
+  // A block takes groups of kUnits units gridDim.x apart (GemmArgs::max_blocks_per_sm caps the
+  // grid): the same number for every thread of the block, so the barriers below stay uniform. x is
+  // staged once.
+  for (int32_t b = blockIdx.x; int64_t{b} * kUnits < units; b += gridDim.x) {
+    const bool first = b == blockIdx.x;
+    if (!first) __syncthreads();  // `partial` is reused
+    const int32_t u = b * kUnits + warp / kSplit;
+    const int part = warp % kSplit;
+    const bool live = u < units;
+    int32_t row[R];
+    UnitRows<E>(p, live ? u : 0, row);
+    const T* wrow[R];
 #pragma unroll
-  for (int q = 0; q < R; ++q) wrow[q] = p.w + int64_t{row[q]} * p.kdim;
-  float acc[R][M], sumsq[M];
+    for (int q = 0; q < R; ++q) wrow[q] = p.w + int64_t{row[q]} * p.kdim;
+    float acc[R][M], sumsq[M];
 #pragma unroll
-  for (int r = 0; r < M; ++r) {
-    sumsq[r] = 0.0f;
+    for (int r = 0; r < M; ++r) {
+      sumsq[r] = 0.0f;
 #pragma unroll
-    for (int q = 0; q < R; ++q) acc[q][r] = 0.0f;
-  }
-  constexpr int64_t kStep = int64_t{kStride} * kSplit;
-  const int32_t kdim = p.kdim;
-  const int64_t k0 = int64_t{part} * kStride + lane * kPiece;
-  const float* xs = reinterpret_cast<const float*>(shared_x);
-  // After the wait: x into shared memory where kSharedX (block_sumsq: its rows' sums of squares).
-  [[maybe_unused]] float block_sumsq[M];
-  auto after_wait = [&] {
-    WaitForPrerequisites();
-    if constexpr (kSharedX) {
-      StageX<T, M, kNorm>(p.x, p.norm_weight, kdim, reinterpret_cast<float*>(shared_x), warp_sums,
-                          block_sumsq);
+      for (int q = 0; q < R; ++q) acc[q][r] = 0.0f;
     }
-  };
-  auto accumulate = [&](const uint4(&wv)[R], int64_t k) {
-    if constexpr (kSharedX) {
-      AccumulateShared<T, M, R>(wv, xs, k / kPiece, kdim, acc);
-    } else {
-      Accumulate<T, M, R, kNorm>(wv, p.x, p.norm_weight, k, kdim, acc, sumsq);
-    }
-  };
-  // The first batch's weight loads go out before the wait for the previous kernel (the weight is
-  // constant), so they overlap that kernel's end.
-  if constexpr (kPipe) {
-    // This lane's pieces start at k0 + i * kStep, i < pieces.
-    const int pieces = live && k0 < kdim ? static_cast<int>((kdim - k0 + kStep - 1) / kStep) : 0;
-    auto load = [&](uint4(&wv)[kUnroll][R], int batch) {
+    constexpr int64_t kStep = int64_t{kStride} * kSplit;
+    const int32_t kdim = p.kdim;
+    const int64_t k0 = int64_t{part} * kStride + lane * kPiece;
+    const float* xs = reinterpret_cast<const float*>(shared_x);
+    // After the wait (the block's first group only): x into shared memory where kSharedX.
+    auto after_wait = [&] {
+      if (!first) return;
+      WaitForPrerequisites();
+      if constexpr (kSharedX) {
+        StageX<T, M, kNorm>(p.x, p.norm_weight, kdim, reinterpret_cast<float*>(shared_x), warp_sums,
+                            block_sumsq);
+      }
+    };
+    auto accumulate = [&](const uint4(&wv)[R], int64_t k) {
+      if constexpr (kSharedX) {
+        AccumulateShared<T, M, R>(wv, xs, k / kPiece, kdim, acc);
+      } else {
+        Accumulate<T, M, R, kNorm>(wv, p.x, p.norm_weight, k, kdim, acc, sumsq);
+      }
+    };
+    // The first batch's weight loads go out before the wait for the previous kernel (the weight is
+    // constant), so they overlap that kernel's end.
+    if constexpr (kPipe) {
+      // This lane's pieces start at k0 + i * kStep, i < pieces.
+      const int pieces = live && k0 < kdim ? static_cast<int>((kdim - k0 + kStep - 1) / kStep) : 0;
+      auto load = [&](uint4(&wv)[kUnroll][R], int batch) {
 #pragma unroll
-      for (int s = 0; s < kUnroll; ++s) {
-        const int i = batch * kUnroll + s;
-        if (i < pieces) {
+        for (int s = 0; s < kUnroll; ++s) {
+          const int i = batch * kUnroll + s;
+          if (i < pieces) {
 #pragma unroll
-          for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k0 + i * kStep);
+            for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k0 + i * kStep);
+          }
         }
+      };
+      auto add = [&](const uint4(&wv)[kUnroll][R], int batch) {
+#pragma unroll
+        for (int s = 0; s < kUnroll; ++s) {
+          const int i = batch * kUnroll + s;
+          if (i < pieces) accumulate(wv[s], k0 + i * kStep);
+        }
+      };
+      uint4 wa[kUnroll][R], wb[kUnroll][R];
+      load(wa, 0);
+      after_wait();
+      for (int batch = 0; batch * kUnroll < pieces; batch += 2) {
+        load(wb, batch + 1);
+        add(wa, batch);
+        if ((batch + 1) * kUnroll >= pieces) break;
+        load(wa, batch + 2);
+        add(wb, batch + 1);
       }
-    };
-    auto add = [&](const uint4(&wv)[kUnroll][R], int batch) {
-#pragma unroll
-      for (int s = 0; s < kUnroll; ++s) {
-        const int i = batch * kUnroll + s;
-        if (i < pieces) accumulate(wv[s], k0 + i * kStep);
-      }
-    };
-    uint4 wa[kUnroll][R], wb[kUnroll][R];
-    load(wa, 0);
-    after_wait();
-    for (int batch = 0; batch * kUnroll < pieces; batch += 2) {
-      load(wb, batch + 1);
-      add(wa, batch);
-      if ((batch + 1) * kUnroll >= pieces) break;
-      load(wa, batch + 2);
-      add(wb, batch + 1);
-    }
-  } else {
-    // Whole batches, then the pieces left one at a time (fewer registers than predicated
-    // batches; a unit of the default configurations has whole batches only).
-    int64_t k = k0;
-    bool round = live && k + (kUnroll - 1) * kStep < kdim;
-    uint4 wv[kUnroll][R];
-    if (round) {
-#pragma unroll
-      for (int s = 0; s < kUnroll; ++s) {
-#pragma unroll
-        for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k + s * kStep);
-      }
-    }
-    after_wait();
-    while (round) {
-#pragma unroll
-      for (int s = 0; s < kUnroll; ++s) accumulate(wv[s], k + s * kStep);
-      k += kUnroll * kStep;
-      round = k + (kUnroll - 1) * kStep < kdim;
+    } else {
+      // Whole batches, then the pieces left one at a time (fewer registers than predicated
+      // batches; a unit of the default configurations has whole batches only).
+      int64_t k = k0;
+      bool round = live && k + (kUnroll - 1) * kStep < kdim;
+      uint4 wv[kUnroll][R];
       if (round) {
 #pragma unroll
         for (int s = 0; s < kUnroll; ++s) {
@@ -328,62 +322,76 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
           for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k + s * kStep);
         }
       }
-    }
-    if (live) {
-      for (; k < kdim; k += kStep) {
-        uint4 last[R];
+      after_wait();
+      while (round) {
 #pragma unroll
-        for (int q = 0; q < R; ++q) last[q] = LoadStreaming(wrow[q] + k);
-        accumulate(last, k);
+        for (int s = 0; s < kUnroll; ++s) accumulate(wv[s], k + s * kStep);
+        k += kUnroll * kStep;
+        round = k + (kUnroll - 1) * kStep < kdim;
+        if (round) {
+#pragma unroll
+          for (int s = 0; s < kUnroll; ++s) {
+#pragma unroll
+            for (int q = 0; q < R; ++q) wv[s][q] = LoadStreaming(wrow[q] + k + s * kStep);
+          }
+        }
+      }
+      if (live) {
+        for (; k < kdim; k += kStep) {
+          uint4 last[R];
+#pragma unroll
+          for (int q = 0; q < R; ++q) last[q] = LoadStreaming(wrow[q] + k);
+          accumulate(last, k);
+        }
       }
     }
-  }
-  // sums[r][q]: the warp's totals, q < R the dot products, q == R the sum of squares.
-  float sums[M][kSums];
-#pragma unroll
-  for (int r = 0; r < M; ++r) {
-#pragma unroll
-    for (int q = 0; q < kSums; ++q) {
-      float v = q < R ? acc[q < R ? q : 0][r] : sumsq[r];
-#pragma unroll
-      for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-      sums[r][q] = v;
-    }
-  }
-  if constexpr (kSplit > 1) {
-    if (lane == 0) {
-#pragma unroll
-      for (int r = 0; r < M; ++r) {
-#pragma unroll
-        for (int q = 0; q < kSums; ++q) partial[warp][r][q] = sums[r][q];
-      }
-    }
-    __syncthreads();
-    if (part != 0) return;
+    // sums[r][q]: the warp's totals, q < R the dot products, q == R the sum of squares.
+    float sums[M][kSums];
 #pragma unroll
     for (int r = 0; r < M; ++r) {
 #pragma unroll
       for (int q = 0; q < kSums; ++q) {
-        float v = partial[warp][r][q];
+        float v = q < R ? acc[q < R ? q : 0][r] : sumsq[r];
 #pragma unroll
-        for (int s = 1; s < kSplit; ++s) v += partial[warp + s][r][q];
+        for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
         sums[r][q] = v;
       }
     }
-  }
-  if (!live) return;
+    if constexpr (kSplit > 1) {
+      if (lane == 0) {
 #pragma unroll
-  for (int r = 0; r < M; ++r) {
-    // Lane r stores row r, so the rows' epilogues (a sincosf each for RoPE) run side by side.
-    if (lane != r) continue;
-    float scale = 1.0f;
-    if constexpr (kWarpNorm) scale = rsqrtf(sums[r][kSums - 1] / kdim + p.eps);
-    if constexpr (kNorm && kSharedX) scale = rsqrtf(block_sumsq[r] / kdim + p.eps);
-    float y[R];
+        for (int r = 0; r < M; ++r) {
 #pragma unroll
-    for (int q = 0; q < R; ++q)
-      y[q] = sums[r][q] * scale + (p.bias ? ToFloat(p.bias[row[q]]) : 0.0f);
-    Store<E>(p, r, u, row, y);
+          for (int q = 0; q < kSums; ++q) partial[warp][r][q] = sums[r][q];
+        }
+      }
+      __syncthreads();
+      if (part != 0) continue;
+#pragma unroll
+      for (int r = 0; r < M; ++r) {
+#pragma unroll
+        for (int q = 0; q < kSums; ++q) {
+          float v = partial[warp][r][q];
+#pragma unroll
+          for (int s = 1; s < kSplit; ++s) v += partial[warp + s][r][q];
+          sums[r][q] = v;
+        }
+      }
+    }
+    if (!live) continue;
+#pragma unroll
+    for (int r = 0; r < M; ++r) {
+      // Lane r stores row r, so the rows' epilogues (a sincosf each for RoPE) run side by side.
+      if (lane != r) continue;
+      float scale = 1.0f;
+      if constexpr (kWarpNorm) scale = rsqrtf(sums[r][kSums - 1] / kdim + p.eps);
+      if constexpr (kNorm && kSharedX) scale = rsqrtf(block_sumsq[r] / kdim + p.eps);
+      float y[R];
+#pragma unroll
+      for (int q = 0; q < R; ++q)
+        y[q] = sums[r][q] * scale + (p.bias ? ToFloat(p.bias[row[q]]) : 0.0f);
+      Store<E>(p, r, u, row, y);
+    }
   }
 }
 
@@ -436,11 +444,19 @@ bool SharedXFits(const GemmArgs& g) {
   return g.shared_x && !off && int64_t{g.m} * g.k * int64_t{sizeof(float)} <= kGemvSharedXBytes;
 }
 
+// Blocks of a product: one per group of units, or at most GemmArgs::max_blocks_per_sm a
+// multiprocessor, each block then taking several groups.
+int32_t GridFor(const GemmArgs& g, int32_t groups) {
+  if (g.max_blocks_per_sm <= 0) return groups;
+  const int sms = CurrentDevice().multiprocessors > 0 ? CurrentDevice().multiprocessors : 132;
+  return static_cast<int32_t>(std::min<int64_t>(groups, int64_t{g.max_blocks_per_sm} * sms));
+}
+
 template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm, int kUnroll,
           bool kPipe>
 Status LaunchConfig(const GemmArgs& g, int32_t units, cudaStream_t stream) {
   constexpr int kUnits = kWarps / kSplit;
-  const dim3 grid((units + kUnits - 1) / kUnits);
+  const dim3 grid(GridFor(g, (units + kUnits - 1) / kUnits));
   const GemvParams<T, Out> p = ParamsOf<T, Out>(g);
   // One row only: the variant doubles the kernels this file compiles, and no model of ours has
   // every k short enough for two rows of x to fit (GemmArgs::shared_x).

@@ -292,6 +292,64 @@ TEST(GemvFused, SharedXGivesTheSameBits) {
   EXPECT_LT(RelError(got, want), 1e-4);
 }
 
+// A capped grid (GemmArgs::max_blocks_per_sm) changes which block computes a unit, not how: the
+// same bits as one block per group of units, for plain fp32 / bf16 stores, residual adds and the
+// normalised silu * mul, at 1-4 rows, with x in shared memory or not, where each block takes
+// several groups (8,192 units on 132-odd multiprocessors) and where warps share a unit (n = 256,
+// k = 8,192: eight warps a unit).
+TEST(GemvFused, CappedGridGivesTheSameBits) {
+  ITE_SKIP_WITHOUT_GPU();
+  struct Case {
+    int32_t m, n, k;
+    GemmEpilogue epilogue;
+    bool f32;
+  };
+  const Case cases[] = {{1, 8192, 2048, GemmEpilogue::kStore, true},
+                        {1, 256, 8192, GemmEpilogue::kStore, false},
+                        {3, 8192, 512, GemmEpilogue::kStore, false},
+                        {1, 4096, 2048, GemmEpilogue::kAccumulate, false},
+                        {4, 2048, 1024, GemmEpilogue::kAccumulate, false},
+                        {1, 16384, 2048, GemmEpilogue::kSiluMul, false},
+                        {2, 2048, 896, GemmEpilogue::kSiluMul, false}};
+  auto runner = Runner();
+  ASSERT_NE(runner, nullptr);
+  std::mt19937 rng(33);
+  for (const Case& c : cases) {
+    const bool silu = c.epilogue == GemmEpilogue::kSiluMul;
+    NormedInputs in = MakeNormed(c.m, c.n, c.k, DType::kBF16, rng);
+    const int32_t width = silu ? c.n / 2 : c.n;
+    const size_t out_bytes = size_t(c.m) * width * (c.f32 ? 4 : 2);
+    std::vector<float> residual = RandomVector(size_t(c.m) * width, rng, -4.0f, 4.0f);
+    RoundTo(residual, DType::kBF16);
+    for (const bool shared_x : {false, true}) {
+      std::vector<std::vector<char>> got;
+      for (const int32_t cap : {0, 1, 3}) {
+        SCOPED_TRACE(::testing::Message() << "m=" << c.m << " n=" << c.n << " k=" << c.k
+                                          << " epilogue=" << int(c.epilogue)
+                                          << " shared_x=" << shared_x << " cap=" << cap);
+        DeviceBuffer dout = c.epilogue == GemmEpilogue::kAccumulate
+                                ? Upload16(residual, DType::kBF16)
+                                : DeviceBuffer(out_bytes);
+        if (c.epilogue != GemmEpilogue::kAccumulate) dout.Poison();
+        GemmArgs g{DType::kBF16, in.dx.get(), in.dw.get(), nullptr, dout.get(),
+                   c.f32,        c.m,         c.n,         c.k};
+        g.epilogue = c.epilogue;
+        g.rms_norm_x = silu;
+        g.norm_weight = silu ? in.dnorm.get() : nullptr;
+        g.eps = 1e-5f;
+        g.shared_x = shared_x;
+        g.max_blocks_per_sm = cap;
+        const Status st = runner->Run(g, nullptr);
+        ASSERT_TRUE(st.ok()) << st.ToString();
+        ITE_CUDA_OK(cudaDeviceSynchronize());
+        got.emplace_back(out_bytes);
+        ITE_CUDA_OK(cudaMemcpy(got.back().data(), dout.get(), out_bytes, cudaMemcpyDeviceToHost));
+        EXPECT_EQ(got.back(), got.front());
+      }
+    }
+  }
+}
+
 // The fusions that only the weight-streaming kernel has are refused where it does not run.
 TEST(GemvFused, FusedEpiloguesOnlyForFewRowsOutsideBatchInvariantMode) {
   ITE_SKIP_WITHOUT_GPU();

@@ -428,6 +428,96 @@ void BenchGemm(std::mt19937& rng) {
   }
 }
 
+// One-row products of real decoder layers (decode at batch 1), each way the weight-streaming
+// kernel can take them: x read by every warp ("cores") or staged in shared memory ("shared_x"),
+// and with the grid capped at two blocks a multiprocessor.
+// Launches of one product over rotating weight copies are captured in a CUDA graph and replayed, so
+// consecutive products overlap through dependent launch as a decode step's do; the time is per
+// product.
+void BenchGemv(std::mt19937& rng) {
+  auto runner = GemmRunner::Create();
+  BENCH_OK(runner.status());
+  struct Layer {
+    const char* model;
+    int32_t hidden, heads, kv_heads, head_dim, inter, vocab;
+  };
+  struct Product {
+    const char* name;
+    GemmEpilogue epilogue;
+    int32_t n, k;
+    bool out_f32;
+  };
+  struct Mode {
+    const char* name;
+    bool shared_x;
+    int32_t max_blocks_per_sm;
+  };
+  cudaStream_t stream;
+  BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (const Layer& l : {Layer{"llama-3.2-1b", 2048, 32, 8, 64, 8192, 128256},
+                         Layer{"qwen2.5-0.5b", 896, 14, 2, 64, 4864, 151936},
+                         Layer{"llama-3.1-8b", 4096, 32, 8, 128, 14336, 128256}}) {
+    const int32_t q_dim = l.heads * l.head_dim, qkv = q_dim + 2 * l.kv_heads * l.head_dim;
+    const int32_t width = std::max({l.hidden, q_dim, l.inter});
+    Buffer x(size_t(width) * 2), norm(size_t(width) * 2),
+        out(size_t(std::max(qkv, 2 * l.inter)) * 4);
+    Buffer pos(4), slots(4), freq(l.head_dim / 2 * 4);
+    Buffer kc(size_t(16) * l.kv_heads * l.head_dim * 2), vc(kc.bytes);
+    FillRandom16(x, DType::kBF16, rng);
+    FillRandom16(norm, DType::kBF16, rng);
+    BENCH_CUDA(cudaMemset(pos.p, 0, 4));
+    BENCH_CUDA(cudaMemset(slots.p, 0, 4));
+    BENCH_CUDA(cudaMemset(freq.p, 0, freq.bytes));
+    RopeKvWriteArgs rope;
+    rope.positions = pos.as<int32_t>();
+    rope.slots = slots.as<int32_t>();
+    rope.inv_freq = freq.as<float>();
+    rope.num_heads = l.heads;
+    rope.num_kv_heads = l.kv_heads;
+    rope.head_dim = l.head_dim;
+    rope.cache = PagedKvCache{kc.p, vc.p, DType::kBF16, 1, 16, l.kv_heads, l.head_dim};
+    for (const Product& pr :
+         {Product{"qkv_rope", GemmEpilogue::kRopeKv, qkv, l.hidden, false},
+          Product{"o_add", GemmEpilogue::kAccumulate, l.hidden, q_dim, false},
+          Product{"gate_up_silu", GemmEpilogue::kSiluMul, 2 * l.inter, l.hidden, false},
+          Product{"down_add", GemmEpilogue::kAccumulate, l.hidden, l.inter, false},
+          Product{"lm_head", GemmEpilogue::kStore, l.vocab, l.hidden, true}}) {
+      const size_t wbytes = size_t(pr.n) * pr.k * 2;
+      const int32_t copies = static_cast<int32_t>(std::clamp<size_t>(kRotateBytes / wbytes, 2, 32));
+      Buffer w(wbytes * copies);
+      FillRandom16(w, DType::kBF16, rng);
+      for (const Mode& mode : {Mode{"cores", false, 0}, Mode{"shared_x", true, 0},
+                               Mode{"shared_x_2_blocks_per_sm", true, 2}}) {
+        GemmArgs a{DType::kBF16, x.p, nullptr, nullptr, out.p, pr.out_f32, 1, pr.n, pr.k};
+        a.epilogue = pr.epilogue;
+        a.rms_norm_x =
+            pr.epilogue == GemmEpilogue::kSiluMul || pr.epilogue == GemmEpilogue::kRopeKv;
+        a.norm_weight = a.rms_norm_x ? norm.p : nullptr;
+        a.eps = 1e-5f;
+        a.rope = pr.epilogue == GemmEpilogue::kRopeKv ? &rope : nullptr;
+        a.shared_x = mode.shared_x;
+        a.max_blocks_per_sm = mode.max_blocks_per_sm;
+        cudaGraph_t graph;
+        BENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+        for (int32_t c = 0; c < copies; ++c) {
+          a.w = static_cast<const char*>(w.p) + wbytes * c;
+          BENCH_OK((*runner)->Run(a, stream));
+        }
+        BENCH_CUDA(cudaStreamEndCapture(stream, &graph));
+        cudaGraphExec_t exec;
+        BENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+        const double ms = TimeMs([&](int) { cudaGraphLaunch(exec, nullptr); }, 20) / copies;
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        Emit("gemv_" + std::string(pr.name),
+             {{"model", l.model}, {"n", pr.n}, {"k", pr.k}, {"mode", mode.name}},
+             double(wbytes) / (ms * 1e-3) / 1e9, "GB/s", ms);
+      }
+    }
+  }
+  cudaStreamDestroy(stream);
+}
+
 }  // namespace
 }  // namespace ite::kernels
 
@@ -453,7 +543,7 @@ int main(int argc, char** argv) {
       }
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--quick] [--only=copy|prefill|decode|elementwise|gemm] "
+                   "usage: %s [--quick] [--only=copy|prefill|decode|elementwise|gemm|gemv] "
                    "[--decode-splits=N,N,...]\n",
                    argv[0]);
       return 2;
@@ -475,5 +565,6 @@ int main(int argc, char** argv) {
   if (only.empty() || only == "decode") BenchDecode(rng, quick, prop.multiProcessorCount, sweep);
   if (only.empty() || only == "elementwise") BenchElementwise(rng);
   if (only.empty() || only == "gemm") BenchGemm(rng);
+  if (only.empty() || only == "gemv") BenchGemv(rng);
   return 0;
 }

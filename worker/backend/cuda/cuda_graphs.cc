@@ -1,9 +1,9 @@
 // The part of a CUDA-backend step that a CUDA graph captures (token feed, model, sampling),
 // the capture itself, and the warm-up that captures the decode ladder at start-up.
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
+#include "common/env_flag.h"
 #include "common/logging.h"
 #include "ite/kernels/attention.h"
 #include "ite/kernels/sampling.h"
@@ -36,16 +36,12 @@ DeviceStep CudaBackend::View(const StepLayout& l, const StepSizes& s, bool decod
     const int32_t batch = pad == ladder_.end() ? s.seqs : *pad;
     const ModelConfig& c = model_.config;
     // ITE_DECODE_SPLITS=N in the environment forces N splits (for measuring).
-    static const int32_t forced = [] {
-      const char* v = std::getenv("ITE_DECODE_SPLITS");
-      return v != nullptr ? std::atoi(v) : 0;
-    }();
-    d.num_splits = std::min(ops_->options().max_splits,
-                            forced > 0 ? forced
-                                       : kernels::DecodeNumSplits(batch, c.num_heads, c.num_kv_heads,
-                                                                  c.head_dim,
-                                                                  s.max_blocks * ops_->block_size(),
-                                                                  num_sms_));
+    static const int32_t forced = EnvInt("ITE_DECODE_SPLITS", 0);
+    d.num_splits = std::min(
+        ops_->options().max_splits,
+        forced > 0 ? forced
+                   : kernels::DecodeNumSplits(batch, c.num_heads, c.num_kv_heads, c.head_dim,
+                                              s.max_blocks * ops_->block_size(), num_sms_));
   }
   return d;
 }

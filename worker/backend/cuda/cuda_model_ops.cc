@@ -265,6 +265,9 @@ kernels::GemmArgs CudaModelOps::Args(Activation x, const OpWeight& w, void* out)
   g.n = w.rows;
   g.k = w.cols;
   g.shared_x = shared_x_ && x.rows == 1;
+  // ITE_GEMV_GRID=N caps the few-row products' grids at N blocks a multiprocessor (measuring).
+  static const int32_t grid_cap = EnvInt("ITE_GEMV_GRID", 0);
+  g.max_blocks_per_sm = grid_cap;
   return g;
 }
 

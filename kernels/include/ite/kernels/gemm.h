@@ -61,6 +61,11 @@ struct GemmArgs {
   // split around it, so the caller asks for it for every product of a step or for none
   // (docs/perf.md).
   bool shared_x = false;
+  // Products of 1-4 rows: at most this many blocks a multiprocessor, each block then taking
+  // several groups of output units in turn (0: one block per group, the default). Every capped
+  // grid measured was slower (docs/perf.md); kept for measuring, and the results are the same
+  // bits either way.
+  int32_t max_blocks_per_sm = 0;
 };
 
 // Not thread-safe: one runner per stream (a worker has one).

@@ -46,6 +46,8 @@ if has build; then
         ${ITE_GPU_EXTRA_TARGETS:-}
   } >"$out/build.log" 2>&1 || { echo "BUILD FAILED (see build.log)"; tail -30 "$out/build.log"; exit 1; }
   echo "build: $(( $(date +%s) - start )) s"
+  # The GEMV kernels' first weight loads before their dependency wait, in this build's SASS.
+  python3 "$root/scripts/check_prewait_loads.py" "$build/kernels/libite_kernels.a" || status=1
 fi
 
 if has test; then

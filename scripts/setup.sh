@@ -68,6 +68,15 @@ if ! "$root/.venv/bin/python" -c "import openai, prometheus_client" 2>/dev/null;
   "$root/.venv/bin/pip" install -q "openai==1.*" "prometheus-client==0.*" >&2
 fi
 
+# Test-only: cuobjdump and nvdisasm (NVIDIA's PyPI wheels) where nvcc exists but its toolkit
+# lacks them, for kernels_gemv_prewait_loads (the GEMV kernels' load order in the SASS).
+cuda_bin="$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")"
+if [ -x "$cuda_bin/nvcc" ] && { [ ! -x "$cuda_bin/cuobjdump" ] || [ ! -x "$cuda_bin/nvdisasm" ]; } &&
+  ! compgen -G "$root/.venv/lib/python3*/site-packages/nvidia/cu*/bin/nvdisasm" >/dev/null; then
+  echo "setup: installing cuobjdump, nvdisasm into .venv (test-only SASS check)" >&2
+  "$root/.venv/bin/pip" install -q "nvidia-cuda-cuobjdump==13.*" "nvidia-cuda-nvdisasm==13.*" >&2
+fi
+
 # Test-only: the chat page's browser test (tests/e2e/chat_page_test.py) drives Debian's chromium
 # with playwright; `playwright install` (browsers downloaded from elsewhere) is never run.
 apt_install test chromium

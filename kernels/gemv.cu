@@ -172,11 +172,39 @@ __device__ __forceinline__ void StageX(const T* __restrict__ x, const T* __restr
 
 __device__ __forceinline__ float Silu(float v) { return v / (1.0f + __expf(-v)); }
 
+// What row r's epilogue of a unit reads besides the products: loaded while the products run, so
+// that its round trips do not follow them. The rotary frequency is constant and is read before
+// the dependency wait; the residual, the position and the cache slot only after it.
+struct EpilogueInputs {
+  float residual = 0.0f;  // kAccumulate
+  float inv_freq = 0.0f;  // kRopeKv
+  int32_t position = 0;
+  int64_t slot = -1;
+};
+
+template <GemmEpilogue E, typename T, typename Out>
+__device__ __forceinline__ void LoadConstantInputs(const GemvParams<T, Out>& p, int32_t u,
+                                                   EpilogueInputs& in) {
+  if constexpr (E == GemmEpilogue::kRopeKv) in.inv_freq = __ldg(p.inv_freq + u % (p.head_dim / 2));
+}
+
+template <GemmEpilogue E, typename T, typename Out>
+__device__ __forceinline__ void LoadStepInputs(const GemvParams<T, Out>& p, int r,
+                                               const int32_t (&row)[RowsPerUnit(E)],
+                                               EpilogueInputs& in) {
+  if constexpr (E == GemmEpilogue::kAccumulate) {
+    in.residual = ToFloat(p.out[int64_t{r} * p.n + row[0]]);
+  } else if constexpr (E == GemmEpilogue::kRopeKv) {
+    in.position = p.positions[r];
+    in.slot = p.slots[r];
+  }
+}
+
 // Row r's results of unit u: y[q] is weight row row[q]'s dot product, scaled and biased.
 template <GemmEpilogue E, typename T, typename Out>
 __device__ __forceinline__ void Store(const GemvParams<T, Out>& p, int r, int32_t u,
                                       const int32_t (&row)[RowsPerUnit(E)],
-                                      float (&y)[RowsPerUnit(E)]) {
+                                      const EpilogueInputs& in, float (&y)[RowsPerUnit(E)]) {
   if constexpr (E == GemmEpilogue::kStore) {
     Out* o = p.out + int64_t{r} * p.n + row[0];
     if constexpr (std::is_same_v<Out, float>) {
@@ -185,8 +213,7 @@ __device__ __forceinline__ void Store(const GemvParams<T, Out>& p, int r, int32_
       *o = FromFloat<Out>(y[0]);
     }
   } else if constexpr (E == GemmEpilogue::kAccumulate) {
-    Out* o = p.out + int64_t{r} * p.n + row[0];
-    *o = FromFloat<Out>(ToFloat(*o) + y[0]);
+    p.out[int64_t{r} * p.n + row[0]] = FromFloat<Out>(in.residual + y[0]);
   } else if constexpr (E == GemmEpilogue::kSiluMul) {
     p.out[int64_t{r} * (p.n / 2) + u] = FromFloat<Out>(Silu(y[0]) * y[1]);
   } else {  // kRopeKv
@@ -194,7 +221,7 @@ __device__ __forceinline__ void Store(const GemvParams<T, Out>& p, int r, int32_
     if (head < p.num_heads + p.num_kv_heads) {  // Q and K rotate; V does not
       // The same fp32 angle and sincosf as RopeKvWrite (rope.cu) and the CPU reference.
       float s, c;
-      sincosf(static_cast<float>(p.positions[r]) * p.inv_freq[i], &s, &c);
+      sincosf(static_cast<float>(in.position) * in.inv_freq, &s, &c);
       const float a = y[0], b = y[1];
       y[0] = a * c - b * s;
       y[1] = b * c + a * s;
@@ -203,7 +230,7 @@ __device__ __forceinline__ void Store(const GemvParams<T, Out>& p, int r, int32_
     const Out ya = FromFloat<Out>(y[0]), yb = FromFloat<Out>(y[1]);
     o[row[0]] = ya;
     o[row[1]] = yb;
-    const int64_t slot = p.slots[r];
+    const int64_t slot = in.slot;
     if (head < p.num_heads || slot < 0 || slot >= p.num_slots) return;
     const bool is_k = head < p.num_heads + p.num_kv_heads;
     const int32_t kv_head = head - p.num_heads - (is_k ? 0 : p.num_kv_heads);
@@ -212,6 +239,18 @@ __device__ __forceinline__ void Store(const GemvParams<T, Out>& p, int r, int32_
     dst[half] = yb;
   }
 }
+
+// Blocks a multiprocessor must hold at once, so that a short product's blocks fit in one wave:
+// at most 80 registers a thread for the normalised one-row products, 64 for the others (no
+// default variant spills; the unpipelined rotary ones of ITE_GEMV_NO_PIPE spill up to 52 bytes).
+// Without the bound the rotary one took 89, two blocks a multiprocessor, and the Llama-3.2-1B's
+// QKV product (384 blocks on 132 multiprocessors) ran in two waves. More rows: 0, no bound (an
+// explicit one, even two, let ptxas take more registers than its own choice: 62 -> 80 for the
+// two-row plain products).
+template <int M, bool kNorm>
+constexpr int kMinBlocks = M != 1  ? 0
+                           : kNorm ? 3
+                                   : 4;
 
 // kSplit warps share a unit, taking turns at its 256-element rounds; their sums are added in
 // warp order, so a unit's rounding depends on (n, k) alone, never on m.
@@ -225,7 +264,8 @@ __device__ __forceinline__ void Store(const GemvParams<T, Out>& p, int r, int32_
 // changes the order in which a lane adds its pieces, so the results are the same bit for bit.
 template <typename T, typename Out, int M, int kSplit, GemmEpilogue E, bool kNorm, int kUnroll,
           bool kPipe, bool kSharedX>
-__global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, int32_t units) {
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<M, kNorm>)
+    GemvKernel(GemvParams<T, Out> p, int32_t units) {
   constexpr int R = RowsPerUnit(E);
   constexpr int kUnits = kWarps / kSplit;
   constexpr bool kWarpNorm = kNorm && !kSharedX;  // each warp sums its own x's squares
@@ -261,13 +301,28 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
     const int32_t kdim = p.kdim;
     const int64_t k0 = int64_t{part} * kStride + lane * kPiece;
     const float* xs = reinterpret_cast<const float*>(shared_x);
-    // After the wait (the block's first group only): x into shared memory where kSharedX.
+    // Lane r < M of a unit's first warp runs row r's epilogue (see the end). Its inputs are read
+    // early for one or two rows only (for three and four, ptxas then placed the dependency wait
+    // above the first weight loads), and for the rotary product only with x in shared memory
+    // (with x read from global memory its registers then spilled).
+    constexpr bool kEarlyInputs = M <= 2 && (E != GemmEpilogue::kRopeKv || kSharedX);
+    const bool epilogue_lane = live && part == 0 && lane < M;
+    EpilogueInputs in;
+    if constexpr (kEarlyInputs) {
+      if (epilogue_lane) LoadConstantInputs<E>(p, u, in);
+    }
+    // After the wait (the block's first group only): x into shared memory where kSharedX; then
+    // the epilogue's inputs, so that their loads overlap the products.
     auto after_wait = [&] {
-      if (!first) return;
-      WaitForPrerequisites();
-      if constexpr (kSharedX) {
-        StageX<T, M, kNorm>(p.x, p.norm_weight, kdim, reinterpret_cast<float*>(shared_x), warp_sums,
-                            block_sumsq);
+      if (first) {
+        WaitForPrerequisites();
+        if constexpr (kSharedX) {
+          StageX<T, M, kNorm>(p.x, p.norm_weight, kdim, reinterpret_cast<float*>(shared_x),
+                              warp_sums, block_sumsq);
+        }
+      }
+      if constexpr (kEarlyInputs) {
+        if (epilogue_lane) LoadStepInputs<E>(p, lane, row, in);
       }
     };
     auto accumulate = [&](const uint4(&wv)[R], int64_t k) {
@@ -390,7 +445,11 @@ __global__ void __launch_bounds__(kWarps * 32) GemvKernel(GemvParams<T, Out> p, 
 #pragma unroll
       for (int q = 0; q < R; ++q)
         y[q] = sums[r][q] * scale + (p.bias ? ToFloat(p.bias[row[q]]) : 0.0f);
-      Store<E>(p, r, u, row, y);
+      if constexpr (!kEarlyInputs) {
+        LoadConstantInputs<E>(p, u, in);
+        LoadStepInputs<E>(p, r, row, in);
+      }
+      Store<E>(p, r, u, row, in, y);
     }
   }
 }

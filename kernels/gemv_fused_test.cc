@@ -200,8 +200,10 @@ TEST(GemvFused, AccumulateAddsTheProductToOut) {
     int32_t m, n, k;
     bool bias;
   };
-  const Case cases[] = {{1, 2048, 2048, false}, {2, 2048, 8192, true}, {4, 100, 72, false},
-                        {3, 13, 24, true},      {7, 896, 896, false},  {64, 2048, 1024, true}};
+  // {1, 2048, 8192}: a down product, whose x takes every thread four pieces to stage.
+  const Case cases[] = {{1, 2048, 2048, false}, {1, 2048, 8192, false}, {2, 2048, 8192, true},
+                        {4, 100, 72, false},    {3, 13, 24, true},      {7, 896, 896, false},
+                        {64, 2048, 1024, true}};
   for (const bool shared_x : {false, true}) {
     for (bool invariant : {false, true}) {
       auto runner = Runner(invariant);

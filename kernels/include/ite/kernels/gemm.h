@@ -56,9 +56,9 @@ struct GemmArgs {
   const RopeKvWriteArgs* rope = nullptr;  // kRopeKv; its qkv and num_tokens are not read
   // Products of one row: x copied into shared memory (as fp32, normalised) before the product,
   // where k floats fit kGemvSharedXBytes (other products ignore it); its results differ from the
-  // other way only by the rounding of the rms. For long k this is faster, but a kernel that needs
-  // shared memory between kernels that need none makes the multiprocessors change their L1 / shared
-  // split around it, so the caller asks for it for every product of a step or for none
+  // other way only by the rounding of the rms. For long k this is faster for the normalised
+  // products and the LM head; the CUDA ops take it for those where every k of the model is long,
+  // and not for the residual-adding ones, which were faster reading x from global memory
   // (docs/perf.md).
   bool shared_x = false;
   // Products of 1-4 rows: at most this many blocks a multiprocessor, each block then taking

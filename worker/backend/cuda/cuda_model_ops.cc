@@ -1,6 +1,6 @@
 #include "worker/backend/cuda/cuda_model_ops.h"
 
-#include <algorithm>
+#include <iterator>
 #include <cmath>
 #include <cstdlib>
 
@@ -86,20 +86,14 @@ Status CudaModelOps::Init() {
       kernels::DecodeWorkspaceBytes(options_.max_seqs, config_.num_heads, config_.head_dim,
                                     options_.max_splits),
       "decode workspace"));
-  // x in shared memory pays where every product's k is long (from 2,048: the 1B's products
-  // 4.6% faster a decode step at batch 1 on an H200, the 0.5B's, k = 896, 2% slower). It was
-  // measured with every k fitting kernels::kGemvSharedXBytes (one row only), so that is still
-  // asked, though the residual-adding products no longer take it (LinearAdd). Measured on one
-  // GPU only, so not for tensor-parallel shards.
-  {
-    const int64_t ks[] = {config_.hidden_size, config_.q_dim(), config_.intermediate_size};
-    const int64_t shortest = *std::min_element(std::begin(ks), std::end(ks));
-    const int64_t longest = *std::max_element(std::begin(ks), std::end(ks));
-    shared_x_ = shortest >= 2048 &&
-                longest * int64_t{sizeof(float)} <= kernels::kGemvSharedXBytes &&
-                options_.comm == nullptr && !options_.batch_invariant;
-    if (shared_x_) ITE_LOG_INFO("one-row products: x in shared memory");
-  }
+  // One-row products that normalise x (QKV, gate|up, the LM head; all k = hidden) take it in
+  // shared memory, the residual-adding ones not (LinearAdd). On an H200 that was 4.6% faster a
+  // Llama-3.2-1B decode step and, once O and down read x from global memory, 1.4% faster a
+  // Qwen2.5-0.5B one (k = 896); see docs/perf.md. gemv.cu still checks each product's k against
+  // kernels::kGemvSharedXBytes. Measured on one GPU only, so not for tensor-parallel shards.
+  shared_x_ = config_.hidden_size * int64_t{sizeof(float)} <= kernels::kGemvSharedXBytes &&
+              options_.comm == nullptr && !options_.batch_invariant;
+  if (shared_x_) ITE_LOG_INFO("one-row products: x in shared memory");
   static const bool attention_out_asked = EnvFlag("ITE_ATTENTION_OUT");
   if (options_.attention_out && attention_out_asked && !options_.batch_invariant &&
       options_.comm == nullptr) {

@@ -161,7 +161,7 @@ class CudaModelOps final : public ModelOps {
   size_t buffer_elems_[static_cast<int>(ActBuffer::kCount)] = {};
   DeviceBuffer logits_;
   DeviceBuffer decode_workspace_;
-  // One-row products copy x into shared memory first (GemmArgs::shared_x): all of them or none.
+  // One-row products that normalise x copy it into shared memory first (GemmArgs::shared_x).
   bool shared_x_ = false;
   kernels::DecodeAttentionOutPlan attention_out_;  // splits 0: not taken
   DeviceBuffer attention_out_workspace_;           // its partial sums and counters (zeroed once)

@@ -1,9 +1,12 @@
 // End-to-end tests of the service: REAL ite-serve / ite-scheduler / ite-worker processes on
-// loopback ports chosen by the kernel, the CPU backend, SmolLM2-135M-Instruct (ITE_MODEL_GGUF),
-// real gRPC. Every wait is bounded; every child is killed when its owner goes out of scope.
+// loopback ports chosen by the kernel, the CPU backend, SmolLM2-135M-Instruct (ITE_MODEL_GGUF; or a
+// model folder, as on a GPU host), real gRPC. Every wait is bounded; every child is killed when
+// its owner goes out of scope.
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -38,6 +41,22 @@ Totals GetTotals(ite::v1::Generation::Stub& stub) {
     t.waiting += w.waiting();
   }
   return t;
+}
+
+// The served model's vocabulary as its own files give it: config.json's vocab_size for a model
+// folder (a GPU host runs the suite on one made there), SmolLM2's for the suite's GGUF.
+int64_t ExpectedVocabSize(const Env& env) {
+  if (!std::filesystem::is_directory(env.model)) return 49152;
+  std::ifstream in(std::filesystem::path(env.model) / "config.json");
+  return nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false).value("vocab_size", -1);
+}
+
+ite::v1::ModelInfoResponse GetModelInfo(ite::v1::Generation::Stub& stub) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
+  ite::v1::ModelInfoResponse info;
+  EXPECT_TRUE(stub.ModelInfo(&ctx, ite::v1::ModelInfoRequest(), &info).ok());
+  return info;
 }
 
 std::string ClientCmd(const Env& env, const std::string& args) {
@@ -256,7 +275,10 @@ TEST_F(ServiceE2E, BadRequestsGetInvalidArgumentWithAMessage) {
   cases.push_back({"negative temperature", r, "temperature"});
   r = ite::v1::GenerateRequest();
   r.set_max_tokens(4);
-  for (int i = 0; i < 9000; ++i) r.mutable_prompt_token_ids()->add_ids(1000 + i % 500);
+  // One token more than the served context, whatever the model.
+  const int32_t context = GetModelInfo(*stub_).max_context();
+  ASSERT_GT(context, 0);
+  for (int32_t i = 0; i <= context; ++i) r.mutable_prompt_token_ids()->add_ids(1000 + i % 500);
   cases.push_back({"prompt longer than the context", r, "context"});
   r = ite::v1::GenerateRequest();
   auto* m = r.mutable_chat()->add_messages();
@@ -289,7 +311,7 @@ TEST_F(ServiceE2E, HealthModelInfoAndTokenize) {
   grpc::ClientContext ictx;
   ite::v1::ModelInfoResponse info;
   ASSERT_TRUE(stub_->ModelInfo(&ictx, ite::v1::ModelInfoRequest(), &info).ok());
-  EXPECT_EQ(info.vocab_size(), 49152);
+  EXPECT_EQ(info.vocab_size(), ExpectedVocabSize(*env_));
   EXPECT_EQ(info.architecture(), "llama");
   EXPECT_TRUE(info.has_chat_template());
   EXPECT_EQ(info.num_workers(), 1);

@@ -25,13 +25,6 @@ using Clock = std::chrono::steady_clock;
 struct Totals {
   int free_blocks = 0, running = 0, waiting = 0;
 };
-ite::v1::StatsResponse GetStats(ite::v1::Generation::Stub& stub) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
-  ite::v1::StatsResponse s;
-  EXPECT_TRUE(stub.Stats(&ctx, ite::v1::StatsRequest(), &s).ok());
-  return s;
-}
 Totals GetTotals(ite::v1::Generation::Stub& stub) {
   Totals t;
   ite::v1::StatsResponse stats = GetStats(stub);
@@ -48,15 +41,8 @@ Totals GetTotals(ite::v1::Generation::Stub& stub) {
 int64_t ExpectedVocabSize(const Env& env) {
   if (!std::filesystem::is_directory(env.model)) return 49152;
   std::ifstream in(std::filesystem::path(env.model) / "config.json");
-  return nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false).value("vocab_size", -1);
-}
-
-ite::v1::ModelInfoResponse GetModelInfo(ite::v1::Generation::Stub& stub) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
-  ite::v1::ModelInfoResponse info;
-  EXPECT_TRUE(stub.ModelInfo(&ctx, ite::v1::ModelInfoRequest(), &info).ok());
-  return info;
+  const auto config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return config.is_object() ? config.value("vocab_size", int64_t{-1}) : -1;
 }
 
 std::string ClientCmd(const Env& env, const std::string& args) {

@@ -129,6 +129,22 @@ std::unique_ptr<ite::v1::Generation::Stub> ServeProcess::Stub() const {
       grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
 }
 
+ite::v1::StatsResponse GetStats(ite::v1::Generation::Stub& stub) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ite::v1::StatsResponse s;
+  EXPECT_TRUE(stub.Stats(&ctx, ite::v1::StatsRequest(), &s).ok());
+  return s;
+}
+
+ite::v1::ModelInfoResponse GetModelInfo(ite::v1::Generation::Stub& stub) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ite::v1::ModelInfoResponse info;
+  EXPECT_TRUE(stub.ModelInfo(&ctx, ite::v1::ModelInfoRequest(), &info).ok());
+  return info;
+}
+
 GenerateResult Generate(ite::v1::Generation::Stub& stub, const ite::v1::GenerateRequest& req,
                         std::chrono::seconds deadline) {
   GenerateResult r;

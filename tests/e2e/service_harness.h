@@ -108,6 +108,10 @@ struct GenerateResult {
 GenerateResult Generate(ite::v1::Generation::Stub& stub, const ite::v1::GenerateRequest& req,
                         std::chrono::seconds deadline = std::chrono::seconds(120));
 
+// The admin Stats and ModelInfo calls (10 s deadline); a failed call is a test failure.
+ite::v1::StatsResponse GetStats(ite::v1::Generation::Stub& stub);
+ite::v1::ModelInfoResponse GetModelInfo(ite::v1::Generation::Stub& stub);
+
 // A greedy request for `prompt` with `max_tokens`.
 ite::v1::GenerateRequest Greedy(const std::string& prompt, int max_tokens);
 

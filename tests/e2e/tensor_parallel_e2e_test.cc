@@ -20,14 +20,6 @@ namespace {
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 
-ite::v1::StatsResponse GetStats(ite::v1::Generation::Stub& stub) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
-  ite::v1::StatsResponse s;
-  EXPECT_TRUE(stub.Stats(&ctx, ite::v1::StatsRequest(), &s).ok());
-  return s;
-}
-
 // Exit code and output (stderr included) of a shell command.
 int RunWithStderr(const std::string& command, std::string* out) {
   return RunCommand(command + " 2>&1", out);

@@ -1,8 +1,8 @@
 #include "worker/backend/cuda/cuda_model_ops.h"
 
-#include <iterator>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 
 #include "common/check.h"
 #include "common/env_flag.h"
